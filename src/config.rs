@@ -1,0 +1,313 @@
+//! Typed configuration: one TOML file plus `GATEHOUSE_`-prefixed environment
+//! overrides, deserialised whole and validated whole before anything uses it.
+//!
+//! Unknown keys are errors (`deny_unknown_fields` everywhere): a typo in a proxy
+//! config silently ignored is a security hole, not a convenience.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+/// The default configuration, embedded so `gatehouse run` works with no file.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/gatehouse.toml");
+
+/// Why a configuration was refused. The message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("config key `{key}`: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        problem: problem.into(),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub listener: ListenerConfig,
+    #[serde(default)]
+    pub forward: ForwardConfig,
+    #[serde(default)]
+    pub tunnel: TunnelConfig,
+    #[serde(default)]
+    pub accesslog: AccessLogConfig,
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Where clients connect, and the limits that protect the proxy from them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerConfig {
+    pub addresses: Vec<SocketAddr>,
+    /// Connections beyond this are answered 503 and closed at once.
+    pub max_connections: usize,
+    /// Request line plus headers, in bytes; beyond this: 431.
+    pub max_header_bytes: usize,
+    /// Request-target length in bytes; beyond this: 414.
+    pub max_uri_bytes: usize,
+    /// Most header fields in one request; beyond this: 431.
+    pub max_headers: usize,
+    /// A client must deliver a whole request head within this (slowloris); else 408.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection with no request in flight is closed after this.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            addresses: vec![SocketAddr::from(([127, 0, 0, 1], 3128))],
+            max_connections: 10_000,
+            max_header_bytes: 64 * 1024,
+            max_uri_bytes: 8 * 1024,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Absolute-form requests forwarded to origin servers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardConfig {
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time allowed for the origin to send its response head.
+    #[serde(with = "humantime_serde")]
+    pub response_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    /// Pseudonym used in our `Via` entry; a request already carrying it is a loop.
+    pub via_pseudonym: String,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(60),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 32,
+            via_pseudonym: "gatehouse".into(),
+        }
+    }
+}
+
+/// CONNECT tunnels.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TunnelConfig {
+    /// Destination ports a CONNECT may reach; anything else is 403.
+    pub allowed_ports: Vec<u16>,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// A tunnel with no byte in either direction for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for TunnelConfig {
+    fn default() -> Self {
+        Self {
+            allowed_ports: vec![443],
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Elff,
+    Squid,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogConfig {
+    /// A file path, or `-` for standard output.
+    pub path: String,
+    pub format: LogFormat,
+    /// Lines queued for the writer; beyond this lines are dropped and counted,
+    /// because the data path must never wait for a disk.
+    pub queue: usize,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        Self {
+            path: "-".into(),
+            format: LogFormat::Elff,
+            queue: 65_536,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// On SIGTERM/SIGINT, in-flight requests and tunnels get this long to finish.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            grace_period: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path` (or the embedded default when `None`), applies
+    /// `GATEHOUSE_SECTION__KEY` environment overrides, and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let base = match path {
+            Some(p) => Figment::from(Toml::file_exact(p)),
+            None => Figment::from(Toml::string(DEFAULT_CONFIG)),
+        };
+        Self::from_figment(base.merge(Env::prefixed("GATEHOUSE_").split("__")))
+    }
+
+    /// Parses a TOML string with no environment overrides (tests, `explain`).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::from_figment(Figment::from(Toml::string(text)))
+    }
+
+    fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the whole config; the first problem found names its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.listener;
+        if l.addresses.is_empty() {
+            return Err(invalid("listener.addresses", "at least one address is needed"));
+        }
+        if l.max_connections == 0 {
+            return Err(invalid("listener.max_connections", "must be at least 1"));
+        }
+        if !(1024..=1024 * 1024).contains(&l.max_header_bytes) {
+            return Err(invalid(
+                "listener.max_header_bytes",
+                "must be between 1024 and 1048576",
+            ));
+        }
+        if l.max_uri_bytes < 64 || l.max_uri_bytes >= l.max_header_bytes {
+            return Err(invalid(
+                "listener.max_uri_bytes",
+                "must be at least 64 and below listener.max_header_bytes",
+            ));
+        }
+        if !(1..=1000).contains(&l.max_headers) {
+            return Err(invalid("listener.max_headers", "must be between 1 and 1000"));
+        }
+        for (key, d) in [
+            ("listener.header_read_timeout", l.header_read_timeout),
+            ("listener.idle_timeout", l.idle_timeout),
+            ("forward.connect_timeout", self.forward.connect_timeout),
+            ("forward.response_timeout", self.forward.response_timeout),
+            ("tunnel.connect_timeout", self.tunnel.connect_timeout),
+            ("tunnel.idle_timeout", self.tunnel.idle_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be longer than zero"));
+            }
+        }
+        let via = &self.forward.via_pseudonym;
+        if via.is_empty() || !via.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
+            return Err(invalid(
+                "forward.via_pseudonym",
+                "must be a non-empty token of letters, digits, '-', '.', '_'",
+            ));
+        }
+        if self.tunnel.allowed_ports.contains(&0) {
+            return Err(invalid("tunnel.allowed_ports", "port 0 is not a destination"));
+        }
+        if self.accesslog.path.is_empty() {
+            return Err(invalid("accesslog.path", "a file path or '-' for stdout"));
+        }
+        if self.accesslog.queue == 0 {
+            return Err(invalid("accesslog.queue", "must be at least 1"));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(invalid("log.level", e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The access log file, when it is a file.
+    pub fn accesslog_file(&self) -> Option<PathBuf> {
+        (self.accesslog.path != "-").then(|| PathBuf::from(&self.accesslog.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::from_toml(DEFAULT_CONFIG).unwrap();
+        assert_eq!(c.tunnel.allowed_ports, vec![443]);
+        assert_eq!(c.listener.addresses[0].port(), 3128);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_toml("[listener]\nmax_conections = 5\n").unwrap_err();
+        assert!(e.to_string().contains("max_conections"), "{e}");
+    }
+
+    #[test]
+    fn invalid_value_names_key() {
+        let e = Config::from_toml("[tunnel]\nidle_timeout = \"0s\"\n").unwrap_err();
+        assert!(e.to_string().contains("tunnel.idle_timeout"), "{e}");
+        let e = Config::from_toml("[forward]\nvia_pseudonym = \"a b\"\n").unwrap_err();
+        assert!(e.to_string().contains("forward.via_pseudonym"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_is_an_error() {
+        let e = Config::from_toml("[listener]\nidle_timeout = \"soon\"\n").unwrap_err();
+        assert!(e.to_string().contains("idle_timeout"), "{e}");
+    }
+}

@@ -1,0 +1,159 @@
+//! The one place where failures become HTTP answers and access-log fields.
+//!
+//! Every variant knows its status code, its `x-exception-id` (ProxySG-style
+//! names, so existing log tooling keeps working) and its `s-action`.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+/// What went wrong with one transaction, and which side caused it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    // --- the client sent something we refuse to parse or forward ---
+    #[error("malformed request: {0}")]
+    BadRequest(&'static str),
+    #[error("request header block larger than {0} bytes")]
+    HeaderTooLarge(usize),
+    #[error("request URI longer than {0} bytes")]
+    UriTooLong(usize),
+    #[error("the request head did not arrive within the header timeout")]
+    HeaderTimeout,
+    #[error("this is a proxy: send absolute-form requests (GET http://host/path)")]
+    OriginForm,
+    #[error("scheme {0:?} is not supported in absolute-form requests")]
+    UnsupportedScheme(String),
+    #[error("the request loops back to this proxy")]
+    Loop,
+    // --- policy ---
+    #[error("CONNECT to port {0} is not allowed")]
+    PortNotAllowed(u16),
+    #[error("too many connections")]
+    TooManyConnections,
+    // --- the upstream side failed ---
+    #[error("cannot resolve host {0}")]
+    DnsFailure(String),
+    #[error("cannot connect to {0}")]
+    ConnectFailed(String),
+    #[error("upstream {0} timed out")]
+    UpstreamTimeout(String),
+    #[error("upstream {0} sent an invalid response or closed the connection")]
+    UpstreamBroken(String),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        use ProxyError::*;
+        match self {
+            BadRequest(_) | OriginForm | UnsupportedScheme(_) => StatusCode::BAD_REQUEST,
+            HeaderTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
+            Loop => StatusCode::LOOP_DETECTED,
+            PortNotAllowed(_) => StatusCode::FORBIDDEN,
+            TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            DnsFailure(_) | ConnectFailed(_) | UpstreamBroken(_) => StatusCode::BAD_GATEWAY,
+            UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The `x-exception-id` written to the answer and to the access log.
+    pub fn exception_id(&self) -> &'static str {
+        use ProxyError::*;
+        match self {
+            BadRequest(_) | OriginForm => "invalid_request",
+            HeaderTooLarge(_) => "request_header_too_large",
+            UriTooLong(_) => "request_uri_too_long",
+            HeaderTimeout => "request_timeout",
+            UnsupportedScheme(_) => "unsupported_protocol",
+            Loop => "loop_detected",
+            PortNotAllowed(_) => "policy_denied",
+            TooManyConnections => "too_many_connections",
+            DnsFailure(_) => "dns_unresolved_hostname",
+            ConnectFailed(_) | UpstreamBroken(_) => "tcp_error",
+            UpstreamTimeout(_) => "gateway_timeout",
+        }
+    }
+
+    /// The access log's `s-action`: refused by us, or failed upstream.
+    pub fn s_action(&self) -> &'static str {
+        if self.is_upstream() {
+            "TCP_ERR_MISS"
+        } else {
+            "TCP_DENIED"
+        }
+    }
+
+    /// True when the origin side failed, false when the client or policy did.
+    pub fn is_upstream(&self) -> bool {
+        use ProxyError::*;
+        matches!(
+            self,
+            DnsFailure(_) | ConnectFailed(_) | UpstreamTimeout(_) | UpstreamBroken(_)
+        )
+    }
+
+    /// Errors about the byte stream itself leave the connection unusable.
+    pub fn closes_connection(&self) -> bool {
+        use ProxyError::*;
+        matches!(
+            self,
+            BadRequest(_) | HeaderTooLarge(_) | UriTooLong(_) | HeaderTimeout | TooManyConnections
+        )
+    }
+
+    /// The short plain-text answer, as a hyper response.
+    pub fn to_response<B: From<Bytes>>(&self) -> Response<B> {
+        let body = Bytes::from(self.body_text());
+        let mut resp = Response::new(B::from(body));
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        h.insert("x-exception-id", HeaderValue::from_static(self.exception_id()));
+        if self.closes_connection() {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+
+    fn body_text(&self) -> String {
+        format!("Gatehouse: {} ({})\n", self, self.exception_id())
+    }
+
+    /// The same answer as raw HTTP/1.1 bytes, for the places that answer
+    /// before or after hyper owns the connection.
+    pub fn to_wire(&self) -> Vec<u8> {
+        let body = self.body_text();
+        let status = self.status();
+        format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\nx-exception-id: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            self.exception_id(),
+            body.len(),
+            body
+        )
+        .into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_answer_is_a_complete_response() {
+        let wire = ProxyError::HeaderTooLarge(65536).to_wire();
+        let text = String::from_utf8(wire).unwrap();
+        assert!(text.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert!(body.contains("request_header_too_large"));
+    }
+
+    #[test]
+    fn upstream_errors_are_err_miss() {
+        assert_eq!(ProxyError::DnsFailure("x".into()).s_action(), "TCP_ERR_MISS");
+        assert_eq!(ProxyError::PortNotAllowed(25).s_action(), "TCP_DENIED");
+        assert_eq!(ProxyError::UpstreamTimeout("x".into()).status(), 504);
+    }
+}
