@@ -41,6 +41,8 @@ pub struct Config {
     #[serde(default)]
     pub tunnel: TunnelConfig,
     #[serde(default)]
+    pub resolver: ResolverConfig,
+    #[serde(default)]
     pub accesslog: AccessLogConfig,
     #[serde(default)]
     pub shutdown: ShutdownConfig,
@@ -130,6 +132,25 @@ impl Default for TunnelConfig {
             allowed_ports: vec![443],
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// How destination names become addresses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResolverConfig {
+    /// Static names, checked first (like /etc/hosts, per proxy).
+    pub hosts: std::collections::HashMap<String, Vec<std::net::IpAddr>>,
+    /// Ask the system resolver for names not in `hosts`.
+    pub system: bool,
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        Self {
+            hosts: Default::default(),
+            system: true,
         }
     }
 }
@@ -261,6 +282,9 @@ impl Config {
         }
         if self.tunnel.allowed_ports.contains(&0) {
             return Err(invalid("tunnel.allowed_ports", "port 0 is not a destination"));
+        }
+        if let Some((name, _)) = self.resolver.hosts.iter().find(|(_, ips)| ips.is_empty()) {
+            return Err(invalid("resolver.hosts", format!("{name:?} has no address")));
         }
         if self.accesslog.path.is_empty() {
             return Err(invalid("accesslog.path", "a file path or '-' for stdout"));

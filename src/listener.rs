@@ -1,1 +1,135 @@
+//! Accepting clients: the connection limit, the per-connection state, the
+//! framing guard, and hyper's HTTP/1.1 server on top.
+
 pub mod framing;
+pub mod guard;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::accesslog::AccessRecord;
+use crate::conn::ConnState;
+use crate::error::ProxyError;
+use crate::proxy::{self, Proxy};
+use framing::Limits;
+use guard::{GuardedStream, Timeouts};
+
+/// What every accept loop shares.
+pub struct Acceptor {
+    pub proxy: Arc<Proxy>,
+    /// One permit per open client connection.
+    pub slots: Arc<Semaphore>,
+    /// Cancelled on SIGTERM/SIGINT: stop accepting, finish what is in flight.
+    pub graceful: CancellationToken,
+    pub connections: TaskTracker,
+    pub next_id: AtomicU64,
+}
+
+/// Accepts on one listener until shutdown.
+pub async fn accept_loop(listener: TcpListener, acc: Arc<Acceptor>) {
+    loop {
+        let (stream, _peer) = tokio::select! {
+            _ = acc.graceful.cancelled() => return,
+            res = listener.accept() => match res {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let id = acc.next_id.fetch_add(1, Ordering::Relaxed);
+        match acc.slots.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let acc2 = acc.clone();
+                acc.connections.spawn(async move {
+                    serve_connection(stream, id, acc2).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                acc.connections.spawn(refuse_overload(stream, acc.proxy.clone()));
+            }
+        }
+    }
+}
+
+/// Over the connection limit: a clear 503, logged, and the socket closed.
+async fn refuse_overload(mut stream: TcpStream, proxy: Arc<Proxy>) {
+    let e = ProxyError::TooManyConnections;
+    let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
+        return;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        stream.write_all(&e.to_wire()).await?;
+        stream.shutdown().await
+    })
+    .await;
+    let mut r = AccessRecord::new(peer.ip(), local.ip());
+    r.set_error(&e);
+    proxy.log.write(r);
+}
+
+async fn serve_connection(stream: TcpStream, id: u64, acc: Arc<Acceptor>) {
+    let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
+        return;
+    };
+    let cfg = &acc.proxy.config.listener;
+    let conn = ConnState::new(id, peer, local);
+    let limits = Limits {
+        max_header_bytes: cfg.max_header_bytes,
+        max_uri_bytes: cfg.max_uri_bytes,
+        max_headers: cfg.max_headers,
+    };
+    let timeouts = Timeouts {
+        header: cfg.header_read_timeout,
+        idle: cfg.idle_timeout,
+    };
+    let io = GuardedStream::new(stream, limits, timeouts, conn.clone());
+    let (proxy, conn2) = (acc.proxy.clone(), conn.clone());
+    let service = service_fn(move |req| proxy::serve(proxy.clone(), conn2.clone(), req));
+
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        // The guard enforces header and idle timeouts with our own answers.
+        .header_read_timeout(None)
+        .keep_alive(true)
+        // The guard has already bounded the head; hyper must never refuse one
+        // the guard let through.
+        .max_buf_size((cfg.max_header_bytes * 2).max(64 * 1024));
+    if cfg.max_headers > 100 {
+        builder.max_headers(cfg.max_headers);
+    }
+    let served = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+    tokio::pin!(served);
+    let res = tokio::select! {
+        res = &mut served => res,
+        _ = acc.graceful.cancelled() => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
+    if let Some(e) = conn.take_framing_error() {
+        tracing::debug!(client = %peer, error = %e, "request refused before parsing");
+        let mut r = AccessRecord::new(peer.ip(), local.ip());
+        r.set_error(&e);
+        acc.proxy.log.write(r);
+    }
+    if let Err(e) = res {
+        tracing::debug!(client = %peer, requests = conn.requests(), error = %e, "connection ended with an error");
+    }
+}

@@ -1,1 +1,88 @@
-fn main(){}
+//! The `gatehouse` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gatehouse::config::Config;
+
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about = "Authenticating HTTP forward proxy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve, until SIGTERM or SIGINT.
+    Run {
+        /// Config file; the embedded default (config/gatehouse.toml) when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file and exit: non-zero with the problem if it is bad.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match Config::load(config.as_deref()) {
+            Ok(_) => {
+                println!("config OK");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("gatehouse: config error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { config } => {
+            let config = match Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("gatehouse: config error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_tracing(&config.log.level);
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("gatehouse: cannot start runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let stop = tokio_util::sync::CancellationToken::new();
+            let result = runtime.block_on(async {
+                let s = stop.clone();
+                tokio::spawn(async move {
+                    gatehouse::server::signal().await;
+                    s.cancel();
+                });
+                gatehouse::server::run(config, stop).await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("gatehouse: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

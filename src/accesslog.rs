@@ -1,0 +1,122 @@
+//! The access log: one line per transaction, written by a dedicated thread so
+//! the data path never waits for a disk. Lines are queued with `try_send`;
+//! when the queue is full a line is dropped and counted (and the count is
+//! reported), which is the one trade a proxy must make for a stalled disk.
+//! [`AccessLog::close`] drains the queue and flushes: no line is lost on a
+//! graceful shutdown.
+
+pub mod format;
+pub mod record;
+
+use std::fs::OpenOptions;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+pub use record::{AccessRecord, FilterResult};
+
+use crate::config::{AccessLogConfig, LogFormat};
+
+enum Msg {
+    Line(Box<AccessRecord>),
+    Close,
+}
+
+/// Handle to the access log writer; cheap to clone.
+#[derive(Clone)]
+pub struct AccessLog {
+    tx: SyncSender<Msg>,
+    dropped: Arc<AtomicU64>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl AccessLog {
+    /// Opens the configured destination and starts the writer thread.
+    pub fn open(cfg: &AccessLogConfig) -> io::Result<Self> {
+        let (out, is_new): (Box<dyn Write + Send>, bool) = if cfg.path == "-" {
+            (Box::new(io::stdout()), true)
+        } else {
+            let path = PathBuf::from(&cfg.path);
+            let f = OpenOptions::new().create(true).append(true).open(&path)?;
+            let is_new = f.metadata()?.len() == 0;
+            (Box::new(f), is_new)
+        };
+        let (tx, rx) = sync_channel(cfg.queue);
+        let format = cfg.format;
+        let thread = std::thread::Builder::new()
+            .name("accesslog".into())
+            .spawn(move || writer(rx, BufWriter::with_capacity(64 * 1024, out), format, is_new))?;
+        Ok(Self {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Queues one record; never blocks.
+    pub fn write(&self, mut record: AccessRecord) {
+        record.finish();
+        match self.tx.try_send(Msg::Line(Box::new(record))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::warn!(dropped = n, "access log queue full: lines dropped");
+                }
+            }
+        }
+    }
+
+    /// Lines dropped because the writer could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Writes every queued line, flushes, and stops the writer.
+    pub fn close(&self) {
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            // A blocking send: shutdown may wait for the disk, the data path never does.
+            let _ = self.tx.send(Msg::Close);
+            let _ = handle.join();
+        }
+    }
+}
+
+fn writer(rx: Receiver<Msg>, mut out: BufWriter<Box<dyn Write + Send>>, format: LogFormat, is_new: bool) {
+    let mut line = String::with_capacity(512);
+    if format == LogFormat::Elff && is_new {
+        let _ = out.write_all(format::elff_header(SystemTime::now()).as_bytes());
+        let _ = out.flush();
+    }
+    loop {
+        // Flush whenever the queue runs dry, so lines appear promptly when quiet
+        // and in large writes when busy.
+        let msg = match rx.try_recv() {
+            Ok(m) => m,
+            Err(_) => {
+                let _ = out.flush();
+                match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(m) => m,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        };
+        match msg {
+            Msg::Line(r) => {
+                line.clear();
+                format::write_line(&mut line, format, &r);
+                if let Err(e) = out.write_all(line.as_bytes()) {
+                    tracing::error!(error = %e, "access log write failed");
+                }
+            }
+            Msg::Close => break,
+        }
+    }
+    let _ = out.flush();
+}

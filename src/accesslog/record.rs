@@ -1,0 +1,99 @@
+//! One access record per transaction, filled in as the request goes and
+//! written once, when the transaction ends.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+/// ProxySG's `sc-filter-result`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FilterResult {
+    Observed,
+    Denied,
+}
+
+impl FilterResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterResult::Observed => "OBSERVED",
+            FilterResult::Denied => "DENIED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessRecord {
+    #[serde(with = "humantime_serde")]
+    pub start: SystemTime,
+    pub time_taken_ms: u64,
+    pub client_ip: IpAddr,
+    pub username: Option<String>,
+    pub auth_groups: Vec<String>,
+    pub exception_id: Option<&'static str>,
+    pub filter_result: FilterResult,
+    pub categories: Vec<String>,
+    pub status: u16,
+    pub action: &'static str,
+    pub method: String,
+    pub scheme: Option<&'static str>,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+    pub query: Option<String>,
+    pub user_agent: Option<String>,
+    pub server_ip: IpAddr,
+    /// Bytes sent to the client (response head excluded for forwarded requests).
+    pub sc_bytes: u64,
+    /// Bytes received from the client (request body, or tunnel payload).
+    pub cs_bytes: u64,
+    /// The rule that decided, when policy decided.
+    pub rule: Option<String>,
+}
+
+impl AccessRecord {
+    /// A record for a request from `client_ip`, served on `server_ip`; fields
+    /// about the request are filled in by the caller.
+    pub fn new(client_ip: IpAddr, server_ip: IpAddr) -> Self {
+        Self {
+            start: SystemTime::now(),
+            time_taken_ms: 0,
+            client_ip,
+            username: None,
+            auth_groups: Vec::new(),
+            exception_id: None,
+            filter_result: FilterResult::Observed,
+            categories: Vec::new(),
+            status: 0,
+            action: "TCP_NC_MISS",
+            method: String::new(),
+            scheme: None,
+            host: String::new(),
+            port: 0,
+            path: String::new(),
+            query: None,
+            user_agent: None,
+            server_ip,
+            sc_bytes: 0,
+            cs_bytes: 0,
+            rule: None,
+        }
+    }
+
+    /// Stamps the duration; call once, just before writing.
+    pub fn finish(&mut self) {
+        let took = self.start.elapsed().unwrap_or(Duration::ZERO);
+        self.time_taken_ms = took.as_millis() as u64;
+    }
+
+    /// Marks the transaction refused or failed with `e`.
+    pub fn set_error(&mut self, e: &crate::error::ProxyError) {
+        self.status = e.status().as_u16();
+        self.exception_id = Some(e.exception_id());
+        self.action = e.s_action();
+        if !e.is_upstream() {
+            self.filter_result = FilterResult::Denied;
+        }
+    }
+}

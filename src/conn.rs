@@ -1,0 +1,84 @@
+//! Per-connection state, shared by the connection task, its I/O guard and
+//! every request served on it. Later layers attach the authenticated
+//! identity here (NTLM and Negotiate authenticate a connection, not a request).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::error::ProxyError;
+
+/// One accepted client connection.
+#[derive(Debug)]
+pub struct ConnState {
+    pub id: u64,
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+    started: Instant,
+    /// Requests whose response has not been fully written yet.
+    in_flight: AtomicUsize,
+    /// When the last response finished, in ms since `started`.
+    last_done_ms: AtomicU64,
+    /// Requests served on this connection (keep-alive reuse is visible in logs).
+    requests: AtomicU64,
+    /// A framing error found by the guard; answered and logged by the listener.
+    framing_error: Mutex<Option<ProxyError>>,
+}
+
+impl ConnState {
+    pub fn new(id: u64, client: SocketAddr, local: SocketAddr) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            client,
+            local,
+            started: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            framing_error: Mutex::new(None),
+        })
+    }
+
+    /// Marks a request as started; the returned guard marks it finished when dropped
+    /// (after hyper has written the last byte of the response body, or given up).
+    pub fn begin_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) > 0
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// When the connection last finished a response (or was accepted).
+    pub fn last_done(&self) -> Instant {
+        self.started + std::time::Duration::from_millis(self.last_done_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn set_framing_error(&self, e: ProxyError) {
+        *self.framing_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    }
+
+    pub fn take_framing_error(&self) -> Option<ProxyError> {
+        self.framing_error.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// A request in flight on a connection; see [`ConnState::begin_request`].
+#[derive(Debug)]
+pub struct InFlight(Arc<ConnState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let c = &self.0;
+        let ms = c.started.elapsed().as_millis() as u64;
+        c.last_done_ms.store(ms, Ordering::Relaxed);
+        c.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}

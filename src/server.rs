@@ -1,0 +1,109 @@
+//! Start-up and shutdown: bind, serve, and on a signal stop accepting, let
+//! requests and tunnels finish within the grace period, flush the log, return.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::accesslog::AccessLog;
+use crate::config::Config;
+use crate::listener::{accept_loop, Acceptor};
+use crate::proxy::Proxy;
+use crate::resolve::Resolver;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot open access log {path}: {source}")]
+    AccessLog { path: String, source: std::io::Error },
+}
+
+/// Serves until `stop` is cancelled, then shuts down gracefully.
+pub async fn run(config: Config, stop: CancellationToken) -> Result<(), StartError> {
+    let config = Arc::new(config);
+    let mut listeners = Vec::new();
+    for addr in &config.listener.addresses {
+        let l = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr: *addr, source })?;
+        listeners.push(l);
+    }
+    let listening: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+    let log = AccessLog::open(&config.accesslog).map_err(|source| StartError::AccessLog {
+        path: config.accesslog.path.clone(),
+        source,
+    })?;
+    let resolver = Resolver::new(&config.resolver);
+    let proxy = Arc::new(Proxy {
+        client: crate::forward::client(&config.forward, resolver.clone()),
+        resolver,
+        log: log.clone(),
+        listening: listening.clone(),
+        hard_stop: CancellationToken::new(),
+        tunnels: TaskTracker::new(),
+        config: config.clone(),
+    });
+    let acc = Arc::new(Acceptor {
+        proxy: proxy.clone(),
+        slots: Arc::new(Semaphore::new(config.listener.max_connections)),
+        graceful: CancellationToken::new(),
+        connections: TaskTracker::new(),
+        next_id: AtomicU64::new(1),
+    });
+    let mut loops = Vec::new();
+    for l in listeners {
+        loops.push(tokio::spawn(accept_loop(l, acc.clone())));
+    }
+    for a in &listening {
+        tracing::info!(address = %a, "listening");
+    }
+
+    stop.cancelled().await;
+    let grace = config.shutdown.grace_period;
+    tracing::info!(grace = ?grace, "shutting down: no new connections");
+    acc.graceful.cancel();
+    for l in loops {
+        let _ = l.await;
+    }
+    acc.connections.close();
+    proxy.tunnels.close();
+    let drained = tokio::time::timeout(grace, async {
+        acc.connections.wait().await;
+        proxy.tunnels.wait().await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("grace period over: closing remaining tunnels and connections");
+        proxy.hard_stop.cancel();
+        // Tunnels end at once on hard_stop and write their log lines.
+        let _ = tokio::time::timeout(Duration::from_secs(5), proxy.tunnels.wait()).await;
+    }
+    let dropped = log.dropped();
+    tokio::task::spawn_blocking(move || log.close()).await.ok();
+    if dropped > 0 {
+        tracing::warn!(dropped, "access log lines were dropped under load");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+pub async fn signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
