@@ -87,7 +87,12 @@ impl AccessLog {
     }
 }
 
-fn writer(rx: Receiver<Msg>, mut out: BufWriter<Box<dyn Write + Send>>, format: LogFormat, is_new: bool) {
+fn writer(
+    rx: Receiver<Msg>,
+    mut out: BufWriter<Box<dyn Write + Send>>,
+    format: LogFormat,
+    is_new: bool,
+) {
     let mut line = String::with_capacity(512);
     if format == LogFormat::Elff && is_new {
         let _ = out.write_all(format::elff_header(SystemTime::now()).as_bytes());

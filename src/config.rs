@@ -241,7 +241,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let l = &self.listener;
         if l.addresses.is_empty() {
-            return Err(invalid("listener.addresses", "at least one address is needed"));
+            return Err(invalid(
+                "listener.addresses",
+                "at least one address is needed",
+            ));
         }
         if l.max_connections == 0 {
             return Err(invalid("listener.max_connections", "must be at least 1"));
@@ -259,7 +262,10 @@ impl Config {
             ));
         }
         if !(1..=1000).contains(&l.max_headers) {
-            return Err(invalid("listener.max_headers", "must be between 1 and 1000"));
+            return Err(invalid(
+                "listener.max_headers",
+                "must be between 1 and 1000",
+            ));
         }
         for (key, d) in [
             ("listener.header_read_timeout", l.header_read_timeout),
@@ -274,17 +280,27 @@ impl Config {
             }
         }
         let via = &self.forward.via_pseudonym;
-        if via.is_empty() || !via.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b)) {
+        if via.is_empty()
+            || !via
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        {
             return Err(invalid(
                 "forward.via_pseudonym",
                 "must be a non-empty token of letters, digits, '-', '.', '_'",
             ));
         }
         if self.tunnel.allowed_ports.contains(&0) {
-            return Err(invalid("tunnel.allowed_ports", "port 0 is not a destination"));
+            return Err(invalid(
+                "tunnel.allowed_ports",
+                "port 0 is not a destination",
+            ));
         }
         if let Some((name, _)) = self.resolver.hosts.iter().find(|(_, ips)| ips.is_empty()) {
-            return Err(invalid("resolver.hosts", format!("{name:?} has no address")));
+            return Err(invalid(
+                "resolver.hosts",
+                format!("{name:?} has no address"),
+            ));
         }
         if self.accesslog.path.is_empty() {
             return Err(invalid("accesslog.path", "a file path or '-' for stdout"));

@@ -66,7 +66,10 @@ impl ConnState {
     }
 
     pub fn take_framing_error(&self) -> Option<ProxyError> {
-        self.framing_error.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.framing_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 }
 

@@ -107,8 +107,14 @@ impl ProxyError {
         let mut resp = Response::new(B::from(body));
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        h.insert("x-exception-id", HeaderValue::from_static(self.exception_id()));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        h.insert(
+            "x-exception-id",
+            HeaderValue::from_static(self.exception_id()),
+        );
         if self.closes_connection() {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -152,7 +158,10 @@ mod tests {
 
     #[test]
     fn upstream_errors_are_err_miss() {
-        assert_eq!(ProxyError::DnsFailure("x".into()).s_action(), "TCP_ERR_MISS");
+        assert_eq!(
+            ProxyError::DnsFailure("x".into()).s_action(),
+            "TCP_ERR_MISS"
+        );
         assert_eq!(ProxyError::PortNotAllowed(25).s_action(), "TCP_DENIED");
         assert_eq!(ProxyError::UpstreamTimeout("x".into()).status(), 504);
     }

@@ -63,12 +63,19 @@ pub fn target(uri: &Uri) -> Result<Target, ProxyError> {
     let pq = uri.path_and_query().map_or("/", |p| p.as_str());
     let uri = Uri::builder()
         .scheme("http")
-        .authority(if port == 80 { host.to_string() } else { format!("{host}:{port}") })
+        .authority(if port == 80 {
+            host.to_string()
+        } else {
+            format!("{host}:{port}")
+        })
         .path_and_query(pq)
         .build()
         .map_err(|_| ProxyError::BadRequest("invalid URI"))?;
     Ok(Target {
-        host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
         port,
         uri,
     })
@@ -96,7 +103,8 @@ pub async fn forward(
     parts.version = http::Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, RequestBody::new(body, cs_bytes));
     let where_ = || format!("{}:{}", target.host, target.port);
-    let resp = match tokio::time::timeout(cfg.response_timeout, client.request(upstream_req)).await {
+    let resp = match tokio::time::timeout(cfg.response_timeout, client.request(upstream_req)).await
+    {
         Err(_) => return Err(ProxyError::UpstreamTimeout(where_())),
         Ok(Err(e)) => return Err(classify(&e, where_())),
         Ok(Ok(resp)) => resp,
@@ -149,7 +157,10 @@ mod tests {
 
     #[test]
     fn target_refuses_other_forms() {
-        assert_eq!(target(&"/index.html".parse().unwrap()).unwrap_err(), ProxyError::OriginForm);
+        assert_eq!(
+            target(&"/index.html".parse().unwrap()).unwrap_err(),
+            ProxyError::OriginForm
+        );
         assert!(matches!(
             target(&"https://example.test/".parse().unwrap()),
             Err(ProxyError::UnsupportedScheme(_))

@@ -61,7 +61,8 @@ pub async fn accept_loop(listener: TcpListener, acc: Arc<Acceptor>) {
                 });
             }
             Err(_) => {
-                acc.connections.spawn(refuse_overload(stream, acc.proxy.clone()));
+                acc.connections
+                    .spawn(refuse_overload(stream, acc.proxy.clone()));
             }
         }
     }
@@ -114,7 +115,9 @@ async fn serve_connection(stream: TcpStream, id: u64, acc: Arc<Acceptor>) {
     if cfg.max_headers > 100 {
         builder.max_headers(cfg.max_headers);
     }
-    let served = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+    let served = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
     tokio::pin!(served);
     let res = tokio::select! {
         res = &mut served => res,

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use gatehouse::config::Config;
 
 #[derive(Parser)]
-#[command(name = "gatehouse", version, about = "Authenticating HTTP forward proxy")]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Authenticating HTTP forward proxy"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,7 +54,10 @@ fn main() -> ExitCode {
                 }
             };
             init_tracing(&config.log.level);
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("gatehouse: cannot start runtime: {e}");

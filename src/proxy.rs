@@ -56,7 +56,11 @@ impl Proxy {
 }
 
 /// hyper's service function: never fails, every error is an answer.
-pub async fn serve(proxy: Arc<Proxy>, conn: Arc<ConnState>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+pub async fn serve(
+    proxy: Arc<Proxy>,
+    conn: Arc<ConnState>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
     let in_flight = conn.begin_request();
     let mut record = AccessRecord::new(conn.client.ip(), conn.local.ip());
     describe(&mut record, &req);
@@ -82,10 +86,20 @@ fn describe(r: &mut AccessRecord, req: &Request<Incoming>) {
         .get(header::USER_AGENT)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let uri = req.uri();
-    r.scheme = uri.scheme_str().map(|s| if s.eq_ignore_ascii_case("http") { "http" } else { "other" });
+    r.scheme = uri.scheme_str().map(|s| {
+        if s.eq_ignore_ascii_case("http") {
+            "http"
+        } else {
+            "other"
+        }
+    });
     if let Some(a) = uri.authority() {
         r.host = a.host().to_owned(); // never the userinfo
-        r.port = a.port_u16().unwrap_or(if req.method() == Method::CONNECT { 0 } else { 80 });
+        r.port = a.port_u16().unwrap_or(if req.method() == Method::CONNECT {
+            0
+        } else {
+            80
+        });
     }
     if req.method() != Method::CONNECT {
         r.path = uri.path().to_owned();
@@ -97,8 +111,16 @@ fn describe(r: &mut AccessRecord, req: &Request<Incoming>) {
 }
 
 /// Loop check, then the policy decision, shared by both paths.
-fn admit(proxy: &Proxy, req: &Request<Incoming>, host: &str, port: u16, r: &mut AccessRecord) -> Result<(), ProxyError> {
-    if headers::via_names(req.headers(), &proxy.config.forward.via_pseudonym) || proxy.is_self(host, port) {
+fn admit(
+    proxy: &Proxy,
+    req: &Request<Incoming>,
+    host: &str,
+    port: u16,
+    r: &mut AccessRecord,
+) -> Result<(), ProxyError> {
+    if headers::via_names(req.headers(), &proxy.config.forward.via_pseudonym)
+        || proxy.is_self(host, port)
+    {
         return Err(ProxyError::Loop);
     }
     let decision = policy::decide(
@@ -116,7 +138,12 @@ fn admit(proxy: &Proxy, req: &Request<Incoming>, host: &str, port: u16, r: &mut 
     }
 }
 
-async fn forward(proxy: &Proxy, req: Request<Incoming>, r: &mut AccessRecord, in_flight: InFlight) -> Result<Response<ResponseBody>, Failed> {
+async fn forward(
+    proxy: &Proxy,
+    req: Request<Incoming>,
+    r: &mut AccessRecord,
+    in_flight: InFlight,
+) -> Result<Response<ResponseBody>, Failed> {
     let target = match forward::target(req.uri()) {
         Ok(t) => t,
         Err(e) => return Err((e, in_flight)),
@@ -132,7 +159,11 @@ async fn forward(proxy: &Proxy, req: Request<Incoming>, r: &mut AccessRecord, in
         Err(e) => return Err((e, in_flight)),
     };
     r.status = resp.status().as_u16();
-    r.action = if cacheable(&method, &resp) { "TCP_MISS" } else { "TCP_NC_MISS" };
+    r.action = if cacheable(&method, &resp) {
+        "TCP_MISS"
+    } else {
+        "TCP_NC_MISS"
+    };
     let finish = Finish {
         record: std::mem::replace(r, AccessRecord::new(r.client_ip, r.server_ip)),
         log: proxy.log.clone(),
@@ -152,10 +183,17 @@ fn cacheable(method: &Method, resp: &Response<ResponseBody>) -> bool {
             let v = v.to_ascii_lowercase();
             v.contains("no-store") || v.contains("private")
         });
-    (method == Method::GET || method == Method::HEAD) && !cc && !resp.headers().contains_key(header::SET_COOKIE)
+    (method == Method::GET || method == Method::HEAD)
+        && !cc
+        && !resp.headers().contains_key(header::SET_COOKIE)
 }
 
-async fn connect(proxy: &Proxy, mut req: Request<Incoming>, r: &mut AccessRecord, in_flight: InFlight) -> Result<Response<ResponseBody>, Failed> {
+async fn connect(
+    proxy: &Proxy,
+    mut req: Request<Incoming>,
+    r: &mut AccessRecord,
+    in_flight: InFlight,
+) -> Result<Response<ResponseBody>, Failed> {
     let (host, port) = match tunnel::connect_target(req.uri()) {
         Ok(t) => t,
         Err(e) => return Err((e, in_flight)),
@@ -204,14 +242,21 @@ async fn connect(proxy: &Proxy, mut req: Request<Incoming>, r: &mut AccessRecord
 }
 
 /// The single place an error becomes an answer and an access record.
-fn answer_error(proxy: &Proxy, e: ProxyError, mut record: AccessRecord, in_flight: InFlight, is_connect: bool) -> Response<ResponseBody> {
+fn answer_error(
+    proxy: &Proxy,
+    e: ProxyError,
+    mut record: AccessRecord,
+    in_flight: InFlight,
+    is_connect: bool,
+) -> Response<ResponseBody> {
     tracing::debug!(error = %e, client = %record.client_ip, "request refused");
     record.set_error(&e);
     let mut resp: Response<ResponseBody> = e.to_response();
     if is_connect {
         // After a refused CONNECT the client may already be sending tunnel
         // bytes: they must never be read as a request.
-        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     let finish = Finish {
         record,

@@ -53,7 +53,10 @@ impl Resolver {
         }
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
         if addrs.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address")));
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{host} has no address"),
+            ));
         }
         Ok(addrs)
     }
@@ -83,15 +86,24 @@ mod tests {
 
     fn resolver(system: bool) -> Resolver {
         let mut hosts = HashMap::new();
-        hosts.insert("Origin.Example.Test".to_string(), vec!["127.0.0.2".parse().unwrap()]);
+        hosts.insert(
+            "Origin.Example.Test".to_string(),
+            vec!["127.0.0.2".parse().unwrap()],
+        );
         Resolver::new(&ResolverConfig { hosts, system })
     }
 
     #[tokio::test]
     async fn literals_and_table_need_no_resolver() {
         let r = resolver(false);
-        assert_eq!(r.lookup("127.0.0.9", 80).await.unwrap(), vec!["127.0.0.9:80".parse().unwrap()]);
-        assert_eq!(r.lookup("::1", 443).await.unwrap(), vec!["[::1]:443".parse().unwrap()]);
+        assert_eq!(
+            r.lookup("127.0.0.9", 80).await.unwrap(),
+            vec!["127.0.0.9:80".parse().unwrap()]
+        );
+        assert_eq!(
+            r.lookup("::1", 443).await.unwrap(),
+            vec!["[::1]:443".parse().unwrap()]
+        );
         assert_eq!(
             r.lookup("origin.example.TEST", 8080).await.unwrap(),
             vec!["127.0.0.2:8080".parse().unwrap()]
@@ -100,7 +112,10 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_name_fails_without_system_resolver() {
-        let e = resolver(false).lookup("elsewhere.example.test", 80).await.unwrap_err();
+        let e = resolver(false)
+            .lookup("elsewhere.example.test", 80)
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
     }
 }

@@ -20,9 +20,15 @@ use crate::resolve::Resolver;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot open access log {path}: {source}")]
-    AccessLog { path: String, source: std::io::Error },
+    AccessLog {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Serves until `stop` is cancelled, then shuts down gracefully.
@@ -30,10 +36,18 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), StartErr
     let config = Arc::new(config);
     let mut listeners = Vec::new();
     for addr in &config.listener.addresses {
-        let l = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr: *addr, source })?;
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: *addr,
+                source,
+            })?;
         listeners.push(l);
     }
-    let listening: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+    let listening: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
     let log = AccessLog::open(&config.accesslog).map_err(|source| StartError::AccessLog {
         path: config.accesslog.path.clone(),
         source,

@@ -17,7 +17,9 @@ use crate::resolve::Resolver;
 /// The `host:port` of a CONNECT request (authority-form, port required).
 pub fn connect_target(uri: &http::Uri) -> Result<(String, u16), ProxyError> {
     if uri.scheme().is_some() || uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
-        return Err(ProxyError::BadRequest("CONNECT needs an authority-form target (host:port)"));
+        return Err(ProxyError::BadRequest(
+            "CONNECT needs an authority-form target (host:port)",
+        ));
     }
     let auth = uri
         .authority()
@@ -37,7 +39,12 @@ pub fn connect_target(uri: &http::Uri) -> Result<(String, u16), ProxyError> {
 }
 
 /// Resolves and connects, trying each address in turn within one deadline.
-pub async fn dial(resolver: &Resolver, host: &str, port: u16, timeout: Duration) -> Result<TcpStream, ProxyError> {
+pub async fn dial(
+    resolver: &Resolver,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<TcpStream, ProxyError> {
     let deadline = Instant::now() + timeout;
     let name = || format!("{host}:{port}");
     let addrs = match tokio::time::timeout_at(deadline, resolver.lookup(host, port)).await {
@@ -75,16 +82,32 @@ mod tests {
     #[tokio::test]
     async fn dial_refused_is_connect_failed() {
         // Bind then drop to find a port nobody listens on.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let r = Resolver::new(&Default::default());
-        let e = dial(&r, "127.0.0.1", port, Duration::from_secs(2)).await.unwrap_err();
+        let e = dial(&r, "127.0.0.1", port, Duration::from_secs(2))
+            .await
+            .unwrap_err();
         assert!(matches!(e, ProxyError::ConnectFailed(_)), "{e:?}");
     }
 
     #[tokio::test]
     async fn dial_unresolvable_is_dns_failure() {
-        let cfg = crate::config::ResolverConfig { system: false, ..Default::default() };
-        let e = dial(&Resolver::new(&cfg), "nowhere.example.test", 443, Duration::from_secs(2)).await.unwrap_err();
+        let cfg = crate::config::ResolverConfig {
+            system: false,
+            ..Default::default()
+        };
+        let e = dial(
+            &Resolver::new(&cfg),
+            "nowhere.example.test",
+            443,
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(e, ProxyError::DnsFailure(_)), "{e:?}");
     }
 }

@@ -104,8 +104,19 @@ fn squid(out: &mut String, r: &AccessRecord) {
     let url = if r.method == "CONNECT" {
         format!("{}:{}", r.host, r.port)
     } else {
-        let q = r.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
-        format!("{}://{}:{}{}{}", r.scheme.unwrap_or("http"), r.host, r.port, r.path, q)
+        let q = r
+            .query
+            .as_deref()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        format!(
+            "{}://{}:{}{}{}",
+            r.scheme.unwrap_or("http"),
+            r.host,
+            r.port,
+            r.path,
+            q
+        )
     };
     let _ = write!(
         out,

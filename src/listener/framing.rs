@@ -74,13 +74,21 @@ impl Framer {
             State::Head => self.head(input),
             State::Length(left) => {
                 let n = left.min(input.len() as u64);
-                self.state = if n == left { State::Head } else { State::Length(left - n) };
+                self.state = if n == left {
+                    State::Head
+                } else {
+                    State::Length(left - n)
+                };
                 Step::Pass(n as usize)
             }
             State::ChunkSize => self.chunk_size(input),
             State::ChunkData(left) => {
                 let n = left.min(input.len() as u64);
-                self.state = if n == left { State::ChunkEnd } else { State::ChunkData(left - n) };
+                self.state = if n == left {
+                    State::ChunkEnd
+                } else {
+                    State::ChunkData(left - n)
+                };
                 Step::Pass(n as usize)
             }
             State::ChunkEnd => match input {
@@ -97,7 +105,10 @@ impl Framer {
 
     fn head(&mut self, input: &[u8]) -> Step {
         // RFC 9112 §2.2: empty lines before a request line are ignored.
-        let blank = input.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+        let blank = input
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
         if blank > 0 {
             return Step::Pass(blank);
         }
@@ -179,7 +190,9 @@ impl Framer {
         self.state = if line == b"\r\n" || line == b"\n" {
             State::Head
         } else {
-            State::Trailers { seen: seen + line.len() }
+            State::Trailers {
+                seen: seen + line.len(),
+            }
         };
         Step::Pass(line.len())
     }
@@ -236,8 +249,14 @@ fn parse_length(v: &[u8]) -> Option<u64> {
 }
 
 fn trim(v: &[u8]) -> &[u8] {
-    let start = v.iter().position(|b| !matches!(b, b' ' | b'\t')).unwrap_or(v.len());
-    let end = v.iter().rposition(|b| !matches!(b, b' ' | b'\t')).map_or(start, |e| e + 1);
+    let start = v
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(start, |e| e + 1);
     &v[start..end]
 }
 

@@ -38,7 +38,12 @@ fn drive(stream: &[u8], splits: &[usize]) -> (usize, Option<Step>) {
 fn assert_valid_everywhere(stream: &[u8]) {
     for a in 0..=stream.len() {
         let (passed, end) = drive(stream, &[a]);
-        assert_eq!(end, None, "split at {a} of {:?}", String::from_utf8_lossy(stream));
+        assert_eq!(
+            end,
+            None,
+            "split at {a} of {:?}",
+            String::from_utf8_lossy(stream)
+        );
         assert_eq!(passed, stream.len(), "split at {a}");
     }
     // Byte by byte too.
@@ -81,7 +86,9 @@ fn leading_blank_lines_are_skipped() {
 
 #[test]
 fn equal_duplicate_lengths_are_accepted() {
-    assert_valid_everywhere(b"POST http://a/ HTTP/1.1\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nok");
+    assert_valid_everywhere(
+        b"POST http://a/ HTTP/1.1\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nok",
+    );
 }
 
 #[test]
@@ -124,7 +131,9 @@ fn transfer_codings_other_than_final_chunked_are_refused() {
         let s = format!("POST http://a/ HTTP/1.1\r\nTransfer-Encoding: {v}\r\n\r\n");
         assert_eq!(reject_of(s.as_bytes()).status(), 400, "{v:?}");
     }
-    assert_valid_everywhere(b"POST http://a/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n");
+    assert_valid_everywhere(
+        b"POST http://a/ HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    );
     let e = reject_of(b"POST http://a/ HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n");
     assert!(matches!(e, ProxyError::BadRequest(m) if m.contains("HTTP/1.0")));
 }
@@ -141,7 +150,12 @@ fn malformed_heads_are_400() {
         b"GET http://a/ HTTP/1.1\r\n: empty\r\n\r\n",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
     ] {
-        assert_eq!(reject_of(s).status(), 400, "{:?}", String::from_utf8_lossy(s));
+        assert_eq!(
+            reject_of(s).status(),
+            400,
+            "{:?}",
+            String::from_utf8_lossy(s)
+        );
     }
 }
 
@@ -166,7 +180,10 @@ fn long_uris_are_414_complete_or_not() {
     let s = format!("GET http://a/{long} HTTP/1.1\r\n\r\n");
     assert!(matches!(reject_of(s.as_bytes()), ProxyError::UriTooLong(_)));
     let endless = format!("GET http://a/{}", "b".repeat(LIMITS.max_header_bytes));
-    assert!(matches!(reject_of(endless.as_bytes()), ProxyError::UriTooLong(_)));
+    assert!(matches!(
+        reject_of(endless.as_bytes()),
+        ProxyError::UriTooLong(_)
+    ));
 }
 
 #[test]
@@ -179,7 +196,12 @@ fn bad_chunks_are_refused() {
     ] {
         let mut s = b"POST http://a/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         s.extend_from_slice(body);
-        assert_eq!(reject_of(&s).status(), 400, "{:?}", String::from_utf8_lossy(body));
+        assert_eq!(
+            reject_of(&s).status(),
+            400,
+            "{:?}",
+            String::from_utf8_lossy(body)
+        );
     }
     let mut s = b"POST http://a/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     s.extend(std::iter::repeat_n(b'1', MAX_CHUNK_LINE + 1));

@@ -50,22 +50,35 @@ struct Metered<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = (buf.filled().len() - before) as u64;
         if n > 0 {
             let m = &self.meter;
-            let counter = if self.from_client { &m.client_to_server } else { &m.server_to_client };
+            let counter = if self.from_client {
+                &m.client_to_server
+            } else {
+                &m.server_to_client
+            };
             counter.fetch_add(n, Ordering::Relaxed);
-            m.last_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+            m.last_ms
+                .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
         }
         res
     }
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -128,7 +141,12 @@ mod tests {
     async fn copies_both_ways_and_counts() {
         let (mut c_far, c_near) = duplex(1024);
         let (s_near, mut s_far) = duplex(1024);
-        let task = tokio::spawn(relay(c_near, s_near, Duration::from_secs(5), CancellationToken::new()));
+        let task = tokio::spawn(relay(
+            c_near,
+            s_near,
+            Duration::from_secs(5),
+            CancellationToken::new(),
+        ));
         c_far.write_all(b"hello").await.unwrap();
         let mut buf = [0u8; 5];
         s_far.read_exact(&mut buf).await.unwrap();
@@ -146,7 +164,13 @@ mod tests {
     async fn idle_tunnel_is_closed() {
         let (_c_far, c_near) = duplex(64);
         let (s_near, _s_far) = duplex(64);
-        let out = relay(c_near, s_near, Duration::from_secs(30), CancellationToken::new()).await;
+        let out = relay(
+            c_near,
+            s_near,
+            Duration::from_secs(30),
+            CancellationToken::new(),
+        )
+        .await;
         assert_eq!(out.end, End::Idle);
     }
 
@@ -154,14 +178,22 @@ mod tests {
     async fn activity_postpones_idle() {
         let (mut c_far, c_near) = duplex(64);
         let (s_near, mut s_far) = duplex(64);
-        let task = tokio::spawn(relay(c_near, s_near, Duration::from_secs(30), CancellationToken::new()));
+        let task = tokio::spawn(relay(
+            c_near,
+            s_near,
+            Duration::from_secs(30),
+            CancellationToken::new(),
+        ));
         for _ in 0..4 {
             tokio::time::sleep(Duration::from_secs(20)).await;
             c_far.write_all(b"x").await.unwrap();
             let mut b = [0u8; 1];
             s_far.read_exact(&mut b).await.unwrap();
         }
-        assert!(!task.is_finished(), "80 s of traffic every 20 s must not idle out");
+        assert!(
+            !task.is_finished(),
+            "80 s of traffic every 20 s must not idle out"
+        );
         let out = task.await.unwrap();
         assert_eq!(out.end, End::Idle);
         assert_eq!(out.client_to_server, 4);

@@ -1,0 +1,133 @@
+//! The command line as an administrator uses it, and curl as a real client.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn gatehouse() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+}
+
+#[test]
+fn check_accepts_the_shipped_default_and_names_bad_keys() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let ok = gatehouse()
+        .args([
+            "check",
+            "--config",
+            &format!("{root}/config/gatehouse.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[tunnel]\nallowed_portz = [443]\n").unwrap();
+    let out = gatehouse()
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("allowed_portz"), "{err}");
+
+    let out = gatehouse()
+        .args(["check", "--config", "/nonexistent/gatehouse.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn environment_overrides_are_validated_too() {
+    let out = gatehouse()
+        .args(["check"])
+        .env("GATEHOUSE_LISTENER__MAX_CONNECTIONS", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listener.max_connections"));
+    let out = gatehouse()
+        .args(["check"])
+        .env("GATEHOUSE_TUNNEL__IDLE_TIMEOUT", "90s")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn curl_through_the_proxy() {
+    let origin = Origin::start().await;
+    let echo = echo_server().await;
+    let gh = Gatehouse::start(
+        "",
+        &format!("[tunnel]\nallowed_ports = [{}]\n", echo.port()),
+    );
+    let proxy = format!("http://{}", gh.addr());
+    let url = origin.url("/bytes/2048");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args([
+                "-sS",
+                "-x",
+                &proxy,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{size_download}",
+                &url,
+            ])
+            .output()
+    })
+    .await
+    .unwrap()
+    .expect("curl is installed by the test command");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200 2048",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // curl -p: CONNECT, then plain bytes; the echo server returns curl's own request.
+    let proxy = format!("http://{}", gh.addr());
+    let target = format!("http://{echo}/via-tunnel");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("curl")
+            .args([
+                "-sS",
+                "-p",
+                "-x",
+                &proxy,
+                "--max-time",
+                "5",
+                "--http0.9",
+                &target,
+            ])
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        body.starts_with("GET /via-tunnel HTTP/1.1"),
+        "{body} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = gh.log_lines(2);
+    assert_eq!(lines[0]["cs(User-Agent)"].split('/').next(), Some("curl"));
+    assert!(lines.iter().any(|l| l["s-action"] == "TCP_TUNNELED"));
+}

@@ -1,0 +1,476 @@
+//! Test harness: a real origin server and echo server on loopback, and the real
+//! `gatehouse` binary started with a config of the test's choosing.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Ports below 32768 (out of the ephemeral range), spread per test process.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20000 + (std::process::id() % 400) as u16 * 20;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20000 + (base - 20000 + n) % 12000;
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+// === Origin ===
+
+/// What the origin saw of each request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub headers: Vec<(String, String)>,
+    pub body_len: usize,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A real HTTP/1.1 origin on loopback. Paths:
+/// `/bytes/N` N bytes with Content-Length; `/chunked/N` N bytes chunked;
+/// `/echo` echoes the body back (streamed, chunked); `/status/N` empty answer with N;
+/// `/slow/MS` answers after MS milliseconds.
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicUsize>,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Origin {
+    pub async fn start() -> Origin {
+        let port = free_port();
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (c, s) = (connections.clone(), seen.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                c.fetch_add(1, Ordering::SeqCst);
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| origin_handle(req, s.clone()));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Origin {
+            addr,
+            connections,
+            seen,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn last_seen(&self) -> Seen {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("origin saw no request")
+    }
+
+    pub fn requests(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+pub type OriginBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+async fn origin_handle(
+    req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) -> Result<Response<OriginBody>, Infallible> {
+    let path = req.uri().path().to_string();
+    let mut record = Seen {
+        method: req.method().to_string(),
+        uri: req.uri().to_string(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body_len: 0,
+    };
+    let parts: Vec<&str> = path.trim_start_matches('/').splitn(2, '/').collect();
+    let arg = |i: usize| {
+        parts
+            .get(i)
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    let resp = match parts[0] {
+        "echo" => {
+            // Stream the body back as it arrives, frame by frame.
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, hyper::Error>>(4);
+            let mut body = req.into_body();
+            let seen2 = seen.clone();
+            let rec = record.clone();
+            tokio::spawn(async move {
+                let mut total = 0;
+                while let Some(frame) = body.frame().await {
+                    match frame {
+                        Ok(f) => {
+                            if let Some(d) = f.data_ref() {
+                                total += d.len();
+                                if tx.send(Ok(Frame::data(d.clone()))).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let mut rec = rec;
+                rec.body_len = total;
+                seen2.lock().unwrap().push(rec);
+            });
+            let stream = tokio_stream_from(rx);
+            return Ok(Response::new(BodyExt::boxed(StreamBody::new(stream))));
+        }
+        "bytes" => Response::new(full(vec![b'x'; arg(1)])),
+        "chunked" => {
+            let n = arg(1);
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            tokio::spawn(async move {
+                let mut left = n;
+                while left > 0 {
+                    let k = left.min(16 * 1024);
+                    if tx
+                        .send(Ok(Frame::data(Bytes::from(vec![b'y'; k]))))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    left -= k;
+                }
+            });
+            Response::new(BodyExt::boxed(StreamBody::new(tokio_stream_from(rx))))
+        }
+        "status" => {
+            let mut r = Response::new(full(Vec::new()));
+            *r.status_mut() = hyper::StatusCode::from_u16(arg(1) as u16).unwrap();
+            r
+        }
+        "slow" => {
+            tokio::time::sleep(Duration::from_millis(arg(1) as u64)).await;
+            Response::new(full(b"late".to_vec()))
+        }
+        _ => Response::new(full(b"hello from origin".to_vec())),
+    };
+    let mut resp = resp;
+    resp.headers_mut()
+        .insert("connection", "keep-alive, x-origin-hop".parse().unwrap());
+    resp.headers_mut()
+        .insert("x-origin-hop", "must-not-pass".parse().unwrap());
+    resp.headers_mut()
+        .insert("keep-alive", "timeout=5".parse().unwrap());
+    record.body_len = 0;
+    seen.lock().unwrap().push(record);
+    Ok(resp)
+}
+
+fn full(v: Vec<u8>) -> OriginBody {
+    BodyExt::boxed(Full::new(Bytes::from(v)).map_err(|never: Infallible| match never {}))
+}
+
+/// Adapts an mpsc receiver into a `Stream` without pulling in tokio-stream.
+fn tokio_stream_from<T>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_core::Stream<Item = T> {
+    struct S<T>(tokio::sync::mpsc::Receiver<T>);
+    impl<T> futures_core::Stream for S<T> {
+        type Item = T;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<T>> {
+            self.0.poll_recv(cx)
+        }
+    }
+    S(rx)
+}
+
+/// A TCP echo server (the far end of CONNECT tunnels). Returns its address.
+pub async fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind(("127.0.0.1", free_port())).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+// === The proxy under test ===
+
+pub struct Gatehouse {
+    pub port: u16,
+    pub log_path: PathBuf,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Gatehouse {
+    /// Starts the binary with the default config plus `extra` TOML (sections
+    /// in `extra` replace nothing: they must not repeat `[listener]` or `[accesslog]`;
+    /// use `listener_extra` for listener keys).
+    pub fn start(listener_extra: &str, extra: &str) -> Gatehouse {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log_path = dir.path().join("access.log");
+        let config = format!(
+            "[listener]\naddresses = [\"127.0.0.1:{port}\"]\n{listener_extra}\n\
+             [accesslog]\npath = \"{}\"\nformat = \"elff\"\n\
+             [shutdown]\ngrace_period = \"5s\"\n{extra}\n",
+            log_path.display()
+        );
+        let cfg_path = dir.path().join("gatehouse.toml");
+        std::fs::write(&cfg_path, config).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["run", "--config"])
+            .arg(&cfg_path)
+            .env("RUST_LOG", "gatehouse=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("stderr.log")).unwrap(),
+            ))
+            .spawn()
+            .expect("start gatehouse");
+        let mut g = Gatehouse {
+            port,
+            log_path,
+            child: Some(child),
+            _dir: dir,
+        };
+        g.wait_ready();
+        g
+    }
+
+    /// Readiness: the port accepts a connection (bounded number of tries).
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if StdStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("gatehouse exited at start: {status}\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("gatehouse did not listen within 10 s\n{}", self.stderr());
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let ok = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        child.wait().unwrap()
+    }
+
+    pub fn send_term(&self) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gatehouse did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Access log lines (ELFF), as field maps, waiting until at least `n` exist.
+    pub fn log_lines(&self, n: usize) -> Vec<HashMap<String, String>> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let lines = parse_elff(&std::fs::read_to_string(&self.log_path).unwrap_or_default());
+            if lines.len() >= n || Instant::now() > deadline {
+                assert!(
+                    lines.len() >= n,
+                    "expected {n} access log lines, got {}: {lines:?}",
+                    lines.len()
+                );
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Gatehouse {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Parses an ELFF file: header checked, each line split on spaces outside quotes.
+pub fn parse_elff(text: &str) -> Vec<HashMap<String, String>> {
+    let mut fields: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if let Some(f) = line.strip_prefix("#Fields: ") {
+            fields = f.split(' ').map(str::to_string).collect();
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        assert!(!fields.is_empty(), "log line before #Fields: {line}");
+        let mut vals = Vec::new();
+        let mut cur = String::new();
+        let mut quoted = false;
+        for c in line.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                ' ' if !quoted => vals.push(std::mem::take(&mut cur)),
+                _ => cur.push(c),
+            }
+        }
+        vals.push(cur);
+        assert_eq!(vals.len(), fields.len(), "field count in {line}");
+        out.push(fields.iter().cloned().zip(vals).collect());
+    }
+    out
+}
+
+// === Raw client helpers ===
+
+/// Sends raw bytes on a fresh connection, returns everything the proxy sent
+/// back until it closed (or `wait` passed without a byte).
+pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    read_until_close(&mut s, wait).await
+}
+
+/// Reads until the peer closes, or nothing arrives for `wait`.
+pub async fn read_until_close(s: &mut tokio::net::TcpStream, wait: Duration) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(Ok(n)) = tokio::time::timeout(wait, s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of the first response in `text`.
+pub fn status_of(text: &str) -> u16 {
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// An HTTP/1.1 client connection to the proxy that sends absolute-form URIs as given.
+pub async fn proxy_conn(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<OriginBody> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+pub fn body(v: impl Into<Vec<u8>>) -> OriginBody {
+    full(v.into())
+}
+
+pub fn empty() -> OriginBody {
+    full(Vec::new())
+}
+
+pub async fn read_all(resp: Response<Incoming>) -> Vec<u8> {
+    resp.into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec()
+}

@@ -1,0 +1,150 @@
+//! CONNECT tunnels through the real binary to a real echo server, and shutdown.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Opens a tunnel to `dest` and returns the stream after the 200.
+async fn open_tunnel(gh: &Gatehouse, dest: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(gh.addr()).await.unwrap();
+    s.write_all(format!("CONNECT {dest} HTTP/1.1\r\nHost: {dest}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut b).await.unwrap(),
+            1,
+            "closed during CONNECT: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(b[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert_eq!(status_of(&head), 200, "{head}");
+    s
+}
+
+async fn echo_round(s: &mut TcpStream, payload: &[u8]) {
+    s.write_all(payload).await.unwrap();
+    let mut back = vec![0u8; payload.len()];
+    s.read_exact(&mut back).await.unwrap();
+    assert_eq!(back, payload);
+}
+
+#[tokio::test]
+async fn connect_relays_both_ways_and_logs_on_close() {
+    let echo = echo_server().await;
+    let gh = Gatehouse::start(
+        "",
+        &format!("[tunnel]\nallowed_ports = [{}]\n", echo.port()),
+    );
+    let mut s = open_tunnel(&gh, echo).await;
+    echo_round(&mut s, b"hello through the tunnel").await;
+    let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+    let (mut r, mut w) = s.into_split();
+    let writer = tokio::spawn(async move {
+        w.write_all(&big).await.unwrap();
+        w.shutdown().await.unwrap();
+        big
+    });
+    let mut back = Vec::new();
+    r.read_to_end(&mut back).await.unwrap();
+    assert_eq!(back, writer.await.unwrap());
+    let line = &gh.log_lines(1)[0];
+    assert_eq!(line["s-action"], "TCP_TUNNELED");
+    assert_eq!(line["cs-method"], "CONNECT");
+    assert_eq!(line["cs-host"], "127.0.0.1");
+    assert_eq!(line["cs-uri-port"], echo.port().to_string());
+    assert_eq!(line["cs-bytes"], (24 + 1_000_000).to_string());
+    assert_eq!(line["sc-bytes"], (24 + 1_000_000).to_string());
+    assert_eq!(line["sc-status"], "200");
+}
+
+#[tokio::test]
+async fn connect_failures_are_answered() {
+    let closed = free_port();
+    let gh = Gatehouse::start(
+        "",
+        &format!("[tunnel]\nallowed_ports = [443, {closed}]\n[resolver]\nsystem = false\n"),
+    );
+    let refused = raw_exchange(
+        gh.addr(),
+        format!("CONNECT 127.0.0.1:{closed} HTTP/1.1\r\n\r\n").as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status_of(&refused), 502, "{refused}");
+    let dns = raw_exchange(
+        gh.addr(),
+        b"CONNECT nowhere.example.test:443 HTTP/1.1\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status_of(&dns), 502, "{dns}");
+    assert!(dns.contains("dns_unresolved_hostname"));
+    let no_port = raw_exchange(
+        gh.addr(),
+        b"CONNECT example.test HTTP/1.1\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status_of(&no_port), 400, "{no_port}");
+    let lines = gh.log_lines(3);
+    assert_eq!(lines[0]["s-action"], "TCP_ERR_MISS");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_lets_an_open_tunnel_finish() {
+    let echo = echo_server().await;
+    let gh_cfg = format!("[tunnel]\nallowed_ports = [{}]\n", echo.port());
+    let mut gh = Gatehouse::start("", &gh_cfg);
+    let mut s = open_tunnel(&gh, echo).await;
+    echo_round(&mut s, b"before").await;
+    gh.send_term();
+    // New connections are refused once the listener is closed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(gh.addr()).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting after SIGTERM"
+        );
+        tokio::task::yield_now().await;
+    }
+    // The open tunnel still works during the grace period.
+    echo_round(&mut s, b"during shutdown").await;
+    drop(s);
+    let status = gh.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}");
+    let line = &gh.log_lines(1)[0];
+    assert_eq!(line["s-action"], "TCP_TUNNELED");
+    assert_eq!(line["cs-bytes"], "21");
+}
+
+#[tokio::test]
+async fn shutdown_deadline_closes_a_lingering_tunnel_and_logs_it() {
+    let echo = echo_server().await;
+    let cfg = format!("[tunnel]\nallowed_ports = [{}]\n", echo.port());
+    let mut gh = Gatehouse::start("", &cfg);
+    let mut s = open_tunnel(&gh, echo).await;
+    echo_round(&mut s, b"x").await;
+    let started = std::time::Instant::now();
+    gh.send_term();
+    // The harness sets grace_period = 5s: the tunnel is cut then, not left hanging.
+    let mut b = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(15), s.read(&mut b))
+        .await
+        .expect("tunnel never closed");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "closed before the grace period"
+    );
+    assert!(gh.wait_exit(Duration::from_secs(10)).success());
+    assert_eq!(gh.log_lines(1)[0]["s-action"], "TCP_TUNNELED");
+}
