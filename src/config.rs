@@ -12,6 +12,8 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
+use crate::directory::config::RealmConfig;
+
 /// The default configuration, embedded so `gatehouse run` works with no file.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/gatehouse.toml");
 
@@ -48,6 +50,63 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// The realm files named by `auth.realms`, loaded and checked with the config.
+    #[serde(skip)]
+    pub realm_configs: Vec<RealmConfig>,
+}
+
+/// Authentication schemes offered in `Proxy-Authenticate`, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    Basic,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Every request must authenticate (the policy layers refine this later).
+    pub required: bool,
+    pub schemes: Vec<Scheme>,
+    /// The `realm="..."` of the Basic challenge, shown by browsers.
+    pub basic_realm: String,
+    /// Realm files, tried in this order. Relative paths are relative to the
+    /// directory gatehouse is started in.
+    pub realms: Vec<PathBuf>,
+    /// A verified user+password is trusted this long without asking the realm.
+    #[serde(with = "humantime_serde")]
+    pub credential_ttl: Duration,
+    /// A refused user+password is refused this long without asking the realm.
+    #[serde(with = "humantime_serde")]
+    pub failure_ttl: Duration,
+    /// While realms are unreachable, verified credentials keep working this long past their TTL.
+    #[serde(with = "humantime_serde")]
+    pub stale_grace: Duration,
+    pub credential_cache_capacity: u64,
+    /// Consecutive failed attempts on one connection before it is closed.
+    pub max_failures_per_connection: u32,
+    /// A refused request's body is read and discarded up to this size so the
+    /// connection survives the 407 (NTLM and Negotiate depend on it); larger: closed.
+    pub max_drain_bytes: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            required: true,
+            schemes: vec![Scheme::Basic],
+            basic_realm: "Gatehouse Proxy".into(),
+            realms: vec![PathBuf::from("realms/local.toml")],
+            credential_ttl: Duration::from_secs(300),
+            failure_ttl: Duration::from_secs(30),
+            stale_grace: Duration::from_secs(3600),
+            credential_cache_capacity: 100_000,
+            max_failures_per_connection: 5,
+            max_drain_bytes: 1024 * 1024,
+        }
+    }
 }
 
 /// Where clients connect, and the limits that protect the proxy from them.
@@ -232,8 +291,22 @@ impl Config {
     }
 
     fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
-        let config: Config = figment.extract().map_err(Box::new)?;
+        let mut config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
+        for path in &config.auth.realms {
+            let realm = RealmConfig::load(path).map_err(|e| invalid("auth.realms", e))?;
+            if config
+                .realm_configs
+                .iter()
+                .any(|r| r.name() == realm.name())
+            {
+                return Err(invalid(
+                    "auth.realms",
+                    format!("two realms are named {:?}", realm.name()),
+                ));
+            }
+            config.realm_configs.push(realm);
+        }
         Ok(config)
     }
 
@@ -307,6 +380,33 @@ impl Config {
         }
         if self.accesslog.queue == 0 {
             return Err(invalid("accesslog.queue", "must be at least 1"));
+        }
+        let a = &self.auth;
+        if a.required && (a.realms.is_empty() || a.schemes.is_empty()) {
+            return Err(invalid(
+                "auth.realms",
+                "auth.required needs at least one realm and one scheme",
+            ));
+        }
+        if !crate::auth::header::valid_realm(&a.basic_realm) {
+            return Err(invalid(
+                "auth.basic_realm",
+                "1-128 printable characters, no '\"' or '\\'",
+            ));
+        }
+        for (key, d) in [
+            ("auth.credential_ttl", a.credential_ttl),
+            ("auth.failure_ttl", a.failure_ttl),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be longer than zero"));
+            }
+        }
+        if a.max_failures_per_connection == 0 {
+            return Err(invalid(
+                "auth.max_failures_per_connection",
+                "must be at least 1",
+            ));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(invalid("log.level", e.to_string()));

@@ -3,11 +3,21 @@
 //! identity here (NTLM and Negotiate authenticate a connection, not a request).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
 use std::time::Instant;
 
+use crate::auth::identity::Authenticated;
 use crate::error::ProxyError;
+
+/// The proxy's answer to a CONNECT, as the framing guard needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectVerdict {
+    Pending,
+    Accepted,
+    Refused,
+}
 
 /// One accepted client connection.
 #[derive(Debug)]
@@ -24,6 +34,13 @@ pub struct ConnState {
     requests: AtomicU64,
     /// A framing error found by the guard; answered and logged by the listener.
     framing_error: Mutex<Option<ProxyError>>,
+    /// The answer to the CONNECT in progress, and the guard waiting for it.
+    connect: Mutex<(ConnectVerdict, Option<Waker>)>,
+    /// Consecutive failed authentication attempts.
+    auth_failures: AtomicU32,
+    /// The last identity established on this connection (NTLM and Negotiate
+    /// authenticate the connection; Basic re-presents on every request).
+    identity: Mutex<Option<Authenticated>>,
 }
 
 impl ConnState {
@@ -37,7 +54,56 @@ impl ConnState {
             last_done_ms: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             framing_error: Mutex::new(None),
+            connect: Mutex::new((ConnectVerdict::Pending, None)),
+            auth_failures: AtomicU32::new(0),
+            identity: Mutex::new(None),
         })
+    }
+
+    /// Records the proxy's answer to the CONNECT and wakes the guard.
+    pub fn answer_connect(&self, accepted: bool) {
+        let mut c = self.connect.lock().unwrap_or_else(|p| p.into_inner());
+        c.0 = if accepted {
+            ConnectVerdict::Accepted
+        } else {
+            ConnectVerdict::Refused
+        };
+        if let Some(w) = c.1.take() {
+            w.wake();
+        }
+    }
+
+    /// Takes the answer to the pending CONNECT, or registers `waker` for it.
+    pub fn take_connect_verdict(&self, waker: &Waker) -> ConnectVerdict {
+        let mut c = self.connect.lock().unwrap_or_else(|p| p.into_inner());
+        match c.0 {
+            ConnectVerdict::Pending => {
+                c.1 = Some(waker.clone());
+                ConnectVerdict::Pending
+            }
+            v => {
+                c.0 = ConnectVerdict::Pending;
+                v
+            }
+        }
+    }
+
+    /// Counts a failed attempt; returns how many in a row.
+    pub fn auth_failed(&self) -> u32 {
+        self.auth_failures.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Binds an identity to the connection and resets the failure count.
+    pub fn auth_succeeded(&self, who: &Authenticated) {
+        self.auth_failures.store(0, Ordering::Relaxed);
+        *self.identity.lock().unwrap_or_else(|p| p.into_inner()) = Some(who.clone());
+    }
+
+    pub fn identity(&self) -> Option<Authenticated> {
+        self.identity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Marks a request as started; the returned guard marks it finished when dropped

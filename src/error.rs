@@ -29,6 +29,13 @@ pub enum ProxyError {
     PortNotAllowed(u16),
     #[error("too many connections")]
     TooManyConnections,
+    // --- authentication ---
+    #[error("proxy authentication required")]
+    AuthRequired,
+    #[error("proxy authentication failed")]
+    AuthFailed,
+    #[error("directory unavailable: cannot verify credentials now, try again later")]
+    DirectoryUnavailable,
     // --- the upstream side failed ---
     #[error("cannot resolve host {0}")]
     DnsFailure(String),
@@ -50,6 +57,8 @@ impl ProxyError {
             HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
             Loop => StatusCode::LOOP_DETECTED,
             PortNotAllowed(_) => StatusCode::FORBIDDEN,
+            AuthRequired | AuthFailed => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            DirectoryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             DnsFailure(_) | ConnectFailed(_) | UpstreamBroken(_) => StatusCode::BAD_GATEWAY,
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -68,6 +77,9 @@ impl ProxyError {
             Loop => "loop_detected",
             PortNotAllowed(_) => "policy_denied",
             TooManyConnections => "too_many_connections",
+            AuthRequired => "authentication_required",
+            AuthFailed => "authentication_failed",
+            DirectoryUnavailable => "directory_unavailable",
             DnsFailure(_) => "dns_unresolved_hostname",
             ConnectFailed(_) | UpstreamBroken(_) => "tcp_error",
             UpstreamTimeout(_) => "gateway_timeout",
@@ -76,7 +88,9 @@ impl ProxyError {
 
     /// The access log's `s-action`: refused by us, or failed upstream.
     pub fn s_action(&self) -> &'static str {
-        if self.is_upstream() {
+        if *self == ProxyError::AuthFailed {
+            "TCP_AUTH_MISS"
+        } else if self.is_upstream() {
             "TCP_ERR_MISS"
         } else {
             "TCP_DENIED"

@@ -6,9 +6,11 @@
 #![forbid(unsafe_code)]
 
 pub mod accesslog;
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod conn;
+pub mod directory;
 pub mod error;
 pub mod forward;
 pub mod listener;

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gatehouse::config::Config;
 
+mod admin;
+
 #[derive(Parser)]
 #[command(
     name = "gatehouse",
@@ -25,10 +27,30 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
-    /// Validate a config file and exit: non-zero with the problem if it is bad.
+    /// Validate a config file and its realms, and try each directory: exit 2
+    /// when the config is bad, 3 when a directory cannot be reached.
     Check {
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+    /// Add a user to a local users file, or change their password.
+    /// The password is read from the terminal (twice) or one line of stdin.
+    Passwd {
+        /// The users file (see realms/local.toml); created if missing.
+        #[arg(long)]
+        users: PathBuf,
+        user: String,
+        /// Set the user's groups (repeat for several); unchanged when omitted.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+    },
+    /// Check a user's password against the configured realms and show the
+    /// DN and groups found. The password is read from the terminal or stdin.
+    AuthTest {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        user: String,
     },
 }
 
@@ -36,10 +58,22 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => match Config::load(config.as_deref()) {
-            Ok(_) => {
+            Ok(config) => {
                 println!("config OK");
-                ExitCode::SUCCESS
+                admin::check_realms(&config)
             }
+            Err(e) => {
+                eprintln!("gatehouse: config error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Passwd {
+            users,
+            user,
+            groups,
+        } => admin::passwd(&users, &user, &groups),
+        Command::AuthTest { config, user } => match Config::load(config.as_deref()) {
+            Ok(config) => admin::auth_test(&config, &user),
             Err(e) => {
                 eprintln!("gatehouse: config error: {e}");
                 ExitCode::from(2)

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::accesslog::{AccessLog, AccessRecord};
+use crate::auth::{AuthFailure, Authenticator};
 use crate::body::{Finish, ResponseBody};
 use crate::config::Config;
 use crate::conn::{ConnState, InFlight};
@@ -29,6 +30,7 @@ pub struct Proxy {
     pub client: UpstreamClient,
     pub resolver: Resolver,
     pub log: AccessLog,
+    pub auth: Authenticator,
     /// Addresses we listen on, for loop detection.
     pub listening: Vec<SocketAddr>,
     /// Cancelled when the shutdown grace period is over: tunnels close.
@@ -65,15 +67,115 @@ pub async fn serve(
     let mut record = AccessRecord::new(conn.client.ip(), conn.local.ip());
     describe(&mut record, &req);
     let is_connect = req.method() == Method::CONNECT;
+    if proxy.auth.required() {
+        if let Err(e) = authenticate(&proxy, &conn, &req, &mut record).await {
+            let close =
+                e == ProxyError::AuthFailed && conn.auth_failed() >= proxy.auth.max_failures();
+            let resp = refuse(&proxy, &conn, e, req, record, in_flight, close).await;
+            return Ok(resp);
+        }
+    }
     let result = if is_connect {
-        connect(&proxy, req, &mut record, in_flight).await
+        connect(&proxy, &conn, req, &mut record, in_flight).await
     } else {
         forward(&proxy, req, &mut record, in_flight).await
     };
     Ok(match result {
         Ok(resp) => resp,
-        Err((e, in_flight)) => answer_error(&proxy, e, record, in_flight, is_connect),
+        Err((e, in_flight)) => {
+            if is_connect {
+                conn.answer_connect(false);
+            }
+            answer_error(&proxy, e, record, in_flight, is_connect)
+        }
     })
+}
+
+/// Checks the request's credentials; on success the identity goes to the
+/// record and to the connection.
+async fn authenticate(
+    proxy: &Proxy,
+    conn: &ConnState,
+    req: &Request<Incoming>,
+    r: &mut AccessRecord,
+) -> Result<(), ProxyError> {
+    let presented = req.headers().get_all(header::PROXY_AUTHORIZATION).iter();
+    match proxy.auth.authenticate(presented).await {
+        Ok(who) => {
+            r.username = Some(who.identity.user.clone());
+            r.auth_groups = who.identity.group_names();
+            r.auth_scheme = Some(who.log_scheme());
+            conn.auth_succeeded(&who);
+            Ok(())
+        }
+        Err(AuthFailure::Missing) => Err(ProxyError::AuthRequired),
+        Err(AuthFailure::Malformed(why)) => {
+            tracing::debug!(client = %r.client_ip, reason = %why, "unreadable credentials");
+            Err(ProxyError::AuthFailed)
+        }
+        Err(AuthFailure::UnsupportedScheme(scheme)) => {
+            tracing::debug!(client = %r.client_ip, %scheme, "credentials in a scheme that is not enabled");
+            Err(ProxyError::AuthRequired)
+        }
+        Err(AuthFailure::Rejected { user }) => {
+            tracing::info!(client = %r.client_ip, %user, "authentication failed");
+            r.username = Some(user);
+            Err(ProxyError::AuthFailed)
+        }
+        Err(AuthFailure::Unavailable { user, reason }) => {
+            tracing::warn!(client = %r.client_ip, %user, %reason, "cannot authenticate: directory unavailable");
+            r.username = Some(user);
+            Err(ProxyError::DirectoryUnavailable)
+        }
+    }
+}
+
+/// Answers an authentication refusal. The unread request body is drained
+/// first (bounded in size and time) so the connection survives the 407.
+async fn refuse(
+    proxy: &Proxy,
+    conn: &ConnState,
+    e: ProxyError,
+    req: Request<Incoming>,
+    record: AccessRecord,
+    in_flight: InFlight,
+    mut close: bool,
+) -> Response<ResponseBody> {
+    let is_connect = req.method() == Method::CONNECT;
+    if is_connect {
+        conn.answer_connect(false);
+    }
+    let limit = proxy.config.auth.max_drain_bytes;
+    let wait = proxy.config.listener.header_read_timeout;
+    if !drain(req.into_body(), limit, wait).await {
+        close = true;
+    }
+    let mut resp = answer_error(proxy, e, record, in_flight, false);
+    if close {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// Reads and discards a body; false when it is larger than `limit` or slower than `wait`.
+async fn drain(mut body: Incoming, limit: u64, wait: std::time::Duration) -> bool {
+    use http_body_util::BodyExt;
+    if hyper::body::Body::is_end_stream(&body) {
+        return true;
+    }
+    let mut seen = 0u64;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > limit {
+                return false;
+            }
+        }
+        true
+    };
+    tokio::time::timeout(wait, read).await.unwrap_or(false)
 }
 
 type Failed = (ProxyError, InFlight);
@@ -190,6 +292,7 @@ fn cacheable(method: &Method, resp: &Response<ResponseBody>) -> bool {
 
 async fn connect(
     proxy: &Proxy,
+    conn: &ConnState,
     mut req: Request<Incoming>,
     r: &mut AccessRecord,
     in_flight: InFlight,
@@ -236,6 +339,7 @@ async fn connect(
         }
         log.write(record);
     });
+    conn.answer_connect(true);
     let mut resp = Response::new(ResponseBody::full(bytes::Bytes::new()));
     *resp.status_mut() = StatusCode::OK;
     Ok(resp)
@@ -252,6 +356,12 @@ fn answer_error(
     tracing::debug!(error = %e, client = %record.client_ip, "request refused");
     record.set_error(&e);
     let mut resp: Response<ResponseBody> = e.to_response();
+    if e.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        for c in proxy.auth.challenges() {
+            resp.headers_mut()
+                .append(header::PROXY_AUTHENTICATE, c.clone());
+        }
+    }
     if is_connect {
         // After a refused CONNECT the client may already be sending tunnel
         // bytes: they must never be read as a request.

@@ -29,11 +29,25 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("authentication: {0}")]
+    Auth(String),
+}
+
+/// Builds the realms and the authenticator the config names.
+pub fn authenticator(config: &Config) -> Result<crate::auth::Authenticator, StartError> {
+    let realms = config
+        .realm_configs
+        .iter()
+        .map(crate::directory::Realm::build)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(StartError::Auth)?;
+    crate::auth::Authenticator::new(&config.auth, realms).map_err(StartError::Auth)
 }
 
 /// Serves until `stop` is cancelled, then shuts down gracefully.
 pub async fn run(config: Config, stop: CancellationToken) -> Result<(), StartError> {
     let config = Arc::new(config);
+    let auth = authenticator(&config)?;
     let mut listeners = Vec::new();
     for addr in &config.listener.addresses {
         let l = TcpListener::bind(addr)
@@ -57,6 +71,7 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), StartErr
         client: crate::forward::client(&config.forward, resolver.clone()),
         resolver,
         log: log.clone(),
+        auth,
         listening: listening.clone(),
         hard_stop: CancellationToken::new(),
         tunnels: TaskTracker::new(),

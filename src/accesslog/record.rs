@@ -50,6 +50,8 @@ pub struct AccessRecord {
     pub cs_bytes: u64,
     /// The rule that decided, when policy decided.
     pub rule: Option<String>,
+    /// How the user authenticated: `basic`, `basic-cached`, ...
+    pub auth_scheme: Option<String>,
 }
 
 impl AccessRecord {
@@ -78,6 +80,7 @@ impl AccessRecord {
             sc_bytes: 0,
             cs_bytes: 0,
             rule: None,
+            auth_scheme: None,
         }
     }
 

@@ -31,7 +31,11 @@ pub enum Step {
     NeedMore,
     /// The bytes start a request we refuse. The connection is done.
     Reject(ProxyError),
-    /// A CONNECT head went by: everything from here is tunnel payload.
+    /// A CONNECT head went by: what follows is tunnel payload if the proxy
+    /// answers 2xx, or the next request if it refuses. Call
+    /// [`Framer::connect_answered`] before stepping again.
+    AwaitConnect,
+    /// The CONNECT was accepted: everything from here is tunnel payload.
     Tunnel,
 }
 
@@ -43,6 +47,7 @@ enum State {
     ChunkData(u64),
     ChunkEnd,
     Trailers { seen: usize },
+    ConnectPending,
     Tunnel,
 }
 
@@ -66,10 +71,28 @@ impl Framer {
         self.state == State::Head
     }
 
+    /// True after a CONNECT head, until [`Framer::connect_answered`].
+    pub fn awaiting_connect(&self) -> bool {
+        self.state == State::ConnectPending
+    }
+
+    /// True once a CONNECT was accepted.
+    pub fn in_tunnel(&self) -> bool {
+        self.state == State::Tunnel
+    }
+
+    /// The proxy's answer to the pending CONNECT: tunnel, or keep framing requests.
+    pub fn connect_answered(&mut self, accepted: bool) {
+        if self.state == State::ConnectPending {
+            self.state = if accepted { State::Tunnel } else { State::Head };
+        }
+    }
+
     /// Examines `input` (the bytes held, starting at the current position).
     pub fn step(&mut self, input: &[u8]) -> Step {
         match self.state {
             State::Tunnel => Step::Tunnel,
+            State::ConnectPending => Step::AwaitConnect,
             _ if input.is_empty() => Step::NeedMore,
             State::Head => self.head(input),
             State::Length(left) => {
@@ -134,7 +157,7 @@ impl Framer {
             Err(e) => return Step::Reject(e),
         };
         self.state = match framing {
-            _ if req.method == Some("CONNECT") => State::Tunnel,
+            _ if req.method == Some("CONNECT") => State::ConnectPending,
             BodyFraming::None | BodyFraming::Length(0) => State::Head,
             BodyFraming::Length(n) => State::Length(n),
             BodyFraming::Chunked => State::ChunkSize,

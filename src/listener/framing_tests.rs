@@ -92,11 +92,38 @@ fn equal_duplicate_lengths_are_accepted() {
 }
 
 #[test]
-fn connect_switches_to_tunnel() {
+fn connect_waits_for_the_answer() {
     let s = b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n\x16\x03\x01garbage";
     let (passed, end) = drive(s, &[]);
-    assert_eq!(end, Some(Step::Tunnel));
+    assert_eq!(end, Some(Step::AwaitConnect));
     assert_eq!(passed, s.len());
+}
+
+#[test]
+fn accepted_connect_is_a_tunnel() {
+    let head = b"CONNECT a:443 HTTP/1.1\r\n\r\n";
+    let mut f = Framer::new(LIMITS);
+    assert_eq!(f.step(head), Step::Pass(head.len()));
+    assert!(f.awaiting_connect());
+    assert_eq!(f.step(b"\x16\x03"), Step::AwaitConnect);
+    f.connect_answered(true);
+    assert!(f.in_tunnel());
+    assert_eq!(f.step(b"GET / HTTP/1.1\r\n\r\n"), Step::Tunnel);
+}
+
+#[test]
+fn refused_connect_keeps_framing_requests() {
+    let head = b"CONNECT a:443 HTTP/1.1\r\n\r\n";
+    let mut f = Framer::new(LIMITS);
+    assert_eq!(f.step(head), Step::Pass(head.len()));
+    f.connect_answered(false);
+    assert!(f.at_head());
+    let next = b"CONNECT a:443 HTTP/1.1\r\nProxy-Authorization: Basic eDp5\r\n\r\n";
+    assert_eq!(f.step(next), Step::Pass(next.len()));
+    // A refused CONNECT followed by smuggled framing is still caught.
+    f.connect_answered(false);
+    let bad = b"POST http://a/ HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert!(matches!(f.step(bad), Step::Reject(_)));
 }
 
 #[test]

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::framing::{Framer, Limits, Step};
-use crate::conn::ConnState;
+use crate::conn::{ConnState, ConnectVerdict};
 use crate::error::ProxyError;
 
 const READ_CHUNK: usize = 16 * 1024;
@@ -130,6 +130,18 @@ impl AsyncRead for GuardedStream {
             if this.answer.is_some() {
                 return Poll::Ready(Ok(())); // end of stream for hyper
             }
+            if this.framer.awaiting_connect() {
+                // Tunnel bytes or the next request? Only the proxy's answer says.
+                match this.conn.take_connect_verdict(cx.waker()) {
+                    ConnectVerdict::Pending => return Poll::Pending,
+                    v => this.framer.connect_answered(v == ConnectVerdict::Accepted),
+                }
+            }
+            if this.framer.in_tunnel() {
+                this.tunnel = true;
+                this.checked = this.held.len();
+                continue;
+            }
             if !this.held.is_empty() {
                 match this.framer.step(&this.held) {
                     Step::Pass(n) => {
@@ -137,11 +149,7 @@ impl AsyncRead for GuardedStream {
                         this.head_started = None;
                         continue;
                     }
-                    Step::Tunnel => {
-                        this.tunnel = true;
-                        this.checked = this.held.len();
-                        continue;
-                    }
+                    Step::Tunnel | Step::AwaitConnect => continue,
                     Step::Reject(e) => {
                         this.refuse(e);
                         continue;

@@ -280,6 +280,12 @@ impl Gatehouse {
              [shutdown]\ngrace_period = \"5s\"\n{extra}\n",
             log_path.display()
         );
+        // Core tests run without authentication unless the test configures it.
+        let config = if extra.contains("[auth]") {
+            config
+        } else {
+            format!("{config}[auth]\nrequired = false\nrealms = []\n")
+        };
         let cfg_path = dir.path().join("gatehouse.toml");
         std::fs::write(&cfg_path, config).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))

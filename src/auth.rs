@@ -1,0 +1,203 @@
+//! Who is behind a request: read `Proxy-Authorization`, check it against the
+//! realms in order, and cache the verdict so a known user costs nothing.
+//!
+//! Verdicts are cached under an HMAC-SHA256 of realm chain + user + password
+//! with a key drawn at start-up: the cache never holds a password, nor a hash
+//! anyone could attack offline after the process ends.
+
+pub mod header;
+pub mod identity;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use http::HeaderValue;
+use sha2::Sha256;
+
+use crate::config::{AuthConfig, Scheme};
+use crate::directory::cache::{Lifetimes, Source, StaleCache, Unavailable};
+use crate::directory::{Realm, RealmVerdict};
+use header::{BadCredentials, Presented};
+use identity::Authenticated;
+
+/// Why a request did not authenticate. Each maps to one HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No credentials: challenge.
+    Missing,
+    /// Credentials we cannot read, or a scheme that is not enabled.
+    Malformed(BadCredentials),
+    UnsupportedScheme(String),
+    /// Wrong password or unknown user (never told apart to the client).
+    Rejected {
+        user: String,
+    },
+    /// No realm could answer and nothing was cached: 503.
+    Unavailable {
+        user: String,
+        reason: String,
+    },
+}
+
+/// A credential check's cached outcome.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Verified(Arc<identity::Identity>),
+    Rejected,
+}
+
+struct CredLifetimes {
+    ok: Duration,
+    failed: Duration,
+    grace: Duration,
+}
+
+impl Lifetimes<Outcome> for CredLifetimes {
+    fn fresh(&self, v: &Outcome) -> Duration {
+        match v {
+            Outcome::Verified(_) => self.ok,
+            Outcome::Rejected => self.failed,
+        }
+    }
+    fn grace(&self, v: &Outcome) -> Duration {
+        match v {
+            Outcome::Verified(_) => self.grace,
+            Outcome::Rejected => Duration::ZERO,
+        }
+    }
+}
+
+pub struct Authenticator {
+    cfg: AuthConfig,
+    pub realms: Vec<Realm>,
+    creds: StaleCache<[u8; 32], Outcome>,
+    key: [u8; 32],
+    challenges: Vec<HeaderValue>,
+}
+
+impl Authenticator {
+    pub fn new(cfg: &AuthConfig, realms: Vec<Realm>) -> Result<Self, String> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(|e| format!("random key: {e}"))?;
+        let challenges = cfg
+            .schemes
+            .iter()
+            .map(|s| match s {
+                Scheme::Basic => HeaderValue::from_str(&header::basic_challenge(&cfg.basic_realm))
+                    .map_err(|e| e.to_string()),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            creds: StaleCache::new(
+                cfg.credential_cache_capacity,
+                CredLifetimes {
+                    ok: cfg.credential_ttl,
+                    failed: cfg.failure_ttl,
+                    grace: cfg.stale_grace,
+                },
+            ),
+            cfg: cfg.clone(),
+            realms,
+            key,
+            challenges,
+        })
+    }
+
+    pub fn required(&self) -> bool {
+        self.cfg.required
+    }
+
+    pub fn max_failures(&self) -> u32 {
+        self.cfg.max_failures_per_connection
+    }
+
+    /// One `Proxy-Authenticate` value per enabled scheme, in configured order.
+    pub fn challenges(&self) -> &[HeaderValue] {
+        &self.challenges
+    }
+
+    /// Cache hit/load/stale counts of the credential cache.
+    pub fn cache_counters(&self) -> &crate::directory::cache::Counters {
+        &self.creds.counters
+    }
+
+    /// Authenticates from the request's `Proxy-Authorization` values.
+    pub async fn authenticate<'a>(
+        &self,
+        mut values: impl Iterator<Item = &'a HeaderValue>,
+    ) -> Result<Authenticated, AuthFailure> {
+        let Some(value) = values.next() else {
+            return Err(AuthFailure::Missing);
+        };
+        if values.next().is_some() {
+            return Err(AuthFailure::Malformed(BadCredentials::Empty));
+        }
+        match header::parse(value.as_bytes()).map_err(AuthFailure::Malformed)? {
+            Presented::Basic(c) if self.cfg.schemes.contains(&Scheme::Basic) => {
+                self.basic(&c.user, &c.password).await
+            }
+            Presented::Basic(_) => Err(AuthFailure::UnsupportedScheme("Basic".into())),
+            Presented::Other { scheme } => Err(AuthFailure::UnsupportedScheme(scheme.to_string())),
+        }
+    }
+
+    /// Checks a user name and password against the realms, through the cache.
+    pub async fn basic(&self, user: &str, password: &str) -> Result<Authenticated, AuthFailure> {
+        let key = self.cache_key(user, password);
+        let result = self
+            .creds
+            .get(key, || self.verify_in_realms(user, password))
+            .await;
+        match result {
+            Ok((Outcome::Verified(identity), source)) => Ok(Authenticated {
+                identity,
+                scheme: "basic",
+                cached: source != Source::Loaded,
+            }),
+            Ok((Outcome::Rejected, _)) => Err(AuthFailure::Rejected {
+                user: user.to_string(),
+            }),
+            Err(u) => Err(AuthFailure::Unavailable {
+                user: user.to_string(),
+                reason: u.0,
+            }),
+        }
+    }
+
+    /// Realms in order: the first that knows the user decides; a realm that
+    /// cannot answer makes the whole check unavailable unless a later one verifies.
+    async fn verify_in_realms(&self, user: &str, password: &str) -> Result<Outcome, Unavailable> {
+        let mut unavailable = None;
+        for realm in &self.realms {
+            match realm.verify(user, password).await {
+                RealmVerdict::Verified(id) => return Ok(Outcome::Verified(id)),
+                RealmVerdict::BadPassword => return Ok(Outcome::Rejected),
+                RealmVerdict::UnknownUser => {}
+                RealmVerdict::Unavailable(u) => {
+                    tracing::warn!(realm = realm.name(), error = %u, "realm unavailable");
+                    unavailable = Some(u);
+                }
+            }
+        }
+        match unavailable {
+            Some(u) => Err(u),
+            None => Ok(Outcome::Rejected),
+        }
+    }
+
+    fn cache_key(&self, user: &str, password: &str) -> [u8; 32] {
+        // An HMAC accepts keys of any length: new_from_slice cannot fail here.
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        for realm in &self.realms {
+            mac.update(realm.name().as_bytes());
+            mac.update(&[0]);
+        }
+        mac.update(&[1]);
+        mac.update(user.as_bytes());
+        mac.update(&[0]);
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}

@@ -1,0 +1,228 @@
+//! A moka cache that keeps serving what it knows when its source is down.
+//!
+//! Each entry is *fresh* for its TTL, then *stale* for a grace period: a stale
+//! hit triggers one reload (others keep the stale value meanwhile), and if the
+//! source is unavailable the stale value is served until the grace ends
+//! (stale-if-error). Misses load once per key however many ask at the same
+//! time (`try_get_with`). Unavailability is never cached: moka does not cache
+//! errors, and the load itself is bounded by a timeout inside it.
+
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+
+/// The source could not answer (directory down, timeout).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
+
+/// Where an answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Fresh,
+    Loaded,
+    /// Past its TTL, served because the source was unavailable or reloading.
+    Stale,
+}
+
+struct Entry<V> {
+    value: V,
+    at: Instant,
+    fresh: Duration,
+    keep: Duration,
+    reloading: AtomicBool,
+}
+
+struct KeepFor;
+
+impl<K, V> Expiry<K, Arc<Entry<V>>> for KeepFor {
+    fn expire_after_create(&self, _: &K, e: &Arc<Entry<V>>, _: Instant) -> Option<Duration> {
+        Some(e.keep)
+    }
+    fn expire_after_update(
+        &self,
+        _: &K,
+        e: &Arc<Entry<V>>,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(e.keep)
+    }
+}
+
+/// Hit/miss/stale counters, readable at any time.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub hits: AtomicU64,
+    pub loads: AtomicU64,
+    pub stale: AtomicU64,
+}
+
+/// How long a value stays fresh, and how long it may be served stale.
+pub trait Lifetimes<V>: Send + Sync + 'static {
+    fn fresh(&self, v: &V) -> Duration;
+    fn grace(&self, v: &V) -> Duration;
+}
+
+pub struct StaleCache<K, V> {
+    inner: moka::future::Cache<K, Arc<Entry<V>>>,
+    life: Arc<dyn Lifetimes<V>>,
+    pub counters: Counters,
+}
+
+impl<K, V> StaleCache<K, V>
+where
+    K: Hash + Eq + Send + Sync + Clone + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    pub fn new(capacity: u64, life: impl Lifetimes<V>) -> Self {
+        Self {
+            inner: moka::future::Cache::builder()
+                .max_capacity(capacity)
+                .expire_after(KeepFor)
+                .build(),
+            life: Arc::new(life),
+            counters: Counters::default(),
+        }
+    }
+
+    fn entry(&self, value: V) -> Arc<Entry<V>> {
+        let fresh = self.life.fresh(&value);
+        let keep = fresh + self.life.grace(&value);
+        Arc::new(Entry {
+            value,
+            at: Instant::now(),
+            fresh,
+            keep,
+            reloading: AtomicBool::new(false),
+        })
+    }
+
+    /// The cached value for `key`, or `load`'s answer.
+    pub async fn get<F, Fut>(&self, key: K, load: F) -> Result<(V, Source), Unavailable>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, Unavailable>>,
+    {
+        if let Some(e) = self.inner.get(&key).await {
+            if e.at.elapsed() < e.fresh {
+                self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok((e.value.clone(), Source::Fresh));
+            }
+            // Stale: one caller reloads, the others keep the stale value meanwhile.
+            if e.reloading.swap(true, Ordering::AcqRel) {
+                self.counters.stale.fetch_add(1, Ordering::Relaxed);
+                return Ok((e.value.clone(), Source::Stale));
+            }
+            self.counters.loads.fetch_add(1, Ordering::Relaxed);
+            return match load().await {
+                Ok(v) => {
+                    self.inner.insert(key, self.entry(v.clone())).await;
+                    Ok((v, Source::Loaded))
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "source unavailable: serving a stale cache entry");
+                    e.reloading.store(false, Ordering::Release);
+                    self.counters.stale.fetch_add(1, Ordering::Relaxed);
+                    Ok((e.value.clone(), Source::Stale))
+                }
+            };
+        }
+        let loaded = AtomicBool::new(false);
+        let e = self
+            .inner
+            .try_get_with(key, async {
+                loaded.store(true, Ordering::Relaxed);
+                load().await.map(|v| self.entry(v))
+            })
+            .await
+            .map_err(|e: Arc<Unavailable>| (*e).clone())?;
+        let source = if loaded.load(Ordering::Relaxed) {
+            self.counters.loads.fetch_add(1, Ordering::Relaxed);
+            Source::Loaded
+        } else {
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+            Source::Fresh
+        };
+        Ok((e.value.clone(), source))
+    }
+
+    pub async fn invalidate(&self, key: &K) {
+        self.inner.invalidate(key).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    struct Fixed(Duration, Duration);
+    impl Lifetimes<u32> for Fixed {
+        fn fresh(&self, _: &u32) -> Duration {
+            self.0
+        }
+        fn grace(&self, _: &u32) -> Duration {
+            self.1
+        }
+    }
+
+    #[tokio::test]
+    async fn one_load_for_many_concurrent_misses() {
+        let cache = Arc::new(StaleCache::new(
+            100,
+            Fixed(Duration::from_secs(60), Duration::ZERO),
+        ));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (cache, calls) = (cache.clone(), calls.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get("k", || async {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::task::yield_now().await;
+                        Ok(7)
+                    })
+                    .await
+                    .unwrap()
+                    .0
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 7);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn errors_are_not_cached() {
+        let cache = StaleCache::new(100, Fixed(Duration::from_secs(60), Duration::ZERO));
+        let e = cache
+            .get("k", || async { Err(Unavailable("down".into())) })
+            .await;
+        assert_eq!(e.unwrap_err(), Unavailable("down".into()));
+        let (v, src) = cache.get("k", || async { Ok(1) }).await.unwrap();
+        assert_eq!((v, src), (1, Source::Loaded));
+        let (_, src) = cache.get("k", || async { Ok(2) }).await.unwrap();
+        assert_eq!(src, Source::Fresh);
+    }
+
+    #[tokio::test]
+    async fn stale_is_served_while_the_source_is_down_then_refreshed() {
+        // Fresh for zero time: every later hit is stale, within a long grace.
+        let cache = StaleCache::new(100, Fixed(Duration::ZERO, Duration::from_secs(60)));
+        cache.get("k", || async { Ok(1) }).await.unwrap();
+        let (v, src) = cache
+            .get("k", || async { Err(Unavailable("down".into())) })
+            .await
+            .unwrap();
+        assert_eq!((v, src), (1, Source::Stale));
+        let (v, src) = cache.get("k", || async { Ok(2) }).await.unwrap();
+        assert_eq!((v, src), (2, Source::Loaded));
+    }
+}

@@ -1,0 +1,233 @@
+//! Realm files (`realms/*.toml`): one source of identities each.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+/// One realm file, tagged by `kind`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum RealmConfig {
+    Local(LocalRealmConfig),
+    Ldap(Box<LdapRealmConfig>),
+}
+
+impl RealmConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            RealmConfig::Local(c) => &c.name,
+            RealmConfig::Ldap(c) => &c.name,
+        }
+    }
+
+    /// Reads and checks a realm file; errors name the file and the key.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let realm: RealmConfig = Figment::from(Toml::file_exact(path))
+            .extract()
+            .map_err(|e| format!("realm file {}: {e}", path.display()))?;
+        realm
+            .validate()
+            .map_err(|e| format!("realm file {}: {e}", path.display()))?;
+        Ok(realm)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let name = self.name();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err("key `name`: letters, digits, '-', '_', '.'".into());
+        }
+        match self {
+            RealmConfig::Local(_) => Ok(()),
+            RealmConfig::Ldap(c) => c.validate(),
+        }
+    }
+}
+
+/// Users and groups in a file, passwords as argon2 hashes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalRealmConfig {
+    pub name: String,
+    /// The users file (`gatehouse passwd` writes it).
+    pub users_file: PathBuf,
+    #[serde(default = "yes")]
+    pub case_insensitive: bool,
+    #[serde(default = "yes")]
+    pub strip_domain: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LdapTls {
+    /// `ldap://` upgraded with StartTLS.
+    Starttls,
+    /// `ldaps://` URLs (TLS from the first byte).
+    Ldaps,
+    /// Clear text. Only for a lab or a loopback directory: passwords cross in the clear.
+    None,
+}
+
+/// How a user's groups are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupStrategy {
+    /// Direct groups from the user's `memberOf`, nested ones by searching `member=<group DN>` level by level.
+    Memberof,
+    /// Groups found by searching `member=<user DN>`, then `member=<group DN>` level by level.
+    MemberSearch,
+    /// Active Directory's LDAP_MATCHING_RULE_IN_CHAIN: every nested group in one search.
+    AdInChain,
+}
+
+/// A directory realm: OpenLDAP, Active Directory, FreeIPA, Samba AD.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LdapRealmConfig {
+    pub name: String,
+    /// Tried in order until one answers.
+    pub urls: Vec<String>,
+    pub tls: LdapTls,
+    /// PEM CA bundle that signs the directory's certificate; system roots when unset.
+    pub ca_file: Option<PathBuf>,
+    /// Verify the directory's certificate. Turning this off allows a
+    /// man in the middle to collect every password: it is logged loudly.
+    #[serde(default = "yes")]
+    pub tls_verify: bool,
+    /// The service account that searches the directory.
+    pub bind_dn: String,
+    /// Its password, from a file ...
+    pub bind_password_file: Option<PathBuf>,
+    /// ... or from an environment variable. Never inline.
+    pub bind_password_env: Option<String>,
+    pub user_base: String,
+    /// `{user}` is replaced by the RFC 4515-escaped login name.
+    pub user_filter: String,
+    pub login_attribute: String,
+    /// Attribute holding the Kerberos principal (`userPrincipalName`, `krbPrincipalName`).
+    pub principal_attribute: Option<String>,
+    pub group_base: String,
+    pub group_strategy: GroupStrategy,
+    #[serde(default = "default_group_filter")]
+    pub group_filter: String,
+    #[serde(default = "default_member_attribute")]
+    pub member_attribute: String,
+    #[serde(default = "default_cn")]
+    pub group_name_attribute: String,
+    /// Most levels of group nesting followed.
+    #[serde(default = "default_depth")]
+    pub nested_depth: usize,
+    #[serde(default = "yes")]
+    pub case_insensitive: bool,
+    #[serde(default = "yes")]
+    pub strip_domain: bool,
+    #[serde(default = "secs5", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(default = "secs5", with = "humantime_serde")]
+    pub operation_timeout: Duration,
+    /// Connections used for password binds (searches share one service connection).
+    #[serde(default = "default_pool")]
+    pub bind_pool_size: usize,
+    /// How long a looked-up user (DN and groups) is trusted.
+    #[serde(default = "min10", with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// How long "no such user" is remembered.
+    #[serde(default = "min1", with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    /// While the directory is down, cached users keep working this long past their TTL.
+    #[serde(default = "hour", with = "humantime_serde")]
+    pub stale_grace: Duration,
+    #[serde(default = "default_capacity")]
+    pub cache_capacity: u64,
+}
+
+fn default_group_filter() -> String {
+    "(objectClass=groupOfNames)".into()
+}
+fn default_member_attribute() -> String {
+    "member".into()
+}
+fn default_cn() -> String {
+    "cn".into()
+}
+fn default_depth() -> usize {
+    8
+}
+fn secs5() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_pool() -> usize {
+    4
+}
+fn min10() -> Duration {
+    Duration::from_secs(600)
+}
+fn min1() -> Duration {
+    Duration::from_secs(60)
+}
+fn hour() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_capacity() -> u64 {
+    100_000
+}
+
+impl LdapRealmConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.urls.is_empty() {
+            return Err("key `urls`: at least one directory URL".into());
+        }
+        for u in &self.urls {
+            let ok = match self.tls {
+                LdapTls::Ldaps => u.starts_with("ldaps://"),
+                LdapTls::Starttls | LdapTls::None => u.starts_with("ldap://"),
+            };
+            if !ok {
+                return Err(format!(
+                    "key `urls`: {u:?} does not match tls = {:?}",
+                    self.tls
+                ));
+            }
+        }
+        if !self.user_filter.contains("{user}") {
+            return Err("key `user_filter`: must contain {user}".into());
+        }
+        if self.bind_password_file.is_some() == self.bind_password_env.is_some() {
+            return Err("keys `bind_password_file` / `bind_password_env`: set exactly one".into());
+        }
+        if self.bind_pool_size == 0 || self.bind_pool_size > 256 {
+            return Err("key `bind_pool_size`: between 1 and 256".into());
+        }
+        if self.nested_depth > 64 {
+            return Err("key `nested_depth`: at most 64".into());
+        }
+        Ok(())
+    }
+
+    /// The service account's password, from its file or variable.
+    pub fn bind_password(&self) -> Result<String, String> {
+        if let Some(path) = &self.bind_password_file {
+            let pw = std::fs::read_to_string(path).map_err(|e| {
+                format!(
+                    "realm {}: bind_password_file {}: {e}",
+                    self.name,
+                    path.display()
+                )
+            })?;
+            return Ok(pw.trim_end_matches(['\r', '\n']).to_string());
+        }
+        let var = self.bind_password_env.as_deref().unwrap_or_default();
+        std::env::var(var)
+            .map_err(|_| format!("realm {}: environment variable {var} is not set", self.name))
+    }
+}

@@ -1,0 +1,155 @@
+//! A directory realm (OpenLDAP, Active Directory, FreeIPA, Samba AD): find the
+//! user with the service account, check the password with a bind as the user,
+//! resolve groups — the lookup cached, so a known user costs one bind per
+//! credential-cache period and no search.
+
+pub mod groups;
+pub mod pool;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3::{ldap_escape, Scope};
+
+use super::cache::{Lifetimes, Source, StaleCache, Unavailable};
+use super::config::LdapRealmConfig;
+use super::RealmVerdict;
+use crate::auth::identity::{normalise, Identity};
+use pool::LdapPool;
+
+/// Cached lookups: a found user lives `cache_ttl` (+ `stale_grace` while the
+/// directory is down); "no such user" lives `negative_ttl`.
+struct UserLifetimes {
+    ttl: Duration,
+    negative: Duration,
+    grace: Duration,
+}
+
+impl Lifetimes<Option<Arc<Identity>>> for UserLifetimes {
+    fn fresh(&self, v: &Option<Arc<Identity>>) -> Duration {
+        if v.is_some() {
+            self.ttl
+        } else {
+            self.negative
+        }
+    }
+    fn grace(&self, v: &Option<Arc<Identity>>) -> Duration {
+        if v.is_some() {
+            self.grace
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+pub struct LdapRealm {
+    name: Arc<str>,
+    cfg: Arc<LdapRealmConfig>,
+    pub pool: LdapPool,
+    users: StaleCache<String, Option<Arc<Identity>>>,
+}
+
+impl LdapRealm {
+    pub fn new(cfg: &LdapRealmConfig) -> Result<Self, String> {
+        let cfg = Arc::new(cfg.clone());
+        let users = StaleCache::new(
+            cfg.cache_capacity,
+            UserLifetimes {
+                ttl: cfg.cache_ttl,
+                negative: cfg.negative_ttl,
+                grace: cfg.stale_grace,
+            },
+        );
+        Ok(Self {
+            name: cfg.name.as_str().into(),
+            pool: LdapPool::new(cfg.clone())?,
+            cfg,
+            users,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn cache(&self) -> &StaleCache<String, Option<Arc<Identity>>> {
+        &self.users
+    }
+
+    /// The user and groups, from the cache or the directory.
+    pub async fn lookup(&self, user: &str) -> Result<(Option<Arc<Identity>>, Source), Unavailable> {
+        let login = normalise(user, self.cfg.strip_domain, self.cfg.case_insensitive);
+        if login.is_empty() {
+            return Ok((None, Source::Fresh));
+        }
+        self.users.get(login.clone(), || self.fetch(login)).await
+    }
+
+    async fn fetch(&self, login: String) -> Result<Option<Arc<Identity>>, Unavailable> {
+        let cfg = &self.cfg;
+        let filter = cfg
+            .user_filter
+            .replace("{user}", &ldap_escape(login.as_str()));
+        let mut attrs = vec![cfg.login_attribute.as_str(), "memberOf"];
+        if let Some(p) = &cfg.principal_attribute {
+            attrs.push(p);
+        }
+        let mut entries = self.pool.search(&cfg.user_base, &filter, &attrs).await?;
+        if entries.len() > 1 {
+            tracing::warn!(realm = %self.name, user = %login, matches = entries.len(), "user filter matches several entries: refused");
+            return Ok(None);
+        }
+        let Some(entry) = entries.pop() else {
+            return Ok(None);
+        };
+        let member_of = groups::all(&entry.attrs, "memberOf");
+        let groups = groups::resolve(&self.pool, cfg, &entry.dn, &member_of).await?;
+        let user = groups::first(&entry.attrs, &cfg.login_attribute)
+            .map(|u| normalise(&u, false, cfg.case_insensitive))
+            .unwrap_or(login);
+        Ok(Some(Arc::new(Identity {
+            user,
+            realm: self.name.clone(),
+            dn: Some(entry.dn),
+            groups,
+        })))
+    }
+
+    /// Checks `user`'s password with a bind as the user's DN.
+    pub async fn verify(&self, user: &str, password: &str) -> RealmVerdict {
+        if password.is_empty() {
+            return RealmVerdict::BadPassword;
+        }
+        let identity = match self.lookup(user).await {
+            Err(u) => return RealmVerdict::Unavailable(u),
+            Ok((None, _)) => return RealmVerdict::UnknownUser,
+            Ok((Some(id), _)) => id,
+        };
+        let dn = identity.dn.as_deref().unwrap_or_default();
+        match self.pool.check_password(dn, password).await {
+            Ok(true) => RealmVerdict::Verified(identity),
+            Ok(false) => RealmVerdict::BadPassword,
+            Err(u) => RealmVerdict::Unavailable(u),
+        }
+    }
+
+    /// For `gatehouse check`: can the service account bind and read the user base?
+    pub async fn probe(&self) -> Result<(), Unavailable> {
+        let found = self
+            .pool
+            .search_scoped(
+                &self.cfg.user_base,
+                Scope::Base,
+                "(objectClass=*)",
+                &["1.1"],
+            )
+            .await?;
+        if found.is_empty() {
+            return Err(Unavailable(format!(
+                "user_base {} not found",
+                self.cfg.user_base
+            )));
+        }
+        Ok(())
+    }
+}
