@@ -34,7 +34,7 @@ async fn expect(
     text
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn malformed_and_oversized_requests() {
     let origin = Origin::start().await;
     let gh = Gatehouse::start("max_header_bytes = 4096\nmax_uri_bytes = 512\n", "");
@@ -65,7 +65,7 @@ async fn malformed_and_oversized_requests() {
     assert_eq!(origin.requests(), 0, "nothing refused may reach the origin");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn upstream_failures_are_502_and_504() {
     let origin = Origin::start().await;
     let closed = free_port();
@@ -105,7 +105,7 @@ async fn upstream_failures_are_502_and_504() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn connect_port_not_allowed_is_403() {
     let echo = echo_server().await;
     let gh = Gatehouse::start("", "");
@@ -117,7 +117,7 @@ async fn connect_port_not_allowed_is_403() {
     assert_eq!(line["x-rule"], "builtin:connect-ports");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn loops_are_refused() {
     let gh = Gatehouse::start("", "");
     let me = gh.addr();
@@ -150,7 +150,7 @@ async fn loops_are_refused() {
     assert_eq!(origin.requests(), 0);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn slow_header_is_cut_off_with_408() {
     let gh = Gatehouse::start("header_read_timeout = \"1s\"\n", "");
     let mut s = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
@@ -168,7 +168,7 @@ async fn slow_header_is_cut_off_with_408() {
     assert_eq!(gh.log_lines(1)[0]["x-exception-id"], "request_timeout");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn idle_keep_alive_connection_is_closed_quietly() {
     let origin = Origin::start().await;
     let gh = Gatehouse::start("idle_timeout = \"1s\"\n", "");
@@ -187,7 +187,7 @@ async fn idle_keep_alive_connection_is_closed_quietly() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn connections_over_the_limit_get_503() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let gh = Gatehouse::start("max_connections = 1\n", "");

@@ -14,7 +14,7 @@ fn req(method: Method, url: &str, b: OriginBody) -> Request<OriginBody> {
         .unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn get_and_post_bodies_of_several_sizes() {
     let origin = Origin::start().await;
     let gh = Gatehouse::start("", "");
@@ -63,7 +63,7 @@ async fn get_and_post_bodies_of_several_sizes() {
     assert_eq!(post_big["s-action"], "TCP_NC_MISS");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn chunked_both_ways() {
     let origin = Origin::start().await;
     let gh = Gatehouse::start("", "");
@@ -92,7 +92,7 @@ async fn chunked_both_ways() {
     assert_eq!(read_all(resp).await.len(), 1048576);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn keep_alive_is_reused_on_both_sides() {
     let origin = Origin::start().await;
     let gh = Gatehouse::start("", "");
@@ -117,7 +117,7 @@ async fn keep_alive_is_reused_on_both_sides() {
     assert_eq!(gh.log_lines(20).len(), 20);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn head_204_304_have_no_body_and_keep_the_connection_in_sync() {
     let origin = Origin::start().await;
     let gh = Gatehouse::start("", "");
@@ -147,7 +147,7 @@ async fn head_204_304_have_no_body_and_keep_the_connection_in_sync() {
     assert!(!head.contains("xxxx"), "HEAD must carry no body");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn hop_by_hop_headers_stop_here_and_via_is_added() {
     let origin = Origin::start().await;
     let gh = Gatehouse::start("", "");
@@ -191,7 +191,7 @@ async fn hop_by_hop_headers_stop_here_and_via_is_added() {
     assert_eq!(seen.uri, "/hello", "origin gets origin-form");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn userinfo_never_reaches_origin_or_log() {
     let origin = Origin::start().await;
     let gh = Gatehouse::start("", "");

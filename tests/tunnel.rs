@@ -37,7 +37,7 @@ async fn echo_round(s: &mut TcpStream, payload: &[u8]) {
     assert_eq!(back, payload);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn connect_relays_both_ways_and_logs_on_close() {
     let echo = echo_server().await;
     let gh = Gatehouse::start(
@@ -66,7 +66,7 @@ async fn connect_relays_both_ways_and_logs_on_close() {
     assert_eq!(line["sc-status"], "200");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn connect_failures_are_answered() {
     let closed = free_port();
     let gh = Gatehouse::start(
@@ -99,7 +99,7 @@ async fn connect_failures_are_answered() {
     assert_eq!(lines[0]["s-action"], "TCP_ERR_MISS");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn graceful_shutdown_lets_an_open_tunnel_finish() {
     let echo = echo_server().await;
     let gh_cfg = format!("[tunnel]\nallowed_ports = [{}]\n", echo.port());
@@ -118,15 +118,21 @@ async fn graceful_shutdown_lets_an_open_tunnel_finish() {
     }
     // The open tunnel still works during the grace period.
     echo_round(&mut s, b"during shutdown").await;
+    let closed = std::time::Instant::now();
     drop(s);
     let status = gh.wait_exit(Duration::from_secs(10));
+    // Exits when the tunnel is done, well before the 5 s grace period runs out.
+    assert!(
+        closed.elapsed() < Duration::from_secs(3),
+        "waited for the grace period instead"
+    );
     assert!(status.success(), "exit status {status}");
     let line = &gh.log_lines(1)[0];
     assert_eq!(line["s-action"], "TCP_TUNNELED");
     assert_eq!(line["cs-bytes"], "21");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn shutdown_deadline_closes_a_lingering_tunnel_and_logs_it() {
     let echo = echo_server().await;
     let cfg = format!("[tunnel]\nallowed_ports = [{}]\n", echo.port());
