@@ -21,19 +21,44 @@ impl Slapd {
     pub fn start() -> Slapd {
         let dir = tempfile::tempdir().unwrap();
         let port = super::free_port();
-        let out = Command::new(script()).arg("init").arg(dir.path()).output().unwrap();
-        assert!(out.status.success(), "slapd init failed: {}", String::from_utf8_lossy(&out.stderr));
-        let mut s = Slapd { port, dir, child: None };
+        let out = Command::new(script())
+            .arg("init")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "slapd init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut s = Slapd {
+            port,
+            dir,
+            child: None,
+        };
         s.run();
-        let out = Command::new(script()).arg("seed").arg(s.dir.path()).arg(port.to_string()).output().unwrap();
-        assert!(out.status.success(), "seeding the lab directory failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(script())
+            .arg("seed")
+            .arg(s.dir.path())
+            .arg(port.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "seeding the lab directory failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         s
     }
 
     /// Starts (or restarts) the server on the same data and port.
     pub fn run(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let child = Command::new(script())
             .arg("run")
             .arg(self.dir.path())
@@ -51,7 +76,11 @@ impl Slapd {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("slapd exited at start ({status}): {}", self.log());
             }
-            assert!(Instant::now() < deadline, "slapd did not listen within 10 s: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "slapd did not listen within 10 s: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -86,20 +115,35 @@ impl Slapd {
 
     /// Every simple bind slapd received.
     pub fn all_binds(&self) -> usize {
-        self.log().lines().filter(|l| l.contains(" BIND dn=") && l.contains("method=128")).count()
+        self.log()
+            .lines()
+            .filter(|l| l.contains(" BIND dn=") && l.contains("method=128"))
+            .count()
     }
 
     /// Applies an LDIF change as the lab admin.
     pub fn modify(&self, ldif: &str) {
         use std::io::Write;
         let mut child = Command::new("ldapmodify")
-            .args(["-x", "-H", &self.url(), "-D", "cn=admin,dc=example,dc=test", "-y"])
+            .args([
+                "-x",
+                "-H",
+                &self.url(),
+                "-D",
+                "cn=admin,dc=example,dc=test",
+                "-y",
+            ])
             .arg(self.dir.path().join("admin.pw"))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ldif.as_bytes())
+            .unwrap();
         assert!(child.wait().unwrap().success(), "ldapmodify failed");
     }
 
