@@ -20,7 +20,8 @@ async fn get_and_post_bodies_of_several_sizes() {
     let gh = Gatehouse::start("", "");
     let mut c = proxy_conn(gh.addr()).await;
     for size in [0usize, 1, 1000, 64 * 1024, 3 * 1024 * 1024 + 7] {
-        let resp = c
+        let resp = ready(&mut c)
+            .await
             .send_request(req(
                 Method::GET,
                 &origin.url(&format!("/bytes/{size}")),
@@ -33,7 +34,8 @@ async fn get_and_post_bodies_of_several_sizes() {
         assert_eq!(read_all(resp).await.len(), size);
 
         let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-        let resp = c
+        let resp = ready(&mut c)
+            .await
             .send_request(req(
                 Method::POST,
                 &origin.url("/echo"),
@@ -84,7 +86,8 @@ async fn chunked_both_ways() {
     assert_eq!(origin.last_seen().body_len, 11);
     // A chunked response of 1 MiB streamed to the client.
     let mut c = proxy_conn(gh.addr()).await;
-    let resp = c
+    let resp = ready(&mut c)
+        .await
         .send_request(req(Method::GET, &origin.url("/chunked/1048576"), empty()))
         .await
         .unwrap();
@@ -98,7 +101,8 @@ async fn keep_alive_is_reused_on_both_sides() {
     let gh = Gatehouse::start("", "");
     let mut c = proxy_conn(gh.addr()).await;
     for i in 0..20 {
-        let resp = c
+        let resp = ready(&mut c)
+            .await
             .send_request(req(
                 Method::GET,
                 &origin.url(&format!("/bytes/{i}")),
@@ -163,7 +167,7 @@ async fn hop_by_hop_headers_stop_here_and_via_is_added() {
         .header("x-end-to-end", "kept")
         .body(empty())
         .unwrap();
-    let resp = c.send_request(r).await.unwrap();
+    let resp = ready(&mut c).await.send_request(r).await.unwrap();
     assert_eq!(resp.headers()["via"], "1.1 gatehouse");
     assert!(resp.headers().get("x-origin-hop").is_none());
     assert!(resp.headers().get("keep-alive").is_none());

@@ -136,7 +136,7 @@ async fn the_cache_turns_a_thousand_requests_into_one_bind() {
                     .header("proxy-authorization", basic("alice:alice-pw"))
                     .body(empty())
                     .unwrap();
-                let resp = c.send_request(req).await.unwrap();
+                let resp = ready(&mut c).await.send_request(req).await.unwrap();
                 assert_eq!(resp.status(), 200);
                 read_all(resp).await;
             }

@@ -482,3 +482,14 @@ pub async fn read_all(resp: Response<Incoming>) -> Vec<u8> {
         .to_bytes()
         .to_vec()
 }
+
+/// Waits until the client connection can take the next request (it is busy
+/// finishing the previous exchange for a moment); fails if the proxy closed it.
+pub async fn ready(
+    c: &mut hyper::client::conn::http1::SendRequest<OriginBody>,
+) -> &mut hyper::client::conn::http1::SendRequest<OriginBody> {
+    c.ready()
+        .await
+        .expect("the proxy kept the connection usable");
+    c
+}
