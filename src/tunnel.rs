@@ -4,6 +4,7 @@
 //! (`tunnel/detect`, `tunnel/tls_check`) will read the client's first bytes
 //! and decide before a single one reaches the destination.
 
+pub mod detect;
 pub mod relay;
 
 use std::time::Duration;

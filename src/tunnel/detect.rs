@@ -1,0 +1,224 @@
+//! What a tunnel's client speaks, from its first bytes — sans I/O.
+//!
+//! [`classify`] is a pure function over the bytes received so far: it returns
+//! a protocol, or how many more bytes it needs. A TLS ClientHello is parsed
+//! properly (tls-parser), reassembled across records and reads; its SNI, ALPN
+//! and offered versions are extracted, and a JA3N fingerprint is computed for
+//! the log. Nothing here forwards a byte: the caller holds them until a verdict.
+
+use md5::{Digest, Md5};
+use tls_parser::{
+    parse_tls_client_hello_extensions, parse_tls_message_handshake, TlsExtension, TlsExtensionType,
+    TlsMessage, TlsMessageHandshake,
+};
+
+/// Largest ClientHello we reassemble; beyond this the bytes are "unknown".
+pub const MAX_HELLO: usize = 64 * 1024;
+/// TLS record header length.
+const RECORD_HEADER: usize = 5;
+/// Largest TLS plaintext record fragment (RFC 8446 §5.1).
+const MAX_RECORD: usize = 1 << 14;
+
+/// A detected protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protocol {
+    Tls(ClientHello),
+    Http,
+    Ssh,
+    Unknown,
+}
+
+impl Protocol {
+    /// Short name for policy conditions and the log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Protocol::Tls(_) => "tls",
+            Protocol::Http => "http",
+            Protocol::Ssh => "ssh",
+            Protocol::Unknown => "unknown",
+        }
+    }
+}
+
+/// What a ClientHello offered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientHello {
+    pub sni: Option<String>,
+    pub alpn: Vec<String>,
+    /// Offered versions (`supported_versions`, else the hello's own), as `0x0303`-style numbers.
+    pub versions: Vec<u16>,
+    /// JA3N fingerprint, hex: JA3 with the extension list sorted, so it is
+    /// stable against the extension shuffling of Chrome and rustls.
+    pub ja3n: String,
+}
+
+/// The classifier's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Classified {
+    Done(Protocol),
+    /// At least this many more bytes are needed.
+    NeedMore(usize),
+}
+
+/// Plain-text prefixes that name a protocol.
+const HTTP_METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"HEAD ",
+    b"PUT ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"TRACE ",
+    b"CONNECT ",
+];
+const SSH: &[u8] = b"SSH-";
+
+/// Classifies the first bytes a tunnel client sent.
+pub fn classify(buf: &[u8]) -> Classified {
+    match buf.first() {
+        None => Classified::NeedMore(1),
+        Some(0x16) => tls(buf),
+        Some(_) => plain(buf),
+    }
+}
+
+fn plain(buf: &[u8]) -> Classified {
+    let mut need = 0;
+    for (token, proto) in HTTP_METHODS
+        .iter()
+        .map(|t| (*t, Protocol::Http))
+        .chain([(SSH, Protocol::Ssh)])
+    {
+        if buf.starts_with(token) {
+            return Classified::Done(proto);
+        }
+        if token.starts_with(buf) {
+            need = need.max(token.len() - buf.len());
+        }
+    }
+    if need > 0 {
+        Classified::NeedMore(need)
+    } else {
+        Classified::Done(Protocol::Unknown)
+    }
+}
+
+/// Reassembles handshake bytes from consecutive handshake records until the
+/// first handshake message is whole, then parses it.
+fn tls(buf: &[u8]) -> Classified {
+    let mut handshake: Vec<u8> = Vec::new();
+    let mut at = 0;
+    loop {
+        let Some(header) = buf.get(at..at + RECORD_HEADER) else {
+            return Classified::NeedMore(at + RECORD_HEADER - buf.len());
+        };
+        // Content type handshake, major version 3, a sane length.
+        let len = u16::from_be_bytes([header[3], header[4]]) as usize;
+        if header[0] != 0x16 || header[1] != 3 || len == 0 || len > MAX_RECORD {
+            return Classified::Done(Protocol::Unknown);
+        }
+        let body_start = at + RECORD_HEADER;
+        let Some(fragment) = buf.get(body_start..body_start + len) else {
+            return Classified::NeedMore(body_start + len - buf.len());
+        };
+        handshake.extend_from_slice(fragment);
+        at = body_start + len;
+        if handshake.len() < 4 {
+            continue;
+        }
+        if handshake[0] != 1 {
+            return Classified::Done(Protocol::Unknown); // a handshake, but not a ClientHello
+        }
+        let msg_len = u32::from_be_bytes([0, handshake[1], handshake[2], handshake[3]]) as usize;
+        if msg_len + 4 > MAX_HELLO {
+            return Classified::Done(Protocol::Unknown);
+        }
+        if handshake.len() < msg_len + 4 {
+            continue;
+        }
+        return Classified::Done(match parse_hello(&handshake[..msg_len + 4]) {
+            Some(hello) => Protocol::Tls(hello),
+            None => Protocol::Unknown,
+        });
+    }
+}
+
+fn parse_hello(msg: &[u8]) -> Option<ClientHello> {
+    let (_, TlsMessage::Handshake(TlsMessageHandshake::ClientHello(ch))) =
+        parse_tls_message_handshake(msg).ok()?
+    else {
+        return None;
+    };
+    let extensions = match ch.ext {
+        Some(raw) => parse_tls_client_hello_extensions(raw).ok()?.1,
+        None => Vec::new(),
+    };
+    let mut hello = ClientHello::default();
+    let (mut ext_ids, mut groups, mut formats) = (Vec::new(), Vec::new(), Vec::new());
+    for ext in &extensions {
+        let id = TlsExtensionType::from(ext).0;
+        if !is_grease(id) {
+            ext_ids.push(id);
+        }
+        match ext {
+            TlsExtension::SNI(names) => {
+                hello.sni = names
+                    .iter()
+                    .find(|(t, _)| t.0 == 0)
+                    .and_then(|(_, n)| std::str::from_utf8(n).ok())
+                    .map(|n| n.trim_end_matches('.').to_ascii_lowercase());
+            }
+            TlsExtension::ALPN(protos) => {
+                hello.alpn = protos
+                    .iter()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .collect();
+            }
+            TlsExtension::SupportedVersions(v) => {
+                hello.versions = v.iter().map(|v| v.0).filter(|v| !is_grease(*v)).collect();
+            }
+            TlsExtension::EllipticCurves(g) => {
+                groups = g.iter().map(|g| g.0).filter(|g| !is_grease(*g)).collect()
+            }
+            TlsExtension::EcPointFormats(f) => formats = f.to_vec(),
+            _ => {}
+        }
+    }
+    if hello.versions.is_empty() {
+        hello.versions.push(ch.version.0);
+    }
+    let ciphers: Vec<u16> = ch
+        .ciphers
+        .iter()
+        .map(|c| c.0)
+        .filter(|c| !is_grease(*c))
+        .collect();
+    ext_ids.sort_unstable();
+    let ja3 = format!(
+        "{},{},{},{},{}",
+        ch.version.0,
+        join(&ciphers),
+        join(&ext_ids),
+        join(&groups),
+        join(&formats.iter().map(|f| *f as u16).collect::<Vec<_>>())
+    );
+    hello.ja3n = Md5::digest(ja3.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Some(hello)
+}
+
+/// GREASE values (RFC 8701) are random noise and left out of fingerprints.
+fn is_grease(v: u16) -> bool {
+    v & 0x0f0f == 0x0a0a && (v >> 8) == (v & 0xff)
+}
+
+fn join(v: &[u16]) -> String {
+    v.iter().map(u16::to_string).collect::<Vec<_>>().join("-")
+}
+
+#[cfg(test)]
+#[path = "detect_tests.rs"]
+mod tests;
