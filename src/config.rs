@@ -52,9 +52,73 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub detection: DetectionConfig,
     /// The realm files named by `auth.realms`, loaded and checked with the config.
     #[serde(skip)]
     pub realm_configs: Vec<RealmConfig>,
+}
+
+/// Where the policy comes from. The policy (file, categories, shortcuts) is
+/// what SIGHUP reloads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Policy file (layers of rules); without one, every authenticated request is allowed.
+    pub file: Option<PathBuf>,
+    /// Category database (domains and CIDRs → category names).
+    pub categories: Option<PathBuf>,
+    /// Members of these groups get a raw tunnel for a CONNECT without User-Agent.
+    pub allowed_groups: Vec<String>,
+    /// ... and so do these users.
+    pub allowed_users: Vec<String>,
+}
+
+/// What to do when a CONNECT client says nothing within the detection timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSilence {
+    Deny,
+    Tunnel,
+}
+
+/// Protocol detection on CONNECT (ProxySG's "Detect Protocol").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionConfig {
+    /// Off: every allowed CONNECT is a raw tunnel.
+    pub enabled: bool,
+    /// How long to wait for the client's first bytes.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Most client bytes held while classifying.
+    pub max_bytes: usize,
+    /// A client that says nothing (server-speaks-first protocols).
+    pub on_silence: OnSilence,
+    /// The certificate check's connect + handshake time.
+    #[serde(with = "humantime_serde")]
+    pub check_timeout: Duration,
+    /// How long a certificate verdict per (host, port, SNI) is reused.
+    #[serde(with = "humantime_serde")]
+    pub verdict_ttl: Duration,
+    /// Extra CA certificates (PEM) trusted besides the bundled web roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for DetectionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            timeout: Duration::from_secs(5),
+            max_bytes: 16 * 1024,
+            on_silence: OnSilence::Deny,
+            check_timeout: Duration::from_secs(10),
+            verdict_ttl: Duration::from_secs(600),
+            ca_file: None,
+        }
+    }
 }
 
 /// Authentication schemes offered in `Proxy-Authenticate`, in this order.
@@ -307,6 +371,8 @@ impl Config {
             }
             config.realm_configs.push(realm);
         }
+        // The policy is compiled here too, so `check` and start-up refuse a bad one.
+        crate::policy::Policy::load(&config.policy).map_err(|e| invalid("policy", e))?;
         Ok(config)
     }
 
@@ -407,6 +473,18 @@ impl Config {
                 "auth.max_failures_per_connection",
                 "must be at least 1",
             ));
+        }
+        let d = &self.detection;
+        if !(512..=crate::tunnel::detect::MAX_HELLO).contains(&d.max_bytes) {
+            return Err(invalid("detection.max_bytes", "between 512 and 65536"));
+        }
+        for (key, v) in [
+            ("detection.timeout", d.timeout),
+            ("detection.check_timeout", d.check_timeout),
+        ] {
+            if v.is_zero() {
+                return Err(invalid(key, "must be longer than zero"));
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(invalid("log.level", e.to_string()));

@@ -27,6 +27,12 @@ pub enum ProxyError {
     // --- policy ---
     #[error("CONNECT to port {0} is not allowed")]
     PortNotAllowed(u16),
+    #[error("denied by policy rule {rule}")]
+    PolicyDenied {
+        status: u16,
+        reason: std::sync::Arc<str>,
+        rule: std::sync::Arc<str>,
+    },
     #[error("too many connections")]
     TooManyConnections,
     // --- authentication ---
@@ -57,6 +63,9 @@ impl ProxyError {
             HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
             Loop => StatusCode::LOOP_DETECTED,
             PortNotAllowed(_) => StatusCode::FORBIDDEN,
+            PolicyDenied { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
+            }
             AuthRequired | AuthFailed => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             DirectoryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
@@ -66,9 +75,10 @@ impl ProxyError {
     }
 
     /// The `x-exception-id` written to the answer and to the access log.
-    pub fn exception_id(&self) -> &'static str {
+    pub fn exception_id(&self) -> &str {
         use ProxyError::*;
         match self {
+            PolicyDenied { reason, .. } => reason,
             BadRequest(_) | OriginForm => "invalid_request",
             HeaderTooLarge(_) => "request_header_too_large",
             UriTooLong(_) => "request_uri_too_long",
@@ -125,10 +135,9 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        h.insert(
-            "x-exception-id",
-            HeaderValue::from_static(self.exception_id()),
-        );
+        if let Ok(id) = HeaderValue::from_str(self.exception_id()) {
+            h.insert("x-exception-id", id);
+        }
         if self.closes_connection() {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

@@ -80,6 +80,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => {
+            let config_path = config.clone();
             let config = match Config::load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -105,7 +106,7 @@ fn main() -> ExitCode {
                     gatehouse::server::signal().await;
                     s.cancel();
                 });
-                gatehouse::server::run(config, stop).await
+                gatehouse::server::run(config, config_path, stop).await
             });
             match result {
                 Ok(()) => ExitCode::SUCCESS,

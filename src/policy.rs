@@ -1,75 +1,330 @@
 //! The one place that turns a request into a decision.
 //!
-//! Today the built-in rules are the secure defaults (CONNECT only to the
-//! configured ports); the policy layers of a later issue replace the body of
-//! [`decide`] without touching the I/O code. A decision is a value that names
-//! the rule that made it, and the access log writes that name.
+//! A policy is ordered layers of rules (as ProxySG's VPM layers): in each
+//! layer the first matching rule wins, and a later layer's decision refines
+//! an earlier one's. Evaluation is a pure function from [`Facts`] to a
+//! [`Decision`] that names the rules that decided, so the log and
+//! `gatehouse explain` can say why. Compiled once at load (regexes, CIDRs,
+//! time zones); a reload compiles a whole new policy or changes nothing.
 
-use http::Method;
+pub mod categories;
+pub mod compile;
+pub mod file;
 
-use crate::config::Config;
-use crate::error::ProxyError;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
 
-/// What the proxy knows about a request when it decides.
-#[derive(Debug, Clone)]
-pub struct RequestFacts<'a> {
-    pub method: &'a Method,
-    pub host: &'a str,
-    pub port: u16,
-}
+use http::HeaderMap;
 
+use crate::auth::identity::Identity;
+use crate::config::PolicyConfig;
+use categories::Categories;
+use compile::{Atom, Layer, Rule};
+use file::{DefaultVerdict, LayerKind, PolicyFile};
+
+/// What a rule tells the proxy to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Forward the request, or open the tunnel.
     Allow,
-    /// Refuse with this answer.
-    Deny(ProxyError),
+    Deny {
+        status: u16,
+        reason: Arc<str>,
+    },
+    /// CONNECT without protocol detection (raw tunnel).
+    Tunnel,
+    /// CONNECT with protocol detection.
+    Detect,
+    Authenticate,
+    NoAuthenticate,
+    /// Only adds a tag to the log.
+    Tag,
 }
 
-/// An action, and the name of the rule that chose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Deny { status: u16, reason: Arc<str> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectMode {
+    Detect,
+    Tunnel,
+}
+
+/// The policy's answer, with the rules that gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    pub action: Action,
-    pub rule: &'static str,
+    pub verdict: Verdict,
+    pub verdict_rule: Option<Arc<str>>,
+    /// The verdict came from a rule that looked at the detected protocol.
+    pub verdict_by_detection: bool,
+    pub connect: ConnectMode,
+    pub connect_rule: Option<Arc<str>>,
+    pub tags: Vec<Arc<str>>,
+    /// Each layer and the rule that matched in it, for `explain`.
+    pub trace: Vec<(Arc<str>, Option<Arc<str>>)>,
 }
 
-/// Decides what to do with one request.
-pub fn decide(config: &Config, facts: &RequestFacts<'_>) -> Decision {
-    if facts.method == Method::CONNECT && !config.tunnel.allowed_ports.contains(&facts.port) {
-        return Decision {
-            action: Action::Deny(ProxyError::PortNotAllowed(facts.port)),
-            rule: "builtin:connect-ports",
+impl Decision {
+    /// The names for the log's `x-rule`: verdict rule, then connect rule.
+    pub fn rule_names(&self) -> Option<String> {
+        let names: Vec<&str> = self
+            .verdict_rule
+            .iter()
+            .chain(self.connect_rule.iter())
+            .map(|r| r.as_ref())
+            .collect();
+        (!names.is_empty()).then(|| names.join(","))
+    }
+}
+
+/// What the proxy knows when it decides.
+#[derive(Debug, Clone)]
+pub struct Facts<'a> {
+    pub identity: Option<&'a Identity>,
+    pub client: IpAddr,
+    pub method: &'a str,
+    pub host: &'a str,
+    pub port: u16,
+    pub headers: &'a HeaderMap,
+    pub categories: &'a [Arc<str>],
+    pub now: jiff::Timestamp,
+    /// After protocol detection on a CONNECT: the protocol and the TLS SNI.
+    pub detected: Option<(&'a str, Option<&'a str>)>,
+}
+
+/// A compiled policy.
+#[derive(Debug)]
+pub struct Policy {
+    layers: Vec<Layer>,
+    default: DefaultVerdict,
+    pub categories: Categories,
+    /// Where it came from, for messages.
+    pub source: String,
+}
+
+impl Policy {
+    /// Loads and compiles the policy the config names, with the
+    /// `allowed_groups`/`allowed_users` shortcut as a last layer.
+    pub fn load(cfg: &PolicyConfig) -> Result<Self, String> {
+        let (file, source) = match &cfg.file {
+            Some(path) => (read_file(path)?, path.display().to_string()),
+            None => (PolicyFile::default(), "built-in policy".to_string()),
         };
+        let mut layers = compile::compile(&file, &source).map_err(|e| e.to_string())?;
+        if let Some(layer) = allowed_layer(cfg) {
+            layers.push(layer);
+        }
+        let categories = match &cfg.categories {
+            Some(p) => Categories::load(p)?,
+            None => Categories::default(),
+        };
+        Ok(Self {
+            layers,
+            default: file.default,
+            categories,
+            source,
+        })
     }
-    Decision {
-        action: Action::Allow,
-        rule: "builtin:allow",
+
+    /// Compiles a policy from TOML text (tests, `explain`).
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let file: PolicyFile = toml_edit::de::from_str(text).map_err(|e| e.to_string())?;
+        Ok(Self {
+            layers: compile::compile(&file, "policy").map_err(|e| e.to_string())?,
+            default: file.default,
+            categories: Categories::default(),
+            source: "policy".into(),
+        })
     }
+
+    /// Must this request authenticate? Authentication layers refine `required`.
+    pub fn needs_auth(&self, facts: &Facts<'_>, required: bool) -> (bool, Option<Arc<str>>) {
+        let mut need = (required, None);
+        for layer in self
+            .layers
+            .iter()
+            .filter(|l| l.kind == LayerKind::Authentication)
+        {
+            if let Some(rule) = layer.rules.iter().find(|r| matches(r, facts)) {
+                match rule.action {
+                    Action::Authenticate => need = (true, Some(rule.name.clone())),
+                    Action::NoAuthenticate => need = (false, Some(rule.name.clone())),
+                    _ => {}
+                }
+            }
+        }
+        need
+    }
+
+    /// Evaluates the access layers.
+    pub fn decide(&self, facts: &Facts<'_>) -> Decision {
+        let mut d = Decision {
+            verdict: match self.default {
+                DefaultVerdict::Allow => Verdict::Allow,
+                DefaultVerdict::Deny => Verdict::Deny {
+                    status: 403,
+                    reason: "policy_denied".into(),
+                },
+            },
+            verdict_rule: None,
+            verdict_by_detection: false,
+            connect: ConnectMode::Detect,
+            connect_rule: None,
+            tags: Vec::new(),
+            trace: Vec::new(),
+        };
+        for layer in self.layers.iter().filter(|l| l.kind == LayerKind::Access) {
+            let hit = layer.rules.iter().find(|r| matches(r, facts));
+            d.trace
+                .push((layer.name.clone(), hit.map(|r| r.name.clone())));
+            let Some(rule) = hit else { continue };
+            match &rule.action {
+                Action::Allow => d.verdict = Verdict::Allow,
+                Action::Deny { status, reason } => {
+                    d.verdict = Verdict::Deny {
+                        status: *status,
+                        reason: reason.clone(),
+                    }
+                }
+                Action::Tunnel => d.connect = ConnectMode::Tunnel,
+                Action::Detect => d.connect = ConnectMode::Detect,
+                Action::Authenticate | Action::NoAuthenticate | Action::Tag => {}
+            }
+            match &rule.action {
+                Action::Allow | Action::Deny { .. } => {
+                    d.verdict_rule = Some(rule.name.clone());
+                    d.verdict_by_detection = rule.needs_detection();
+                }
+                Action::Tunnel | Action::Detect => d.connect_rule = Some(rule.name.clone()),
+                _ => {}
+            }
+            if let Some(t) = &rule.tag {
+                d.tags.push(t.clone());
+            }
+        }
+        d
+    }
+}
+
+fn read_file(path: &Path) -> Result<PolicyFile, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("policy {}: {e}", path.display()))?;
+    toml_edit::de::from_str(&text).map_err(|e| format!("policy {}: {e}", path.display()))
+}
+
+/// `allowed_groups = [...]` / `allowed_users = [...]`: the seed's rule —
+/// these users' CONNECTs without a User-Agent skip protocol detection.
+fn allowed_layer(cfg: &PolicyConfig) -> Option<Layer> {
+    if cfg.allowed_groups.is_empty() && cfg.allowed_users.is_empty() {
+        return None;
+    }
+    let no_ua = compile::HeaderCond {
+        name: http::header::USER_AGENT,
+        re: regex::Regex::new("^$").expect("a constant regex"),
+    };
+    let who: Vec<Atom> = cfg
+        .allowed_groups
+        .iter()
+        .map(|g| Atom::Group(g.to_lowercase()))
+        .chain(
+            cfg.allowed_users
+                .iter()
+                .map(|u| Atom::User(u.to_lowercase())),
+        )
+        .collect();
+    Some(Layer {
+        name: "allowed-groups".into(),
+        kind: LayerKind::Access,
+        rules: vec![Rule {
+            name: "allowed-groups-tunnel".into(),
+            authenticated: None,
+            users: None,
+            groups: None,
+            realms: None,
+            clients: None,
+            methods: Some(vec!["CONNECT".into()]),
+            hosts: None,
+            dests: None,
+            ports: None,
+            headers: vec![no_ua],
+            sources: Some(vec![Arc::new(vec![who])]),
+            categories: None,
+            time: None,
+            protocols: None,
+            snis: None,
+            action: Action::Tunnel,
+            tag: None,
+        }],
+    })
+}
+
+fn atom_matches(a: &Atom, f: &Facts<'_>) -> bool {
+    match a {
+        Atom::User(u) => f.identity.is_some_and(|i| i.user.eq_ignore_ascii_case(u)),
+        Atom::Group(g) => f.identity.is_some_and(|i| i.in_group(g)),
+        Atom::Realm(r) => f.identity.is_some_and(|i| i.realm.eq_ignore_ascii_case(r)),
+        Atom::Client(n) => n.contains(&f.client),
+        Atom::Method(m) => f.method.eq_ignore_ascii_case(m),
+        Atom::Header(h) => h.iter().all(|c| c.matches(f.headers)),
+    }
+}
+
+/// Every condition present must hold.
+fn matches(r: &Rule, f: &Facts<'_>) -> bool {
+    let id = f.identity;
+    let any = |list: &Option<Vec<String>>, pred: &dyn Fn(&str) -> bool| {
+        list.as_ref().is_none_or(|l| l.iter().any(|x| pred(x)))
+    };
+    if r.needs_detection() && f.detected.is_none() {
+        return false;
+    }
+    r.authenticated.is_none_or(|want| want == id.is_some())
+        && any(&r.users, &|u| {
+            id.is_some_and(|i| i.user.eq_ignore_ascii_case(u))
+        })
+        && any(&r.groups, &|g| id.is_some_and(|i| i.in_group(g)))
+        && any(&r.realms, &|x| {
+            id.is_some_and(|i| i.realm.eq_ignore_ascii_case(x))
+        })
+        && r.clients
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|n| n.contains(&f.client)))
+        && any(&r.methods, &|m| f.method.eq_ignore_ascii_case(m))
+        && r.hosts
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|h| h.matches(f.host)))
+        && r.dests.as_ref().is_none_or(|l| {
+            f.host
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| l.iter().any(|n| n.contains(&ip)))
+        })
+        && r.ports
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|(a, b)| (*a..=*b).contains(&f.port)))
+        && r.headers.iter().all(|h| h.matches(f.headers))
+        && r.sources.as_ref().is_none_or(|objs| {
+            objs.iter().any(|all| {
+                all.iter()
+                    .all(|alts| alts.iter().any(|a| atom_matches(a, f)))
+            })
+        })
+        && any(&r.categories, &|c| {
+            f.categories.iter().any(|x| x.eq_ignore_ascii_case(c))
+        })
+        && r.time.as_ref().is_none_or(|t| t.matches(f.now))
+        && any(&r.protocols, &|p| {
+            f.detected.is_some_and(|(proto, _)| proto == p)
+        })
+        && r.snis.as_ref().is_none_or(|l| {
+            f.detected
+                .and_then(|(_, sni)| sni)
+                .is_some_and(|sni| l.iter().any(|h| h.matches(sni)))
+        })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn connect_only_to_allowed_ports() {
-        let cfg = Config::from_toml("[tunnel]\nallowed_ports = [443, 8443]\n").unwrap();
-        let facts = |port| RequestFacts {
-            method: &Method::CONNECT,
-            host: "h",
-            port,
-        };
-        assert_eq!(decide(&cfg, &facts(443)).action, Action::Allow);
-        assert_eq!(decide(&cfg, &facts(8443)).action, Action::Allow);
-        let d = decide(&cfg, &facts(25));
-        assert_eq!(d.action, Action::Deny(ProxyError::PortNotAllowed(25)));
-        assert_eq!(d.rule, "builtin:connect-ports");
-        // Plain HTTP is not bound by the CONNECT port list.
-        let get = RequestFacts {
-            method: &Method::GET,
-            host: "h",
-            port: 25,
-        };
-        assert_eq!(decide(&cfg, &get).action, Action::Allow);
-    }
-}
+#[path = "policy/policy_tests.rs"]
+mod tests;

@@ -1,6 +1,6 @@
 //! One request's path through the proxy, in order:
-//! facts → loop check → policy decision → `forward` (HTTP) or `tunnel` (CONNECT)
-//! → access record. Every failure on the way is a [`ProxyError`] that becomes
+//! destination → loop check → authentication → policy decision → `forward`
+//! (HTTP) or `tunnel` (CONNECT: detection, SSL check, relay) → access record. Every failure on the way is a [`ProxyError`] that becomes
 //! the answer and the log fields in one place ([`answer_error`]).
 
 use std::convert::Infallible;
@@ -14,15 +14,20 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::accesslog::{AccessLog, AccessRecord};
+use crate::auth::identity::{Authenticated, Identity};
 use crate::auth::{AuthFailure, Authenticator};
 use crate::body::{Finish, ResponseBody};
 use crate::config::Config;
 use crate::conn::{ConnState, InFlight};
 use crate::error::ProxyError;
 use crate::forward::{self, headers, UpstreamClient};
-use crate::policy::{self, Action, RequestFacts};
+use crate::policy::{ConnectMode, Facts, Policy, Verdict};
 use crate::resolve::Resolver;
+use crate::tunnel::detect::Protocol;
+use crate::tunnel::inspect::{self, Inspector, PolicySays};
+use crate::tunnel::tls_check::TlsChecker;
 use crate::tunnel::{self, relay};
+use tokio::io::AsyncWriteExt;
 
 /// Everything a request needs that outlives it.
 pub struct Proxy {
@@ -31,6 +36,10 @@ pub struct Proxy {
     pub resolver: Resolver,
     pub log: AccessLog,
     pub auth: Authenticator,
+    /// The live policy; SIGHUP swaps in a new one whole.
+    pub policy: arc_swap::ArcSwap<Policy>,
+    /// The SSL check for detected TLS tunnels.
+    pub checker: TlsChecker,
     /// Addresses we listen on, for loop detection.
     pub listening: Vec<SocketAddr>,
     /// Cancelled when the shutdown grace period is over: tunnels close.
@@ -57,7 +66,34 @@ impl Proxy {
     }
 }
 
+/// Where a request goes: its host and port, and for HTTP the forward target.
+struct Destination {
+    host: String,
+    port: u16,
+    target: Option<forward::Target>,
+}
+
+fn destination(req: &Request<Incoming>) -> Result<Destination, ProxyError> {
+    if req.method() == Method::CONNECT {
+        let (host, port) = tunnel::connect_target(req.uri())?;
+        return Ok(Destination {
+            host,
+            port,
+            target: None,
+        });
+    }
+    let t = forward::target(req.uri())?;
+    Ok(Destination {
+        host: t.host.clone(),
+        port: t.port,
+        target: Some(t),
+    })
+}
+
 /// hyper's service function: never fails, every error is an answer.
+///
+/// Phases: destination → loop check → built-in CONNECT port check →
+/// authentication (unless policy exempts) → policy decision → forward or tunnel.
 pub async fn serve(
     proxy: Arc<Proxy>,
     conn: Arc<ConnState>,
@@ -67,28 +103,91 @@ pub async fn serve(
     let mut record = AccessRecord::new(conn.client.ip(), conn.local.ip());
     describe(&mut record, &req);
     let is_connect = req.method() == Method::CONNECT;
-    if proxy.auth.required() {
-        if let Err(e) = authenticate(&proxy, &conn, &req, &mut record).await {
-            let close =
-                e == ProxyError::AuthFailed && conn.auth_failed() >= proxy.auth.max_failures();
-            let resp = refuse(&proxy, &conn, e, req, record, in_flight, close).await;
-            return Ok(resp);
+    // The policy this request is decided by, even if a reload swaps it meanwhile.
+    let policy = proxy.policy.load_full();
+    let fail = |e: ProxyError, record: AccessRecord, in_flight: InFlight| {
+        if is_connect {
+            conn.answer_connect(false);
         }
-    }
-    let result = if is_connect {
-        connect(&proxy, &conn, req, &mut record, in_flight).await
-    } else {
-        forward(&proxy, req, &mut record, in_flight).await
+        Ok(answer_error(&proxy, e, record, in_flight, is_connect))
     };
-    Ok(match result {
-        Ok(resp) => resp,
-        Err((e, in_flight)) => {
-            if is_connect {
-                conn.answer_connect(false);
+    let dest = match destination(&req) {
+        Ok(d) => d,
+        Err(e) => return fail(e, record, in_flight),
+    };
+    record.host.clone_from(&dest.host);
+    record.port = dest.port;
+    let categories = policy.categories.lookup(&dest.host);
+    record.categories = categories.iter().map(|c| c.to_string()).collect();
+    if headers::via_names(req.headers(), &proxy.config.forward.via_pseudonym)
+        || proxy.is_self(&dest.host, dest.port)
+    {
+        return fail(ProxyError::Loop, record, in_flight);
+    }
+    if is_connect && !proxy.config.tunnel.allowed_ports.contains(&dest.port) {
+        record.rule = Some("builtin:connect-ports".into());
+        return fail(ProxyError::PortNotAllowed(dest.port), record, in_flight);
+    }
+    let now = jiff::Timestamp::now();
+    let facts = |identity| Facts {
+        identity,
+        client: conn.client.ip(),
+        method: req.method().as_str(),
+        host: &dest.host,
+        port: dest.port,
+        headers: req.headers(),
+        categories: &categories,
+        now,
+        detected: None,
+    };
+    let (must_auth, _) = policy.needs_auth(&facts(None), proxy.auth.required());
+    let who = if must_auth {
+        match authenticate(&proxy, &conn, &req, &mut record).await {
+            Ok(who) => Some(who),
+            Err(e) => {
+                let close =
+                    e == ProxyError::AuthFailed && conn.auth_failed() >= proxy.auth.max_failures();
+                return Ok(refuse(&proxy, &conn, e, req, record, in_flight, close).await);
             }
-            answer_error(&proxy, e, record, in_flight, is_connect)
         }
-    })
+    } else {
+        None
+    };
+    let identity = who.as_ref().map(|w| w.identity.clone());
+    let decision = policy.decide(&facts(identity.as_deref()));
+    record.rule = decision.rule_names();
+    record.tags = decision.tags.iter().map(|t| t.to_string()).collect();
+    if let Verdict::Deny { status, reason } = &decision.verdict {
+        let e = ProxyError::PolicyDenied {
+            status: *status,
+            reason: reason.clone(),
+            rule: decision
+                .verdict_rule
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+        };
+        return fail(e, record, in_flight);
+    }
+    let result = match dest.target {
+        None => {
+            let ctx = TunnelContext {
+                policy: policy.clone(),
+                identity,
+                headers: req.headers().clone(),
+                categories,
+                mode: decision.connect,
+            };
+            connect(
+                &proxy, &conn, req, dest.host, dest.port, ctx, record, in_flight,
+            )
+            .await
+        }
+        Some(target) => forward(&proxy, req, target, record, in_flight).await,
+    };
+    match result {
+        Ok(resp) => Ok(resp),
+        Err((e, record, in_flight)) => fail(e, record, in_flight),
+    }
 }
 
 /// Checks the request's credentials; on success the identity goes to the
@@ -98,7 +197,7 @@ async fn authenticate(
     conn: &ConnState,
     req: &Request<Incoming>,
     r: &mut AccessRecord,
-) -> Result<(), ProxyError> {
+) -> Result<Authenticated, ProxyError> {
     let presented = req.headers().get_all(header::PROXY_AUTHORIZATION).iter();
     match proxy.auth.authenticate(presented).await {
         Ok(who) => {
@@ -106,7 +205,7 @@ async fn authenticate(
             r.auth_groups = who.identity.group_names();
             r.auth_scheme = Some(who.log_scheme());
             conn.auth_succeeded(&who);
-            Ok(())
+            Ok(who)
         }
         Err(AuthFailure::Missing) => Err(ProxyError::AuthRequired),
         Err(AuthFailure::Malformed(why)) => {
@@ -178,8 +277,6 @@ async fn drain(mut body: Incoming, limit: u64, wait: std::time::Duration) -> boo
     tokio::time::timeout(wait, read).await.unwrap_or(false)
 }
 
-type Failed = (ProxyError, InFlight);
-
 /// Request fields for the log, filled before anything can fail.
 fn describe(r: &mut AccessRecord, req: &Request<Incoming>) {
     r.method = req.method().as_str().to_owned();
@@ -212,53 +309,21 @@ fn describe(r: &mut AccessRecord, req: &Request<Incoming>) {
     }
 }
 
-/// Loop check, then the policy decision, shared by both paths.
-fn admit(
-    proxy: &Proxy,
-    req: &Request<Incoming>,
-    host: &str,
-    port: u16,
-    r: &mut AccessRecord,
-) -> Result<(), ProxyError> {
-    if headers::via_names(req.headers(), &proxy.config.forward.via_pseudonym)
-        || proxy.is_self(host, port)
-    {
-        return Err(ProxyError::Loop);
-    }
-    let decision = policy::decide(
-        &proxy.config,
-        &RequestFacts {
-            method: req.method(),
-            host,
-            port,
-        },
-    );
-    r.rule = Some(decision.rule.to_owned());
-    match decision.action {
-        Action::Allow => Ok(()),
-        Action::Deny(e) => Err(e),
-    }
-}
+type Failed = (ProxyError, AccessRecord, InFlight);
 
 async fn forward(
     proxy: &Proxy,
     req: Request<Incoming>,
-    r: &mut AccessRecord,
+    target: forward::Target,
+    mut r: AccessRecord,
     in_flight: InFlight,
 ) -> Result<Response<ResponseBody>, Failed> {
-    let target = match forward::target(req.uri()) {
-        Ok(t) => t,
-        Err(e) => return Err((e, in_flight)),
-    };
-    if let Err(e) = admit(proxy, &req, &target.host, target.port, r) {
-        return Err((e, in_flight));
-    }
     let method = req.method().clone();
     let cs_bytes = Arc::new(AtomicU64::new(0));
     let cfg = &proxy.config.forward;
     let resp = match forward::forward(&proxy.client, cfg, req, &target, cs_bytes.clone()).await {
         Ok(resp) => resp,
-        Err(e) => return Err((e, in_flight)),
+        Err(e) => return Err((e, r, in_flight)),
     };
     r.status = resp.status().as_u16();
     r.action = if cacheable(&method, &resp) {
@@ -267,7 +332,7 @@ async fn forward(
         "TCP_NC_MISS"
     };
     let finish = Finish {
-        record: std::mem::replace(r, AccessRecord::new(r.client_ip, r.server_ip)),
+        record: r,
         log: proxy.log.clone(),
         cs_bytes: Some(cs_bytes),
     };
@@ -290,54 +355,128 @@ fn cacheable(method: &Method, resp: &Response<ResponseBody>) -> bool {
         && !resp.headers().contains_key(header::SET_COOKIE)
 }
 
+/// What a tunnel needs from its request to decide after detection.
+struct TunnelContext {
+    policy: Arc<Policy>,
+    identity: Option<Arc<Identity>>,
+    headers: http::HeaderMap,
+    categories: Vec<Arc<str>>,
+    mode: ConnectMode,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn connect(
-    proxy: &Proxy,
+    proxy: &Arc<Proxy>,
     conn: &ConnState,
     mut req: Request<Incoming>,
-    r: &mut AccessRecord,
+    host: String,
+    port: u16,
+    ctx: TunnelContext,
+    mut record: AccessRecord,
     in_flight: InFlight,
 ) -> Result<Response<ResponseBody>, Failed> {
-    let (host, port) = match tunnel::connect_target(req.uri()) {
-        Ok(t) => t,
-        Err(e) => return Err((e, in_flight)),
-    };
-    r.host.clone_from(&host);
-    r.port = port;
-    if let Err(e) = admit(proxy, &req, &host, port, r) {
-        return Err((e, in_flight));
-    }
     let cfg = &proxy.config.tunnel;
     let server = match tunnel::dial(&proxy.resolver, &host, port, cfg.connect_timeout).await {
         Ok(s) => s,
-        Err(e) => return Err((e, in_flight)),
+        Err(e) => return Err((e, record, in_flight)),
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let mut record = std::mem::replace(r, AccessRecord::new(r.client_ip, r.server_ip));
     record.status = 200;
     record.action = "TCP_TUNNELED";
-    let log = proxy.log.clone();
-    let (idle, stop) = (cfg.idle_timeout, proxy.hard_stop.clone());
+    let proxy2 = proxy.clone();
+    let client_ip = conn.client.ip();
     proxy.tunnels.spawn(async move {
         let _in_flight = in_flight;
-        let client = match on_upgrade.await {
+        let proxy = proxy2;
+        let mut client = match on_upgrade.await {
             Ok(u) => hyper_util::rt::TokioIo::new(u),
             Err(e) => {
                 tracing::debug!(error = %e, "CONNECT upgrade failed");
                 record.action = "TCP_ERR_MISS";
-                record.exception_id = Some("tcp_error");
-                log.write(record);
+                record.exception_id = Some("tcp_error".into());
+                proxy.log.write(record);
                 return;
             }
         };
-        // Seam: protocol detection (tunnel/detect, tunnel/tls_check) reads the
-        // client's first bytes here, before one of them reaches `server`.
-        let out = relay::relay(client, server, idle, stop).await;
-        record.cs_bytes = out.client_to_server;
+        let mut server = server;
+        let mut replayed = 0u64;
+        let detect = proxy.config.detection.enabled && ctx.mode == ConnectMode::Detect;
+        if detect {
+            let inspector = Inspector {
+                cfg: &proxy.config.detection,
+                checker: &proxy.checker,
+                resolver: &proxy.resolver,
+            };
+            let after_detection = |p: &Protocol| {
+                let sni = match p {
+                    Protocol::Tls(h) => h.sni.as_deref(),
+                    _ => None,
+                };
+                let facts = Facts {
+                    identity: ctx.identity.as_deref(),
+                    client: client_ip,
+                    method: "CONNECT",
+                    host: &host,
+                    port,
+                    headers: &ctx.headers,
+                    categories: &ctx.categories,
+                    now: jiff::Timestamp::now(),
+                    detected: Some((p.name(), sni)),
+                };
+                let d = ctx.policy.decide(&facts);
+                match d.verdict {
+                    Verdict::Deny { reason, .. } => PolicySays::Deny(reason.to_string()),
+                    Verdict::Allow if d.verdict_by_detection => PolicySays::Allow,
+                    Verdict::Allow => PolicySays::Nothing,
+                }
+            };
+            let outcome = inspector
+                .inspect(&mut client, &host, port, after_detection)
+                .await;
+            let protocol = match &outcome {
+                inspect::Outcome::Pass { protocol, .. }
+                | inspect::Outcome::Refuse { protocol, .. } => protocol.clone(),
+            };
+            if let Some(p) = &protocol {
+                record.protocol = Some(p.name());
+                if let Protocol::Tls(h) = p {
+                    record.sni.clone_from(&h.sni);
+                    record.ja3n = Some(h.ja3n.clone());
+                }
+            }
+            match outcome {
+                inspect::Outcome::Refuse { reason, .. } => {
+                    // Neither side has seen a byte of the other's: just close.
+                    record.refuse(&reason);
+                    proxy.log.write(record);
+                    return;
+                }
+                inspect::Outcome::Pass { replay, action, .. } => {
+                    record.action = action;
+                    if let Err(e) = server.write_all(&replay).await {
+                        tracing::debug!(error = %e, "upstream closed before the replay");
+                        record.action = "TCP_ERR_MISS";
+                        record.exception_id = Some("tcp_error".into());
+                        proxy.log.write(record);
+                        return;
+                    }
+                    replayed = replay.len() as u64;
+                }
+            }
+        }
+        let out = relay::relay(
+            client,
+            server,
+            proxy.config.tunnel.idle_timeout,
+            proxy.hard_stop.clone(),
+        )
+        .await;
+        record.cs_bytes = out.client_to_server + replayed;
         record.sc_bytes = out.server_to_client;
         if out.end == relay::End::Idle {
-            record.exception_id = Some("tunnel_idle_timeout");
+            record.exception_id = Some("tunnel_idle_timeout".into());
         }
-        log.write(record);
+        proxy.log.write(record);
     });
     conn.answer_connect(true);
     let mut resp = Response::new(ResponseBody::full(bytes::Bytes::new()));

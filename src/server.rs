@@ -31,6 +31,8 @@ pub enum StartError {
     },
     #[error("authentication: {0}")]
     Auth(String),
+    #[error("policy: {0}")]
+    Policy(String),
 }
 
 /// Builds the realms and the authenticator the config names.
@@ -45,7 +47,11 @@ pub fn authenticator(config: &Config) -> Result<crate::auth::Authenticator, Star
 }
 
 /// Serves until `stop` is cancelled, then shuts down gracefully.
-pub async fn run(config: Config, stop: CancellationToken) -> Result<(), StartError> {
+pub async fn run(
+    config: Config,
+    config_path: Option<std::path::PathBuf>,
+    stop: CancellationToken,
+) -> Result<(), StartError> {
     let config = Arc::new(config);
     let auth = authenticator(&config)?;
     let mut listeners = Vec::new();
@@ -72,6 +78,11 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), StartErr
         resolver,
         log: log.clone(),
         auth,
+        policy: arc_swap::ArcSwap::from_pointee(
+            crate::policy::Policy::load(&config.policy).map_err(StartError::Policy)?,
+        ),
+        checker: crate::tunnel::tls_check::TlsChecker::new(&config.detection)
+            .map_err(StartError::Policy)?,
         listening: listening.clone(),
         hard_stop: CancellationToken::new(),
         tunnels: TaskTracker::new(),
@@ -91,8 +102,10 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), StartErr
     for a in &listening {
         tracing::info!(address = %a, "listening");
     }
+    let reloader = tokio::spawn(reload_on_hangup(proxy.clone(), config_path));
 
     stop.cancelled().await;
+    reloader.abort();
     let grace = config.shutdown.grace_period;
     tracing::info!(grace = ?grace, "shutting down: no new connections");
     acc.graceful.cancel();
@@ -119,6 +132,32 @@ pub async fn run(config: Config, stop: CancellationToken) -> Result<(), StartErr
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// On SIGHUP: re-reads the config, compiles its policy whole, and swaps it in.
+/// A bad one changes nothing (the running policy stays, the reason is
+/// logged); requests already decided keep the policy they started with.
+async fn reload_on_hangup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: policy reload disabled");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match reload(path.as_deref()) {
+            Ok(policy) => {
+                tracing::info!(source = %policy.source, "policy reloaded");
+                proxy.policy.store(Arc::new(policy));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "policy reload refused: the running policy stays")
+            }
+        }
+    }
+}
+
+fn reload(path: Option<&std::path::Path>) -> Result<crate::policy::Policy, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    crate::policy::Policy::load(&config.policy)
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.

@@ -5,7 +5,9 @@
 //! and decide before a single one reaches the destination.
 
 pub mod detect;
+pub mod inspect;
 pub mod relay;
+pub mod tls_check;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@ use super::record::AccessRecord;
 use crate::config::LogFormat;
 
 /// The ELFF fields, in the order every line writes them.
-pub const ELFF_FIELDS: &str = "date time time-taken c-ip cs-username cs-auth-group x-exception-id sc-filter-result cs-categories sc-status s-action cs-method cs-uri-scheme cs-host cs-uri-port cs-uri-path cs-uri-query cs(User-Agent) s-ip sc-bytes cs-bytes x-rule x-auth-scheme";
+pub const ELFF_FIELDS: &str = "date time time-taken c-ip cs-username cs-auth-group x-exception-id sc-filter-result cs-categories sc-status s-action cs-method cs-uri-scheme cs-host cs-uri-port cs-uri-path cs-uri-query cs(User-Agent) s-ip sc-bytes cs-bytes x-rule x-auth-scheme x-tags x-protocol x-sni x-ja3n";
 
 /// The lines that open an ELFF file (or a new stdout stream).
 pub fn elff_header(now: std::time::SystemTime) -> String {
@@ -41,14 +41,15 @@ fn elff(out: &mut String, r: &AccessRecord) {
     let groups = r.auth_groups.join(",");
     let cats = r.categories.join(";");
     let port = r.port.to_string();
-    let fields: [&str; 23] = [
+    let tags = r.tags.join(",");
+    let fields: [&str; 27] = [
         &date,
         &time,
         &r.time_taken_ms.to_string(),
         &r.client_ip.to_string(),
         r.username.as_deref().unwrap_or(""),
         &groups,
-        r.exception_id.unwrap_or(""),
+        r.exception_id.as_deref().unwrap_or(""),
         r.filter_result.as_str(),
         &cats,
         &r.status.to_string(),
@@ -65,6 +66,10 @@ fn elff(out: &mut String, r: &AccessRecord) {
         &r.cs_bytes.to_string(),
         r.rule.as_deref().unwrap_or(""),
         r.auth_scheme.as_deref().unwrap_or(""),
+        &tags,
+        r.protocol.unwrap_or(""),
+        r.sni.as_deref().unwrap_or(""),
+        r.ja3n.as_deref().unwrap_or(""),
     ];
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {

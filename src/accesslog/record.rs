@@ -31,7 +31,7 @@ pub struct AccessRecord {
     pub client_ip: IpAddr,
     pub username: Option<String>,
     pub auth_groups: Vec<String>,
-    pub exception_id: Option<&'static str>,
+    pub exception_id: Option<String>,
     pub filter_result: FilterResult,
     pub categories: Vec<String>,
     pub status: u16,
@@ -52,9 +52,22 @@ pub struct AccessRecord {
     pub rule: Option<String>,
     /// How the user authenticated: `basic`, `basic-cached`, ...
     pub auth_scheme: Option<String>,
+    /// Tags added by policy rules.
+    pub tags: Vec<String>,
+    /// CONNECT protocol detection: what the client spoke, its TLS SNI, and JA3N.
+    pub protocol: Option<&'static str>,
+    pub sni: Option<String>,
+    pub ja3n: Option<String>,
 }
 
 impl AccessRecord {
+    /// Marks a tunnel refused after its `200` (detection), with `reason`.
+    pub fn refuse(&mut self, reason: &str) {
+        self.action = "TCP_DENIED";
+        self.exception_id = Some(reason.to_string());
+        self.filter_result = FilterResult::Denied;
+    }
+
     /// A record for a request from `client_ip`, served on `server_ip`; fields
     /// about the request are filled in by the caller.
     pub fn new(client_ip: IpAddr, server_ip: IpAddr) -> Self {
@@ -81,6 +94,10 @@ impl AccessRecord {
             cs_bytes: 0,
             rule: None,
             auth_scheme: None,
+            tags: Vec::new(),
+            protocol: None,
+            sni: None,
+            ja3n: None,
         }
     }
 
@@ -93,7 +110,7 @@ impl AccessRecord {
     /// Marks the transaction refused or failed with `e`.
     pub fn set_error(&mut self, e: &crate::error::ProxyError) {
         self.status = e.status().as_u16();
-        self.exception_id = Some(e.exception_id());
+        self.exception_id = Some(e.exception_id().to_string());
         self.action = e.s_action();
         if !e.is_upstream() {
             self.filter_result = FilterResult::Denied;

@@ -288,6 +288,12 @@ impl Gatehouse {
         } else {
             format!("{config}[auth]\nrequired = false\nrealms = []\n")
         };
+        // ... and without protocol detection unless the test turns it on.
+        let config = if extra.contains("[detection]") {
+            config
+        } else {
+            format!("{config}[detection]\nenabled = false\n")
+        };
         let cfg_path = dir.path().join("gatehouse.toml");
         std::fs::write(&cfg_path, config).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))

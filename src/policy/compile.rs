@@ -1,0 +1,490 @@
+//! Compiling a policy file into matchers: regexes built once, object
+//! references expanded, CIDRs parsed, time zones looked up. Every mistake is
+//! reported with its layer, rule and field.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::HeaderName;
+use ipnet::IpNet;
+use regex::Regex;
+
+use super::file::{self, ActionName, PolicyFile, PortSpec};
+use super::Action;
+
+/// A policy mistake, located.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{place}: {message}")]
+pub struct PolicyError {
+    pub place: String,
+    pub message: String,
+}
+
+fn err(place: &str, message: impl Into<String>) -> PolicyError {
+    PolicyError {
+        place: place.to_string(),
+        message: message.into(),
+    }
+}
+
+/// `example.com` exactly, `.example.com` and its subdomains, or `re:` a regex.
+#[derive(Debug, Clone)]
+pub enum HostPattern {
+    Exact(String),
+    Suffix(String),
+    Regex(Regex),
+}
+
+impl HostPattern {
+    fn parse(s: &str, place: &str) -> Result<Self, PolicyError> {
+        if let Some(re) = s.strip_prefix("re:") {
+            let re = Regex::new(&format!("(?i){re}"))
+                .map_err(|e| err(place, format!("bad regex {re:?}: {e}")))?;
+            return Ok(HostPattern::Regex(re));
+        }
+        let s = s.trim_end_matches('.').to_ascii_lowercase();
+        if s.is_empty() {
+            return Err(err(place, "empty host pattern"));
+        }
+        Ok(if s.starts_with('.') {
+            HostPattern::Suffix(s)
+        } else {
+            HostPattern::Exact(s)
+        })
+    }
+
+    pub fn matches(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.');
+        match self {
+            HostPattern::Exact(h) => host.eq_ignore_ascii_case(h),
+            HostPattern::Suffix(s) => {
+                let lower = host.to_ascii_lowercase();
+                lower.ends_with(s.as_str()) || lower == s[1..]
+            }
+            HostPattern::Regex(re) => re.is_match(host),
+        }
+    }
+}
+
+/// A header that must match a regex; an absent header is the empty string.
+#[derive(Debug, Clone)]
+pub struct HeaderCond {
+    pub name: HeaderName,
+    pub re: Regex,
+}
+
+impl HeaderCond {
+    pub fn matches(&self, headers: &http::HeaderMap) -> bool {
+        let mut values = headers.get_all(&self.name).iter().peekable();
+        if values.peek().is_none() {
+            return self.re.is_match("");
+        }
+        let joined: Vec<String> = values
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        self.re.is_match(&joined.join(", "))
+    }
+}
+
+/// One alternative of a combined object.
+#[derive(Debug, Clone)]
+pub enum Atom {
+    User(String),
+    Group(String),
+    Realm(String),
+    Client(IpNet),
+    Method(String),
+    Header(Vec<HeaderCond>),
+}
+
+#[derive(Debug, Clone)]
+pub struct TimeCond {
+    /// Bit per weekday, Monday = bit 0; 0 means every day.
+    pub days: u8,
+    pub from: Option<jiff::civil::Time>,
+    pub to: Option<jiff::civil::Time>,
+    pub tz: jiff::tz::TimeZone,
+}
+
+impl TimeCond {
+    pub fn matches(&self, now: jiff::Timestamp) -> bool {
+        let local = now.to_zoned(self.tz.clone());
+        let day = local.weekday().to_monday_zero_offset() as u8;
+        if self.days != 0 && self.days & (1 << day) == 0 {
+            return false;
+        }
+        let t = local.time();
+        match (self.from, self.to) {
+            (Some(f), Some(to)) if f <= to => f <= t && t < to,
+            (Some(f), Some(to)) => t >= f || t < to, // wraps midnight
+            (Some(f), None) => t >= f,
+            (None, Some(to)) => t < to,
+            (None, None) => true,
+        }
+    }
+}
+
+/// A rule, ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: Arc<str>,
+    pub authenticated: Option<bool>,
+    pub users: Option<Vec<String>>,
+    pub groups: Option<Vec<String>>,
+    pub realms: Option<Vec<String>>,
+    pub clients: Option<Vec<IpNet>>,
+    pub methods: Option<Vec<String>>,
+    pub hosts: Option<Vec<HostPattern>>,
+    pub dests: Option<Vec<IpNet>>,
+    pub ports: Option<Vec<(u16, u16)>>,
+    pub headers: Vec<HeaderCond>,
+    pub sources: Option<Vec<Arc<Vec<Vec<Atom>>>>>,
+    pub categories: Option<Vec<String>>,
+    pub time: Option<TimeCond>,
+    pub protocols: Option<Vec<String>>,
+    pub snis: Option<Vec<HostPattern>>,
+    pub action: Action,
+    pub tag: Option<Arc<str>>,
+}
+
+impl Rule {
+    /// Conditions that need an authenticated identity.
+    pub fn needs_identity(&self) -> bool {
+        self.authenticated.is_some()
+            || self.users.is_some()
+            || self.groups.is_some()
+            || self.realms.is_some()
+            || self.sources.is_some()
+    }
+
+    /// Conditions only known after protocol detection.
+    pub fn needs_detection(&self) -> bool {
+        self.protocols.is_some() || self.snis.is_some()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub name: Arc<str>,
+    pub kind: file::LayerKind,
+    pub rules: Vec<Rule>,
+}
+
+struct Ctx<'a> {
+    file: &'a PolicyFile,
+    combined: BTreeMap<String, Arc<Vec<Vec<Atom>>>>,
+}
+
+impl Ctx<'_> {
+    /// Expands `@object` references.
+    fn expand(&self, list: &[String], place: &str) -> Result<Vec<String>, PolicyError> {
+        let mut out = Vec::new();
+        for item in list {
+            match item.strip_prefix('@') {
+                Some(name) => {
+                    let obj = self
+                        .file
+                        .objects
+                        .get(name)
+                        .ok_or_else(|| err(place, format!("no object named {name:?}")))?;
+                    out.extend(obj.iter().cloned());
+                }
+                None => out.push(item.clone()),
+            }
+        }
+        Ok(out)
+    }
+
+    fn named_headers(&self, name: &str, place: &str) -> Result<Vec<HeaderCond>, PolicyError> {
+        let h = self
+            .file
+            .headers
+            .get(name)
+            .ok_or_else(|| err(place, format!("no header object named {name:?}")))?;
+        header_conds(h, place)
+    }
+}
+
+fn header_conds(
+    map: &BTreeMap<String, String>,
+    place: &str,
+) -> Result<Vec<HeaderCond>, PolicyError> {
+    map.iter()
+        .map(|(name, re)| {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| err(place, format!("bad header name {name:?}")))?;
+            let re = Regex::new(re).map_err(|e| err(place, format!("bad regex {re:?}: {e}")))?;
+            Ok(HeaderCond { name, re })
+        })
+        .collect()
+}
+
+fn cidr(s: &str, place: &str) -> Result<IpNet, PolicyError> {
+    if let Ok(n) = s.parse::<IpNet>() {
+        return Ok(n.trunc());
+    }
+    s.parse::<IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| err(place, format!("{s:?} is not an address or CIDR")))
+}
+
+fn lower(v: Vec<String>) -> Vec<String> {
+    v.into_iter().map(|s| s.to_lowercase()).collect()
+}
+
+/// Compiles a whole policy file. Nothing is partially applied: it is all or an error.
+pub fn compile(file: &PolicyFile, source: &str) -> Result<Vec<Layer>, PolicyError> {
+    let mut ctx = Ctx {
+        file,
+        combined: BTreeMap::new(),
+    };
+    for (name, c) in &file.combined {
+        let place = format!("{source}: combined {name:?}");
+        let mut all = Vec::new();
+        for group in &c.all {
+            let mut any = Vec::new();
+            for r in group {
+                let (kind, value) = r
+                    .split_once(':')
+                    .ok_or_else(|| err(&place, format!("{r:?} is not kind:value")))?;
+                let values = ctx.expand(&[value.to_string()], &place)?;
+                for v in values {
+                    any.push(match kind {
+                        "user" => Atom::User(v.to_lowercase()),
+                        "group" => Atom::Group(v.to_lowercase()),
+                        "realm" => Atom::Realm(v.to_lowercase()),
+                        "client" => Atom::Client(cidr(&v, &place)?),
+                        "method" => Atom::Method(v.to_ascii_uppercase()),
+                        "header" => Atom::Header(ctx.named_headers(&v, &place)?),
+                        k => {
+                            return Err(err(
+                                &place,
+                                format!(
+                                "unknown kind {k:?} (user, group, realm, client, method, header)"
+                            ),
+                            ))
+                        }
+                    });
+                }
+            }
+            if any.is_empty() {
+                return Err(err(&place, "an empty alternative can never match"));
+            }
+            all.push(any);
+        }
+        ctx.combined.insert(name.clone(), Arc::new(all));
+    }
+    let mut layers = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for layer in &file.layers {
+        let mut rules = Vec::new();
+        for rule in &layer.rules {
+            let place = format!("{source}: layer {:?}, rule {:?}", layer.name, rule.name);
+            if !names.insert(rule.name.clone()) {
+                return Err(err(
+                    &place,
+                    "rule names must be unique (the log names the rule)",
+                ));
+            }
+            let r = compile_rule(&ctx, rule, &place)?;
+            if layer.kind == file::LayerKind::Authentication {
+                if r.needs_identity() || r.needs_detection() {
+                    return Err(err(
+                        &place,
+                        "an authentication layer cannot use identity or detection conditions",
+                    ));
+                }
+                if !matches!(
+                    r.action,
+                    Action::Authenticate | Action::NoAuthenticate | Action::Tag
+                ) {
+                    return Err(err(&place, "field `action`: an authentication layer takes authenticate or no-authenticate"));
+                }
+            } else if matches!(r.action, Action::Authenticate | Action::NoAuthenticate) {
+                return Err(err(&place, "field `action`: (no-)authenticate belongs in a layer with kind = \"authentication\""));
+            }
+            rules.push(r);
+        }
+        layers.push(Layer {
+            name: layer.name.as_str().into(),
+            kind: layer.kind,
+            rules,
+        });
+    }
+    Ok(layers)
+}
+
+fn compile_rule(ctx: &Ctx<'_>, r: &file::Rule, place: &str) -> Result<Rule, PolicyError> {
+    let field = |f: &str| format!("{place}, field `{f}`");
+    let list = |v: &Option<Vec<String>>, f: &str| -> Result<Option<Vec<String>>, PolicyError> {
+        v.as_ref().map(|v| ctx.expand(v, &field(f))).transpose()
+    };
+    let hosts =
+        |v: &Option<Vec<String>>, f: &str| -> Result<Option<Vec<HostPattern>>, PolicyError> {
+            list(v, f)?
+                .map(|v| v.iter().map(|h| HostPattern::parse(h, &field(f))).collect())
+                .transpose()
+        };
+    let nets = |v: &Option<Vec<String>>, f: &str| -> Result<Option<Vec<IpNet>>, PolicyError> {
+        list(v, f)?
+            .map(|v| v.iter().map(|c| cidr(c, &field(f))).collect())
+            .transpose()
+    };
+    let mut headers = match &r.header {
+        Some(h) => header_conds(h, &field("header"))?,
+        None => Vec::new(),
+    };
+    for name in r.headers.iter().flatten() {
+        headers.extend(ctx.named_headers(name, &field("headers"))?);
+    }
+    let sources =
+        r.source
+            .as_ref()
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| {
+                        ctx.combined.get(n).cloned().ok_or_else(|| {
+                            err(&field("source"), format!("no combined object {n:?}"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+    let ports = r
+        .port
+        .as_ref()
+        .map(|ports| {
+            ports
+                .iter()
+                .map(|p| port_range(p, &field("port")))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let protocols = list(&r.protocol, "protocol")?.map(lower);
+    if let Some(p) = protocols
+        .iter()
+        .flatten()
+        .find(|p| !["tls", "http", "ssh", "unknown"].contains(&p.as_str()))
+    {
+        return Err(err(
+            &field("protocol"),
+            format!("{p:?}: one of tls, http, ssh, unknown"),
+        ));
+    }
+    let action = match r.action {
+        ActionName::Allow => Action::Allow,
+        ActionName::Tunnel => Action::Tunnel,
+        ActionName::Detect => Action::Detect,
+        ActionName::Authenticate => Action::Authenticate,
+        ActionName::NoAuthenticate => Action::NoAuthenticate,
+        ActionName::Tag => Action::Tag,
+        ActionName::Deny => {
+            let status = r.status.unwrap_or(403);
+            if !(400..=599).contains(&status) || status == 407 {
+                return Err(err(&field("status"), "a 4xx or 5xx status other than 407"));
+            }
+            let reason = r.reason.clone().unwrap_or_else(|| "policy_denied".into());
+            if reason.is_empty()
+                || !reason
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return Err(err(
+                    &field("reason"),
+                    "letters, digits, '_' and '-' (it is the x-exception-id)",
+                ));
+            }
+            Action::Deny {
+                status,
+                reason: reason.into(),
+            }
+        }
+    };
+    if r.action != ActionName::Deny && (r.status.is_some() || r.reason.is_some()) {
+        return Err(err(
+            &field("status"),
+            "status and reason go with action = \"deny\"",
+        ));
+    }
+    if r.action == ActionName::Tag && r.tag.is_none() {
+        return Err(err(&field("tag"), "action = \"tag\" needs a tag"));
+    }
+    Ok(Rule {
+        name: r.name.as_str().into(),
+        authenticated: r.authenticated,
+        users: list(&r.user, "user")?.map(lower),
+        groups: list(&r.group, "group")?.map(lower),
+        realms: list(&r.realm, "realm")?.map(lower),
+        clients: nets(&r.client, "client")?,
+        methods: list(&r.method, "method")?
+            .map(|v| v.into_iter().map(|m| m.to_ascii_uppercase()).collect()),
+        hosts: hosts(&r.host, "host")?,
+        dests: nets(&r.dest, "dest")?,
+        ports,
+        headers,
+        sources,
+        categories: list(&r.category, "category")?.map(lower),
+        time: r
+            .time
+            .as_ref()
+            .map(|t| time_cond(t, &field("time")))
+            .transpose()?,
+        protocols,
+        snis: hosts(&r.sni, "sni")?,
+        action,
+        tag: r.tag.as_deref().map(Into::into),
+    })
+}
+
+fn port_range(p: &PortSpec, place: &str) -> Result<(u16, u16), PolicyError> {
+    let bad = || {
+        err(
+            place,
+            format!("{p:?}: a port or a range like \"8000-8100\""),
+        )
+    };
+    match p {
+        PortSpec::One(0) => Err(bad()),
+        PortSpec::One(n) => Ok((*n, *n)),
+        PortSpec::Text(t) => {
+            let (a, b) = t.split_once('-').unwrap_or((t, t));
+            let a: u16 = a.trim().parse().map_err(|_| bad())?;
+            let b: u16 = b.trim().parse().map_err(|_| bad())?;
+            if a == 0 || a > b {
+                return Err(bad());
+            }
+            Ok((a, b))
+        }
+    }
+}
+
+fn time_cond(t: &file::TimeWindow, place: &str) -> Result<TimeCond, PolicyError> {
+    const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let mut days = 0u8;
+    for d in &t.days {
+        let i = DAYS
+            .iter()
+            .position(|x| d.to_ascii_lowercase().starts_with(x))
+            .ok_or_else(|| err(place, format!("day {d:?}: mon..sun")))?;
+        days |= 1 << i;
+    }
+    let parse = |s: &Option<String>| -> Result<Option<jiff::civil::Time>, PolicyError> {
+        s.as_ref()
+            .map(|s| {
+                jiff::civil::Time::strptime("%H:%M", s)
+                    .map_err(|_| err(place, format!("{s:?}: HH:MM")))
+            })
+            .transpose()
+    };
+    let tz = jiff::tz::db()
+        .get(&t.tz)
+        .map_err(|e| err(place, format!("time zone {:?}: {e}", t.tz)))?;
+    Ok(TimeCond {
+        days,
+        from: parse(&t.from)?,
+        to: parse(&t.to)?,
+        tz,
+    })
+}

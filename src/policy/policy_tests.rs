@@ -1,0 +1,305 @@
+use super::*;
+use crate::auth::identity::Group;
+
+fn identity(user: &str, groups: &[&str]) -> Identity {
+    Identity {
+        user: user.into(),
+        realm: "local".into(),
+        dn: None,
+        groups: groups
+            .iter()
+            .map(|g| Group {
+                name: g.to_string(),
+                dn: None,
+                nested: false,
+            })
+            .collect(),
+    }
+}
+
+struct Req {
+    id: Option<Identity>,
+    client: IpAddr,
+    method: &'static str,
+    host: &'static str,
+    port: u16,
+    headers: HeaderMap,
+    cats: Vec<Arc<str>>,
+    now: jiff::Timestamp,
+}
+
+impl Req {
+    fn connect(host: &'static str) -> Self {
+        Req {
+            id: None,
+            client: "10.0.0.5".parse().unwrap(),
+            method: "CONNECT",
+            host,
+            port: 443,
+            headers: HeaderMap::new(),
+            cats: Vec::new(),
+            now: "2026-11-27T10:00:00Z".parse().unwrap(), // a Friday
+        }
+    }
+    fn user(mut self, u: &str, groups: &[&str]) -> Self {
+        self.id = Some(identity(u, groups));
+        self
+    }
+    fn ua(mut self, ua: &str) -> Self {
+        self.headers.insert("user-agent", ua.parse().unwrap());
+        self
+    }
+    fn facts(&self) -> Facts<'_> {
+        Facts {
+            identity: self.id.as_ref(),
+            client: self.client,
+            method: self.method,
+            host: self.host,
+            port: self.port,
+            headers: &self.headers,
+            categories: &self.cats,
+            now: self.now,
+            detected: None,
+        }
+    }
+}
+
+const SKYPE: &str = r#"
+[objects]
+skype_groups = ["Skype Users"]
+[headers.no_user_agent]
+"User-Agent" = "^$"
+[combined.skype_source]
+all = [["group:@skype_groups", "user:carol"], ["header:no_user_agent"]]
+
+[[layers]]
+name = "web-access"
+[[layers.rules]]
+name = "block-social"
+category = ["Social Networking"]
+action = "deny"
+status = 403
+reason = "category_blocked"
+tag = "social"
+
+[[layers]]
+name = "ssl"
+[[layers.rules]]
+name = "skype-tunnel"
+method = ["CONNECT"]
+source = ["skype_source"]
+action = "tunnel"
+tag = "skype"
+"#;
+
+#[test]
+fn the_seed_rule_tunnels_only_allowed_users_without_user_agent() {
+    let p = Policy::from_toml(SKYPE).unwrap();
+    let d = p.decide(
+        &Req::connect("157.55.56.152")
+            .user("alice", &["Skype Users"])
+            .facts(),
+    );
+    assert_eq!(
+        (d.verdict.clone(), d.connect),
+        (Verdict::Allow, ConnectMode::Tunnel)
+    );
+    assert_eq!(d.connect_rule.as_deref(), Some("skype-tunnel"));
+    assert_eq!(d.tags, vec![Arc::from("skype")]);
+    // The same user's browser (with a User-Agent) is still detected.
+    let d = p.decide(
+        &Req::connect("157.55.56.152")
+            .user("alice", &["Skype Users"])
+            .ua("Mozilla/5.0")
+            .facts(),
+    );
+    assert_eq!(d.connect, ConnectMode::Detect);
+    // Others are detected; carol is allowed by name.
+    assert_eq!(
+        p.decide(&Req::connect("x").user("bob", &["staff"]).facts())
+            .connect,
+        ConnectMode::Detect
+    );
+    assert_eq!(
+        p.decide(&Req::connect("x").user("Carol", &[]).facts())
+            .connect,
+        ConnectMode::Tunnel
+    );
+    assert_eq!(
+        p.decide(&Req::connect("x").facts()).connect,
+        ConnectMode::Detect,
+        "no identity, no match"
+    );
+    // An empty User-Agent header counts as absent (^$).
+    assert_eq!(
+        p.decide(&Req::connect("x").user("carol", &[]).ua("").facts())
+            .connect,
+        ConnectMode::Tunnel
+    );
+}
+
+#[test]
+fn layers_refine_and_tags_accumulate() {
+    let p = Policy::from_toml(SKYPE).unwrap();
+    let mut r = Req::connect("facebook.example").user("alice", &["Skype Users"]);
+    r.cats = vec!["social networking".into()];
+    let d = p.decide(&r.facts());
+    assert_eq!(
+        d.verdict,
+        Verdict::Deny {
+            status: 403,
+            reason: "category_blocked".into()
+        }
+    );
+    assert_eq!(d.rule_names().as_deref(), Some("block-social,skype-tunnel"));
+    assert_eq!(d.tags.len(), 2);
+    assert_eq!(d.trace.len(), 2);
+}
+
+#[test]
+fn default_deny_and_later_allow() {
+    let p = Policy::from_toml(
+        r#"default = "deny"
+[[layers]]
+name = "a"
+[[layers.rules]]
+name = "staff-web"
+group = ["staff"]
+port = [80, "8000-8100"]
+action = "allow"
+"#,
+    )
+    .unwrap();
+    let mut r = Req::connect("x").user("bob", &["Staff"]);
+    r.method = "GET";
+    r.port = 8080;
+    assert_eq!(p.decide(&r.facts()).verdict, Verdict::Allow);
+    r.port = 8101;
+    assert!(matches!(p.decide(&r.facts()).verdict, Verdict::Deny { .. }));
+}
+
+#[test]
+fn hosts_dests_clients_and_time() {
+    let p = Policy::from_toml(
+        r#"[[layers]]
+name = "a"
+[[layers.rules]]
+name = "suffix"
+host = [".example.com"]
+time = { days = ["fri"], from = "09:00", to = "17:00", tz = "Europe/Paris" }
+action = "tag"
+tag = "suffix"
+[[layers.rules]]
+name = "regex"
+host = ["re:^cdn[0-9]+\\.example\\.net$"]
+action = "tag"
+tag = "regex"
+[[layers.rules]]
+name = "range"
+dest = ["157.55.0.0/16"]
+client = ["10.0.0.0/8"]
+action = "tag"
+tag = "range"
+"#,
+    )
+    .unwrap();
+    let tags = |host: &'static str, now: &str| {
+        let mut r = Req::connect(host);
+        r.now = now.parse().unwrap();
+        p.decide(&r.facts())
+            .tags
+            .iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+    };
+    let fri_11_paris = "2026-11-27T10:00:00Z";
+    assert_eq!(tags("www.example.com", fri_11_paris), vec!["suffix"]);
+    assert_eq!(tags("example.com", fri_11_paris), vec!["suffix"]);
+    assert!(
+        tags("www.example.com", "2026-11-27T17:30:00Z").is_empty(),
+        "after hours in Paris"
+    );
+    assert!(
+        tags("www.example.com", "2026-11-28T10:00:00Z").is_empty(),
+        "Saturday"
+    );
+    assert!(tags("badexample.com", fri_11_paris).is_empty());
+    assert_eq!(tags("CDN12.example.net", fri_11_paris), vec!["regex"]);
+    assert_eq!(tags("157.55.56.152", fri_11_paris), vec!["range"]);
+    assert!(tags("157.56.0.1", fri_11_paris).is_empty());
+}
+
+#[test]
+fn authentication_layer_exempts_clients() {
+    let p = Policy::from_toml(
+        r#"[[layers]]
+name = "auth"
+kind = "authentication"
+[[layers.rules]]
+name = "updaters"
+client = ["10.9.0.0/16"]
+action = "no-authenticate"
+"#,
+    )
+    .unwrap();
+    let mut r = Req::connect("x");
+    assert_eq!(p.needs_auth(&r.facts(), true), (true, None));
+    r.client = "10.9.1.1".parse().unwrap();
+    assert_eq!(
+        p.needs_auth(&r.facts(), true),
+        (false, Some("updaters".into()))
+    );
+}
+
+#[test]
+fn detection_rules_wait_for_detection() {
+    let p = Policy::from_toml(
+        r#"[[layers]]
+name = "after"
+[[layers.rules]]
+name = "plain-http-ok"
+protocol = ["http"]
+action = "allow"
+[[layers.rules]]
+name = "no-bad-sni"
+sni = [".bad.example"]
+action = "deny"
+"#,
+    )
+    .unwrap();
+    let r = Req::connect("x");
+    assert_eq!(p.decide(&r.facts()).verdict_rule, None);
+    let mut f = r.facts();
+    f.detected = Some(("http", None));
+    let d = p.decide(&f);
+    assert_eq!(
+        (d.verdict_rule.as_deref(), d.verdict_by_detection),
+        (Some("plain-http-ok"), true)
+    );
+    f.detected = Some(("tls", Some("www.bad.example")));
+    assert!(matches!(p.decide(&f).verdict, Verdict::Deny { .. }));
+}
+
+#[test]
+fn mistakes_name_the_rule_and_field() {
+    let cases = [
+        ("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r1\"\nhost=[\"re:(\"]\naction=\"allow\"\n", "field `host`"),
+        ("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r1\"\nclient=[\"10.0.0.0/33\"]\naction=\"allow\"\n", "field `client`"),
+        ("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r1\"\ngroup=[\"@nope\"]\naction=\"allow\"\n", "no object named"),
+        ("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r1\"\naction=\"deny\"\nstatus=407\n", "field `status`"),
+        ("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r1\"\naction=\"allow\"\nport=[\"9-1\"]\n", "field `port`"),
+        ("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r1\"\naction=\"allow\"\ntime={tz=\"Mars/Olympus\"}\n", "field `time`"),
+        ("[[layers]]\nname=\"l\"\nkind=\"authentication\"\n[[layers.rules]]\nname=\"r1\"\ngroup=[\"x\"]\naction=\"no-authenticate\"\n", "authentication layer"),
+        ("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r1\"\naction=\"allow\"\n[[layers.rules]]\nname=\"r1\"\naction=\"allow\"\n", "unique"),
+        ("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r1\"\naction=\"allow\"\nprotocol=[\"quic\"]\n", "field `protocol`"),
+    ];
+    for (text, want) in cases {
+        let e = Policy::from_toml(text).unwrap_err();
+        assert!(e.contains("rule \"r1\"") && e.contains(want), "{want}: {e}");
+    }
+    let e = Policy::from_toml(
+        "[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r\"\nacton=\"allow\"\n",
+    )
+    .unwrap_err();
+    assert!(e.contains("acton"), "{e}");
+}
