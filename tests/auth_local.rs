@@ -9,44 +9,6 @@ use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A local realm with alice (staff, telephony → Skype Users) and bob, in a temp dir.
-fn local_realm(dir: &std::path::Path) -> String {
-    let users = dir.join("users.toml");
-    std::fs::write(
-        &users,
-        "[groups.telephony]\nmember_of = [\"Skype Users\"]\n",
-    )
-    .unwrap();
-    gatehouse::directory::local::set_password(
-        &users,
-        "alice",
-        "alice-pw",
-        Some(&["staff".into(), "telephony".into()]),
-    )
-    .unwrap();
-    gatehouse::directory::local::set_password(&users, "bob", "bob-pw", None).unwrap();
-    let realm = dir.join("local.toml");
-    std::fs::write(
-        &realm,
-        format!(
-            "name = \"local\"\nkind = \"local\"\nusers_file = \"{}\"\n",
-            users.display()
-        ),
-    )
-    .unwrap();
-    format!(
-        "[auth]\nrequired = true\nrealms = [\"{}\"]\nbasic_realm = \"Corp Proxy\"\nmax_failures_per_connection = 3\n",
-        realm.display()
-    )
-}
-
-fn basic(user_pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(user_pass)
-    )
-}
-
 /// Reads one response (head + Content-Length body) from a kept-alive connection.
 async fn read_response(s: &mut TcpStream) -> String {
     let mut buf = Vec::new();

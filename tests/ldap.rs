@@ -5,7 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use base64::Engine;
 use common::lab::Slapd;
 use common::*;
 
@@ -15,13 +14,6 @@ fn auth_section(realm: &std::path::Path, extra: &str) -> String {
     format!(
         "[auth]\nrequired = true\nrealms = [\"{}\"]\n{extra}\n",
         realm.display()
-    )
-}
-
-fn basic(user_pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(user_pass)
     )
 }
 

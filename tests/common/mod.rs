@@ -20,6 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 pub mod lab;
+pub mod tls_lab;
 
 /// Ports below 32768 (out of the ephemeral range), spread per test process.
 pub fn free_port() -> u16 {
@@ -350,6 +351,29 @@ impl Gatehouse {
         child.wait().unwrap()
     }
 
+    /// Sends a signal by name (`HUP`, `TERM`).
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        assert!(Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    /// Waits until the diagnostics contain `needle` at least `count` times.
+    pub fn wait_stderr(&self, needle: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.stderr().matches(needle).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} x{count} in diagnostics:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn send_term(&self) {
         let pid = self.child.as_ref().expect("running").id().to_string();
         assert!(Command::new("kill")
@@ -498,4 +522,43 @@ pub async fn ready(
         .await
         .expect("the proxy kept the connection usable");
     c
+}
+
+/// A local realm with alice (staff, telephony → Skype Users) and bob, in a temp dir.
+pub fn local_realm(dir: &std::path::Path) -> String {
+    let users = dir.join("users.toml");
+    std::fs::write(
+        &users,
+        "[groups.telephony]\nmember_of = [\"Skype Users\"]\n",
+    )
+    .unwrap();
+    gatehouse::directory::local::set_password(
+        &users,
+        "alice",
+        "alice-pw",
+        Some(&["staff".into(), "telephony".into()]),
+    )
+    .unwrap();
+    gatehouse::directory::local::set_password(&users, "bob", "bob-pw", None).unwrap();
+    let realm = dir.join("local.toml");
+    std::fs::write(
+        &realm,
+        format!(
+            "name = \"local\"\nkind = \"local\"\nusers_file = \"{}\"\n",
+            users.display()
+        ),
+    )
+    .unwrap();
+    format!(
+        "[auth]\nrequired = true\nrealms = [\"{}\"]\nbasic_realm = \"Corp Proxy\"\nmax_failures_per_connection = 3\n",
+        realm.display()
+    )
+}
+
+pub fn basic(user_pass: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(user_pass)
+    )
 }
