@@ -143,3 +143,212 @@ pub fn auth_test(config: &Config, user: &str) -> ExitCode {
         ExitCode::FAILURE
     }
 }
+
+/// The request `explain` is asked about.
+pub struct ExplainRequest {
+    pub user: Option<String>,
+    pub groups: Vec<String>,
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<String>,
+    pub client: std::net::IpAddr,
+    pub protocol: Option<String>,
+    pub sni: Option<String>,
+}
+
+/// Prints each layer's matching rule and the final decision for a request,
+/// exactly as the running proxy would decide it.
+pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
+    use gatehouse::auth::identity::{Group, Identity};
+    use gatehouse::policy::{ConnectMode, Facts, Policy, Verdict};
+
+    let policy = match Policy::load(&config.policy) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let method = q.method.to_ascii_uppercase();
+    let (host, port) = if method == "CONNECT" {
+        match q
+            .url
+            .parse::<http::Uri>()
+            .map_err(|e| e.to_string())
+            .and_then(|u| gatehouse::tunnel::connect_target(&u).map_err(|e| e.to_string()))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("gatehouse explain: --url: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        match q
+            .url
+            .parse::<http::Uri>()
+            .map_err(|e| e.to_string())
+            .and_then(|u| gatehouse::forward::target(&u).map_err(|e| e.to_string()))
+        {
+            Ok(t) => (t.host, t.port),
+            Err(e) => {
+                eprintln!("gatehouse explain: --url: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let mut headers = http::HeaderMap::new();
+    for h in &q.headers {
+        let Some((name, value)) = h.split_once(':') else {
+            eprintln!("gatehouse explain: --header {h:?}: NAME: VALUE");
+            return ExitCode::from(2);
+        };
+        match (
+            http::HeaderName::from_bytes(name.trim().as_bytes()),
+            http::HeaderValue::from_str(value.trim()),
+        ) {
+            (Ok(n), Ok(v)) => {
+                headers.append(n, v);
+            }
+            _ => {
+                eprintln!("gatehouse explain: --header {h:?} is not a valid header");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    // The user's groups, from the realms as the proxy would see them.
+    let identity = q.user.as_ref().map(|user| {
+        let found = realms(config).ok().and_then(|realms| {
+            runtime().block_on(async {
+                for r in &realms {
+                    if let Ok(Some(id)) = r.lookup(user).await {
+                        return Some((*id).clone());
+                    }
+                }
+                None
+            })
+        });
+        let mut id = found.unwrap_or_else(|| Identity {
+            user: user.to_lowercase(),
+            realm: "explain".into(),
+            dn: None,
+            groups: Vec::new(),
+        });
+        id.groups.extend(q.groups.iter().map(|g| Group {
+            name: g.clone(),
+            dn: None,
+            nested: false,
+        }));
+        id
+    });
+    let categories = policy.categories.lookup(&host);
+    let facts = Facts {
+        identity: identity.as_ref(),
+        client: q.client,
+        method: &method,
+        host: &host,
+        port,
+        headers: &headers,
+        categories: &categories,
+        now: jiff::Timestamp::now(),
+        detected: None,
+    };
+    println!("request:        {method} {} from {}", q.url, q.client);
+    match &identity {
+        Some(id) => {
+            let groups: Vec<String> = id
+                .groups
+                .iter()
+                .map(|g| {
+                    if g.nested {
+                        format!("{} (nested)", g.name)
+                    } else {
+                        g.name.clone()
+                    }
+                })
+                .collect();
+            println!(
+                "identity:       {} (realm {}), groups: {}",
+                id.user,
+                id.realm,
+                groups.join(", ")
+            );
+        }
+        None => println!("identity:       none"),
+    }
+    let cats: Vec<&str> = categories.iter().map(|c| c.as_ref()).collect();
+    println!(
+        "categories:     {}",
+        if cats.is_empty() {
+            "-".into()
+        } else {
+            cats.join(", ")
+        }
+    );
+    if method == "CONNECT" && !config.tunnel.allowed_ports.contains(&port) {
+        println!("built-in:       CONNECT to port {port} is not in tunnel.allowed_ports");
+        println!("decision:       DENY 403 policy_denied (rule builtin:connect-ports)");
+        return ExitCode::SUCCESS;
+    }
+    let (auth, auth_rule) = policy.needs_auth(&facts, config.auth.required);
+    println!(
+        "authentication: {} ({})",
+        if auth { "required" } else { "not required" },
+        auth_rule
+            .as_deref()
+            .map_or("auth.required".to_string(), |r| format!("rule {r}"))
+    );
+    let d = policy.decide(&facts);
+    for (layer, rule) in &d.trace {
+        println!(
+            "layer {layer:?}: {}",
+            rule.as_deref()
+                .map_or("no rule matched".to_string(), |r| format!("rule {r:?}"))
+        );
+    }
+    let verdict = match &d.verdict {
+        Verdict::Allow => "ALLOW".to_string(),
+        Verdict::Deny { status, reason } => format!("DENY {status} {reason}"),
+    };
+    let mut line = format!(
+        "decision:       {verdict} (rule {})",
+        d.verdict_rule.as_deref().unwrap_or("default")
+    );
+    if method == "CONNECT" && d.verdict == Verdict::Allow {
+        let mode = if !config.detection.enabled {
+            "tunnel (detection is off)".to_string()
+        } else {
+            match d.connect {
+                ConnectMode::Tunnel => {
+                    format!("tunnel (rule {})", d.connect_rule.as_deref().unwrap_or("-"))
+                }
+                ConnectMode::Detect => "detect".to_string(),
+            }
+        };
+        line.push_str(&format!(", CONNECT: {mode}"));
+    }
+    if !d.tags.is_empty() {
+        let tags: Vec<&str> = d.tags.iter().map(|t| t.as_ref()).collect();
+        line.push_str(&format!(", tags: {}", tags.join(",")));
+    }
+    println!("{line}");
+    if let Some(p) = &q.protocol {
+        let after = policy.decide(&Facts {
+            detected: Some((p.as_str(), q.sni.as_deref())),
+            ..facts
+        });
+        let says = match (&after.verdict, after.verdict_by_detection, p.as_str()) {
+            (Verdict::Deny { status, reason }, _, _) => format!("DENY {status} {reason}"),
+            (Verdict::Allow, _, "tls") => "TLS: passes if the server's certificate is valid".into(),
+            (Verdict::Allow, true, _) => format!(
+                "ALLOW {p} (rule {})",
+                after.verdict_rule.as_deref().unwrap_or("-")
+            ),
+            (Verdict::Allow, false, _) => {
+                format!("DENY protocol_not_allowed ({p} needs an explicit rule)")
+            }
+        };
+        println!("after detection ({p}): {says}");
+    }
+    ExitCode::SUCCESS
+}

@@ -44,6 +44,34 @@ enum Command {
         #[arg(long = "group")]
         groups: Vec<String>,
     },
+    /// Show how the policy decides a request: each layer's matching rule and
+    /// the final decision, as the running proxy would decide it.
+    Explain {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The user (groups are looked up in the realms).
+        #[arg(long)]
+        user: Option<String>,
+        /// Extra groups for the user (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// `host:port` for CONNECT, an absolute URL otherwise.
+        #[arg(long)]
+        url: String,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        #[arg(long, default_value = "127.0.0.1")]
+        client: std::net::IpAddr,
+        /// For CONNECT: the protocol detection found (tls, http, ssh, unknown).
+        #[arg(long)]
+        protocol: Option<String>,
+        /// For CONNECT with TLS: the ClientHello's SNI.
+        #[arg(long)]
+        sni: Option<String>,
+    },
     /// Check a user's password against the configured realms and show the
     /// DN and groups found. The password is read from the terminal or stdin.
     AuthTest {
@@ -72,6 +100,35 @@ fn main() -> ExitCode {
             user,
             groups,
         } => admin::passwd(&users, &user, &groups),
+        Command::Explain {
+            config,
+            user,
+            groups,
+            method,
+            url,
+            headers,
+            client,
+            protocol,
+            sni,
+        } => match Config::load(config.as_deref()) {
+            Ok(config) => admin::explain(
+                &config,
+                &admin::ExplainRequest {
+                    user,
+                    groups,
+                    method,
+                    url,
+                    headers,
+                    client,
+                    protocol,
+                    sni,
+                },
+            ),
+            Err(e) => {
+                eprintln!("gatehouse: config error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::AuthTest { config, user } => match Config::load(config.as_deref()) {
             Ok(config) => admin::auth_test(&config, &user),
             Err(e) => {

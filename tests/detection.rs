@@ -251,3 +251,55 @@ async fn silent_clients_are_refused_after_the_detection_timeout() {
     assert_eq!(gh.log_lines(1)[0]["x-exception-id"], "detection_timeout");
     assert!(seen.connections() <= 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_agrees_with_what_the_proxy_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let (node, _) = supernode().await;
+    let gh = proxy(
+        dir.path(),
+        &ca,
+        &[node.port()],
+        "[policy]\nallowed_groups = [\"Skype Users\"]\n",
+    );
+    let explain = |user: &str, ua: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        cmd.args(["explain", "--config"]).arg(&gh.config_path);
+        cmd.args([
+            "--user",
+            user,
+            "--method",
+            "CONNECT",
+            "--url",
+            &node.to_string(),
+        ]);
+        if let Some(ua) = ua {
+            cmd.args(["--header", &format!("User-Agent: {ua}")]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let alice = explain("alice", None);
+    assert!(
+        alice.contains("CONNECT: tunnel (rule allowed-groups-tunnel)"),
+        "{alice}"
+    );
+    assert!(alice.contains("Skype Users (nested)"), "{alice}");
+    let bob = explain("bob", None);
+    assert!(bob.contains("CONNECT: detect"), "{bob}");
+    assert!(explain("alice", Some("Mozilla/5.0")).contains("CONNECT: detect"));
+    // What the proxy did with the same requests.
+    skype(gh.addr(), node, &basic("alice:alice-pw")).await;
+    skype(gh.addr(), node, &basic("bob:bob-pw")).await;
+    let lines = gh.log_lines(2);
+    let action =
+        |u: &str| lines.iter().find(|l| l["cs-username"] == u).unwrap()["s-action"].clone();
+    assert_eq!(action("alice"), "TCP_TUNNELED");
+    assert_eq!(action("bob"), "TCP_DENIED");
+}

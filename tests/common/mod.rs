@@ -265,6 +265,7 @@ pub async fn echo_server() -> SocketAddr {
 pub struct Gatehouse {
     pub port: u16,
     pub log_path: PathBuf,
+    pub config_path: PathBuf,
     child: Option<Child>,
     _dir: tempfile::TempDir,
 }
@@ -310,6 +311,7 @@ impl Gatehouse {
         let mut g = Gatehouse {
             port,
             log_path,
+            config_path: cfg_path,
             child: Some(child),
             _dir: dir,
         };
