@@ -63,6 +63,20 @@ pub fn check_realms(config: &Config) -> ExitCode {
         }
     };
     let mut unreachable = 0;
+    if let Some(n) = config.auth.negotiate.as_ref().filter(|_| {
+        config
+            .auth
+            .schemes
+            .contains(&gatehouse::config::Scheme::Negotiate)
+    }) {
+        match gatehouse::auth::negotiate::describe_keytab(n) {
+            Ok(report) => println!("negotiate: {report}"),
+            Err(e) => {
+                unreachable += 1;
+                println!("negotiate: PROBLEM: {e}");
+            }
+        }
+    }
     runtime().block_on(async {
         for realm in &realms {
             let started = Instant::now();

@@ -7,6 +7,8 @@
 
 pub mod header;
 pub mod identity;
+pub mod negotiate;
+pub mod spnego;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +76,7 @@ pub struct Authenticator {
     creds: StaleCache<[u8; 32], Outcome>,
     key: [u8; 32],
     challenges: Vec<HeaderValue>,
+    negotiate: Option<negotiate::Acceptor>,
 }
 
 impl Authenticator {
@@ -86,6 +89,7 @@ impl Authenticator {
             .map(|s| match s {
                 Scheme::Basic => HeaderValue::from_str(&header::basic_challenge(&cfg.basic_realm))
                     .map_err(|e| e.to_string()),
+                Scheme::Negotiate => Ok(HeaderValue::from_static("Negotiate")),
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
@@ -101,6 +105,11 @@ impl Authenticator {
             realms,
             key,
             challenges,
+            negotiate: cfg
+                .negotiate
+                .as_ref()
+                .filter(|_| cfg.schemes.contains(&Scheme::Negotiate))
+                .map(negotiate::Acceptor::new),
         })
     }
 
@@ -122,14 +131,39 @@ impl Authenticator {
         &self.creds.counters
     }
 
-    /// Authenticates from the request's `Proxy-Authorization` values.
+    /// Authenticates from the request's `Proxy-Authorization` values, or from
+    /// the identity the connection already established (Negotiate).
     pub async fn authenticate<'a>(
         &self,
         mut values: impl Iterator<Item = &'a HeaderValue>,
+        on_connection: Option<Authenticated>,
     ) -> Result<Authenticated, AuthFailure> {
+        let per_request = self.cfg.negotiate.as_ref().is_some_and(|n| n.per_request);
+        // The identity this connection established (Negotiate), unless every
+        // request must prove itself.
+        let bound = on_connection
+            .filter(|who| who.connection_bound && !per_request)
+            .map(|who| Authenticated {
+                cached: true,
+                mutual: None,
+                ..who
+            });
         let Some(value) = values.next() else {
-            return Err(AuthFailure::Missing);
+            return bound.ok_or(AuthFailure::Missing);
         };
+        // Clients such as curl re-send a fresh Negotiate token on every request
+        // of a connection; once the connection is authenticated it is not
+        // validated again (one GSS call, one replay-cache entry per connection).
+        if let Some(who) = bound {
+            let scheme = value
+                .as_bytes()
+                .split(|b| *b == b' ')
+                .next()
+                .unwrap_or_default();
+            if scheme.eq_ignore_ascii_case(b"negotiate") {
+                return Ok(who);
+            }
+        }
         if values.next().is_some() {
             return Err(AuthFailure::Malformed(BadCredentials::Empty));
         }
@@ -138,7 +172,76 @@ impl Authenticator {
                 self.basic(&c.user, &c.password).await
             }
             Presented::Basic(_) => Err(AuthFailure::UnsupportedScheme("Basic".into())),
-            Presented::Other { scheme } => Err(AuthFailure::UnsupportedScheme(scheme.to_string())),
+            Presented::Other {
+                scheme,
+                credentials,
+            } if scheme.eq_ignore_ascii_case("negotiate") => match &self.negotiate {
+                Some(acceptor) => self.kerberos(acceptor, credentials).await,
+                None => Err(AuthFailure::UnsupportedScheme(scheme.to_string())),
+            },
+            Presented::Other { scheme, .. } => {
+                Err(AuthFailure::UnsupportedScheme(scheme.to_string()))
+            }
+        }
+    }
+
+    /// Accepts a Negotiate token and maps its principal to a directory user.
+    async fn kerberos(
+        &self,
+        acceptor: &negotiate::Acceptor,
+        token: &str,
+    ) -> Result<Authenticated, AuthFailure> {
+        let accepted = match acceptor.accept(token).await {
+            Ok(a) => a,
+            Err(negotiate::NegotiateError::Ntlm) => {
+                // Until the NTLM path exists, a fresh challenge.
+                return Err(AuthFailure::UnsupportedScheme("NTLM in Negotiate".into()));
+            }
+            Err(negotiate::NegotiateError::Busy) => {
+                return Err(AuthFailure::Unavailable {
+                    user: "-".into(),
+                    reason: "too many Negotiate validations at once".into(),
+                })
+            }
+            Err(e) => {
+                let spn = self
+                    .cfg
+                    .negotiate
+                    .as_ref()
+                    .and_then(|n| n.principal.clone())
+                    .unwrap_or_else(|| "any in keytab".into());
+                tracing::warn!(error = %e, service_principal = %spn, "Negotiate token rejected");
+                return Err(AuthFailure::Rejected { user: "-".into() });
+            }
+        };
+        let strip = self.cfg.negotiate.as_ref().is_none_or(|n| n.strip_realm);
+        let mut unavailable = None;
+        for realm in &self.realms {
+            match realm.lookup_principal(&accepted.principal, strip).await {
+                Ok(Some(identity)) => {
+                    return Ok(Authenticated {
+                        identity,
+                        scheme: "negotiate-kerberos",
+                        cached: false,
+                        connection_bound: true,
+                        mutual: accepted.mutual,
+                    })
+                }
+                Ok(None) => {}
+                Err(u) => unavailable = Some(u),
+            }
+        }
+        match unavailable {
+            Some(u) => Err(AuthFailure::Unavailable {
+                user: accepted.principal,
+                reason: u.0,
+            }),
+            None => {
+                tracing::info!(principal = %accepted.principal, "Kerberos principal has no directory user");
+                Err(AuthFailure::Rejected {
+                    user: accepted.principal,
+                })
+            }
         }
     }
 
@@ -154,6 +257,8 @@ impl Authenticator {
                 identity,
                 scheme: "basic",
                 cached: source != Source::Loaded,
+                connection_bound: false,
+                mutual: None,
             }),
             Ok((Outcome::Rejected, _)) => Err(AuthFailure::Rejected {
                 user: user.to_string(),

@@ -125,7 +125,42 @@ impl Default for DetectionConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
+    Negotiate,
     Basic,
+}
+
+/// Kerberos single sign-on (`Negotiate`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NegotiateConfig {
+    /// The service keytab (process-wide: set as KRB5_KTNAME before start-up).
+    pub keytab: PathBuf,
+    /// Accept only tickets for this principal, e.g. `HTTP/proxy.example.com@EXAMPLE.COM`;
+    /// any principal in the keytab when unset.
+    pub principal: Option<String>,
+    /// Require a token on every request instead of once per connection.
+    #[serde(default)]
+    pub per_request: bool,
+    /// GSS validations running at once (each holds a blocking thread).
+    #[serde(default = "default_gss_concurrency")]
+    pub max_concurrent: usize,
+    /// How long a request waits for a validation slot before a 503.
+    #[serde(default = "default_gss_wait", with = "humantime_serde")]
+    pub queue_timeout: Duration,
+    /// Map `alice@REALM` to the directory user `alice` (else the realms'
+    /// `principal_attribute` is searched for the whole principal).
+    #[serde(default = "yes_please")]
+    pub strip_realm: bool,
+}
+
+fn default_gss_concurrency() -> usize {
+    16
+}
+fn default_gss_wait() -> Duration {
+    Duration::from_secs(10)
+}
+fn yes_please() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,6 +189,8 @@ pub struct AuthConfig {
     /// A refused request's body is read and discarded up to this size so the
     /// connection survives the 407 (NTLM and Negotiate depend on it); larger: closed.
     pub max_drain_bytes: u64,
+    /// Settings for the `negotiate` scheme.
+    pub negotiate: Option<NegotiateConfig>,
 }
 
 impl Default for AuthConfig {
@@ -169,6 +206,7 @@ impl Default for AuthConfig {
             credential_cache_capacity: 100_000,
             max_failures_per_connection: 5,
             max_drain_bytes: 1024 * 1024,
+            negotiate: None,
         }
     }
 }
@@ -466,6 +504,29 @@ impl Config {
         ] {
             if d.is_zero() {
                 return Err(invalid(key, "must be longer than zero"));
+            }
+        }
+        if a.schemes.contains(&Scheme::Negotiate) {
+            let Some(n) = &a.negotiate else {
+                return Err(invalid(
+                    "auth.negotiate",
+                    "the negotiate scheme needs [auth.negotiate] with a keytab",
+                ));
+            };
+            if n.max_concurrent == 0 {
+                return Err(invalid(
+                    "auth.negotiate.max_concurrent",
+                    "must be at least 1",
+                ));
+            }
+            if let Ok(env) = std::env::var("KRB5_KTNAME") {
+                let want = format!("FILE:{}", n.keytab.display());
+                if env != want && std::path::Path::new(&env) != n.keytab {
+                    return Err(invalid(
+                        "auth.negotiate.keytab",
+                        format!("KRB5_KTNAME is already {env}: one process has one keytab"),
+                    ));
+                }
             }
         }
         if a.max_failures_per_connection == 0 {

@@ -51,6 +51,23 @@ impl Realm {
         }
     }
 
+    /// The directory user of a Kerberos principal (`alice@EXAMPLE.TEST`):
+    /// by the login before the `@` when `strip_realm`, else by the realm's
+    /// `principal_attribute`.
+    pub async fn lookup_principal(
+        &self,
+        principal: &str,
+        strip_realm: bool,
+    ) -> Result<Option<Arc<Identity>>, Unavailable> {
+        match self {
+            Realm::Ldap(r) if !strip_realm => r.lookup_by_principal(principal).await,
+            _ => {
+                let user = principal.rsplit_once('@').map_or(principal, |(u, _)| u);
+                self.lookup(user).await
+            }
+        }
+    }
+
     /// The user's identity without a password check.
     pub async fn lookup(&self, user: &str) -> Result<Option<Arc<Identity>>, Unavailable> {
         match self {

@@ -146,6 +146,16 @@ fn main() -> ExitCode {
                 }
             };
             init_tracing(&config.log.level);
+            // libgssapi finds the keytab only through this process-wide variable:
+            // set once, here, before any thread exists.
+            if let Some(n) = config.auth.negotiate.as_ref().filter(|_| {
+                config
+                    .auth
+                    .schemes
+                    .contains(&gatehouse::config::Scheme::Negotiate)
+            }) {
+                std::env::set_var("KRB5_KTNAME", format!("FILE:{}", n.keytab.display()));
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

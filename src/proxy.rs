@@ -185,7 +185,15 @@ pub async fn serve(
         Some(target) => forward(&proxy, req, target, record, in_flight).await,
     };
     match result {
-        Ok(resp) => Ok(resp),
+        Ok(mut resp) => {
+            // Negotiate's mutual authentication token rides on the success.
+            if let Some(tok) = who.as_ref().and_then(|w| w.mutual.as_deref()) {
+                if let Ok(v) = HeaderValue::from_str(&format!("Negotiate {tok}")) {
+                    resp.headers_mut().insert(header::PROXY_AUTHENTICATE, v);
+                }
+            }
+            Ok(resp)
+        }
         Err((e, record, in_flight)) => fail(e, record, in_flight),
     }
 }
@@ -199,7 +207,7 @@ async fn authenticate(
     r: &mut AccessRecord,
 ) -> Result<Authenticated, ProxyError> {
     let presented = req.headers().get_all(header::PROXY_AUTHORIZATION).iter();
-    match proxy.auth.authenticate(presented).await {
+    match proxy.auth.authenticate(presented, conn.identity()).await {
         Ok(who) => {
             r.username = Some(who.identity.user.clone());
             r.auth_groups = who.identity.group_names();

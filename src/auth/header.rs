@@ -15,9 +15,10 @@ const MAX_BASIC_TOKEN: usize = 4096;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Presented<'a> {
     Basic(BasicCredentials),
-    /// A scheme we know but whose handler is not enabled, or an unknown one.
+    /// Any other scheme (Negotiate, NTLM, ...), with its credentials text.
     Other {
         scheme: &'a str,
+        credentials: &'a str,
     },
 }
 
@@ -69,7 +70,10 @@ pub fn parse(value: &[u8]) -> Result<Presented<'_>, BadCredentials> {
     if scheme.eq_ignore_ascii_case("basic") {
         return parse_basic(rest.trim()).map(Presented::Basic);
     }
-    Ok(Presented::Other { scheme })
+    Ok(Presented::Other {
+        scheme,
+        credentials: rest.trim(),
+    })
 }
 
 fn parse_basic(token: &str) -> Result<BasicCredentials, BadCredentials> {
@@ -185,17 +189,16 @@ mod tests {
 
     #[test]
     fn other_schemes_are_named() {
+        let other = |scheme, credentials| Presented::Other {
+            scheme,
+            credentials,
+        };
         assert_eq!(
             parse(b"Negotiate YIIC...").unwrap(),
-            Presented::Other {
-                scheme: "Negotiate"
-            }
+            other("Negotiate", "YIIC...")
         );
-        assert_eq!(parse(b"NTLM").unwrap(), Presented::Other { scheme: "NTLM" });
-        assert_eq!(
-            parse(b"Bearer x y z").unwrap(),
-            Presented::Other { scheme: "Bearer" }
-        );
+        assert_eq!(parse(b"NTLM").unwrap(), other("NTLM", ""));
+        assert_eq!(parse(b"Bearer x y z").unwrap(), other("Bearer", "x y z"));
     }
 
     #[test]

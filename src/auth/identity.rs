@@ -48,8 +48,12 @@ pub struct Authenticated {
     pub identity: Arc<Identity>,
     /// `basic` (later: `negotiate-kerberos`, `ntlm`).
     pub scheme: &'static str,
-    /// Answered from the credential cache, without asking the realm.
+    /// Answered from the credential cache or the connection, without asking the realm.
     pub cached: bool,
+    /// Established for the connection (Negotiate, NTLM), not just this request.
+    pub connection_bound: bool,
+    /// `Proxy-Authenticate: Negotiate <token>` to send back (mutual authentication).
+    pub mutual: Option<String>,
 }
 
 impl Authenticated {

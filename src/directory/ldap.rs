@@ -85,11 +85,45 @@ impl LdapRealm {
         self.users.get(login.clone(), || self.fetch(login)).await
     }
 
+    /// The user whose `principal_attribute` is `principal` (cached like logins).
+    pub async fn lookup_by_principal(
+        &self,
+        principal: &str,
+    ) -> Result<Option<Arc<Identity>>, Unavailable> {
+        let Some(attr) = &self.cfg.principal_attribute else {
+            return Ok(None);
+        };
+        // The user filter's other constraints stay; its login test becomes "any".
+        let filter = format!(
+            "(&{}({attr}={}))",
+            self.cfg.user_filter.replace("{user}", "*"),
+            ldap_escape(principal)
+        );
+        let key = format!("principal:{}", principal.to_lowercase());
+        let login = principal
+            .rsplit_once('@')
+            .map_or(principal, |(u, _)| u)
+            .to_lowercase();
+        self.users
+            .get(key, || self.fetch_with(filter, login))
+            .await
+            .map(|(id, _)| id)
+    }
+
     async fn fetch(&self, login: String) -> Result<Option<Arc<Identity>>, Unavailable> {
-        let cfg = &self.cfg;
-        let filter = cfg
+        let filter = self
+            .cfg
             .user_filter
             .replace("{user}", &ldap_escape(login.as_str()));
+        self.fetch_with(filter, login).await
+    }
+
+    async fn fetch_with(
+        &self,
+        filter: String,
+        login: String,
+    ) -> Result<Option<Arc<Identity>>, Unavailable> {
+        let cfg = &self.cfg;
         let mut attrs = vec![cfg.login_attribute.as_str(), "memberOf"];
         if let Some(p) = &cfg.principal_attribute {
             attrs.push(p);

@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+pub mod kdc;
 pub mod lab;
 pub mod tls_lab;
 
@@ -275,6 +276,11 @@ impl Gatehouse {
     /// in `extra` replace nothing: they must not repeat `[listener]` or `[accesslog]`;
     /// use `listener_extra` for listener keys).
     pub fn start(listener_extra: &str, extra: &str) -> Gatehouse {
+        Self::start_with_env(listener_extra, extra, &[])
+    }
+
+    /// [`Gatehouse::start`] with extra environment variables (KRB5_CONFIG ...).
+    pub fn start_with_env(listener_extra: &str, extra: &str, env: &[(&str, &str)]) -> Gatehouse {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let log_path = dir.path().join("access.log");
@@ -302,6 +308,7 @@ impl Gatehouse {
             .args(["run", "--config"])
             .arg(&cfg_path)
             .env("RUST_LOG", "gatehouse=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::File::create(dir.path().join("stderr.log")).unwrap(),
