@@ -1,0 +1,140 @@
+//! Against a real Active Directory (Samba 4 DC, realm AD.EXAMPLE.TEST):
+//! Negotiate with the DC's tickets, users and nested groups from AD's LDAP.
+//!
+//! The DC uses the standard ports, so one runs per machine: integration/test
+//! starts it (integration/lab/samba) and names its folder in LAB_SAMBA_DIR.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::*;
+
+fn samba_dir() -> PathBuf {
+    let dir = std::env::var("LAB_SAMBA_DIR").expect(
+        "LAB_SAMBA_DIR is not set: the Samba AD DC lab is started by integration/test \
+         (or by hand: integration/lab/samba start /tmp/gh-samba; LAB_SAMBA_DIR=/tmp/gh-samba cargo test --test samba)",
+    );
+    let dir = PathBuf::from(dir);
+    assert!(
+        dir.join("http.keytab").exists(),
+        "no Samba lab in {}",
+        dir.display()
+    );
+    dir
+}
+
+/// The AD realm file for the lab DC (ad-in-chain groups).
+fn ad_realm(samba: &std::path::Path, dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("samba.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "name = \"ad\"\nkind = \"ldap\"\nurls = [\"ldap://127.0.0.1:389\"]\ntls = \"none\"\n\
+             bind_dn = \"Administrator@AD.EXAMPLE.TEST\"\nbind_password_file = \"{}\"\n\
+             user_base = \"CN=Users,DC=ad,DC=example,DC=test\"\n\
+             user_filter = \"(&(objectClass=user)(sAMAccountName={{user}}))\"\n\
+             login_attribute = \"sAMAccountName\"\nprincipal_attribute = \"userPrincipalName\"\n\
+             group_base = \"DC=ad,DC=example,DC=test\"\ngroup_strategy = \"ad-in-chain\"\n\
+             group_filter = \"(objectClass=group)\"\n",
+            samba.join("admin.pw").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn sorted_groups(line: &std::collections::HashMap<String, String>) -> Vec<String> {
+    let mut g: Vec<String> = line["cs-auth-group"]
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    g.sort();
+    g
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ad_user_with_nested_groups_by_negotiate_and_by_basic() {
+    let samba = samba_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start().await;
+    let realm = ad_realm(&samba, dir.path());
+    let krb5 = samba.join("krb5.conf");
+    let cfg = format!(
+        "[auth]\nrequired = true\nrealms = [\"{}\"]\nschemes = [\"negotiate\", \"basic\"]\n\
+         [auth.negotiate]\nkeytab = \"{}\"\nprincipal = \"HTTP/proxy.ad.example.test@AD.EXAMPLE.TEST\"\n",
+        realm.display(),
+        samba.join("http.keytab").display()
+    );
+    let gh = Gatehouse::start_with_env("", &cfg, &[("KRB5_CONFIG", krb5.to_str().unwrap())]);
+    // kinit against the DC's KDC, then no password to the proxy.
+    let cc = dir.path().join("cc-alice");
+    let kinit = Command::new("sh")
+        .args(["-c", "echo alice-Pw1 | kinit alice"])
+        .env("KRB5_CONFIG", &krb5)
+        .env("KRB5CCNAME", format!("FILE:{}", cc.display()))
+        .output()
+        .unwrap();
+    assert!(
+        kinit.status.success(),
+        "kinit alice: {}",
+        String::from_utf8_lossy(&kinit.stderr)
+    );
+    let port = gh.port;
+    let url = origin.url("/hello");
+    let out = tokio::task::block_in_place(|| {
+        Command::new("curl")
+            .args([
+                "-sS",
+                "--proxy-negotiate",
+                "-U",
+                ":",
+                "-x",
+                &format!("http://proxy.ad.example.test:{port}"),
+            ])
+            .args([
+                "--resolve",
+                &format!("proxy.ad.example.test:{port}:127.0.0.1"),
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &url,
+            ])
+            .env("KRB5_CONFIG", &krb5)
+            .env("KRB5CCNAME", format!("FILE:{}", cc.display()))
+            .output()
+            .unwrap()
+    });
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Basic against AD's LDAP too.
+    assert_eq!(
+        status_of(
+            &raw_exchange(
+                gh.addr(),
+                format!("GET {url} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {}\r\nConnection: close\r\n\r\n", basic("bob:bob-Pw1"))
+                    .as_bytes(),
+                std::time::Duration::from_secs(10)
+            )
+            .await
+        ),
+        200
+    );
+    let lines = gh.log_lines(2);
+    let alice = lines.iter().find(|l| l["cs-username"] == "alice").unwrap();
+    assert_eq!(alice["x-auth-scheme"], "negotiate-kerberos");
+    assert_eq!(
+        sorted_groups(alice),
+        vec!["Skype Users", "staff", "telephony"],
+        "nested via in-chain"
+    );
+    let bob = lines.iter().find(|l| l["cs-username"] == "bob").unwrap();
+    assert_eq!(bob["x-auth-scheme"], "basic");
+    assert_eq!(sorted_groups(bob), vec!["staff"]);
+}
