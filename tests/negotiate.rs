@@ -229,3 +229,40 @@ async fn per_request_validates_every_token() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn check_reports_the_keytab() {
+    let kdc = Kdc::start();
+    let dir = tempfile::tempdir().unwrap();
+    let realm_section = local_realm(dir.path());
+    let write = |keytab: &std::path::Path, principal: &str| {
+        let cfg = dir.path().join("g.toml");
+        std::fs::write(
+            &cfg,
+            format!("{realm_section}schemes = [\"negotiate\"]\n[auth.negotiate]\nkeytab = \"{}\"\nprincipal = \"{principal}\"\n", keytab.display()),
+        )
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap()
+    };
+    let out = write(&kdc.keytab(), "HTTP/proxy.example.test@EXAMPLE.TEST");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("aes256-cts-hmac-sha1-96") && text.contains("2 key(s)"),
+        "{text}"
+    );
+    let out = write(&kdc.keytab(), "HTTP/other.example.test@EXAMPLE.TEST");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("holds no key for HTTP/other.example.test")
+    );
+    let out = write(
+        &dir.path().join("missing.keytab"),
+        "HTTP/proxy.example.test@EXAMPLE.TEST",
+    );
+    assert_eq!(out.status.code(), Some(3));
+}
