@@ -8,11 +8,15 @@
 pub mod header;
 pub mod identity;
 pub mod negotiate;
+pub mod ntlm_helper;
+pub mod ntlm_msg;
 pub mod spnego;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use hmac::{Hmac, Mac};
 use http::HeaderValue;
 use sha2::Sha256;
@@ -39,6 +43,10 @@ pub enum AuthFailure {
     Unavailable {
         user: String,
         reason: String,
+    },
+    /// A handshake in progress (NTLM type 2): 407 with this one challenge.
+    Continue {
+        challenge: String,
     },
 }
 
@@ -77,6 +85,7 @@ pub struct Authenticator {
     key: [u8; 32],
     challenges: Vec<HeaderValue>,
     negotiate: Option<negotiate::Acceptor>,
+    ntlm: Option<Arc<ntlm_helper::HelperPool>>,
 }
 
 impl Authenticator {
@@ -90,6 +99,7 @@ impl Authenticator {
                 Scheme::Basic => HeaderValue::from_str(&header::basic_challenge(&cfg.basic_realm))
                     .map_err(|e| e.to_string()),
                 Scheme::Negotiate => Ok(HeaderValue::from_static("Negotiate")),
+                Scheme::Ntlm => Ok(HeaderValue::from_static("NTLM")),
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
@@ -110,6 +120,10 @@ impl Authenticator {
                 .as_ref()
                 .filter(|_| cfg.schemes.contains(&Scheme::Negotiate))
                 .map(negotiate::Acceptor::new),
+            ntlm: cfg
+                .schemes
+                .contains(&Scheme::Ntlm)
+                .then(|| ntlm_helper::HelperPool::new(&cfg.ntlm)),
         })
     }
 
@@ -136,8 +150,9 @@ impl Authenticator {
     pub async fn authenticate<'a>(
         &self,
         mut values: impl Iterator<Item = &'a HeaderValue>,
-        on_connection: Option<Authenticated>,
+        conn: &crate::conn::ConnState,
     ) -> Result<Authenticated, AuthFailure> {
+        let on_connection = conn.identity();
         let per_request = self.cfg.negotiate.as_ref().is_some_and(|n| n.per_request);
         // The identity this connection established (Negotiate), unless every
         // request must prove itself.
@@ -175,14 +190,131 @@ impl Authenticator {
             Presented::Other {
                 scheme,
                 credentials,
-            } if scheme.eq_ignore_ascii_case("negotiate") => match &self.negotiate {
-                Some(acceptor) => self.kerberos(acceptor, credentials).await,
+            } if scheme.eq_ignore_ascii_case("negotiate") => {
+                // Windows without a ticket sends raw NTLMSSP under Negotiate.
+                let raw_ntlm = STANDARD
+                    .decode(credentials.trim())
+                    .is_ok_and(|t| t.starts_with(b"NTLMSSP\0"));
+                match (&self.negotiate, &self.ntlm) {
+                    (_, Some(pool)) if raw_ntlm => self.ntlm(pool, credentials, conn, true).await,
+                    (Some(acceptor), _) => self.kerberos(acceptor, credentials).await,
+                    _ => Err(AuthFailure::UnsupportedScheme(scheme.to_string())),
+                }
+            }
+            Presented::Other {
+                scheme,
+                credentials,
+            } if scheme.eq_ignore_ascii_case("ntlm") => match &self.ntlm {
+                Some(pool) => self.ntlm(pool, credentials, conn, false).await,
                 None => Err(AuthFailure::UnsupportedScheme(scheme.to_string())),
             },
             Presented::Other { scheme, .. } => {
                 Err(AuthFailure::UnsupportedScheme(scheme.to_string()))
             }
         }
+    }
+
+    /// One step of an NTLM handshake, passed through to the domain by a
+    /// helper the connection leases from type 1 to type 3.
+    async fn ntlm(
+        &self,
+        pool: &Arc<ntlm_helper::HelperPool>,
+        token: &str,
+        conn: &crate::conn::ConnState,
+        via_negotiate: bool,
+    ) -> Result<Authenticated, AuthFailure> {
+        use ntlm_helper::Reply;
+        use ntlm_msg::NtlmMessage;
+        let token = token.trim();
+        let raw = match STANDARD.decode(token) {
+            Ok(raw) if raw.len() <= 16 * 1024 => raw,
+            _ => return Err(AuthFailure::Malformed(BadCredentials::NotBase64)),
+        };
+        let prefix = if via_negotiate { "Negotiate" } else { "NTLM" };
+        let unavailable = |user: &str, e: ntlm_helper::HelperError| AuthFailure::Unavailable {
+            user: user.to_string(),
+            reason: e.to_string(),
+        };
+        match ntlm_msg::parse(&raw) {
+            Ok(NtlmMessage::Negotiate { .. }) => {
+                // A helper that breaks on its first question is replaced once.
+                let mut lease = pool.lease().await.map_err(|e| unavailable("-", e))?;
+                let mut answer = lease.ask(&format!("YR {token}")).await;
+                if let Err(ntlm_helper::HelperError::Broken(_)) = answer {
+                    lease = pool.lease().await.map_err(|e| unavailable("-", e))?;
+                    answer = lease.ask(&format!("YR {token}")).await;
+                }
+                match answer.map_err(|e| unavailable("-", e))? {
+                    Reply::Challenge(type2) => {
+                        conn.ntlm_started(crate::conn::PendingNtlm {
+                            lease,
+                            since: std::time::Instant::now(),
+                            via_negotiate,
+                        });
+                        Err(AuthFailure::Continue {
+                            challenge: format!("{prefix} {type2}"),
+                        })
+                    }
+                    Reply::Refused(why) | Reply::Accepted(why) => {
+                        tracing::warn!(reason = %why, "NTLM helper refused a type 1");
+                        Err(AuthFailure::Rejected { user: "-".into() })
+                    }
+                }
+            }
+            Ok(NtlmMessage::Authenticate(t3)) => {
+                let user = format!("{}\\{}", t3.domain, t3.user);
+                let pending = conn.ntlm_take(self.cfg.ntlm.handshake_timeout);
+                if t3.anonymous || (t3.ntlm_v1 && !self.cfg.ntlm.allow_ntlmv1) {
+                    tracing::info!(%user, v1 = t3.ntlm_v1, anonymous = t3.anonymous, "NTLM response refused by policy");
+                    return Err(AuthFailure::Rejected { user });
+                }
+                let Some(mut pending) = pending else {
+                    tracing::debug!(%user, "NTLM type 3 without a handshake on this connection");
+                    return Err(AuthFailure::Rejected { user });
+                };
+                match pending.lease.ask(&format!("KK {token}")).await {
+                    Ok(Reply::Accepted(account)) => self.ntlm_identity(account.trim()).await,
+                    Ok(Reply::Refused(why)) => {
+                        tracing::info!(%user, reason = %why, "NTLM authentication refused by the domain");
+                        Err(AuthFailure::Rejected { user })
+                    }
+                    Ok(Reply::Challenge(_)) => Err(AuthFailure::Rejected { user }),
+                    Err(e) => Err(unavailable(&user, e)),
+                }
+            }
+            Ok(NtlmMessage::Challenge { .. }) | Err(_) => {
+                Err(AuthFailure::Malformed(BadCredentials::NotBase64))
+            }
+        }
+    }
+
+    /// `DOMAIN\user` from the domain, as a directory identity.
+    async fn ntlm_identity(&self, account: &str) -> Result<Authenticated, AuthFailure> {
+        let mut unavailable = None;
+        for realm in &self.realms {
+            match realm.lookup(account).await {
+                Ok(Some(identity)) => {
+                    return Ok(Authenticated {
+                        identity,
+                        scheme: "ntlm",
+                        cached: false,
+                        connection_bound: true,
+                        mutual: None,
+                    })
+                }
+                Ok(None) => {}
+                Err(u) => unavailable = Some(u),
+            }
+        }
+        Err(match unavailable {
+            Some(u) => AuthFailure::Unavailable {
+                user: account.into(),
+                reason: u.0,
+            },
+            None => AuthFailure::Rejected {
+                user: account.into(),
+            },
+        })
     }
 
     /// Accepts a Negotiate token and maps its principal to a directory user.

@@ -126,7 +126,45 @@ impl Default for DetectionConfig {
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
     Negotiate,
+    Ntlm,
     Basic,
+}
+
+/// NTLM passed through to the domain (Samba's ntlm_auth helpers).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NtlmConfig {
+    /// The helper command (squid-2.5-ntlmssp protocol), on a winbind-joined host.
+    pub helper: Vec<String>,
+    /// Helper processes at most: concurrent handshakes against the domain.
+    pub max_helpers: usize,
+    /// One exchange with a helper; past it the helper is killed and replaced.
+    #[serde(with = "humantime_serde")]
+    pub helper_timeout: Duration,
+    /// A new handshake waits this long for a free helper, then gets 503.
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+    /// A type 1 not followed by its type 3 within this is forgotten.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// NTLMv1 and LM responses are refused unless this is true.
+    pub allow_ntlmv1: bool,
+}
+
+impl Default for NtlmConfig {
+    fn default() -> Self {
+        Self {
+            helper: vec![
+                "ntlm_auth".into(),
+                "--helper-protocol=squid-2.5-ntlmssp".into(),
+            ],
+            max_helpers: 8,
+            helper_timeout: Duration::from_secs(10),
+            queue_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(30),
+            allow_ntlmv1: false,
+        }
+    }
 }
 
 /// Kerberos single sign-on (`Negotiate`).
@@ -191,6 +229,8 @@ pub struct AuthConfig {
     pub max_drain_bytes: u64,
     /// Settings for the `negotiate` scheme.
     pub negotiate: Option<NegotiateConfig>,
+    /// Settings for the `ntlm` scheme.
+    pub ntlm: NtlmConfig,
 }
 
 impl Default for AuthConfig {
@@ -207,6 +247,7 @@ impl Default for AuthConfig {
             max_failures_per_connection: 5,
             max_drain_bytes: 1024 * 1024,
             negotiate: None,
+            ntlm: NtlmConfig::default(),
         }
     }
 }
@@ -528,6 +569,12 @@ impl Config {
                     ));
                 }
             }
+        }
+        if a.ntlm.helper.is_empty() || a.ntlm.max_helpers == 0 {
+            return Err(invalid(
+                "auth.ntlm",
+                "a helper command and at least one helper",
+            ));
         }
         if a.max_failures_per_connection == 0 {
             return Err(invalid(

@@ -9,6 +9,7 @@ use std::task::Waker;
 use std::time::Instant;
 
 use crate::auth::identity::Authenticated;
+use crate::auth::ntlm_helper::Lease;
 use crate::error::ProxyError;
 
 /// The proxy's answer to a CONNECT, as the framing guard needs to know it.
@@ -41,6 +42,24 @@ pub struct ConnState {
     /// The last identity established on this connection (NTLM and Negotiate
     /// authenticate the connection; Basic re-presents on every request).
     identity: Mutex<Option<Authenticated>>,
+    /// An NTLM handshake between its type 1 and type 3: the leased helper.
+    ntlm: Mutex<Option<PendingNtlm>>,
+}
+
+/// A helper leased for this connection's NTLM handshake.
+pub struct PendingNtlm {
+    pub lease: Lease,
+    pub since: Instant,
+    /// Started under `Negotiate` (answers go back as `Negotiate <token>`).
+    pub via_negotiate: bool,
+}
+
+impl std::fmt::Debug for PendingNtlm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingNtlm")
+            .field("since", &self.since)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConnState {
@@ -57,6 +76,7 @@ impl ConnState {
             connect: Mutex::new((ConnectVerdict::Pending, None)),
             auth_failures: AtomicU32::new(0),
             identity: Mutex::new(None),
+            ntlm: Mutex::new(None),
         })
     }
 
@@ -97,6 +117,17 @@ impl ConnState {
     pub fn auth_succeeded(&self, who: &Authenticated) {
         self.auth_failures.store(0, Ordering::Relaxed);
         *self.identity.lock().unwrap_or_else(|p| p.into_inner()) = Some(who.clone());
+    }
+
+    /// Keeps an NTLM handshake's helper until the type 3 arrives.
+    pub fn ntlm_started(&self, pending: PendingNtlm) {
+        *self.ntlm.lock().unwrap_or_else(|p| p.into_inner()) = Some(pending);
+    }
+
+    /// The handshake in progress, if it is younger than `max_age`.
+    pub fn ntlm_take(&self, max_age: std::time::Duration) -> Option<PendingNtlm> {
+        let p = self.ntlm.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        (p.since.elapsed() <= max_age).then_some(p)
     }
 
     pub fn identity(&self) -> Option<Authenticated> {

@@ -40,6 +40,8 @@ pub enum ProxyError {
     AuthRequired,
     #[error("proxy authentication failed")]
     AuthFailed,
+    #[error("proxy authentication in progress")]
+    AuthContinue(String),
     #[error("directory unavailable: cannot verify credentials now, try again later")]
     DirectoryUnavailable,
     // --- the upstream side failed ---
@@ -66,7 +68,9 @@ impl ProxyError {
             PolicyDenied { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
             }
-            AuthRequired | AuthFailed => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            AuthRequired | AuthFailed | AuthContinue(_) => {
+                StatusCode::PROXY_AUTHENTICATION_REQUIRED
+            }
             DirectoryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
             DnsFailure(_) | ConnectFailed(_) | UpstreamBroken(_) => StatusCode::BAD_GATEWAY,
@@ -87,7 +91,7 @@ impl ProxyError {
             Loop => "loop_detected",
             PortNotAllowed(_) => "policy_denied",
             TooManyConnections => "too_many_connections",
-            AuthRequired => "authentication_required",
+            AuthRequired | AuthContinue(_) => "authentication_required",
             AuthFailed => "authentication_failed",
             DirectoryUnavailable => "directory_unavailable",
             DnsFailure(_) => "dns_unresolved_hostname",

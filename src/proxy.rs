@@ -207,7 +207,7 @@ async fn authenticate(
     r: &mut AccessRecord,
 ) -> Result<Authenticated, ProxyError> {
     let presented = req.headers().get_all(header::PROXY_AUTHORIZATION).iter();
-    match proxy.auth.authenticate(presented, conn.identity()).await {
+    match proxy.auth.authenticate(presented, conn).await {
         Ok(who) => {
             r.username = Some(who.identity.user.clone());
             r.auth_groups = who.identity.group_names();
@@ -216,6 +216,7 @@ async fn authenticate(
             Ok(who)
         }
         Err(AuthFailure::Missing) => Err(ProxyError::AuthRequired),
+        Err(AuthFailure::Continue { challenge }) => Err(ProxyError::AuthContinue(challenge)),
         Err(AuthFailure::Malformed(why)) => {
             tracing::debug!(client = %r.client_ip, reason = %why, "unreadable credentials");
             Err(ProxyError::AuthFailed)
@@ -503,7 +504,11 @@ fn answer_error(
     tracing::debug!(error = %e, client = %record.client_ip, "request refused");
     record.set_error(&e);
     let mut resp: Response<ResponseBody> = e.to_response();
-    if e.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+    if let ProxyError::AuthContinue(challenge) = &e {
+        if let Ok(v) = HeaderValue::from_str(challenge) {
+            resp.headers_mut().insert(header::PROXY_AUTHENTICATE, v);
+        }
+    } else if e.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
         for c in proxy.auth.challenges() {
             resp.headers_mut()
                 .append(header::PROXY_AUTHENTICATE, c.clone());

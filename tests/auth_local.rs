@@ -9,29 +9,7 @@ use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Reads one response (head + Content-Length body) from a kept-alive connection.
-async fn read_response(s: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut b = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await {
-            Ok(Ok(1)) => buf.push(b[0]),
-            _ => return String::from_utf8_lossy(&buf).into_owned(),
-        }
-    }
-    let head = String::from_utf8_lossy(&buf).into_owned();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length: ")
-                .map(|v| v.trim().parse().unwrap())
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).await.unwrap();
-    head + &String::from_utf8_lossy(&body)
-}
+use common::ntlm::read_response;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn challenge_then_credentials_on_the_same_connection() {

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 
 pub mod kdc;
 pub mod lab;
+pub mod ntlm;
 pub mod tls_lab;
 
 /// Ports below 32768 (out of the ephemeral range), spread per test process.
@@ -358,6 +359,10 @@ impl Gatehouse {
             .unwrap();
         assert!(ok.success());
         child.wait().unwrap()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Sends a signal by name (`HUP`, `TERM`).
