@@ -27,7 +27,10 @@ use crate::tunnel::detect::Protocol;
 use crate::tunnel::inspect::{self, Inspector, PolicySays};
 use crate::tunnel::tls_check::TlsChecker;
 use crate::tunnel::{self, relay};
+use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
+
+use crate::listener::guard::GuardedStream;
 
 /// Everything a request needs that outlives it.
 pub struct Proxy {
@@ -397,16 +400,24 @@ async fn connect(
     proxy.tunnels.spawn(async move {
         let _in_flight = in_flight;
         let proxy = proxy2;
-        let mut client = match on_upgrade.await {
-            Ok(u) => hyper_util::rt::TokioIo::new(u),
-            Err(e) => {
-                tracing::debug!(error = %e, "CONNECT upgrade failed");
+        // Take the raw socket back from hyper (with any bytes already read),
+        // so detection and the relay work on the socket itself.
+        let parts = match on_upgrade
+            .await
+            .map(|u| u.downcast::<TokioIo<GuardedStream>>())
+        {
+            Ok(Ok(parts)) => parts,
+            Ok(Err(_)) | Err(_) => {
+                tracing::warn!("CONNECT upgrade failed or was not our socket");
                 record.action = "TCP_ERR_MISS";
                 record.exception_id = Some("tcp_error".into());
                 proxy.log.write(record);
                 return;
             }
         };
+        let (mut client, held) = parts.io.into_inner().into_parts();
+        let mut pending = parts.read_buf.to_vec();
+        pending.extend_from_slice(&held);
         let mut server = server;
         let mut replayed = 0u64;
         let detect = proxy.config.detection.enabled && ctx.mode == ConnectMode::Detect;
@@ -440,7 +451,13 @@ async fn connect(
                 }
             };
             let outcome = inspector
-                .inspect(&mut client, &host, port, after_detection)
+                .inspect(
+                    &mut client,
+                    std::mem::take(&mut pending),
+                    &host,
+                    port,
+                    after_detection,
+                )
                 .await;
             let protocol = match &outcome {
                 inspect::Outcome::Pass { protocol, .. }

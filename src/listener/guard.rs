@@ -68,6 +68,12 @@ impl GuardedStream {
         }
     }
 
+    /// The socket and the client bytes read but not yet handed on, for a
+    /// tunnel that relays the raw socket after hyper let go of it.
+    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+        (self.inner, self.held)
+    }
+
     fn refuse(&mut self, e: ProxyError) {
         self.answer = Some((e.to_wire(), 0));
         self.conn.set_framing_error(e);
@@ -140,6 +146,10 @@ impl AsyncRead for GuardedStream {
             if this.framer.in_tunnel() {
                 this.tunnel = true;
                 this.checked = this.held.len();
+                if this.held.is_empty() {
+                    // A tunnel reads the socket directly: give the buffer back.
+                    this.held = BytesMut::new();
+                }
                 continue;
             }
             if !this.held.is_empty() {

@@ -46,12 +46,20 @@ pub struct Inspector<'a> {
 }
 
 impl Inspector<'_> {
-    pub async fn inspect<C, P>(&self, client: &mut C, host: &str, port: u16, policy: P) -> Outcome
+    /// `held` holds client bytes already read (they are classified first).
+    pub async fn inspect<C, P>(
+        &self,
+        client: &mut C,
+        mut held: Vec<u8>,
+        host: &str,
+        port: u16,
+        policy: P,
+    ) -> Outcome
     where
         C: AsyncRead + Unpin,
         P: Fn(&Protocol) -> PolicySays,
     {
-        let mut held = Vec::with_capacity(2048);
+        held.reserve(2048);
         let deadline = Instant::now() + self.cfg.timeout;
         let protocol = loop {
             match classify(&held) {

@@ -9,6 +9,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -132,6 +134,81 @@ where
     }
 }
 
+/// Bytes read per syscall while a direction is busy.
+const CHUNK: usize = 64 * 1024;
+
+/// Relays between two sockets. A direction holds a buffer only while data is
+/// flowing — it is dropped whenever the socket runs dry — so an idle tunnel
+/// costs two sockets and a task, not two buffers.
+pub async fn relay_tcp(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    idle: Duration,
+    stop: CancellationToken,
+) -> Outcome {
+    let meter = Meter::default();
+    let start = Instant::now();
+    let end = {
+        let (cr, mut cw) = client.split();
+        let (sr, mut sw) = server.split();
+        let up = pump(&cr, &mut sw, &meter.client_to_server, &meter, start);
+        let down = pump(&sr, &mut cw, &meter.server_to_client, &meter, start);
+        let both = async { tokio::try_join!(up, down) };
+        tokio::pin!(both);
+        loop {
+            let last = start + Duration::from_millis(meter.last_ms.load(Ordering::Relaxed));
+            tokio::select! {
+                res = &mut both => break if res.is_ok() { End::Closed } else { End::Error },
+                _ = tokio::time::sleep_until(last + idle) => {
+                    let now_last = start + Duration::from_millis(meter.last_ms.load(Ordering::Relaxed));
+                    if now_last + idle <= Instant::now() {
+                        break End::Idle;
+                    }
+                }
+                _ = stop.cancelled() => break End::Shutdown,
+            }
+        }
+    };
+    Outcome {
+        client_to_server: meter.client_to_server.load(Ordering::Relaxed),
+        server_to_client: meter.server_to_client.load(Ordering::Relaxed),
+        end,
+    }
+}
+
+/// One direction: read what is ready, write it all, until end of stream.
+async fn pump(
+    src: &ReadHalf<'_>,
+    dst: &mut WriteHalf<'_>,
+    count: &AtomicU64,
+    meter: &Meter,
+    start: Instant,
+) -> io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut buf: Option<Vec<u8>> = None;
+    loop {
+        src.readable().await?;
+        let b = buf.get_or_insert_with(|| Vec::with_capacity(CHUNK));
+        b.clear();
+        match src.try_read_buf(b) {
+            Ok(0) => {
+                // Half-close: pass the end of stream on, keep the other direction.
+                let _ = dst.shutdown().await;
+                return Ok(());
+            }
+            Ok(n) => {
+                dst.write_all(&b[..n]).await?;
+                count.fetch_add(n as u64, Ordering::Relaxed);
+                meter
+                    .last_ms
+                    .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf = None,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +274,46 @@ mod tests {
         let out = task.await.unwrap();
         assert_eq!(out.end, End::Idle);
         assert_eq!(out.client_to_server, 4);
+    }
+
+    #[tokio::test]
+    async fn tcp_relay_copies_half_closes_and_counts() {
+        use tokio::net::TcpListener;
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut far_client = TcpStream::connect(addr).await.unwrap();
+        let (near_client, _) = l.accept().await.unwrap();
+        let mut far_server = TcpStream::connect(addr).await.unwrap();
+        let (near_server, _) = l.accept().await.unwrap();
+        let task = tokio::spawn(relay_tcp(
+            near_client,
+            near_server,
+            Duration::from_secs(5),
+            CancellationToken::new(),
+        ));
+        let big = vec![7u8; 3 * CHUNK + 5];
+        far_client.write_all(&big).await.unwrap();
+        far_client.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        far_server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(
+            got.len(),
+            big.len(),
+            "everything, then the client's end of stream"
+        );
+        far_server
+            .write_all(b"reply after half-close")
+            .await
+            .unwrap();
+        drop(far_server);
+        let mut back = Vec::new();
+        far_client.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"reply after half-close");
+        let out = task.await.unwrap();
+        assert_eq!(
+            (out.client_to_server, out.server_to_client, out.end),
+            (big.len() as u64, 22, End::Closed)
+        );
     }
 
     #[tokio::test]

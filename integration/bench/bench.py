@@ -1,0 +1,330 @@
+"""Gatehouse vs Squid on one machine, same run, alternating, as ratios.
+
+Everything listens on 127.0.0.1 below port 32768. Each figure is the median
+of REPS runs (spread = min..max); ratios are taken against Squid and against
+going direct, both measured in the same run.
+"""
+import base64, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+GH = os.path.join(ROOT, "target/release/gatehouse")
+LOADGEN = os.path.join(ROOT, "integration/bench/loadgen/target/release/gatehouse-loadgen")
+REPS = int(os.environ.get("REPS", "3"))
+DUR = int(os.environ.get("DURATION", "10"))
+CONNS = 64
+P = dict(origin=21080, echo=21090, pong=21091, gh=21130, gh_auth=21131, sq1=21128, sq2=21129, sq_auth=21132)
+USER, PASSWORD = "bench", "bench-password"
+work = tempfile.mkdtemp(prefix="gatehouse-bench-")
+procs = []
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def start(cmd, name, **kw):
+    out = open(os.path.join(work, name + ".out"), "w")
+    p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kw)
+    procs.append(p)
+    return p
+
+
+def wait_port(port, secs=20):
+    import socket
+    end = time.time() + secs
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on {port} after {secs}s")
+
+
+def cleanup():
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for pidfile in ("sq1", "sq2", "sq_auth"):
+        f = os.path.join(work, pidfile, "squid.pid")
+        if os.path.exists(f):
+            try:
+                os.kill(int(open(f).read().strip()), signal.SIGTERM)
+            except (ProcessLookupError, ValueError):
+                pass
+    time.sleep(1)
+
+
+def nginx():
+    os.makedirs(f"{work}/www", exist_ok=True)
+    open(f"{work}/www/1k.bin", "wb").write(b"x" * 1024)
+    conf = f"""worker_processes 1; daemon off; pid {work}/nginx.pid; error_log {work}/nginx.err;
+events {{ worker_connections 20000; }}
+http {{ access_log {work}/nginx.log; keepalive_requests 1000000;
+  server {{ listen 127.0.0.1:{P['origin']}; root {work}/www; }} }}"""
+    open(f"{work}/nginx.conf", "w").write(conf)
+    start(["nginx", "-c", f"{work}/nginx.conf"], "nginx")
+    wait_port(P["origin"])
+
+
+def origin_count():
+    return sum(1 for _ in open(f"{work}/nginx.log"))
+
+
+def squid(name, port, workers, auth):
+    d = f"{work}/{name}"
+    os.makedirs(d, exist_ok=True)
+    shutil.chown(d, "proxy", "proxy")
+    auth_conf = ""
+    if auth:
+        auth_conf = f"""auth_param basic program /usr/lib/squid/basic_ncsa_auth {work}/htpasswd
+auth_param basic children 4
+auth_param basic credentialsttl 5 minutes
+acl authed proxy_auth REQUIRED
+http_access deny !authed
+"""
+    conf = f"""http_port 127.0.0.1:{port}
+workers {workers}
+pid_filename {d}/squid.pid
+cache_log {d}/cache.log
+access_log daemon:{d}/access.log squid
+coredump_dir {d}
+cache deny all
+cache_mem 8 MB
+max_filedescriptors 20000
+acl localnet src 127.0.0.0/8
+acl bench_ports port {P['echo']} {P['pong']} {P['origin']}
+acl CONNECT method CONNECT
+http_access deny CONNECT !bench_ports
+{auth_conf}http_access allow localnet
+http_access deny all
+forwarded_for delete
+via on
+shutdown_lifetime 1 seconds
+"""
+    open(f"{d}/squid.conf", "w").write(conf)
+    subprocess.run(["squid", "-f", f"{d}/squid.conf"], check=True)
+    wait_port(port)
+
+
+def squid_pids(name):
+    out = subprocess.run(["pgrep", "-f", f"{work}/{name}/squid.conf"], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def gatehouse(name, port, auth):
+    users = f"{work}/users.toml"
+    if not os.path.exists(users):
+        subprocess.run([GH, "passwd", "--users", users, USER], input=PASSWORD + "\n", text=True, check=True, capture_output=True)
+        open(f"{work}/local.toml", "w").write(f'name = "local"\nkind = "local"\nusers_file = "{users}"\n')
+    auth_conf = f'[auth]\nrequired = {"true" if auth else "false"}\nrealms = ["{work}/local.toml"]\n'
+    conf = f"""[listener]
+addresses = ["127.0.0.1:{port}"]
+max_connections = 19000
+[tunnel]
+allowed_ports = [{P['echo']}, {P['pong']}]
+[detection]
+enabled = false
+[accesslog]
+path = "{work}/{name}.access.log"
+[log]
+level = "warn"
+{auth_conf}"""
+    open(f"{work}/{name}.toml", "w").write(conf)
+    p = start([GH, "run", "--config", f"{work}/{name}.toml"], name)
+    wait_port(port)
+    return p.pid
+
+
+def cpu_seconds(pids):
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += (int(f[11]) + int(f[12])) / tick
+        except (FileNotFoundError, IndexError):
+            pass
+    return total
+
+
+def rss_mib(pids, field="VmRSS"):
+    total = 0
+    for pid in pids:
+        try:
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith(field + ":"):
+                    total += int(line.split()[1]) / 1024
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def wrk(port, path, auth=False, close=False):
+    lua = f"{work}/wrk.lua"
+    headers = ""
+    if auth:
+        token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        headers += f'wrk.headers["Proxy-Authorization"] = "Basic {token}"\n'
+    if close:
+        headers += 'wrk.headers["Connection"] = "close"\n'
+    open(lua, "w").write(f'wrk.path = "{path}"\n{headers}')
+    before = origin_count()
+    out = sh(["wrk", "-t1", f"-c{CONNS}", f"-d{DUR}s", "--latency", "-s", lua, f"http://127.0.0.1:{port}"])
+    arrived = origin_count() - before
+    reqs = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    lat = {m.group(1): m.group(2) for m in re.finditer(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M)}
+
+    def ms(v):
+        n, u = re.match(r"([\d.]+)(\w+)", v).groups()
+        return float(n) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[u]
+
+    return {
+        "rps": reqs / DUR,
+        "requests": reqs,
+        "arrived": arrived,
+        "p50_ms": ms(lat["50"]),
+        "p99_ms": ms(lat["99"]),
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "errors": errors.group(1) if errors else "",
+    }
+
+
+def loadgen(*args, timeout=600):
+    r = subprocess.run([LOADGEN, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        print(f"# loadgen {' '.join(map(str, args))} failed: {r.stderr.strip()[-300:]}", file=sys.stderr)
+        return "mbps 0 rate 0 done 0 errors 1"
+    return r.stdout
+
+
+results = {}
+
+
+def record(test, who, value):
+    results.setdefault(test, {}).setdefault(who, []).append(value)
+
+
+def main():
+    try:
+        run()
+    finally:
+        cleanup()
+
+
+def run():
+    sh(["htpasswd", "-b", "-c", f"{work}/htpasswd", USER, PASSWORD])
+    shutil.chown(f"{work}", "proxy", "proxy")
+    os.chmod(work, 0o755)
+    nginx()
+    start([LOADGEN, "echo", f"127.0.0.1:{P['echo']}"], "echo")
+    start([LOADGEN, "pong", f"127.0.0.1:{P['pong']}"], "pong")
+    wait_port(P["echo"]); wait_port(P["pong"])
+    gh_pid = gatehouse("gh", P["gh"], False)
+    gha_pid = gatehouse("gh_auth", P["gh_auth"], True)
+    squid("sq1", P["sq1"], 1, False)
+    squid("sq2", P["sq2"], 2, False)
+    squid("sq_auth", P["sq_auth"], 1, True)
+    time.sleep(1)
+    pids = {"gatehouse": [gh_pid], "gatehouse_auth": [gha_pid], "squid_w1": squid_pids("sq1"),
+            "squid_w2": squid_pids("sq2"), "squid_auth": squid_pids("sq_auth")}
+    url = f"http://127.0.0.1:{P['origin']}/1k.bin"
+    ports = {"gatehouse": P["gh"], "squid_w1": P["sq1"], "squid_w2": P["sq2"]}
+    for rep in range(REPS):
+        print(f"# repetition {rep + 1}/{REPS}", file=sys.stderr)
+        # 1. small GET, keep-alive
+        direct = wrk(P["origin"], "/1k.bin")
+        record("get_keepalive", "direct", direct)
+        for who, port in ports.items():
+            c0 = cpu_seconds(pids[who])
+            r = wrk(port, url)
+            r["cpu_us_per_req"] = (cpu_seconds(pids[who]) - c0) * 1e6 / max(r["requests"], 1)
+            record("get_keepalive", who, r)
+        # 2. Basic auth on every request (cached), and a new connection per request
+        for who, port in (("gatehouse", P["gh_auth"]), ("squid_w1", P["sq_auth"])):
+            record("get_basic_auth", who, wrk(port, url, auth=True))
+        for who, port in ports.items():
+            record("get_new_connection", who, wrk(port, url, close=True))
+        # 3. CONNECT setup rate
+        for who, port in ports.items():
+            out = loadgen("connect-rate", f"127.0.0.1:{port}", f"127.0.0.1:{P['pong']}", CONNS, DUR)
+            m = re.search(r"rate ([\d.]+) done (\d+) errors (\d+)", out) or re.search(r"rate (0) done (0) errors (1)", "rate 0 done 0 errors 1")
+            record("connect_rate", who, {"rate": float(m.group(1)), "errors": int(m.group(3))})
+        # 4. bulk tunnels: 1 GiB each way, through 1 and through 8 tunnels
+        gib = 1 << 30
+        for tunnels in (1, 8):
+            test = f"bulk_{tunnels}_tunnels"
+            out = loadgen("bulk", "direct", f"127.0.0.1:{P['echo']}", tunnels, gib // tunnels)
+            record(test, "direct", {"mbps": float(re.search(r"mbps ([\d.]+)", out).group(1))})
+            for who, port in ports.items():
+                out = loadgen("bulk", f"127.0.0.1:{port}", f"127.0.0.1:{P['echo']}", tunnels, gib // tunnels)
+                record(test, who, {"mbps": float(re.search(r"mbps ([\d.]+)", out).group(1))})
+    # 5. memory: idle authenticated tunnels (once; 9000 = the fd limit's worth)
+    count = int(os.environ.get("IDLE_TUNNELS", "9000"))
+    for who, port, pid_key in (("gatehouse", P["gh_auth"], "gatehouse_auth"), ("squid_w1", P["sq_auth"], "squid_auth")):
+        before = rss_mib(pids[pid_key])
+        p = subprocess.Popen([LOADGEN, "idle", f"127.0.0.1:{port}", f"127.0.0.1:{P['echo']}", str(count), f"{USER}:{PASSWORD}"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = p.stdout.readline()
+        opened = int(re.search(r"ready (\d+)", line).group(1)) if "ready" in line else 0
+        time.sleep(1)
+        during = rss_mib(pids[pid_key])
+        p.stdin.close(); p.wait(timeout=60)
+        results.setdefault("idle_tunnels", {})[who] = [{"tunnels": opened, "rss_mib": during, "rss_before_mib": before}]
+    for who in ("gatehouse", "squid_w1", "squid_w2"):
+        results.setdefault("peak_rss", {})[who] = [{"mib": rss_mib(pids[who], "VmHWM")}]
+    report()
+
+
+def med(test, who, key):
+    vals = [r[key] for r in results[test][who]]
+    return statistics.median(vals), min(vals), max(vals)
+
+
+def report():
+    ts = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    lines = [f"Gatehouse vs Squid 5.7 — {ts}, {os.cpu_count()} cores, {REPS} × {DUR} s, median (min–max)", ""]
+    lines.append("| test | metric | direct | gatehouse | squid w1 | squid w2 | gatehouse / squid w1 | gatehouse / direct |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+
+    def row(test, metric, key, fmt="{:.0f}"):
+        cells = {}
+        for who in ("direct", "gatehouse", "squid_w1", "squid_w2"):
+            if all(key in r for r in results.get(test, {}).get(who, [{}])):
+                m, lo, hi = med(test, who, key)
+                cells[who] = (m, f"{fmt.format(m)} ({fmt.format(lo)}–{fmt.format(hi)})")
+        get = lambda w: cells.get(w, (None, "–"))
+        g, s1, d = get("gatehouse")[0], get("squid_w1")[0], get("direct")[0]
+        ratio = lambda a, b: f"{a / b:.2f}×" if a and b else "–"
+        lines.append(f"| {test} | {metric} | {get('direct')[1]} | {get('gatehouse')[1]} | {get('squid_w1')[1]} | {get('squid_w2')[1]} | {ratio(g, s1)} | {ratio(g, d)} |")
+
+    row("get_keepalive", "req/s", "rps")
+    row("get_keepalive", "p50 ms", "p50_ms", "{:.2f}")
+    row("get_keepalive", "p99 ms", "p99_ms", "{:.2f}")
+    row("get_keepalive", "CPU µs/req", "cpu_us_per_req", "{:.1f}")
+    row("get_basic_auth", "req/s", "rps")
+    row("get_basic_auth", "p99 ms", "p99_ms", "{:.2f}")
+    row("get_new_connection", "req/s", "rps")
+    row("connect_rate", "tunnels/s", "rate")
+    row("bulk_1_tunnels", "MB/s", "mbps")
+    row("bulk_8_tunnels", "MB/s", "mbps")
+    lines.append("")
+    it = results["idle_tunnels"]
+    lines.append(f"Idle authenticated tunnels: gatehouse {it['gatehouse'][0]['tunnels']} open, RSS {it['gatehouse'][0]['rss_mib']:.1f} MiB; "
+                 f"squid w1 {it['squid_w1'][0]['tunnels']} open, RSS {it['squid_w1'][0]['rss_mib']:.1f} MiB.")
+    pk = results["peak_rss"]
+    lines.append(f"Peak RSS under load: gatehouse {pk['gatehouse'][0]['mib']:.1f} MiB, squid w1 {pk['squid_w1'][0]['mib']:.1f} MiB, squid w2 {pk['squid_w2'][0]['mib']:.1f} MiB (all processes).")
+    mism = [(t, w, r) for t in ("get_keepalive", "get_basic_auth", "get_new_connection") for w, rs in results[t].items()
+            for r in rs if w != "direct" and (r["arrived"] < r["requests"] or r["non2xx"])]
+    lines.append("Origin check: every counted request arrived at nginx." if not mism else f"Origin check FAILED: {mism}")
+    print("\n".join(lines))
+    json.dump({"date": ts, "cores": os.cpu_count(), "reps": REPS, "duration_s": DUR, "results": results},
+              open("bench-results.json", "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+//! Bench tools for CONNECT tunnels, which wrk cannot drive:
+//!
+//!   loadgen echo ADDR                      echo server (bulk tunnels, idle tunnels)
+//!   loadgen pong ADDR                      reads 5 bytes, answers "pong\n", closes first
+//!   loadgen connect-rate PROXY TARGET CLIENTS SECONDS [USER:PASS]
+//!                                          CONNECT + ping/pong + close, in a loop; prints "rate N"
+//!   loadgen bulk PROXY|direct TARGET TUNNELS BYTES [USER:PASS]
+//!                                          BYTES each way per tunnel; prints "mbps N"
+//!   loadgen idle PROXY TARGET COUNT [USER:PASS]
+//!                                          opens COUNT tunnels, prints "ready N", holds them until stdin closes
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+#[tokio::main]
+async fn main() -> Res<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+    match arg(0).as_str() {
+        "echo" => echo(arg(1).parse()?).await,
+        "pong" => pong(arg(1).parse()?).await,
+        "connect-rate" => connect_rate(arg(1).parse()?, arg(2), arg(3).parse()?, arg(4).parse()?, args.get(5).cloned()).await,
+        "bulk" => bulk(arg(1), arg(2), arg(3).parse()?, arg(4).parse()?, args.get(5).cloned()).await,
+        "idle" => idle(arg(1).parse()?, arg(2), arg(3).parse()?, args.get(4).cloned()).await,
+        _ => Err("usage: see the source".into()),
+    }
+}
+
+async fn echo(addr: SocketAddr) -> Res<()> {
+    let l = TcpListener::bind(addr).await?;
+    loop {
+        let (mut s, _) = l.accept().await?;
+        tokio::spawn(async move {
+            let _ = s.set_nodelay(true);
+            let (mut r, mut w) = s.split();
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+        });
+    }
+}
+
+async fn pong(addr: SocketAddr) -> Res<()> {
+    let l = TcpListener::bind(addr).await?;
+    loop {
+        let (mut s, _) = l.accept().await?;
+        tokio::spawn(async move {
+            let mut b = [0u8; 5];
+            if s.read_exact(&mut b).await.is_ok() {
+                let _ = s.write_all(b"pong\n").await;
+            }
+            // The server closes first (no TIME_WAIT pile-up on the client side).
+        });
+    }
+}
+
+/// CONNECT through `proxy` to `target`; the stream after the 200.
+async fn tunnel(proxy: SocketAddr, target: &str, auth: &Option<String>) -> Res<TcpStream> {
+    let mut s = TcpStream::connect(proxy).await?;
+    s.set_nodelay(true)?;
+    let auth = auth
+        .as_ref()
+        .map(|a| format!("Proxy-Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(a)))
+        .unwrap_or_default();
+    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n").as_bytes()).await?;
+    let mut head = Vec::with_capacity(128);
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).await? == 0 {
+            return Err("proxy closed during CONNECT".into());
+        }
+        head.push(b[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 200") && !head.starts_with(b"HTTP/1.0 200") {
+        return Err(format!("CONNECT refused: {}", String::from_utf8_lossy(&head)).into());
+    }
+    Ok(s)
+}
+
+async fn connect_rate(proxy: SocketAddr, target: String, clients: usize, seconds: u64, auth: Option<String>) -> Res<()> {
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (done, errors, target, auth) = (done.clone(), errors.clone(), target.clone(), auth.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let one = async {
+                    let mut s = tunnel(proxy, &target, &auth).await?;
+                    s.write_all(b"ping\n").await?;
+                    let mut b = [0u8; 5];
+                    s.read_exact(&mut b).await?;
+                    // Wait for the origin's close to come back through the proxy.
+                    let mut rest = [0u8; 1];
+                    let _ = s.read(&mut rest).await;
+                    Res::Ok(())
+                };
+                match one.await {
+                    Ok(()) => done.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let n = done.load(Ordering::Relaxed);
+    println!("rate {:.1} done {} errors {}", n as f64 / seconds as f64, n, errors.load(Ordering::Relaxed));
+    Ok(())
+}
+
+async fn bulk(proxy: String, target: String, tunnels: usize, bytes: u64, auth: Option<String>) -> Res<()> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..tunnels {
+        let (proxy, target, auth) = (proxy.clone(), target.clone(), auth.clone());
+        tasks.push(tokio::spawn(async move {
+            let s = if proxy == "direct" {
+                let s = TcpStream::connect(&target).await?;
+                s.set_nodelay(true)?;
+                s
+            } else {
+                tunnel(proxy.parse()?, &target, &auth).await?
+            };
+            let (mut r, mut w) = s.into_split();
+            let writer = tokio::spawn(async move {
+                let buf = vec![0x5au8; 256 * 1024];
+                let mut left = bytes;
+                while left > 0 {
+                    let n = left.min(buf.len() as u64) as usize;
+                    w.write_all(&buf[..n]).await?;
+                    left -= n as u64;
+                }
+                // No half-close: Squid tears a tunnel down on the client's FIN,
+                // dropping data still in flight. Close after reading everything.
+                Res::Ok(w)
+            });
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut got = 0u64;
+            while got < bytes {
+                let n = r.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                got += n as u64;
+            }
+            let _w = writer.await??;
+            if got != bytes {
+                return Err(format!("short read {got} of {bytes}").into());
+            }
+            Res::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    // Payload moved each way, summed over tunnels, in MB/s (10^6).
+    println!("mbps {:.1} seconds {:.3}", (bytes * tunnels as u64) as f64 / secs / 1e6, secs);
+    Ok(())
+}
+
+async fn idle(proxy: SocketAddr, target: String, count: usize, auth: Option<String>) -> Res<()> {
+    let mut held = Vec::with_capacity(count);
+    for i in 0..count {
+        match tunnel(proxy, &target, &auth).await {
+            Ok(s) => held.push(s),
+            Err(e) => {
+                println!("failed-at {i} {e}");
+                break;
+            }
+        }
+    }
+    println!("ready {}", held.len());
+    let mut sink = Vec::new();
+    let _ = tokio::io::stdin().read_to_end(&mut sink).await;
+    drop(held);
+    Ok(())
+}
