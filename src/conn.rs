@@ -44,6 +44,9 @@ pub struct ConnState {
     identity: Mutex<Option<Authenticated>>,
     /// An NTLM handshake between its type 1 and type 3: the leased helper.
     ntlm: Mutex<Option<PendingNtlm>>,
+    /// The connection's place under `listener.max_connections`, held until the
+    /// last user of this state (a tunnel outlives its HTTP connection) is gone.
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// A helper leased for this connection's NTLM handshake.
@@ -64,6 +67,16 @@ impl std::fmt::Debug for PendingNtlm {
 
 impl ConnState {
     pub fn new(id: u64, client: SocketAddr, local: SocketAddr) -> Arc<Self> {
+        Self::with_slot(id, client, local, None)
+    }
+
+    /// A connection holding `slot` for as long as it (or its tunnel) lives.
+    pub fn with_slot(
+        id: u64,
+        client: SocketAddr,
+        local: SocketAddr,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             id,
             client,
@@ -77,6 +90,7 @@ impl ConnState {
             auth_failures: AtomicU32::new(0),
             identity: Mutex::new(None),
             ntlm: Mutex::new(None),
+            _slot: slot,
         })
     }
 

@@ -55,10 +55,8 @@ pub async fn accept_loop(listener: TcpListener, acc: Arc<Acceptor>) {
         match acc.slots.clone().try_acquire_owned() {
             Ok(permit) => {
                 let acc2 = acc.clone();
-                acc.connections.spawn(async move {
-                    serve_connection(stream, id, acc2).await;
-                    drop(permit);
-                });
+                acc.connections
+                    .spawn(serve_connection(stream, id, acc2, permit));
             }
             Err(_) => {
                 acc.connections
@@ -84,12 +82,17 @@ async fn refuse_overload(mut stream: TcpStream, proxy: Arc<Proxy>) {
     proxy.log.write(r);
 }
 
-async fn serve_connection(stream: TcpStream, id: u64, acc: Arc<Acceptor>) {
+async fn serve_connection(
+    stream: TcpStream,
+    id: u64,
+    acc: Arc<Acceptor>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
     let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
         return;
     };
     let cfg = &acc.proxy.config.listener;
-    let conn = ConnState::new(id, peer, local);
+    let conn = ConnState::with_slot(id, peer, local, Some(slot));
     let limits = Limits {
         max_header_bytes: cfg.max_header_bytes,
         max_uri_bytes: cfg.max_uri_bytes,

@@ -416,8 +416,11 @@ async fn connect(
             }
         };
         let (mut client, held) = parts.io.into_inner().into_parts();
+        // Copy out the few bytes pending and free both buffers now: they are
+        // 8-32 KiB each, and an idle tunnel must not keep them.
         let mut pending = parts.read_buf.to_vec();
         pending.extend_from_slice(&held);
+        drop((held, parts.read_buf));
         let mut server = server;
         let mut replayed = 0u64;
         let detect = proxy.config.detection.enabled && ctx.mode == ConnectMode::Detect;
@@ -450,15 +453,16 @@ async fn connect(
                     Verdict::Allow => PolicySays::Nothing,
                 }
             };
-            let outcome = inspector
-                .inspect(
-                    &mut client,
-                    std::mem::take(&mut pending),
-                    &host,
-                    port,
-                    after_detection,
-                )
-                .await;
+            // Boxed: the detection future (rustls handshake state included) is
+            // large, and an undetected tunnel should not carry its size.
+            let outcome = Box::pin(inspector.inspect(
+                &mut client,
+                std::mem::take(&mut pending),
+                &host,
+                port,
+                after_detection,
+            ))
+            .await;
             let protocol = match &outcome {
                 inspect::Outcome::Pass { protocol, .. }
                 | inspect::Outcome::Refuse { protocol, .. } => protocol.clone(),

@@ -154,3 +154,28 @@ async fn shutdown_deadline_closes_a_lingering_tunnel_and_logs_it() {
     assert!(gh.wait_exit(Duration::from_secs(10)).success());
     assert_eq!(gh.log_lines(1)[0]["s-action"], "TCP_TUNNELED");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_tunnel_counts_against_max_connections() {
+    let echo = echo_server().await;
+    let gh = Gatehouse::start(
+        "max_connections = 1\n",
+        &format!("[tunnel]\nallowed_ports = [{}]\n", echo.port()),
+    );
+    // The readiness probe may hold the only slot for a moment: retry until the tunnel opens.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut tunnel = loop {
+        if let Ok(s) = common::tls_lab::connect_through(gh.addr(), &echo.to_string(), "").await {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "tunnel never opened");
+    };
+    echo_round(&mut tunnel, b"held").await;
+    let text = raw_exchange(gh.addr(), b"", Duration::from_secs(5)).await;
+    assert_eq!(
+        status_of(&text),
+        503,
+        "the tunnel holds the only slot: {text}"
+    );
+    drop(tunnel);
+}

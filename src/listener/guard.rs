@@ -22,7 +22,7 @@ use super::framing::{Framer, Limits, Step};
 use crate::conn::{ConnState, ConnectVerdict};
 use crate::error::ProxyError;
 
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 4 * 1024;
 
 /// Read timeouts the guard enforces while it frames requests.
 #[derive(Debug, Clone, Copy)]
