@@ -182,9 +182,18 @@ impl Authenticator {
         if values.next().is_some() {
             return Err(AuthFailure::Malformed(BadCredentials::Empty));
         }
+        // The same Basic header again on this connection: already verified.
+        if let Some(who) = conn.recall_basic(value, self.cfg.credential_ttl) {
+            return Ok(Authenticated {
+                cached: true,
+                ..who
+            });
+        }
         match header::parse(value.as_bytes()).map_err(AuthFailure::Malformed)? {
             Presented::Basic(c) if self.cfg.schemes.contains(&Scheme::Basic) => {
-                self.basic(&c.user, &c.password).await
+                let who = self.basic(&c.user, &c.password).await?;
+                conn.remember_basic(value, &who);
+                Ok(who)
             }
             Presented::Basic(_) => Err(AuthFailure::UnsupportedScheme("Basic".into())),
             Presented::Other {

@@ -44,6 +44,9 @@ pub struct ConnState {
     identity: Mutex<Option<Authenticated>>,
     /// An NTLM handshake between its type 1 and type 3: the leased helper.
     ntlm: Mutex<Option<PendingNtlm>>,
+    /// The last Basic credentials verified on this connection, as the exact
+    /// header bytes: a client re-sending them needs no hash and no cache lookup.
+    last_basic: Mutex<Option<(http::HeaderValue, Authenticated, Instant)>>,
     /// The connection's place under `listener.max_connections`, held until the
     /// last user of this state (a tunnel outlives its HTTP connection) is gone.
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -90,6 +93,7 @@ impl ConnState {
             auth_failures: AtomicU32::new(0),
             identity: Mutex::new(None),
             ntlm: Mutex::new(None),
+            last_basic: Mutex::new(None),
             _slot: slot,
         })
     }
@@ -142,6 +146,26 @@ impl ConnState {
     pub fn ntlm_take(&self, max_age: std::time::Duration) -> Option<PendingNtlm> {
         let p = self.ntlm.lock().unwrap_or_else(|p| p.into_inner()).take()?;
         (p.since.elapsed() <= max_age).then_some(p)
+    }
+
+    /// Remembers verified Basic credentials for this connection.
+    pub fn remember_basic(&self, value: &http::HeaderValue, who: &Authenticated) {
+        *self.last_basic.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((value.clone(), who.clone(), Instant::now()));
+    }
+
+    /// The identity of these exact Basic credentials, if this connection
+    /// verified them less than `ttl` ago.
+    pub fn recall_basic(
+        &self,
+        value: &http::HeaderValue,
+        ttl: std::time::Duration,
+    ) -> Option<Authenticated> {
+        let last = self.last_basic.lock().unwrap_or_else(|p| p.into_inner());
+        match &*last {
+            Some((v, who, at)) if v == value && at.elapsed() < ttl => Some(who.clone()),
+            _ => None,
+        }
     }
 
     pub fn identity(&self) -> Option<Authenticated> {
