@@ -110,9 +110,9 @@ fn main() -> ExitCode {
             client,
             protocol,
             sni,
-        } => match Config::load(config.as_deref()) {
-            Ok(config) => admin::explain(
-                &config,
+        } => with_config(config, |config| {
+            admin::explain(
+                config,
                 &admin::ExplainRequest {
                     user,
                     groups,
@@ -123,19 +123,11 @@ fn main() -> ExitCode {
                     protocol,
                     sni,
                 },
-            ),
-            Err(e) => {
-                eprintln!("gatehouse: config error: {e}");
-                ExitCode::from(2)
-            }
-        },
-        Command::AuthTest { config, user } => match Config::load(config.as_deref()) {
-            Ok(config) => admin::auth_test(&config, &user),
-            Err(e) => {
-                eprintln!("gatehouse: config error: {e}");
-                ExitCode::from(2)
-            }
-        },
+            )
+        }),
+        Command::AuthTest { config, user } => {
+            with_config(config, |config| admin::auth_test(config, &user))
+        }
         Command::Run { config } => {
             let config_path = config.clone();
             let config = match Config::load(config.as_deref()) {
@@ -182,6 +174,17 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Loads the config and runs `f`, or reports the config error (exit 2).
+fn with_config(path: Option<PathBuf>, f: impl FnOnce(&Config) -> ExitCode) -> ExitCode {
+    match Config::load(path.as_deref()) {
+        Ok(config) => f(&config),
+        Err(e) => {
+            eprintln!("gatehouse: config error: {e}");
+            ExitCode::from(2)
         }
     }
 }

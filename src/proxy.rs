@@ -494,13 +494,18 @@ async fn connect(
                 }
             }
         }
-        let out = relay::relay(
-            client,
-            server,
-            proxy.config.tunnel.idle_timeout,
-            proxy.hard_stop.clone(),
-        )
-        .await;
+        // Bytes the client sent with its CONNECT (undetected tunnels) go first.
+        if !pending.is_empty() {
+            if server.write_all(&pending).await.is_err() {
+                record.action = "TCP_ERR_MISS";
+                record.exception_id = Some("tcp_error".into());
+                proxy.log.write(record);
+                return;
+            }
+            replayed += pending.len() as u64;
+        }
+        let idle = proxy.config.tunnel.idle_timeout;
+        let out = relay::relay_tcp(client, server, idle, proxy.hard_stop.clone()).await;
         record.cs_bytes = out.client_to_server + replayed;
         record.sc_bytes = out.server_to_client;
         if out.end == relay::End::Idle {

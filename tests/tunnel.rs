@@ -179,3 +179,31 @@ async fn an_open_tunnel_counts_against_max_connections() {
     );
     drop(tunnel);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bytes_sent_with_the_connect_are_relayed() {
+    let echo = echo_server().await;
+    let gh = Gatehouse::start(
+        "",
+        &format!("[tunnel]\nallowed_ports = [{}]\n", echo.port()),
+    );
+    let mut s = TcpStream::connect(gh.addr()).await.unwrap();
+    // Some clients send their first bytes without waiting for the 200.
+    s.write_all(format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\nEARLY-BYTES").as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 256];
+    while !got.ends_with(b"EARLY-BYTES") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&b[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    drop(s);
+    assert_eq!(gh.log_lines(1)[0]["cs-bytes"], "11");
+}
