@@ -37,6 +37,17 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A listener on a free loopback port below 32768, bound directly (no
+/// probe-then-bind race with anything else on the machine).
+pub async fn bind_free() -> TcpListener {
+    for _ in 0..1000 {
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", free_port())).await {
+            return l;
+        }
+    }
+    panic!("no free loopback port below 32768");
+}
+
 // === Origin ===
 
 /// What the origin saw of each request.
@@ -69,8 +80,7 @@ pub struct Origin {
 
 impl Origin {
     pub async fn start() -> Origin {
-        let port = free_port();
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let listener = bind_free().await;
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -237,7 +247,7 @@ fn tokio_stream_from<T>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_core
 
 /// A TCP echo server (the far end of CONNECT tunnels). Returns its address.
 pub async fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind(("127.0.0.1", free_port())).await.unwrap();
+    let listener = bind_free().await;
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
@@ -281,7 +291,23 @@ impl Gatehouse {
     }
 
     /// [`Gatehouse::start`] with extra environment variables (KRB5_CONFIG ...).
+    /// A port taken between choosing it and the proxy binding it is retried.
     pub fn start_with_env(listener_extra: &str, extra: &str, env: &[(&str, &str)]) -> Gatehouse {
+        for _ in 0..5 {
+            match Self::try_start(listener_extra, extra, env) {
+                Ok(g) => return g,
+                Err(e) if e.contains("cannot listen") => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("gatehouse found no free port in 5 tries");
+    }
+
+    fn try_start(
+        listener_extra: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Gatehouse, String> {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let log_path = dir.path().join("access.log");
@@ -323,23 +349,29 @@ impl Gatehouse {
             child: Some(child),
             _dir: dir,
         };
-        g.wait_ready();
-        g
+        g.wait_ready()?;
+        Ok(g)
     }
 
     /// Readiness: the port accepts a connection (bounded number of tries).
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if StdStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("gatehouse exited at start: {status}\n{}", self.stderr());
+                return Err(format!(
+                    "gatehouse exited at start: {status}\n{}",
+                    self.stderr()
+                ));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("gatehouse did not listen within 10 s\n{}", self.stderr());
+        Err(format!(
+            "gatehouse did not listen within 10 s\n{}",
+            self.stderr()
+        ))
     }
 
     pub fn addr(&self) -> SocketAddr {

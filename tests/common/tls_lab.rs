@@ -11,7 +11,7 @@ use std::time::Duration;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// The marker the Skype client sends after its hello: it must never reach a
 /// supernode while detection refuses the tunnel.
@@ -82,9 +82,7 @@ pub async fn tls_origin(
         .with_single_cert(chain.0, chain.1)
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let listener = TcpListener::bind(("127.0.0.1", super::free_port()))
-        .await
-        .unwrap();
+    let listener = super::bind_free().await;
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
@@ -132,9 +130,7 @@ async fn recording_server(
     greeting: fn(&[u8]) -> Vec<u8>,
     speaks_first: bool,
 ) -> (SocketAddr, Received) {
-    let listener = TcpListener::bind(("127.0.0.1", super::free_port()))
-        .await
-        .unwrap();
+    let listener = super::bind_free().await;
     let addr = listener.local_addr().unwrap();
     let received = Received::default();
     let rec = received.clone();
