@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,29 +14,8 @@ use tokio::net::TcpStream;
 /// One test at a time: one of them stops the shared DC.
 static DC: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn samba_dir() -> PathBuf {
-    let dir = std::env::var("LAB_SAMBA_DIR").expect(
-        "LAB_SAMBA_DIR is not set: the Samba AD DC lab is started by integration/test \
-         (or by hand: integration/lab/samba start /tmp/gh-samba; LAB_SAMBA_DIR=/tmp/gh-samba cargo test --test ntlm)",
-    );
-    PathBuf::from(dir)
-}
-
 fn proxy(samba: &std::path::Path, dir: &std::path::Path, extra: &str) -> Gatehouse {
-    let realm = dir.join("ad.toml");
-    std::fs::write(
-        &realm,
-        format!(
-            "name = \"ad\"\nkind = \"ldap\"\nurls = [\"ldap://127.0.0.1:389\"]\ntls = \"none\"\n\
-             bind_dn = \"Administrator@AD.EXAMPLE.TEST\"\nbind_password_file = \"{}\"\n\
-             user_base = \"CN=Users,DC=ad,DC=example,DC=test\"\n\
-             user_filter = \"(&(objectClass=user)(sAMAccountName={{user}}))\"\n\
-             login_attribute = \"sAMAccountName\"\ngroup_base = \"DC=ad,DC=example,DC=test\"\n\
-             group_strategy = \"ad-in-chain\"\ngroup_filter = \"(objectClass=group)\"\nstale_grace = \"1h\"\n",
-            samba.join("admin.pw").display()
-        ),
-    )
-    .unwrap();
+    let realm = common::samba::realm_file(samba, dir);
     let cfg = format!(
         "[auth]\nrequired = true\nschemes = [\"ntlm\", \"basic\"]\nrealms = [\"{}\"]\n\
          [auth.ntlm]\nhelper = [\"ntlm_auth\", \"--helper-protocol=squid-2.5-ntlmssp\", \"--configfile={}\"]\n\
@@ -82,7 +60,7 @@ fn helpers(gh: &Gatehouse) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn curl_proxy_ntlm_get_connect_and_wrong_password() {
     let _dc = DC.lock().await;
-    let samba = samba_dir();
+    let samba = common::samba::dir();
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start().await;
     let echo = echo_server().await;
@@ -165,7 +143,7 @@ async fn curl_proxy_ntlm_get_connect_and_wrong_password() {
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_new_connections_share_four_helpers_and_a_killed_helper_is_replaced() {
     let _dc = DC.lock().await;
-    let samba = samba_dir();
+    let samba = common::samba::dir();
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start().await;
     let gh = proxy(&samba, dir.path(), "");
@@ -221,7 +199,7 @@ async fn fifty_new_connections_share_four_helpers_and_a_killed_helper_is_replace
 #[tokio::test(flavor = "multi_thread")]
 async fn dc_down_new_handshakes_refused_authenticated_connections_keep_working() {
     let _dc = DC.lock().await;
-    let samba = samba_dir();
+    let samba = common::samba::dir();
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start().await;
     let gh = proxy(&samba, dir.path(), "");
@@ -290,7 +268,7 @@ async fn dc_down_new_handshakes_refused_authenticated_connections_keep_working()
 #[tokio::test(flavor = "multi_thread")]
 async fn skype_with_ntlm_allowed_group_tunnels() {
     let _dc = DC.lock().await;
-    let samba = samba_dir();
+    let samba = common::samba::dir();
     let dir = tempfile::tempdir().unwrap();
     let echo = echo_server().await;
     let gh = proxy(

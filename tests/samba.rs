@@ -6,44 +6,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
-
-fn samba_dir() -> PathBuf {
-    let dir = std::env::var("LAB_SAMBA_DIR").expect(
-        "LAB_SAMBA_DIR is not set: the Samba AD DC lab is started by integration/test \
-         (or by hand: integration/lab/samba start /tmp/gh-samba; LAB_SAMBA_DIR=/tmp/gh-samba cargo test --test samba)",
-    );
-    let dir = PathBuf::from(dir);
-    assert!(
-        dir.join("http.keytab").exists(),
-        "no Samba lab in {}",
-        dir.display()
-    );
-    dir
-}
-
-/// The AD realm file for the lab DC (ad-in-chain groups).
-fn ad_realm(samba: &std::path::Path, dir: &std::path::Path) -> PathBuf {
-    let path = dir.join("samba.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "name = \"ad\"\nkind = \"ldap\"\nurls = [\"ldap://127.0.0.1:389\"]\ntls = \"none\"\n\
-             bind_dn = \"Administrator@AD.EXAMPLE.TEST\"\nbind_password_file = \"{}\"\n\
-             user_base = \"CN=Users,DC=ad,DC=example,DC=test\"\n\
-             user_filter = \"(&(objectClass=user)(sAMAccountName={{user}}))\"\n\
-             login_attribute = \"sAMAccountName\"\nprincipal_attribute = \"userPrincipalName\"\n\
-             group_base = \"DC=ad,DC=example,DC=test\"\ngroup_strategy = \"ad-in-chain\"\n\
-             group_filter = \"(objectClass=group)\"\n",
-            samba.join("admin.pw").display()
-        ),
-    )
-    .unwrap();
-    path
-}
 
 fn sorted_groups(line: &std::collections::HashMap<String, String>) -> Vec<String> {
     let mut g: Vec<String> = line["cs-auth-group"]
@@ -56,10 +21,10 @@ fn sorted_groups(line: &std::collections::HashMap<String, String>) -> Vec<String
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ad_user_with_nested_groups_by_negotiate_and_by_basic() {
-    let samba = samba_dir();
+    let samba = common::samba::dir();
     let dir = tempfile::tempdir().unwrap();
     let origin = Origin::start().await;
-    let realm = ad_realm(&samba, dir.path());
+    let realm = common::samba::realm_file(&samba, dir.path());
     let krb5 = samba.join("krb5.conf");
     let cfg = format!(
         "[auth]\nrequired = true\nrealms = [\"{}\"]\nschemes = [\"negotiate\", \"basic\"]\n\

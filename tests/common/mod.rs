@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 pub mod kdc;
 pub mod lab;
 pub mod ntlm;
+pub mod samba;
 pub mod tls_lab;
 
 /// Ports below 32768 (out of the ephemeral range), spread per test process.
