@@ -12,6 +12,12 @@ LOADGEN = os.path.join(ROOT, "integration/bench/loadgen/target/release/gatehouse
 REPS = int(os.environ.get("REPS", "3"))
 DUR = int(os.environ.get("DURATION", "10"))
 CONNS = 64
+# TESTS=connect_rate,bulk (comma-separated) runs only those; empty runs all.
+ONLY = {t for t in os.environ.get("TESTS", "").split(",") if t}
+
+
+def want(test):
+    return not ONLY or test in ONLY or any(test.startswith(t) for t in ONLY)
 P = dict(origin=21080, echo=21090, pong=21091, gh=21130, gh_auth=21131, sq1=21128, sq2=21129, sq_auth=21132)
 USER, PASSWORD = "bench", "bench-password"
 work = tempfile.mkdtemp(prefix="gatehouse-bench-")
@@ -237,26 +243,31 @@ def run():
     for rep in range(REPS):
         print(f"# repetition {rep + 1}/{REPS}", file=sys.stderr)
         # 1. small GET, keep-alive
-        direct = wrk(P["origin"], "/1k.bin")
-        record("get_keepalive", "direct", direct)
-        for who, port in ports.items():
-            c0 = cpu_seconds(pids[who])
-            r = wrk(port, url)
-            r["cpu_us_per_req"] = (cpu_seconds(pids[who]) - c0) * 1e6 / max(r["requests"], 1)
-            record("get_keepalive", who, r)
+        if want("get_keepalive"):
+            direct = wrk(P["origin"], "/1k.bin")
+            record("get_keepalive", "direct", direct)
+            for who, port in ports.items():
+                c0 = cpu_seconds(pids[who])
+                r = wrk(port, url)
+                r["cpu_us_per_req"] = (cpu_seconds(pids[who]) - c0) * 1e6 / max(r["requests"], 1)
+                record("get_keepalive", who, r)
         # 2. Basic auth on every request (cached), and a new connection per request
         for who, port in (("gatehouse", P["gh_auth"]), ("squid_w1", P["sq_auth"])):
-            record("get_basic_auth", who, wrk(port, url, auth=True))
+            if want("get_basic_auth"):
+                record("get_basic_auth", who, wrk(port, url, auth=True))
         for who, port in ports.items():
-            record("get_new_connection", who, wrk(port, url, close=True))
+            if want("get_new_connection"):
+                record("get_new_connection", who, wrk(port, url, close=True))
         # 3. CONNECT setup rate
-        for who, port in ports.items():
+        for who, port in ports.items() if want("connect_rate") else ():
+            c0 = cpu_seconds(pids[who])
             out = loadgen("connect-rate", f"127.0.0.1:{port}", f"127.0.0.1:{P['pong']}", CONNS, DUR)
             m = re.search(r"rate ([\d.]+) done (\d+) errors (\d+)", out) or re.search(r"rate (0) done (0) errors (1)", "rate 0 done 0 errors 1")
-            record("connect_rate", who, {"rate": float(m.group(1)), "errors": int(m.group(3))})
+            cpu = (cpu_seconds(pids[who]) - c0) * 1e6 / max(int(m.group(2)), 1)
+            record("connect_rate", who, {"rate": float(m.group(1)), "errors": int(m.group(3)), "cpu_us_per_tunnel": cpu})
         # 4. bulk tunnels: 1 GiB each way, through 1 and through 8 tunnels
         gib = 1 << 30
-        for tunnels in (1, 8):
+        for tunnels in (1, 8) if want("bulk") else ():
             test = f"bulk_{tunnels}_tunnels"
             out = loadgen("bulk", "direct", f"127.0.0.1:{P['echo']}", tunnels, gib // tunnels)
             record(test, "direct", {"mbps": float(re.search(r"mbps ([\d.]+)", out).group(1))})
@@ -265,7 +276,7 @@ def run():
                 record(test, who, {"mbps": float(re.search(r"mbps ([\d.]+)", out).group(1))})
     # 5. memory: idle authenticated tunnels (once; 9000 = the fd limit's worth)
     count = int(os.environ.get("IDLE_TUNNELS", "9000"))
-    for who, port, pid_key in (("gatehouse", P["gh_auth"], "gatehouse_auth"), ("squid_w1", P["sq_auth"], "squid_auth")):
+    for who, port, pid_key in () if not want("idle_tunnels") else (("gatehouse", P["gh_auth"], "gatehouse_auth"), ("squid_w1", P["sq_auth"], "squid_auth")):
         before = rss_mib(pids[pid_key])
         p = subprocess.Popen([LOADGEN, "idle", f"127.0.0.1:{port}", f"127.0.0.1:{P['echo']}", str(count), f"{USER}:{PASSWORD}"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -292,6 +303,8 @@ def report():
     lines.append("|---|---|---|---|---|---|---|---|")
 
     def row(test, metric, key, fmt="{:.0f}"):
+        if test not in results:
+            return
         cells = {}
         for who in ("direct", "gatehouse", "squid_w1", "squid_w2"):
             if all(key in r for r in results.get(test, {}).get(who, [{}])):
@@ -310,15 +323,17 @@ def report():
     row("get_basic_auth", "p99 ms", "p99_ms", "{:.2f}")
     row("get_new_connection", "req/s", "rps")
     row("connect_rate", "tunnels/s", "rate")
+    row("connect_rate", "CPU µs/tunnel", "cpu_us_per_tunnel", "{:.1f}")
     row("bulk_1_tunnels", "MB/s", "mbps")
     row("bulk_8_tunnels", "MB/s", "mbps")
     lines.append("")
-    it = results["idle_tunnels"]
-    lines.append(f"Idle authenticated tunnels: gatehouse {it['gatehouse'][0]['tunnels']} open, RSS {it['gatehouse'][0]['rss_mib']:.1f} MiB; "
+    it = results.get("idle_tunnels")
+    if it:
+        lines.append(f"Idle authenticated tunnels: gatehouse {it['gatehouse'][0]['tunnels']} open, RSS {it['gatehouse'][0]['rss_mib']:.1f} MiB; "
                  f"squid w1 {it['squid_w1'][0]['tunnels']} open, RSS {it['squid_w1'][0]['rss_mib']:.1f} MiB.")
     pk = results["peak_rss"]
     lines.append(f"Peak RSS under load: gatehouse {pk['gatehouse'][0]['mib']:.1f} MiB, squid w1 {pk['squid_w1'][0]['mib']:.1f} MiB, squid w2 {pk['squid_w2'][0]['mib']:.1f} MiB (all processes).")
-    mism = [(t, w, r) for t in ("get_keepalive", "get_basic_auth", "get_new_connection") for w, rs in results[t].items()
+    mism = [(t, w, r) for t in ("get_keepalive", "get_basic_auth", "get_new_connection") for w, rs in results.get(t, {}).items()
             for r in rs if w != "direct" and (r["arrived"] < r["requests"] or r["non2xx"])]
     lines.append("Origin check: every counted request arrived at nginx." if not mism else f"Origin check FAILED: {mism}")
     print("\n".join(lines))

@@ -119,7 +119,9 @@ where
                 return Ok((e.value.clone(), Source::Stale));
             }
             self.counters.loads.fetch_add(1, Ordering::Relaxed);
-            return match load().await {
+            // Loads are boxed: a directory round trip's state is kilobytes, and
+            // inline it would swell every request future, hit or miss.
+            return match Box::pin(load()).await {
                 Ok(v) => {
                     self.inner.insert(key, self.entry(v.clone())).await;
                     Ok((v, Source::Loaded))
@@ -133,14 +135,12 @@ where
             };
         }
         let loaded = AtomicBool::new(false);
-        let e = self
-            .inner
-            .try_get_with(key, async {
-                loaded.store(true, Ordering::Relaxed);
-                load().await.map(|v| self.entry(v))
-            })
-            .await
-            .map_err(|e: Arc<Unavailable>| (*e).clone())?;
+        let e = Box::pin(self.inner.try_get_with(key, async {
+            loaded.store(true, Ordering::Relaxed);
+            load().await.map(|v| self.entry(v))
+        }))
+        .await
+        .map_err(|e: Arc<Unavailable>| (*e).clone())?;
         let source = if loaded.load(Ordering::Relaxed) {
             self.counters.loads.fetch_add(1, Ordering::Relaxed);
             Source::Loaded

@@ -42,6 +42,37 @@ struct Meter {
 /// Bytes read per syscall while a direction is busy.
 const CHUNK: usize = 64 * 1024;
 
+/// Relay buffers kept for reuse on each worker thread. A direction takes one
+/// when data arrives and gives it back when its socket runs dry, so a short
+/// exchange costs no malloc of 64 KiB (and no heap consolidation glibc runs
+/// when a chunk that large is freed). Bounded: at most `SPARE` per thread.
+struct Chunk(Vec<u8>);
+
+const SPARE: usize = 8;
+
+thread_local! {
+    static SPARES: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Chunk {
+    fn take() -> Self {
+        let spare = SPARES.try_with(|s| s.borrow_mut().pop()).ok().flatten();
+        Chunk(spare.unwrap_or_else(|| vec![0; CHUNK]))
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        let b = std::mem::take(&mut self.0);
+        let _ = SPARES.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < SPARE {
+                s.push(b);
+            }
+        });
+    }
+}
+
 /// Relays between two sockets. A direction holds a buffer only while data is
 /// flowing — it is dropped whenever the socket runs dry — so an idle tunnel
 /// costs two sockets and a task, not two buffers.
@@ -54,10 +85,10 @@ pub async fn relay_tcp(
     let meter = Meter::default();
     let start = Instant::now();
     let end = {
-        let (cr, mut cw) = client.split();
-        let (sr, mut sw) = server.split();
-        let up = pump(&cr, &mut sw, &meter.client_to_server, &meter, start);
-        let down = pump(&sr, &mut cw, &meter.server_to_client, &meter, start);
+        let (mut cr, mut cw) = client.split();
+        let (mut sr, mut sw) = server.split();
+        let up = pump(&mut cr, &mut sw, &meter.client_to_server, &meter, start);
+        let down = pump(&mut sr, &mut cw, &meter.server_to_client, &meter, start);
         let both = async { tokio::try_join!(up, down) };
         tokio::pin!(both);
         loop {
@@ -82,35 +113,43 @@ pub async fn relay_tcp(
 }
 
 /// One direction: read what is ready, write it all, until end of stream.
+///
+/// The wait for data holds no buffer. The read itself goes through
+/// `poll_read`, which tells tokio a short read drained the socket, so the
+/// next wait needs no extra `read(2)` that would only say "would block".
 async fn pump(
-    src: &ReadHalf<'_>,
+    src: &mut ReadHalf<'_>,
     dst: &mut WriteHalf<'_>,
     count: &AtomicU64,
     meter: &Meter,
     start: Instant,
 ) -> io::Result<()> {
-    use tokio::io::AsyncWriteExt;
-    let mut buf: Option<Vec<u8>> = None;
+    use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
     loop {
         src.readable().await?;
-        let b = buf.get_or_insert_with(|| Vec::with_capacity(CHUNK));
-        b.clear();
-        match src.try_read_buf(b) {
-            Ok(0) => {
-                // Half-close: pass the end of stream on, keep the other direction.
-                let _ = dst.shutdown().await;
-                return Ok(());
-            }
-            Ok(n) => {
-                dst.write_all(&b[..n]).await?;
-                count.fetch_add(n as u64, Ordering::Relaxed);
-                meter
-                    .last_ms
-                    .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf = None,
-            Err(e) => return Err(e),
+        let mut chunk = Chunk::take();
+        let mut rb = ReadBuf::new(&mut chunk.0);
+        let read = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut *src).poll_read(cx, &mut rb) {
+                std::task::Poll::Pending => None, // nothing after all: wait without the buffer
+                std::task::Poll::Ready(r) => Some(r),
+            })
+        })
+        .await;
+        let n = match read {
+            None => continue,
+            Some(r) => r.map(|()| rb.filled().len())?,
+        };
+        if n == 0 {
+            // Half-close: pass the end of stream on, keep the other direction.
+            let _ = dst.shutdown().await;
+            return Ok(());
         }
+        dst.write_all(&chunk.0[..n]).await?;
+        count.fetch_add(n as u64, Ordering::Relaxed);
+        meter
+            .last_ms
+            .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }
 
@@ -129,6 +168,22 @@ mod tests {
         let far_server = TcpStream::connect(addr).await.unwrap();
         let (near_server, _) = l.accept().await.unwrap();
         (far_client, near_client, near_server, far_server)
+    }
+
+    #[test]
+    fn relay_buffers_are_reused_and_bounded() {
+        let first = Chunk::take();
+        let ptr = first.0.as_ptr();
+        drop(first);
+        assert_eq!(Chunk::take().0.as_ptr(), ptr, "a returned buffer is reused");
+        let many: Vec<Chunk> = (0..SPARE + 3).map(|_| Chunk::take()).collect();
+        drop(many);
+        assert_eq!(
+            SPARES.with(|s| s.borrow().len()),
+            SPARE,
+            "spares are bounded"
+        );
+        assert_eq!(Chunk::take().0.len(), CHUNK);
     }
 
     #[tokio::test]

@@ -69,13 +69,20 @@ async fn tunnel(proxy: SocketAddr, target: &str, auth: &Option<String>) -> Res<T
         .map(|a| format!("Proxy-Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(a)))
         .unwrap_or_default();
     s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n").as_bytes()).await?;
-    let mut head = Vec::with_capacity(128);
-    let mut b = [0u8; 1];
+    // The target speaks only after we do, so everything read before our first
+    // write is the proxy's answer: read it in whole chunks, not byte by byte
+    // (the load generator shares the CPUs with the proxy it measures).
+    let mut head = Vec::with_capacity(256);
+    let mut b = [0u8; 512];
     while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut b).await? == 0 {
+        let n = s.read(&mut b).await?;
+        if n == 0 {
             return Err("proxy closed during CONNECT".into());
         }
-        head.push(b[0]);
+        head.extend_from_slice(&b[..n]);
+        if head.len() > 8192 {
+            return Err("CONNECT answer too long".into());
+        }
     }
     if !head.starts_with(b"HTTP/1.1 200") && !head.starts_with(b"HTTP/1.0 200") {
         return Err(format!("CONNECT refused: {}", String::from_utf8_lossy(&head)).into());
