@@ -154,6 +154,27 @@ async fn the_cache_turns_a_thousand_requests_into_one_bind() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_new_user_in_known_groups_costs_one_search_and_one_bind() {
+    let lab = Slapd::start();
+    let origin = Origin::start().await;
+    let gh = Gatehouse::start("", &auth_section(&lab.realm_file("memberof", ""), ""));
+    let url = origin.url("/");
+    // alice: staff and telephony (nested in Skype Users) — her lookup learns
+    // the parents of both groups.
+    assert_eq!(get_as(&gh, &url, "alice:alice-pw").await, 200);
+    let (searches, binds) = (lab.searches(), lab.all_binds());
+    // o'brien is in staff only, whose parents are now known.
+    assert_eq!(get_as(&gh, &url, "o'brien:obrien-pw").await, 200);
+    assert_eq!(
+        (lab.searches() - searches, lab.all_binds() - binds),
+        (1, 1),
+        "a new user in known groups: the user search and the password bind, nothing else"
+    );
+    let lines = gh.log_lines(2);
+    assert_eq!(lines[1]["cs-auth-group"], "staff");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn directory_outage_cached_users_keep_working_new_users_get_503() {
     let mut lab = Slapd::start();
     let origin = Origin::start().await;

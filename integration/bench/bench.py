@@ -18,7 +18,7 @@ ONLY = {t for t in os.environ.get("TESTS", "").split(",") if t}
 
 def want(test):
     return not ONLY or test in ONLY or any(test.startswith(t) for t in ONLY)
-P = dict(origin=21080, echo=21090, pong=21091, gh=21130, gh_auth=21131, sq1=21128, sq2=21129, sq_auth=21132)
+P = dict(ldap=21389, gh_ldap=21134, sq_ldap=21135, origin=21080, echo=21090, pong=21091, tls=21092, gh_detect=21133, gh=21130, gh_auth=21131, sq1=21128, sq2=21129, sq_auth=21132)
 USER, PASSWORD = "bench", "bench-password"
 work = tempfile.mkdtemp(prefix="gatehouse-bench-")
 procs = []
@@ -33,6 +33,20 @@ def start(cmd, name, **kw):
     p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, **kw)
     procs.append(p)
     return p
+
+
+def assert_free(port):
+    """A leftover server on our port would be measured instead of ours: refuse to start."""
+    import socket
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are fine
+    try:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+    except OSError as e:
+        raise SystemExit(f"port {port} is in use ({e}): stop what holds it (a previous bench run?)")
+    finally:
+        s.close()
 
 
 def wait_port(port, secs=20):
@@ -53,13 +67,23 @@ def cleanup():
             os.killpg(p.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    for pidfile in ("sq1", "sq2", "sq_auth"):
+    squids = []
+    for pidfile in ("sq1", "sq2", "sq_auth", "sq_ldap"):
         f = os.path.join(work, pidfile, "squid.pid")
         if os.path.exists(f):
             try:
-                os.kill(int(open(f).read().strip()), signal.SIGTERM)
+                pid = int(open(f).read().strip())
+                os.kill(pid, signal.SIGTERM)
+                squids.append(pid)
             except (ProcessLookupError, ValueError):
                 pass
+    # Squid takes its shutdown_lifetime to go: wait, so a next run finds its ports free.
+    end = time.time() + 15
+    while squids and time.time() < end:
+        squids = [p for p in squids if os.path.exists(f"/proc/{p}")]
+        time.sleep(0.1)
+    if os.path.exists(f"{work}/slapd/run.pid"):
+        subprocess.run([os.path.join(ROOT, "integration/lab/slapd"), "stop", f"{work}/slapd"])
     time.sleep(1)
 
 
@@ -75,16 +99,73 @@ http {{ access_log {work}/nginx.log; keepalive_requests 1000000;
     wait_port(P["origin"])
 
 
+LDAP_USERS = 1000
+LDAP_SUFFIX = "dc=example,dc=test"
+
+
+def ldap_lab():
+    """The lab slapd (integration/lab/slapd) with 2 × LDAP_USERS users u0000.. (password
+    pw-<n>), all in group bench-staff, which is nested in bench-all: one set of users per proxy,
+    so each proxy's first pass is cold."""
+    lab = os.path.join(ROOT, "integration/lab/slapd")
+    # slapd stays in the background holding its stdout: not a pipe we would wait on.
+    with open(f"{work}/slapd-start.out", "w") as out:
+        subprocess.run([lab, "start", f"{work}/slapd", str(P["ldap"])], check=True, stdout=out, stderr=subprocess.STDOUT)
+    n = 2 * LDAP_USERS
+    ldif = []
+    for i in range(n):
+        ldif.append(f"dn: uid=u{i:04},ou=people,{LDAP_SUFFIX}\nobjectClass: inetOrgPerson\nuid: u{i:04}\ncn: U {i}\nsn: U\nuserPassword: pw-{i:04}\n")
+    members = "".join(f"member: uid=u{i:04},ou=people,{LDAP_SUFFIX}\n" for i in range(n))
+    ldif.append(f"dn: cn=bench-staff,ou=groups,{LDAP_SUFFIX}\nobjectClass: groupOfNames\ncn: bench-staff\n{members}")
+    ldif.append(f"dn: cn=bench-all,ou=groups,{LDAP_SUFFIX}\nobjectClass: groupOfNames\ncn: bench-all\nmember: cn=bench-staff,ou=groups,{LDAP_SUFFIX}\n")
+    open(f"{work}/bench-users.ldif", "w").write("\n".join(ldif))
+    sh(["ldapadd", "-x", "-H", f"ldap://127.0.0.1:{P['ldap']}", "-D", f"cn=admin,{LDAP_SUFFIX}",
+        "-y", f"{work}/slapd/admin.pw", "-f", f"{work}/bench-users.ldif"])
+    realm = f"""name = "bench-ldap"
+kind = "ldap"
+urls = ["ldap://127.0.0.1:{P['ldap']}"]
+tls = "none"
+bind_dn = "cn=gatehouse,ou=services,{LDAP_SUFFIX}"
+bind_password_file = "{work}/slapd/bind.pw"
+user_base = "ou=people,{LDAP_SUFFIX}"
+user_filter = "(&(objectClass=inetOrgPerson)(uid={{user}}))"
+login_attribute = "uid"
+group_base = "ou=groups,{LDAP_SUFFIX}"
+group_strategy = "memberof"
+"""
+    open(f"{work}/ldap-realm.toml", "w").write(realm)
+
+
+def ldap_ops():
+    """Searches and binds slapd has logged so far (its stats log)."""
+    srch = bind = 0
+    for line in open(f"{work}/slapd/slapd.log", errors="replace"):
+        if " SRCH base=" in line:
+            srch += 1
+        elif " BIND dn=" in line and "method=128" in line:  # slapd logs a second BIND line (mech=) per bind
+            bind += 1
+    return srch, bind
+
+
 def origin_count():
     return sum(1 for _ in open(f"{work}/nginx.log"))
 
 
-def squid(name, port, workers, auth):
+def squid(name, port, workers, auth, ldap=False):
     d = f"{work}/{name}"
     os.makedirs(d, exist_ok=True)
     shutil.chown(d, "proxy", "proxy")
     auth_conf = ""
-    if auth:
+    if ldap:
+        shutil.copy(f"{work}/slapd/bind.pw", f"{d}/bind.pw")
+        shutil.chown(f"{d}/bind.pw", "proxy", "proxy")
+        auth_conf = f"""auth_param basic program /usr/lib/squid/basic_ldap_auth -b ou=people,{LDAP_SUFFIX} -f uid=%s -D cn=gatehouse,ou=services,{LDAP_SUFFIX} -W {d}/bind.pw -h 127.0.0.1 -p {P['ldap']}
+auth_param basic children 4
+auth_param basic credentialsttl 5 minutes
+acl authed proxy_auth REQUIRED
+http_access deny !authed
+"""
+    elif auth:
         auth_conf = f"""auth_param basic program /usr/lib/squid/basic_ncsa_auth {work}/htpasswd
 auth_param basic children 4
 auth_param basic credentialsttl 5 minutes
@@ -101,7 +182,7 @@ cache deny all
 cache_mem 8 MB
 max_filedescriptors 20000
 acl localnet src 127.0.0.0/8
-acl bench_ports port {P['echo']} {P['pong']} {P['origin']}
+acl bench_ports port {P['echo']} {P['pong']} {P['origin']} {P['tls']}
 acl CONNECT method CONNECT
 http_access deny CONNECT !bench_ports
 {auth_conf}http_access allow localnet
@@ -120,19 +201,21 @@ def squid_pids(name):
     return [int(x) for x in out.split()]
 
 
-def gatehouse(name, port, auth):
+def gatehouse(name, port, auth, detect=False, realm=None):
     users = f"{work}/users.toml"
     if not os.path.exists(users):
         subprocess.run([GH, "passwd", "--users", users, USER], input=PASSWORD + "\n", text=True, check=True, capture_output=True)
         open(f"{work}/local.toml", "w").write(f'name = "local"\nkind = "local"\nusers_file = "{users}"\n')
-    auth_conf = f'[auth]\nrequired = {"true" if auth else "false"}\nrealms = ["{work}/local.toml"]\n'
+    realm = realm or f"{work}/local.toml"
+    auth_conf = f'[auth]\nrequired = {"true" if auth else "false"}\nrealms = ["{realm}"]\n'
     conf = f"""[listener]
 addresses = ["127.0.0.1:{port}"]
 max_connections = 19000
 [tunnel]
-allowed_ports = [{P['echo']}, {P['pong']}]
+allowed_ports = [{P['echo']}, {P['pong']}, {P['tls']}]
 [detection]
-enabled = false
+enabled = {"true" if detect else "false"}
+ca_file = "{work}/bench-ca.pem"
 [accesslog]
 path = "{work}/{name}.access.log"
 [log]
@@ -223,20 +306,24 @@ def main():
 
 
 def run():
+    for port in P.values():
+        assert_free(port)
     sh(["htpasswd", "-b", "-c", f"{work}/htpasswd", USER, PASSWORD])
     shutil.chown(f"{work}", "proxy", "proxy")
     os.chmod(work, 0o755)
     nginx()
     start([LOADGEN, "echo", f"127.0.0.1:{P['echo']}"], "echo")
     start([LOADGEN, "pong", f"127.0.0.1:{P['pong']}"], "pong")
-    wait_port(P["echo"]); wait_port(P["pong"])
+    start([LOADGEN, "tls-origin", f"127.0.0.1:{P['tls']}", f"{work}/bench-ca.pem"], "tls")
+    wait_port(P["echo"]); wait_port(P["pong"]); wait_port(P["tls"])
     gh_pid = gatehouse("gh", P["gh"], False)
     gha_pid = gatehouse("gh_auth", P["gh_auth"], True)
+    ghd_pid = gatehouse("gh_detect", P["gh_detect"], False, detect=True)
     squid("sq1", P["sq1"], 1, False)
     squid("sq2", P["sq2"], 2, False)
     squid("sq_auth", P["sq_auth"], 1, True)
     time.sleep(1)
-    pids = {"gatehouse": [gh_pid], "gatehouse_auth": [gha_pid], "squid_w1": squid_pids("sq1"),
+    pids = {"gatehouse": [gh_pid], "gatehouse_auth": [gha_pid], "gatehouse_detect": [ghd_pid], "squid_w1": squid_pids("sq1"),
             "squid_w2": squid_pids("sq2"), "squid_auth": squid_pids("sq_auth")}
     url = f"http://127.0.0.1:{P['origin']}/1k.bin"
     ports = {"gatehouse": P["gh"], "squid_w1": P["sq1"], "squid_w2": P["sq2"]}
@@ -265,6 +352,21 @@ def run():
             m = re.search(r"rate ([\d.]+) done (\d+) errors (\d+)", out) or re.search(r"rate (0) done (0) errors (1)", "rate 0 done 0 errors 1")
             cpu = (cpu_seconds(pids[who]) - c0) * 1e6 / max(int(m.group(2)), 1)
             record("connect_rate", who, {"rate": float(m.group(1)), "errors": int(m.group(3)), "cpu_us_per_tunnel": cpu})
+        # 5. TLS through CONNECT: Gatehouse classifies and checks the origin's
+        # certificate (verdict cache warm: one SNI; cold: a new SNI each time);
+        # Squid tunnels without looking; direct is the handshake cost alone.
+        for mode in ("warm", "cold") if want("tls") else ():
+            test = f"tls_handshakes_{mode}"
+            for who, port in (("direct", None), ("gatehouse", P["gh_detect"]), ("squid_w1", P["sq1"])):
+                key = "gatehouse_detect" if who == "gatehouse" else who
+                c0 = cpu_seconds(pids.get(key, []))
+                out = loadgen("tls-rate", f"127.0.0.1:{port}" if port else "direct", f"127.0.0.1:{P['tls']}",
+                              CONNS, DUR, f"{work}/bench-ca.pem", mode)
+                m = re.search(r"rate ([\d.]+) done (\d+) errors (\d+)", out)
+                r = {"rate": float(m.group(1)), "errors": int(m.group(3))}
+                if port:
+                    r["cpu_us_per_tunnel"] = (cpu_seconds(pids[key]) - c0) * 1e6 / max(int(m.group(2)), 1)
+                record(test, who, r)
         # 4. bulk tunnels: 1 GiB each way, through 1 and through 8 tunnels
         gib = 1 << 30
         for tunnels in (1, 8) if want("bulk") else ():
@@ -274,7 +376,21 @@ def run():
             for who, port in ports.items():
                 out = loadgen("bulk", f"127.0.0.1:{port}", f"127.0.0.1:{P['echo']}", tunnels, gib // tunnels)
                 record(test, who, {"mbps": float(re.search(r"mbps ([\d.]+)", out).group(1))})
-    # 5. memory: idle authenticated tunnels (once; 9000 = the fd limit's worth)
+    # 7. LDAP realm: 1,000 distinct users, a cold pass (each user once), then warm
+    if want("ldap"):
+        ldap_lab()
+        ghl_pid = gatehouse("gh_ldap", P["gh_ldap"], True, realm=f"{work}/ldap-realm.toml")
+        squid("sq_ldap", P["sq_ldap"], 1, False, ldap=True)
+        for who, port, first in (("gatehouse", P["gh_ldap"], 0), ("squid_w1", P["sq_ldap"], LDAP_USERS)):
+            for phase, mode in (("cold", "once"), ("warm", str(DUR))):
+                before = ldap_ops()
+                out = loadgen("users", f"127.0.0.1:{port}", url, first, LDAP_USERS, CONNS, mode)
+                m = re.search(r"rate ([\d.]+) done (\d+) errors (\d+)", out)
+                srch, bind = (a - b for a, b in zip(ldap_ops(), before))
+                results.setdefault(f"ldap_{phase}", {})[who] = [
+                    {"rate": float(m.group(1)), "requests": int(m.group(2)), "errors": int(m.group(3)),
+                     "searches": srch, "binds": bind}]
+    # 6. memory: idle authenticated tunnels (once; 9000 = the fd limit's worth)
     count = int(os.environ.get("IDLE_TUNNELS", "9000"))
     for who, port, pid_key in () if not want("idle_tunnels") else (("gatehouse", P["gh_auth"], "gatehouse_auth"), ("squid_w1", P["sq_auth"], "squid_auth")):
         before = rss_mib(pids[pid_key])
@@ -324,8 +440,21 @@ def report():
     row("get_new_connection", "req/s", "rps")
     row("connect_rate", "tunnels/s", "rate")
     row("connect_rate", "CPU µs/tunnel", "cpu_us_per_tunnel", "{:.1f}")
+    row("tls_handshakes_warm", "handshakes/s", "rate")
+    row("tls_handshakes_warm", "CPU µs/tunnel", "cpu_us_per_tunnel", "{:.1f}")
+    row("tls_handshakes_cold", "handshakes/s", "rate")
+    row("tls_handshakes_cold", "CPU µs/tunnel", "cpu_us_per_tunnel", "{:.1f}")
     row("bulk_1_tunnels", "MB/s", "mbps")
     row("bulk_8_tunnels", "MB/s", "mbps")
+    if "ldap_cold" in results:
+        c, w = results["ldap_cold"], results["ldap_warm"]
+        lines += ["", f"LDAP realm, {LDAP_USERS} distinct users (lab slapd; Squid: basic_ldap_auth, 4 helpers; directory operations from slapd's stats log)", "",
+                  "| phase | metric | gatehouse | squid w1 | gatehouse / squid w1 |", "|---|---|---|---|---|"]
+        for phase, d in (("cold (each user once)", c), ("warm", w)):
+            g, q = d["gatehouse"][0], d["squid_w1"][0]
+            lines.append(f"| {phase} | req/s | {g['rate']:.0f} | {q['rate']:.0f} | {g['rate'] / max(q['rate'], 1e-9):.2f}× |")
+            for k in ("searches", "binds"):
+                lines.append(f"| {phase} | {k} per request | {g[k] / max(g['requests'], 1):.3f} | {q[k] / max(q['requests'], 1):.3f} | – |")
     lines.append("")
     it = results.get("idle_tunnels")
     if it:
@@ -336,6 +465,9 @@ def report():
     mism = [(t, w, r) for t in ("get_keepalive", "get_basic_auth", "get_new_connection") for w, rs in results.get(t, {}).items()
             for r in rs if w != "direct" and (r["arrived"] < r["requests"] or r["non2xx"])]
     lines.append("Origin check: every counted request arrived at nginx." if not mism else f"Origin check FAILED: {mism}")
+    errs = [f"{t} {w}: {r['errors']}" for t, ws in results.items() for w, rs in ws.items() for r in rs
+            if isinstance(r.get("errors"), int) and r["errors"] > 0]
+    lines.append("Tunnel errors: none." if not errs else "Tunnel errors (failed tunnels, not counted in rates): " + "; ".join(errs))
     print("\n".join(lines))
     json.dump({"date": ts, "cores": os.cpu_count(), "reps": REPS, "duration_s": DUR, "results": results},
               open("bench-results.json", "w"), indent=1)

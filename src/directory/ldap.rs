@@ -42,11 +42,27 @@ impl Lifetimes<Option<Arc<Identity>>> for UserLifetimes {
     }
 }
 
+/// Group parents live as long as users do, and survive an outage as long.
+struct GroupLifetimes {
+    ttl: Duration,
+    grace: Duration,
+}
+
+impl Lifetimes<groups::Parents> for GroupLifetimes {
+    fn fresh(&self, _: &groups::Parents) -> Duration {
+        self.ttl
+    }
+    fn grace(&self, _: &groups::Parents) -> Duration {
+        self.grace
+    }
+}
+
 pub struct LdapRealm {
     name: Arc<str>,
     cfg: Arc<LdapRealmConfig>,
     pub pool: LdapPool,
     users: StaleCache<String, Option<Arc<Identity>>>,
+    parents: groups::ParentCache,
 }
 
 impl LdapRealm {
@@ -60,11 +76,19 @@ impl LdapRealm {
                 grace: cfg.stale_grace,
             },
         );
+        let parents = StaleCache::new(
+            cfg.cache_capacity,
+            GroupLifetimes {
+                ttl: cfg.cache_ttl,
+                grace: cfg.stale_grace,
+            },
+        );
         Ok(Self {
             name: cfg.name.as_str().into(),
             pool: LdapPool::new(cfg.clone())?,
             cfg,
             users,
+            parents,
         })
     }
 
@@ -137,7 +161,7 @@ impl LdapRealm {
             return Ok(None);
         };
         let member_of = groups::all(&entry.attrs, "memberOf");
-        let groups = groups::resolve(&self.pool, cfg, &entry.dn, &member_of).await?;
+        let groups = groups::resolve(&self.pool, &self.parents, cfg, &entry.dn, &member_of).await?;
         let user = groups::first(&entry.attrs, &cfg.login_attribute)
             .map(|u| normalise(&u, false, cfg.case_insensitive))
             .unwrap_or(login);

@@ -113,6 +113,14 @@ impl Slapd {
         self.log().lines().filter(|l| l.contains(&needle)).count()
     }
 
+    /// Every search slapd received (one `SRCH base=` line each).
+    pub fn searches(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(" SRCH base="))
+            .count()
+    }
+
     /// Every simple bind slapd received.
     pub fn all_binds(&self) -> usize {
         self.log()

@@ -1,22 +1,28 @@
 //! Group membership, direct and nested, by the realm's strategy.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use ldap3::ldap_escape;
 
 use super::pool::LdapPool;
 use crate::auth::identity::Group;
-use crate::directory::cache::Unavailable;
+use crate::directory::cache::{StaleCache, Unavailable};
 use crate::directory::config::{GroupStrategy, LdapRealmConfig};
 
 /// AD's LDAP_MATCHING_RULE_IN_CHAIN: membership through any depth of nesting.
 const IN_CHAIN: &str = "1.2.840.113556.1.4.1941";
-/// Group DNs per OR-filter when expanding a nesting level.
-const FILTER_BATCH: usize = 50;
+
+/// A group's direct parents (groups it is a member of): (DN, name) pairs.
+pub type Parents = Arc<[(String, String)]>;
+
+/// Parents per group DN (lower-cased), shared by all users of the realm.
+pub type ParentCache = StaleCache<String, Parents>;
 
 /// The user's groups. `member_of` is the user entry's `memberOf` (may be empty).
 pub async fn resolve(
     pool: &LdapPool,
+    parents: &ParentCache,
     cfg: &LdapRealmConfig,
     user_dn: &str,
     member_of: &[String],
@@ -50,7 +56,7 @@ pub async fn resolve(
                     nested: false,
                 })
                 .collect();
-            expand(pool, cfg, direct).await
+            expand(pool, parents, cfg, direct).await
         }
         GroupStrategy::MemberSearch => {
             let filter = format!(
@@ -69,15 +75,18 @@ pub async fn resolve(
                     nested: false,
                 })
                 .collect();
-            expand(pool, cfg, direct).await
+            expand(pool, parents, cfg, direct).await
         }
     }
 }
 
-/// Follows nesting level by level (one search per level and batch), cutting
-/// cycles and stopping at `nested_depth`.
+/// Follows nesting level by level, cutting cycles and stopping at
+/// `nested_depth`. Each group's parents come from the realm's parent cache:
+/// one search per group per cache period, shared by every user in it, so a
+/// new user whose groups are known costs no group search at all.
 async fn expand(
     pool: &LdapPool,
+    parents: &ParentCache,
     cfg: &LdapRealmConfig,
     direct: Vec<Group>,
 ) -> Result<Vec<Group>, Unavailable> {
@@ -93,34 +102,48 @@ async fn expand(
             break;
         }
         let mut next = Vec::new();
-        for batch in frontier.chunks(FILTER_BATCH) {
-            let any: String = batch
-                .iter()
-                .map(|dn| format!("({}={})", cfg.member_attribute, ldap_escape(dn.as_str())))
-                .collect();
-            let filter = format!("(&{}(|{any}))", cfg.group_filter);
-            for e in pool
-                .search(
-                    &cfg.group_base,
-                    &filter,
-                    &[cfg.group_name_attribute.as_str()],
-                )
-                .await?
-            {
-                if seen.insert(e.dn.to_lowercase()) {
+        for dn in frontier {
+            let (ps, _) = parents
+                .get(dn.to_lowercase(), || direct_parents(pool, cfg, dn))
+                .await?;
+            for (pdn, name) in ps.iter() {
+                if seen.insert(pdn.to_lowercase()) {
                     out.push(Group {
-                        name: first(&e.attrs, &cfg.group_name_attribute)
-                            .unwrap_or_else(|| rdn_value(&e.dn)),
-                        dn: Some(e.dn.clone()),
+                        name: name.clone(),
+                        dn: Some(pdn.clone()),
                         nested: true,
                     });
-                    next.push(e.dn);
+                    next.push(pdn.clone());
                 }
             }
         }
         frontier = next;
     }
     Ok(out)
+}
+
+/// The groups that list `dn` as a member.
+async fn direct_parents(
+    pool: &LdapPool,
+    cfg: &LdapRealmConfig,
+    dn: String,
+) -> Result<Parents, Unavailable> {
+    let filter = format!(
+        "(&{}({}={}))",
+        cfg.group_filter,
+        cfg.member_attribute,
+        ldap_escape(dn.as_str())
+    );
+    let name_attr = cfg.group_name_attribute.as_str();
+    Ok(pool
+        .search(&cfg.group_base, &filter, &[name_attr])
+        .await?
+        .into_iter()
+        .map(|e| {
+            let name = first(&e.attrs, name_attr).unwrap_or_else(|| rdn_value(&e.dn));
+            (e.dn, name)
+        })
+        .collect())
 }
 
 /// First value of an attribute, matching its name case-insensitively.

@@ -8,6 +8,15 @@
 //!                                          BYTES each way per tunnel; prints "mbps N"
 //!   loadgen idle PROXY TARGET COUNT [USER:PASS]
 //!                                          opens COUNT tunnels, prints "ready N", holds them until stdin closes
+//!   loadgen users PROXY URL FIRST COUNT CLIENTS once|SECONDS
+//!                                          GETs with Basic credentials of users u<FIRST>..u<FIRST+COUNT-1>
+//!                                          (password pw-<n>) over keep-alive connections: each once
+//!                                          (a cold pass), or round-robin for SECONDS
+//!   loadgen tls-origin ADDR CA_PEM_OUT     TLS origin for *.bench.test (its own CA, written to CA_PEM_OUT);
+//!                                          reads 5 bytes, answers "pong\n", closes first
+//!   loadgen tls-rate PROXY|direct TARGET CLIENTS SECONDS CA_PEM warm|cold [USER:PASS]
+//!                                          CONNECT + TLS handshake + ping/pong + close, in a loop;
+//!                                          warm: one SNI; cold: a new SNI (new verdict) per tunnel
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +27,9 @@ use base64::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod tls;
+mod users;
+
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 #[tokio::main]
@@ -27,9 +39,59 @@ async fn main() -> Res<()> {
     match arg(0).as_str() {
         "echo" => echo(arg(1).parse()?).await,
         "pong" => pong(arg(1).parse()?).await,
-        "connect-rate" => connect_rate(arg(1).parse()?, arg(2), arg(3).parse()?, arg(4).parse()?, args.get(5).cloned()).await,
-        "bulk" => bulk(arg(1), arg(2), arg(3).parse()?, arg(4).parse()?, args.get(5).cloned()).await,
-        "idle" => idle(arg(1).parse()?, arg(2), arg(3).parse()?, args.get(4).cloned()).await,
+        "connect-rate" => {
+            connect_rate(
+                arg(1).parse()?,
+                arg(2),
+                arg(3).parse()?,
+                arg(4).parse()?,
+                args.get(5).cloned(),
+            )
+            .await
+        }
+        "bulk" => {
+            bulk(
+                arg(1),
+                arg(2),
+                arg(3).parse()?,
+                arg(4).parse()?,
+                args.get(5).cloned(),
+            )
+            .await
+        }
+        "idle" => {
+            idle(
+                arg(1).parse()?,
+                arg(2),
+                arg(3).parse()?,
+                args.get(4).cloned(),
+            )
+            .await
+        }
+        "users" => {
+            users::run(
+                arg(1).parse()?,
+                arg(2),
+                arg(3).parse()?,
+                arg(4).parse()?,
+                arg(5).parse()?,
+                arg(6),
+            )
+            .await
+        }
+        "tls-origin" => tls::origin(arg(1).parse()?, arg(2)).await,
+        "tls-rate" => {
+            tls::rate(
+                arg(1),
+                arg(2),
+                arg(3).parse()?,
+                arg(4).parse()?,
+                arg(5),
+                arg(6) == "cold",
+                args.get(7).cloned(),
+            )
+            .await
+        }
         _ => Err("usage: see the source".into()),
     }
 }
@@ -61,14 +123,24 @@ async fn pong(addr: SocketAddr) -> Res<()> {
 }
 
 /// CONNECT through `proxy` to `target`; the stream after the 200.
-async fn tunnel(proxy: SocketAddr, target: &str, auth: &Option<String>) -> Res<TcpStream> {
+pub(crate) async fn tunnel(
+    proxy: SocketAddr,
+    target: &str,
+    auth: &Option<String>,
+) -> Res<TcpStream> {
     let mut s = TcpStream::connect(proxy).await?;
     s.set_nodelay(true)?;
     let auth = auth
         .as_ref()
-        .map(|a| format!("Proxy-Authorization: Basic {}\r\n", base64::engine::general_purpose::STANDARD.encode(a)))
+        .map(|a| {
+            format!(
+                "Proxy-Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(a)
+            )
+        })
         .unwrap_or_default();
-    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n").as_bytes()).await?;
+    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n{auth}\r\n").as_bytes())
+        .await?;
     // The target speaks only after we do, so everything read before our first
     // write is the proxy's answer: read it in whole chunks, not byte by byte
     // (the load generator shares the CPUs with the proxy it measures).
@@ -90,13 +162,20 @@ async fn tunnel(proxy: SocketAddr, target: &str, auth: &Option<String>) -> Res<T
     Ok(s)
 }
 
-async fn connect_rate(proxy: SocketAddr, target: String, clients: usize, seconds: u64, auth: Option<String>) -> Res<()> {
+async fn connect_rate(
+    proxy: SocketAddr,
+    target: String,
+    clients: usize,
+    seconds: u64,
+    auth: Option<String>,
+) -> Res<()> {
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (done, errors, target, auth) = (done.clone(), errors.clone(), target.clone(), auth.clone());
+        let (done, errors, target, auth) =
+            (done.clone(), errors.clone(), target.clone(), auth.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < deadline {
                 let one = async {
@@ -120,11 +199,22 @@ async fn connect_rate(proxy: SocketAddr, target: String, clients: usize, seconds
         t.await?;
     }
     let n = done.load(Ordering::Relaxed);
-    println!("rate {:.1} done {} errors {}", n as f64 / seconds as f64, n, errors.load(Ordering::Relaxed));
+    println!(
+        "rate {:.1} done {} errors {}",
+        n as f64 / seconds as f64,
+        n,
+        errors.load(Ordering::Relaxed)
+    );
     Ok(())
 }
 
-async fn bulk(proxy: String, target: String, tunnels: usize, bytes: u64, auth: Option<String>) -> Res<()> {
+async fn bulk(
+    proxy: String,
+    target: String,
+    tunnels: usize,
+    bytes: u64,
+    auth: Option<String>,
+) -> Res<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..tunnels {
@@ -171,7 +261,11 @@ async fn bulk(proxy: String, target: String, tunnels: usize, bytes: u64, auth: O
     }
     let secs = started.elapsed().as_secs_f64();
     // Payload moved each way, summed over tunnels, in MB/s (10^6).
-    println!("mbps {:.1} seconds {:.3}", (bytes * tunnels as u64) as f64 / secs / 1e6, secs);
+    println!(
+        "mbps {:.1} seconds {:.3}",
+        (bytes * tunnels as u64) as f64 / secs / 1e6,
+        secs
+    );
     Ok(())
 }
 
