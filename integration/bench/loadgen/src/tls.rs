@@ -73,10 +73,12 @@ pub async fn rate(
     for c in CertificateDer::pem_file_iter(&ca_pem)? {
         roots.add(c?)?;
     }
-    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // Full handshakes every time: warm and cold then differ only in the proxy.
+    cfg.resumption = rustls::client::Resumption::disabled();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
