@@ -505,7 +505,12 @@ async fn connect(
             replayed += pending.len() as u64;
         }
         let idle = proxy.config.tunnel.idle_timeout;
-        let out = relay::relay_tcp(client, server, idle, proxy.hard_stop.clone()).await;
+        let transfer = if proxy.config.tunnel.splice {
+            relay::Transfer::splice_if_available()
+        } else {
+            relay::Transfer::Buffered
+        };
+        let out = relay::relay_tcp(client, server, transfer, idle, proxy.hard_stop.clone()).await;
         record.cs_bytes = out.client_to_server + replayed;
         record.sc_bytes = out.server_to_client;
         if out.end == relay::End::Idle {

@@ -7,6 +7,8 @@
 pub mod detect;
 pub mod inspect;
 pub mod relay;
+#[cfg(target_os = "linux")]
+mod splice;
 pub mod tls_check;
 
 use std::time::Duration;

@@ -39,10 +39,22 @@ async fn echo_round(s: &mut TcpStream, payload: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connect_relays_both_ways_and_logs_on_close() {
+    relays_both_ways_and_logs_on_close(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_relays_with_splice_too() {
+    relays_both_ways_and_logs_on_close(true).await;
+}
+
+async fn relays_both_ways_and_logs_on_close(splice: bool) {
     let echo = echo_server().await;
     let gh = Gatehouse::start(
         "",
-        &format!("[tunnel]\nallowed_ports = [{}]\n", echo.port()),
+        &format!(
+            "[tunnel]\nallowed_ports = [{}]\nsplice = {splice}\n",
+            echo.port()
+        ),
     );
     let mut s = open_tunnel(&gh, echo).await;
     echo_round(&mut s, b"hello through the tunnel").await;

@@ -39,6 +39,15 @@ struct Meter {
     last_ms: AtomicU64,
 }
 
+impl Meter {
+    /// Counts `n` bytes one way and notes the activity.
+    fn moved(&self, count: &AtomicU64, n: u64, start: Instant) {
+        count.fetch_add(n, Ordering::Relaxed);
+        self.last_ms
+            .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
 /// Bytes read per syscall while a direction is busy.
 const CHUNK: usize = 64 * 1024;
 
@@ -73,23 +82,57 @@ impl Drop for Chunk {
     }
 }
 
-/// Relays between two sockets. A direction holds a buffer only while data is
-/// flowing — it is dropped whenever the socket runs dry — so an idle tunnel
-/// costs two sockets and a task, not two buffers.
+/// How a tunnel's bytes are moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// read(2)/write(2) through a buffer (portable).
+    Buffered,
+    /// splice(2) through a pipe, inside the kernel (Linux).
+    Splice,
+}
+
+impl Transfer {
+    /// Splice where the platform has it, else buffered.
+    pub fn splice_if_available() -> Self {
+        if cfg!(target_os = "linux") {
+            Transfer::Splice
+        } else {
+            Transfer::Buffered
+        }
+    }
+}
+
+/// Relays between two sockets. A direction holds a buffer (or pipe) only while
+/// data is flowing — it is given back whenever the socket runs dry — so an
+/// idle tunnel costs two sockets and a task, not two buffers.
 pub async fn relay_tcp(
     mut client: TcpStream,
     mut server: TcpStream,
+    transfer: Transfer,
     idle: Duration,
     stop: CancellationToken,
 ) -> Outcome {
     let meter = Meter::default();
     let start = Instant::now();
     let end = {
-        let (mut cr, mut cw) = client.split();
-        let (mut sr, mut sw) = server.split();
-        let up = pump(&mut cr, &mut sw, &meter.client_to_server, &meter, start);
-        let down = pump(&mut sr, &mut cw, &meter.server_to_client, &meter, start);
-        let both = async { tokio::try_join!(up, down) };
+        let both = async {
+            #[cfg(target_os = "linux")]
+            if transfer == Transfer::Splice {
+                let up = super::splice::pump(&client, &server, |n| {
+                    meter.moved(&meter.client_to_server, n, start)
+                });
+                let down = super::splice::pump(&server, &client, |n| {
+                    meter.moved(&meter.server_to_client, n, start)
+                });
+                return tokio::try_join!(up, down).map(drop);
+            }
+            let _ = transfer;
+            let (mut cr, mut cw) = client.split();
+            let (mut sr, mut sw) = server.split();
+            let up = pump(&mut cr, &mut sw, &meter.client_to_server, &meter, start);
+            let down = pump(&mut sr, &mut cw, &meter.server_to_client, &meter, start);
+            tokio::try_join!(up, down).map(drop)
+        };
         tokio::pin!(both);
         loop {
             let last = start + Duration::from_millis(meter.last_ms.load(Ordering::Relaxed));
@@ -137,7 +180,14 @@ async fn pump(
         })
         .await;
         let n = match read {
-            None => continue,
+            // No data after all, or this task's cooperative budget is spent
+            // (poll_read says Pending for both): give the budget back to the
+            // scheduler if it is spent, then wait without the buffer.
+            None => {
+                drop(chunk);
+                tokio::task::consume_budget().await;
+                continue;
+            }
             Some(r) => r.map(|()| rb.filled().len())?,
         };
         if n == 0 {
@@ -146,10 +196,7 @@ async fn pump(
             return Ok(());
         }
         dst.write_all(&chunk.0[..n]).await?;
-        count.fetch_add(n as u64, Ordering::Relaxed);
-        meter
-            .last_ms
-            .store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        meter.moved(count, n as u64, start);
     }
 }
 
@@ -192,6 +239,7 @@ mod tests {
         let task = tokio::spawn(relay_tcp(
             near_client,
             near_server,
+            Transfer::splice_if_available(),
             Duration::from_secs(5),
             CancellationToken::new(),
         ));
@@ -220,12 +268,68 @@ mod tests {
         );
     }
 
+    /// Both directions busy at once, through an echo at the far end: what a
+    /// bulk tunnel does. Each transfer mode must move every byte.
+    async fn bulk_both_ways(transfer: Transfer) {
+        let (far_client, near_client, near_server, far_server) = pairs().await;
+        let relay = tokio::spawn(relay_tcp(
+            near_client,
+            near_server,
+            transfer,
+            Duration::from_secs(30),
+            CancellationToken::new(),
+        ));
+        let echo = tokio::spawn(async move {
+            let (mut r, mut w) = far_server.into_split();
+            tokio::io::copy(&mut r, &mut w).await.unwrap();
+        });
+        let total = 64 << 20;
+        let (mut r, mut w) = far_client.into_split();
+        let writer = tokio::spawn(async move {
+            let chunk = vec![5u8; 100_000];
+            let mut left = total;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                w.write_all(&chunk[..n]).await.unwrap();
+                left -= n;
+            }
+            w
+        });
+        let mut buf = vec![0u8; 1 << 16];
+        let mut got = 0;
+        while got < total {
+            let n = tokio::time::timeout(Duration::from_secs(10), r.read(&mut buf))
+                .await
+                .expect("the relay stalled")
+                .unwrap();
+            assert!(n > 0, "closed after {got} bytes");
+            got += n;
+        }
+        drop(writer.await.unwrap());
+        drop(r);
+        let out = relay.await.unwrap();
+        assert_eq!(out.client_to_server, total as u64);
+        assert_eq!(out.server_to_client, total as u64);
+        echo.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn buffered_bulk_both_ways() {
+        bulk_both_ways(Transfer::Buffered).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn splice_bulk_both_ways() {
+        bulk_both_ways(Transfer::splice_if_available()).await;
+    }
+
     #[tokio::test(start_paused = true)]
     async fn idle_tunnel_is_closed() {
         let (_fc, near_client, near_server, _fs) = pairs().await;
         let out = relay_tcp(
             near_client,
             near_server,
+            Transfer::splice_if_available(),
             Duration::from_secs(30),
             CancellationToken::new(),
         )
@@ -239,6 +343,7 @@ mod tests {
         let task = tokio::spawn(relay_tcp(
             near_client,
             near_server,
+            Transfer::splice_if_available(),
             Duration::from_secs(30),
             CancellationToken::new(),
         ));
@@ -262,7 +367,14 @@ mod tests {
         let (_fc, near_client, near_server, _fs) = pairs().await;
         let stop = CancellationToken::new();
         stop.cancel();
-        let out = relay_tcp(near_client, near_server, Duration::from_secs(30), stop).await;
+        let out = relay_tcp(
+            near_client,
+            near_server,
+            Transfer::splice_if_available(),
+            Duration::from_secs(30),
+            stop,
+        )
+        .await;
         assert_eq!(out.end, End::Shutdown);
     }
 }
