@@ -4,6 +4,7 @@
 pub mod framing;
 pub mod guard;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,8 +38,14 @@ pub struct Acceptor {
 
 /// Accepts on one listener until shutdown.
 pub async fn accept_loop(listener: TcpListener, acc: Arc<Acceptor>) {
+    // Bound to one address, every connection's local address is that one: no
+    // getsockname(2) per connection. Only a wildcard bind must ask.
+    let fixed_local = listener
+        .local_addr()
+        .ok()
+        .filter(|a| !a.ip().is_unspecified());
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = acc.graceful.cancelled() => return,
             res = listener.accept() => match res {
                 Ok(s) => s,
@@ -51,27 +58,32 @@ pub async fn accept_loop(listener: TcpListener, acc: Arc<Acceptor>) {
             },
         };
         let _ = stream.set_nodelay(true);
+        let Some(local) = fixed_local.or_else(|| stream.local_addr().ok()) else {
+            continue;
+        };
         let id = acc.next_id.fetch_add(1, Ordering::Relaxed);
         match acc.slots.clone().try_acquire_owned() {
             Ok(permit) => {
                 let acc2 = acc.clone();
                 acc.connections
-                    .spawn(serve_connection(stream, id, acc2, permit));
+                    .spawn(serve_connection(stream, peer, local, id, acc2, permit));
             }
             Err(_) => {
                 acc.connections
-                    .spawn(refuse_overload(stream, acc.proxy.clone()));
+                    .spawn(refuse_overload(stream, peer, local, acc.proxy.clone()));
             }
         }
     }
 }
 
 /// Over the connection limit: a clear 503, logged, and the socket closed.
-async fn refuse_overload(mut stream: TcpStream, proxy: Arc<Proxy>) {
+async fn refuse_overload(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    proxy: Arc<Proxy>,
+) {
     let e = ProxyError::TooManyConnections;
-    let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
-        return;
-    };
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         stream.write_all(&e.to_wire()).await?;
         stream.shutdown().await
@@ -84,13 +96,12 @@ async fn refuse_overload(mut stream: TcpStream, proxy: Arc<Proxy>) {
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
     id: u64,
     acc: Arc<Acceptor>,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
-        return;
-    };
     let cfg = &acc.proxy.config.listener;
     let conn = ConnState::with_slot(id, peer, local, Some(slot));
     let limits = Limits {
