@@ -17,6 +17,15 @@ fn auth_section(realm: &std::path::Path, extra: &str) -> String {
     )
 }
 
+/// The lab directory, an origin, and Gatehouse authenticating against the
+/// directory's memberof realm with default settings.
+async fn memberof_lab() -> (Slapd, Origin, Gatehouse) {
+    let lab = Slapd::start();
+    let origin = Origin::start().await;
+    let gh = Gatehouse::start("", &auth_section(&lab.realm_file("memberof", ""), ""));
+    (lab, origin, gh)
+}
+
 /// One GET through the proxy with these credentials; returns the status.
 async fn get_as(gh: &Gatehouse, url: &str, user_pass: &str) -> u16 {
     let raw = format!(
@@ -70,9 +79,7 @@ async fn right_password_passes_with_nested_groups_in_the_log() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_empty_and_injected_credentials_are_refused() {
-    let lab = Slapd::start();
-    let origin = Origin::start().await;
-    let gh = Gatehouse::start("", &auth_section(&lab.realm_file("memberof", ""), ""));
+    let (lab, origin, gh) = memberof_lab().await;
     let url = origin.url("/");
     assert_eq!(get_as(&gh, &url, "alice:wrong").await, 407);
     assert_eq!(get_as(&gh, &url, "alice:").await, 407);
@@ -113,9 +120,7 @@ async fn wrong_empty_and_injected_credentials_are_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cache_turns_a_thousand_requests_into_one_bind() {
-    let lab = Slapd::start();
-    let origin = Origin::start().await;
-    let gh = Gatehouse::start("", &auth_section(&lab.realm_file("memberof", ""), ""));
+    let (lab, origin, gh) = memberof_lab().await;
     let url = origin.url("/bytes/10");
     let mut tasks = Vec::new();
     for _ in 0..10 {
@@ -155,9 +160,7 @@ async fn the_cache_turns_a_thousand_requests_into_one_bind() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_user_in_known_groups_costs_one_search_and_one_bind() {
-    let lab = Slapd::start();
-    let origin = Origin::start().await;
-    let gh = Gatehouse::start("", &auth_section(&lab.realm_file("memberof", ""), ""));
+    let (lab, origin, gh) = memberof_lab().await;
     let url = origin.url("/");
     // alice: staff and telephony (nested in Skype Users) — her lookup learns
     // the parents of both groups.
