@@ -2,7 +2,7 @@
 //! users alice/bob/carol (password <user>-pw), HTTP/proxy.example.test in a
 //! keytab. No DNS: krb5.conf names the KDC by address.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,23 +13,17 @@ pub struct Kdc {
 }
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/lab/kdc")
+    super::lab_script("kdc")
 }
 
 impl Kdc {
     pub fn start() -> Kdc {
         let dir = tempfile::tempdir().unwrap();
         let port = super::free_port();
-        let out = Command::new(script())
-            .arg("init")
-            .arg(dir.path())
-            .arg(port.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "KDC init failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let port_arg = port.to_string();
+        super::lab_step(
+            "kdc",
+            &["init".as_ref(), dir.path().as_os_str(), port_arg.as_ref()],
         );
         let child = Command::new(script())
             .arg("run")

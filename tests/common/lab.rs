@@ -2,7 +2,7 @@
 //! directory and port, started, stopped and restarted at will. If slapd
 //! cannot start the test fails here, loudly.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ pub struct Slapd {
 }
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/lab/slapd")
+    super::lab_script("slapd")
 }
 
 impl Slapd {
@@ -21,32 +21,17 @@ impl Slapd {
     pub fn start() -> Slapd {
         let dir = tempfile::tempdir().unwrap();
         let port = super::free_port();
-        let out = Command::new(script())
-            .arg("init")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "slapd init failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        super::lab_step("slapd", &["init".as_ref(), dir.path().as_os_str()]);
         let mut s = Slapd {
             port,
             dir,
             child: None,
         };
         s.run();
-        let out = Command::new(script())
-            .arg("seed")
-            .arg(s.dir.path())
-            .arg(port.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "seeding the lab directory failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let port_arg = port.to_string();
+        super::lab_step(
+            "slapd",
+            &["seed".as_ref(), s.dir.path().as_os_str(), port_arg.as_ref()],
         );
         s
     }

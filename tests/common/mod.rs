@@ -26,6 +26,28 @@ pub mod samba;
 pub mod tls_lab;
 
 /// Ports below 32768 (out of the ephemeral range), spread per test process.
+/// `integration/lab/<name>`, a lab server script.
+pub fn lab_script(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("integration/lab")
+        .join(name)
+}
+
+/// Runs one step of a lab script (`init`, `seed`, …) to completion; a step
+/// that fails fails the test here, loudly, with the script's stderr.
+pub fn lab_step(name: &str, args: &[&std::ffi::OsStr]) {
+    let out = std::process::Command::new(lab_script(name))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("integration/lab/{name}: {e}"));
+    assert!(
+        out.status.success(),
+        "integration/lab/{name} {:?} failed: {}",
+        args,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let base = 20000 + (std::process::id() % 400) as u16 * 20;
