@@ -250,22 +250,13 @@ fn auth_test_and_check_against_the_directory() {
     let cfg = dir.path().join("gatehouse.toml");
     std::fs::write(&cfg, auth_section(&lab.realm_file("member-search", ""), "")).unwrap();
     let run = |args: &[&str], stdin: &str| {
-        use std::io::Write;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-            .args(args)
-            .arg("--config")
-            .arg(&cfg)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        run_with_input(
+            std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+                .args(args)
+                .arg("--config")
+                .arg(&cfg),
+            stdin,
+        )
     };
     let out = run(&["auth-test", "--user", "alice"], "alice-pw\n");
     let text = String::from_utf8_lossy(&out.stdout);

@@ -57,24 +57,14 @@ impl Kdc {
 
     /// `kinit user` into its own credential cache; returns the cache path.
     pub fn kinit(&self, user: &str) -> PathBuf {
-        use std::io::Write;
         let cc = self.dir.path().join(format!("cc-{user}"));
-        let mut child = Command::new("kinit")
-            .arg(user)
-            .env("KRB5_CONFIG", self.krb5_conf())
-            .env("KRB5CCNAME", format!("FILE:{}", cc.display()))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{user}-pw\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = super::run_with_input(
+            Command::new("kinit")
+                .arg(user)
+                .env("KRB5_CONFIG", self.krb5_conf())
+                .env("KRB5CCNAME", format!("FILE:{}", cc.display())),
+            &format!("{user}-pw\n"),
+        );
         assert!(
             out.status.success(),
             "kinit {user}: {}",

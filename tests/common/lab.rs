@@ -116,28 +116,24 @@ impl Slapd {
 
     /// Applies an LDIF change as the lab admin.
     pub fn modify(&self, ldif: &str) {
-        use std::io::Write;
-        let mut child = Command::new("ldapmodify")
-            .args([
-                "-x",
-                "-H",
-                &self.url(),
-                "-D",
-                "cn=admin,dc=example,dc=test",
-                "-y",
-            ])
-            .arg(self.dir.path().join("admin.pw"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(ldif.as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success(), "ldapmodify failed");
+        let out = super::run_with_input(
+            Command::new("ldapmodify")
+                .args([
+                    "-x",
+                    "-H",
+                    &self.url(),
+                    "-D",
+                    "cn=admin,dc=example,dc=test",
+                    "-y",
+                ])
+                .arg(self.dir.path().join("admin.pw")),
+            ldif,
+        );
+        assert!(
+            out.status.success(),
+            "ldapmodify failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// A realm file for this directory, written into the lab's folder.

@@ -48,6 +48,23 @@ pub fn lab_step(name: &str, args: &[&std::ffi::OsStr]) {
     );
 }
 
+/// Runs `cmd` to completion with `input` on its stdin; stdout and stderr
+/// are captured.
+pub fn run_with_input(cmd: &mut std::process::Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    // A child that exits without reading its input is not our failure here:
+    // its status and output say what happened.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
 pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let base = 20000 + (std::process::id() % 400) as u16 * 20;
