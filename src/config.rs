@@ -259,6 +259,9 @@ pub struct ListenerConfig {
     pub addresses: Vec<SocketAddr>,
     /// Connections beyond this are answered 503 and closed at once.
     pub max_connections: usize,
+    /// Open connections (tunnels included) from one client address; beyond
+    /// this: 503. One host cannot take every slot.
+    pub max_connections_per_address: usize,
     /// Request line plus headers, in bytes; beyond this: 431.
     pub max_header_bytes: usize,
     /// Request-target length in bytes; beyond this: 414.
@@ -278,6 +281,7 @@ impl Default for ListenerConfig {
         Self {
             addresses: vec![SocketAddr::from(([127, 0, 0, 1], 3128))],
             max_connections: 10_000,
+            max_connections_per_address: 1_000,
             max_header_bytes: 64 * 1024,
             max_uri_bytes: 8 * 1024,
             max_headers: 100,
@@ -472,6 +476,12 @@ impl Config {
         }
         if l.max_connections == 0 {
             return Err(invalid("listener.max_connections", "must be at least 1"));
+        }
+        if l.max_connections_per_address == 0 {
+            return Err(invalid(
+                "listener.max_connections_per_address",
+                "must be at least 1",
+            ));
         }
         if !(1024..=1024 * 1024).contains(&l.max_header_bytes) {
             return Err(invalid(

@@ -12,6 +12,8 @@ use crate::auth::identity::Authenticated;
 use crate::auth::ntlm_helper::Lease;
 use crate::error::ProxyError;
 
+pub mod slots;
+
 /// The proxy's answer to a CONNECT, as the framing guard needs to know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectVerdict {
@@ -49,7 +51,7 @@ pub struct ConnState {
     last_basic: Mutex<Option<(http::HeaderValue, Authenticated, Instant)>>,
     /// The connection's place under `listener.max_connections`, held until the
     /// last user of this state (a tunnel outlives its HTTP connection) is gone.
-    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    _slot: Option<slots::Slot>,
 }
 
 /// A helper leased for this connection's NTLM handshake.
@@ -78,7 +80,7 @@ impl ConnState {
         id: u64,
         client: SocketAddr,
         local: SocketAddr,
-        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+        slot: Option<slots::Slot>,
     ) -> Arc<Self> {
         Arc::new(Self {
             id,

@@ -35,6 +35,8 @@ pub enum ProxyError {
     },
     #[error("too many connections")]
     TooManyConnections,
+    #[error("too many connections from this client address")]
+    TooManyFromClient,
     // --- authentication ---
     #[error("proxy authentication required")]
     AuthRequired,
@@ -72,7 +74,7 @@ impl ProxyError {
                 StatusCode::PROXY_AUTHENTICATION_REQUIRED
             }
             DirectoryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            TooManyConnections | TooManyFromClient => StatusCode::SERVICE_UNAVAILABLE,
             DnsFailure(_) | ConnectFailed(_) | UpstreamBroken(_) => StatusCode::BAD_GATEWAY,
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -91,6 +93,7 @@ impl ProxyError {
             Loop => "loop_detected",
             PortNotAllowed(_) => "policy_denied",
             TooManyConnections => "too_many_connections",
+            TooManyFromClient => "too_many_connections_from_client",
             AuthRequired | AuthContinue(_) => "authentication_required",
             AuthFailed => "authentication_failed",
             DirectoryUnavailable => "directory_unavailable",
@@ -125,7 +128,12 @@ impl ProxyError {
         use ProxyError::*;
         matches!(
             self,
-            BadRequest(_) | HeaderTooLarge(_) | UriTooLong(_) | HeaderTimeout | TooManyConnections
+            BadRequest(_)
+                | HeaderTooLarge(_)
+                | UriTooLong(_)
+                | HeaderTimeout
+                | TooManyConnections
+                | TooManyFromClient
         )
     }
 

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::accesslog::AccessRecord;
-use crate::conn::ConnState;
+use crate::conn::{slots, ConnState};
 use crate::error::ProxyError;
 use crate::proxy::{self, Proxy};
 use framing::Limits;
@@ -30,6 +30,8 @@ pub struct Acceptor {
     pub proxy: Arc<Proxy>,
     /// One permit per open client connection.
     pub slots: Arc<Semaphore>,
+    /// Open connections per client address, capped.
+    pub per_address: Arc<crate::conn::slots::PerAddress>,
     /// Cancelled on SIGTERM/SIGINT: stop accepting, finish what is in flight.
     pub graceful: CancellationToken,
     pub connections: TaskTracker,
@@ -62,28 +64,32 @@ pub async fn accept_loop(listener: TcpListener, acc: Arc<Acceptor>) {
             continue;
         };
         let id = acc.next_id.fetch_add(1, Ordering::Relaxed);
-        match acc.slots.clone().try_acquire_owned() {
-            Ok(permit) => {
+        match slots::take(&acc.slots, &acc.per_address, peer.ip()) {
+            Ok(slot) => {
                 let acc2 = acc.clone();
                 acc.connections
-                    .spawn(serve_connection(stream, peer, local, id, acc2, permit));
+                    .spawn(serve_connection(stream, peer, local, id, acc2, slot));
             }
-            Err(_) => {
+            Err(full) => {
+                let e = match full {
+                    slots::Full::Proxy => ProxyError::TooManyConnections,
+                    slots::Full::Address => ProxyError::TooManyFromClient,
+                };
                 acc.connections
-                    .spawn(refuse_overload(stream, peer, local, acc.proxy.clone()));
+                    .spawn(refuse_overload(stream, peer, local, acc.proxy.clone(), e));
             }
         }
     }
 }
 
-/// Over the connection limit: a clear 503, logged, and the socket closed.
+/// Over a connection limit: a clear 503, logged, and the socket closed.
 async fn refuse_overload(
     mut stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
     proxy: Arc<Proxy>,
+    e: ProxyError,
 ) {
-    let e = ProxyError::TooManyConnections;
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         stream.write_all(&e.to_wire()).await?;
         stream.shutdown().await
@@ -100,7 +106,7 @@ async fn serve_connection(
     local: SocketAddr,
     id: u64,
     acc: Arc<Acceptor>,
-    slot: tokio::sync::OwnedSemaphorePermit,
+    slot: slots::Slot,
 ) {
     let cfg = &acc.proxy.config.listener;
     let conn = ConnState::with_slot(id, peer, local, Some(slot));

@@ -91,6 +91,9 @@ pub async fn run(
     let acc = Arc::new(Acceptor {
         proxy: proxy.clone(),
         slots: Arc::new(Semaphore::new(config.listener.max_connections)),
+        per_address: crate::conn::slots::PerAddress::new(
+            config.listener.max_connections_per_address,
+        ),
         graceful: CancellationToken::new(),
         connections: TaskTracker::new(),
         next_id: AtomicU64::new(1),

@@ -211,6 +211,8 @@ def gatehouse(name, port, auth, detect=False, realm=None):
     conf = f"""[listener]
 addresses = ["127.0.0.1:{port}"]
 max_connections = 19000
+# all load comes from one address here
+max_connections_per_address = 19000
 [tunnel]
 allowed_ports = [{P['echo']}, {P['pong']}, {P['tls']}]
 [detection]

@@ -156,8 +156,15 @@ impl Framer {
             Ok(f) => f,
             Err(e) => return Step::Reject(e),
         };
+        let is_connect = req.method == Some("CONNECT");
+        // A CONNECT's body would be read by hyper while we wait for the
+        // proxy's answer — tunnel bytes taken for a body, or a body taken for
+        // the next request. Nobody sends one legitimately: refuse it.
+        if is_connect && !matches!(framing, BodyFraming::None | BodyFraming::Length(0)) {
+            return Step::Reject(ProxyError::BadRequest("CONNECT with a body"));
+        }
         self.state = match framing {
-            _ if req.method == Some("CONNECT") => State::ConnectPending,
+            _ if is_connect => State::ConnectPending,
             BodyFraming::None | BodyFraming::Length(0) => State::Head,
             BodyFraming::Length(n) => State::Length(n),
             BodyFraming::Chunked => State::ChunkSize,

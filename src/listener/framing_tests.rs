@@ -251,3 +251,20 @@ fn incomplete_input_never_rejects_early() {
         assert_eq!(drive(&s[..cut], &[]).1, None, "cut at {cut}");
     }
 }
+
+#[test]
+fn connect_with_a_body_is_refused() {
+    for s in [
+        &b"CONNECT a:443 HTTP/1.1\r\nContent-Length: 26\r\n\r\nCONNECT b:443 HTTP/1.1\r\n\r\n"[..],
+        b"CONNECT a:443 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ] {
+        assert!(
+            matches!(reject_of(s), ProxyError::BadRequest(m) if m.contains("CONNECT with a body")),
+            "{}",
+            String::from_utf8_lossy(s)
+        );
+    }
+    // An explicit zero length is harmless and some clients send it.
+    let head = b"CONNECT a:443 HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(Framer::new(LIMITS).step(head), Step::Pass(head.len()));
+}

@@ -46,7 +46,14 @@ pub struct GuardedStream {
     timeouts: Timeouts,
     timer: Pin<Box<Sleep>>,
     last_read: Instant,
+    /// When the head being read started. For the first request that is the
+    /// moment of accept: a client that connects and says nothing gets
+    /// `header_read_timeout`, not the much longer idle timeout.
     head_started: Option<Instant>,
+    /// No request head has passed yet.
+    fresh: bool,
+    /// When the guard began waiting for the proxy's answer to a CONNECT.
+    connect_since: Option<Instant>,
     conn: Arc<ConnState>,
 }
 
@@ -63,7 +70,9 @@ impl GuardedStream {
             timeouts,
             timer: Box::pin(tokio::time::sleep_until(now + timeouts.idle)),
             last_read: now,
-            head_started: None,
+            head_started: Some(now),
+            fresh: true,
+            connect_since: None,
             conn,
         }
     }
@@ -88,6 +97,19 @@ impl GuardedStream {
                 (since + self.timeouts.idle, false)
             }
         }
+    }
+
+    /// Waiting for the proxy's answer to a CONNECT is bounded too: the answer
+    /// comes after authentication and the dial, each with its own timeout, so
+    /// an answer later than the idle timeout means something is wedged.
+    /// `Ready` means give up and end the stream.
+    fn poll_connect_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let since = *self.connect_since.get_or_insert_with(Instant::now);
+        let deadline = since + self.timeouts.idle;
+        if self.timer.deadline() != deadline {
+            self.timer.as_mut().reset(deadline);
+        }
+        self.timer.as_mut().poll(cx)
     }
 
     /// Called when the socket has nothing to read. `Ready` means end the stream.
@@ -139,8 +161,17 @@ impl AsyncRead for GuardedStream {
             if this.framer.awaiting_connect() {
                 // Tunnel bytes or the next request? Only the proxy's answer says.
                 match this.conn.take_connect_verdict(cx.waker()) {
-                    ConnectVerdict::Pending => return Poll::Pending,
-                    v => this.framer.connect_answered(v == ConnectVerdict::Accepted),
+                    ConnectVerdict::Pending => {
+                        ready!(this.poll_connect_deadline(cx));
+                        tracing::warn!(client = %this.conn.client, "no answer to a CONNECT within the idle timeout: connection closed");
+                        // End of stream for hyper, nothing more written.
+                        this.answer = Some((Vec::new(), 0));
+                        return Poll::Ready(Ok(()));
+                    }
+                    v => {
+                        this.connect_since = None;
+                        this.framer.connect_answered(v == ConnectVerdict::Accepted)
+                    }
                 }
             }
             if this.framer.in_tunnel() {
@@ -157,6 +188,7 @@ impl AsyncRead for GuardedStream {
                     Step::Pass(n) => {
                         this.checked = n;
                         this.head_started = None;
+                        this.fresh = false;
                         continue;
                     }
                     Step::Tunnel | Step::AwaitConnect => continue,
@@ -167,7 +199,7 @@ impl AsyncRead for GuardedStream {
                     Step::NeedMore => {}
                 }
             }
-            if this.framer.at_head() && this.held.is_empty() {
+            if this.framer.at_head() && this.held.is_empty() && !this.fresh {
                 this.head_started = None;
             }
             this.held.reserve(READ_CHUNK);

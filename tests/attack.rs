@@ -1,0 +1,114 @@
+//! Hold under attack: what an unauthenticated client can make the proxy
+//! spend — connection slots, time — is bounded, and each bound is pushed here
+//! with the hostile case against the real binary.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A connection that never sends a byte is closed after the header timeout
+/// counted from accept, not after the (much longer) idle timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_connection_gets_the_header_timeout_not_the_idle_timeout() {
+    let gh = Gatehouse::start("header_read_timeout = \"1s\"\nidle_timeout = \"60s\"\n", "");
+    let mut s = TcpStream::connect(gh.addr()).await.unwrap();
+    let started = Instant::now();
+    let text = read_until_close(&mut s, Duration::from_secs(20)).await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "closed after {took:?}, not within the 1 s header timeout"
+    );
+    assert_eq!(status_of(&text), 408, "{text}");
+    // A kept-alive connection after a request still gets the idle timeout.
+    let origin = Origin::start().await;
+    let mut s = TcpStream::connect(gh.addr()).await.unwrap();
+    s.write_all(format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", origin.url("/hello")).as_bytes())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert_eq!(status_of(&String::from_utf8_lossy(&buf[..n])), 200);
+    let idle = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
+    assert!(
+        idle.is_err(),
+        "a kept-alive connection is not cut at the header timeout"
+    );
+}
+
+/// One client address cannot hold more than its share of the slots.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_cannot_take_every_slot() {
+    let gh = Gatehouse::start("max_connections_per_address = 2\n", "");
+    // Hold two connections, each proven open by an answer that keeps it
+    // (the readiness probe's own connection may still count for a moment).
+    let mut held = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while held.len() < 2 {
+        let mut s = TcpStream::connect(gh.addr()).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).await.unwrap_or(0);
+        if status_of(&String::from_utf8_lossy(&buf[..n])) == 400 {
+            held.push(s);
+        }
+        assert!(Instant::now() < deadline, "never got two slots");
+    }
+    let text = raw_exchange(gh.addr(), b"", Duration::from_secs(5)).await;
+    assert_eq!(status_of(&text), 503, "{text}");
+    assert!(text.contains("too_many_connections_from_client"), "{text}");
+    // A slot given back is a slot free again.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = raw_exchange(
+            gh.addr(),
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            Duration::from_secs(5),
+        )
+        .await;
+        if status_of(&text) == 400 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never came back: {text}");
+        tokio::task::yield_now().await;
+    }
+}
+
+/// `CONNECT` with a body: refused with 400 and closed, never a wedged
+/// connection (hyper used to read the body while the guard waited for the
+/// proxy's answer, and the connection outlived every timeout).
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_with_a_body_is_400_and_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let gh = Gatehouse::start(
+        "header_read_timeout = \"2s\"\nidle_timeout = \"60s\"\n",
+        &local_realm(dir.path()),
+    );
+    let nested = b"CONNECT b:443 HTTP/1.1\r\n\r\n";
+    let mut req = format!(
+        "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\nContent-Length: {}\r\n\r\n",
+        nested.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(nested);
+    for chunked in [false, true] {
+        let bytes = if chunked {
+            b"CONNECT a:443 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1a\r\nCONNECT b:443 HTTP/1.1\r\n\r\n\r\n0\r\n\r\n".to_vec()
+        } else {
+            req.clone()
+        };
+        let started = Instant::now();
+        let text = raw_exchange(gh.addr(), &bytes, Duration::from_secs(20)).await;
+        assert_eq!(status_of(&text), 400, "{text}");
+        assert!(text.contains("CONNECT with a body"), "{text}");
+        assert_eq!(text.matches("HTTP/1.1").count(), 1, "one answer: {text}");
+        assert!(started.elapsed() < Duration::from_secs(5), "closed at once");
+    }
+}
