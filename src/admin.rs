@@ -50,7 +50,7 @@ pub fn passwd(users: &Path, user: &str, groups: &[String]) -> ExitCode {
 }
 
 fn realms(config: &Config) -> Result<Vec<Realm>, String> {
-    config.realm_configs.iter().map(Realm::build).collect()
+    Realm::build_all(&config.realm_configs, &config.auth)
 }
 
 /// Builds every realm and asks each directory for its base.
@@ -144,8 +144,19 @@ pub fn auth_test(config: &Config, user: &str) -> ExitCode {
                     println!("realm {}: password refused ({took:?})", realm.name());
                     return false;
                 }
+                RealmVerdict::Refused(why) => {
+                    println!(
+                        "realm {}: account refused: {} ({took:?})",
+                        realm.name(),
+                        why.as_str()
+                    );
+                    return false;
+                }
                 RealmVerdict::Unavailable(u) => {
                     println!("realm {}: unavailable: {u} ({took:?})", realm.name())
+                }
+                RealmVerdict::Busy(why) => {
+                    println!("realm {}: busy: {why} ({took:?})", realm.name())
                 }
             }
         }

@@ -5,13 +5,16 @@
 //! with a key drawn at start-up: the cache never holds a password, nor a hash
 //! anyone could attack offline after the process ends.
 
+pub mod blocking;
 pub mod header;
 pub mod identity;
 pub mod negotiate;
 pub mod ntlm_helper;
 pub mod ntlm_msg;
 pub mod spnego;
+pub mod throttle;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,17 +47,52 @@ pub enum AuthFailure {
         user: String,
         reason: String,
     },
+    /// The directory refused the account itself (disabled, expired, locked
+    /// out...): 407, logged with that reason.
+    AccountRefused {
+        user: String,
+        problem: crate::directory::AccountProblem,
+    },
+    /// Every password-check permit is taken: 503 with Retry-After.
+    Busy {
+        user: String,
+        reason: String,
+    },
+    /// Too many failed passwords for this user or from this address: 407
+    /// without asking the realm.
+    Throttled {
+        user: String,
+        why: throttle::Throttled,
+    },
     /// A handshake in progress (NTLM type 2): 407 with this one challenge.
     Continue {
         challenge: String,
     },
 }
 
+/// Why a credential check has no verdict. Never cached: the next request
+/// asks again.
+#[derive(Debug, Clone, thiserror::Error)]
+enum CheckError {
+    #[error("{0}")]
+    Unavailable(Unavailable),
+    #[error("{0}")]
+    Busy(String),
+    #[error("{}", .0.as_str())]
+    Throttled(throttle::Throttled),
+}
+
 /// A credential check's cached outcome.
 #[derive(Debug, Clone)]
 enum Outcome {
     Verified(Arc<identity::Identity>),
-    Rejected,
+    /// Refused; `counts` toward the failure throttle when it was a wrong
+    /// password or an unknown user (not a disabled or expired account, whose
+    /// `account` problem is logged as the reason).
+    Rejected {
+        counts: bool,
+        account: Option<crate::directory::AccountProblem>,
+    },
 }
 
 struct CredLifetimes {
@@ -67,13 +105,13 @@ impl Lifetimes<Outcome> for CredLifetimes {
     fn fresh(&self, v: &Outcome) -> Duration {
         match v {
             Outcome::Verified(_) => self.ok,
-            Outcome::Rejected => self.failed,
+            Outcome::Rejected { .. } => self.failed,
         }
     }
     fn grace(&self, v: &Outcome) -> Duration {
         match v {
             Outcome::Verified(_) => self.grace,
-            Outcome::Rejected => Duration::ZERO,
+            Outcome::Rejected { .. } => Duration::ZERO,
         }
     }
 }
@@ -81,7 +119,8 @@ impl Lifetimes<Outcome> for CredLifetimes {
 pub struct Authenticator {
     cfg: AuthConfig,
     pub realms: Vec<Realm>,
-    creds: StaleCache<[u8; 32], Outcome>,
+    creds: StaleCache<[u8; 32], Outcome, CheckError>,
+    throttle: throttle::Throttle,
     key: [u8; 32],
     challenges: Vec<HeaderValue>,
     negotiate: Option<negotiate::Acceptor>,
@@ -111,6 +150,7 @@ impl Authenticator {
                     grace: cfg.stale_grace,
                 },
             ),
+            throttle: throttle::Throttle::new(&cfg.throttle),
             cfg: cfg.clone(),
             realms,
             key,
@@ -191,7 +231,7 @@ impl Authenticator {
         }
         match header::parse(value.as_bytes()).map_err(AuthFailure::Malformed)? {
             Presented::Basic(c) if self.cfg.schemes.contains(&Scheme::Basic) => {
-                let who = self.basic(&c.user, &c.password).await?;
+                let who = self.basic(&c.user, &c.password, conn.client.ip()).await?;
                 conn.remember_basic(value, &who);
                 Ok(who)
             }
@@ -246,6 +286,16 @@ impl Authenticator {
         };
         match ntlm_msg::parse(&raw) {
             Ok(NtlmMessage::Negotiate { .. }) => {
+                // Half-open handshakes hold helpers: a few per client address.
+                let Some(place) = pool.pending.try_take(conn.client.ip()) else {
+                    return Err(AuthFailure::Busy {
+                        user: "-".into(),
+                        reason: format!(
+                            "{} NTLM handshakes already pending from this address",
+                            self.cfg.ntlm.max_pending_per_address
+                        ),
+                    });
+                };
                 // A helper that breaks on its first question is replaced once.
                 let mut lease = pool.lease().await.map_err(|e| unavailable("-", e))?;
                 let mut answer = lease.ask(&format!("YR {token}")).await;
@@ -255,11 +305,7 @@ impl Authenticator {
                 }
                 match answer.map_err(|e| unavailable("-", e))? {
                     Reply::Challenge(type2) => {
-                        conn.ntlm_started(crate::conn::PendingNtlm {
-                            lease,
-                            since: std::time::Instant::now(),
-                            via_negotiate,
-                        });
+                        conn.ntlm_started(lease, place, self.cfg.ntlm.handshake_timeout);
                         Err(AuthFailure::Continue {
                             challenge: format!("{prefix} {type2}"),
                         })
@@ -272,16 +318,16 @@ impl Authenticator {
             }
             Ok(NtlmMessage::Authenticate(t3)) => {
                 let user = format!("{}\\{}", t3.domain, t3.user);
-                let pending = conn.ntlm_take(self.cfg.ntlm.handshake_timeout);
+                let pending = conn.ntlm_take();
                 if t3.anonymous || (t3.ntlm_v1 && !self.cfg.ntlm.allow_ntlmv1) {
                     tracing::info!(%user, v1 = t3.ntlm_v1, anonymous = t3.anonymous, "NTLM response refused by policy");
                     return Err(AuthFailure::Rejected { user });
                 }
-                let Some(mut pending) = pending else {
+                let Some(mut lease) = pending else {
                     tracing::debug!(%user, "NTLM type 3 without a handshake on this connection");
                     return Err(AuthFailure::Rejected { user });
                 };
-                match pending.lease.ask(&format!("KK {token}")).await {
+                match lease.ask(&format!("KK {token}")).await {
                     Ok(Reply::Accepted(account)) => self.ntlm_identity(account.trim()).await,
                     Ok(Reply::Refused(why)) => {
                         tracing::info!(%user, reason = %why, "NTLM authentication refused by the domain");
@@ -386,12 +432,30 @@ impl Authenticator {
         }
     }
 
-    /// Checks a user name and password against the realms, through the cache.
-    pub async fn basic(&self, user: &str, password: &str) -> Result<Authenticated, AuthFailure> {
+    /// Checks a user name and password against the realms, through the
+    /// cache; a miss passes the failure throttle first.
+    pub async fn basic(
+        &self,
+        user: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<Authenticated, AuthFailure> {
         let key = self.cache_key(user, password);
+        // Every spelling of a login the realms would take for one user
+        // (`CORP\Alice`, `alice@corp`) counts as that user.
+        let who = identity::normalise(user, true, true);
         let result = self
             .creds
-            .get(key, || self.verify_in_realms(user, password))
+            .get(key, || async {
+                self.throttle
+                    .check(&who, client)
+                    .map_err(CheckError::Throttled)?;
+                let outcome = self.verify_in_realms(user, password).await?;
+                if let Outcome::Rejected { counts: true, .. } = outcome {
+                    self.throttle.failed(&who, client);
+                }
+                Ok(outcome)
+            })
             .await;
         match result {
             Ok((Outcome::Verified(identity), source)) => Ok(Authenticated {
@@ -401,24 +465,55 @@ impl Authenticator {
                 connection_bound: false,
                 mutual: None,
             }),
-            Ok((Outcome::Rejected, _)) => Err(AuthFailure::Rejected {
+            Ok((Outcome::Rejected { account: None, .. }, _)) => Err(AuthFailure::Rejected {
                 user: user.to_string(),
             }),
-            Err(u) => Err(AuthFailure::Unavailable {
+            Ok((
+                Outcome::Rejected {
+                    account: Some(problem),
+                    ..
+                },
+                _,
+            )) => Err(AuthFailure::AccountRefused {
+                user: user.to_string(),
+                problem,
+            }),
+            Err(CheckError::Unavailable(u)) => Err(AuthFailure::Unavailable {
                 user: user.to_string(),
                 reason: u.0,
+            }),
+            Err(CheckError::Busy(reason)) => Err(AuthFailure::Busy {
+                user: user.to_string(),
+                reason,
+            }),
+            Err(CheckError::Throttled(why)) => Err(AuthFailure::Throttled {
+                user: user.to_string(),
+                why,
             }),
         }
     }
 
     /// Realms in order: the first that knows the user decides; a realm that
     /// cannot answer makes the whole check unavailable unless a later one verifies.
-    async fn verify_in_realms(&self, user: &str, password: &str) -> Result<Outcome, Unavailable> {
+    async fn verify_in_realms(&self, user: &str, password: &str) -> Result<Outcome, CheckError> {
         let mut unavailable = None;
         for realm in &self.realms {
             match realm.verify(user, password).await {
                 RealmVerdict::Verified(id) => return Ok(Outcome::Verified(id)),
-                RealmVerdict::BadPassword => return Ok(Outcome::Rejected),
+                RealmVerdict::BadPassword => {
+                    return Ok(Outcome::Rejected {
+                        counts: true,
+                        account: None,
+                    })
+                }
+                RealmVerdict::Refused(problem) => {
+                    tracing::info!(realm = realm.name(), %user, reason = problem.as_str(), "the directory refused the account");
+                    return Ok(Outcome::Rejected {
+                        counts: false,
+                        account: Some(problem),
+                    });
+                }
+                RealmVerdict::Busy(reason) => return Err(CheckError::Busy(reason)),
                 RealmVerdict::UnknownUser => {}
                 RealmVerdict::Unavailable(u) => {
                     tracing::warn!(realm = realm.name(), error = %u, "realm unavailable");
@@ -427,8 +522,12 @@ impl Authenticator {
             }
         }
         match unavailable {
-            Some(u) => Err(u),
-            None => Ok(Outcome::Rejected),
+            Some(u) => Err(CheckError::Unavailable(u)),
+            // Nobody knows the user: a failure like a wrong password.
+            None => Ok(Outcome::Rejected {
+                counts: true,
+                account: None,
+            }),
         }
     }
 

@@ -144,9 +144,13 @@ pub struct NtlmConfig {
     /// A new handshake waits this long for a free helper, then gets 503.
     #[serde(with = "humantime_serde")]
     pub queue_timeout: Duration,
-    /// A type 1 not followed by its type 3 within this is forgotten.
+    /// A type 1 not followed by its type 3 within this is dropped and its
+    /// helper returned (on a timer: an idle client cannot hold it longer).
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// Handshakes between type 1 and type 3 from one client address at once;
+    /// beyond this a type 1 gets 503. Strangers cannot hold every helper.
+    pub max_pending_per_address: usize,
     /// NTLMv1 and LM responses are refused unless this is true.
     pub allow_ntlmv1: bool,
 }
@@ -161,7 +165,8 @@ impl Default for NtlmConfig {
             max_helpers: 8,
             helper_timeout: Duration::from_secs(10),
             queue_timeout: Duration::from_secs(5),
-            handshake_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            max_pending_per_address: 4,
             allow_ntlmv1: false,
         }
     }
@@ -231,6 +236,70 @@ pub struct AuthConfig {
     pub negotiate: Option<NegotiateConfig>,
     /// Settings for the `ntlm` scheme.
     pub ntlm: NtlmConfig,
+    /// Failed-password throttling in front of the realms (account lockout).
+    pub throttle: ThrottleConfig,
+    /// Local-realm password hashing: bounded CPU and memory.
+    pub password_checks: PasswordCheckConfig,
+}
+
+/// After this many failed distinct passwords within `window`, checks are
+/// refused (407) without asking the realm until the window has passed.
+/// Keep `user_failures` below the directory's lockout threshold (AD: often
+/// 5–10) and `window` at least its observation window.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThrottleConfig {
+    /// Per user name (0 = no limit).
+    pub user_failures: u32,
+    /// Per client address, over all user names (0 = no limit).
+    pub address_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Most user names and addresses tracked at once.
+    pub capacity: u64,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self {
+            user_failures: 4,
+            address_failures: 30,
+            window: Duration::from_secs(30 * 60),
+            capacity: 100_000,
+        }
+    }
+}
+
+/// argon2 checks of the local realm run on at most `permits` blocking
+/// threads at once; each holds the hash's memory (19 MiB at the default
+/// parameters) while it runs, so memory is bounded by permits × that.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordCheckConfig {
+    /// Concurrent checks; 0 = one per CPU core.
+    pub permits: usize,
+    /// A check waits this long for a permit, then the request gets 503 with Retry-After.
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+}
+
+impl Default for PasswordCheckConfig {
+    fn default() -> Self {
+        Self {
+            permits: 0,
+            queue_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl PasswordCheckConfig {
+    /// The number of permits, with 0 resolved to the machine's cores.
+    pub fn permits(&self) -> usize {
+        match self.permits {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -248,6 +317,8 @@ impl Default for AuthConfig {
             max_drain_bytes: 1024 * 1024,
             negotiate: None,
             ntlm: NtlmConfig::default(),
+            throttle: ThrottleConfig::default(),
+            password_checks: PasswordCheckConfig::default(),
         }
     }
 }
@@ -586,11 +657,23 @@ impl Config {
                 }
             }
         }
+        if a.ntlm.max_pending_per_address == 0 || a.ntlm.handshake_timeout.is_zero() {
+            return Err(invalid(
+                "auth.ntlm.max_pending_per_address",
+                "at least 1, with a handshake_timeout longer than zero",
+            ));
+        }
         if a.ntlm.helper.is_empty() || a.ntlm.max_helpers == 0 {
             return Err(invalid(
                 "auth.ntlm",
                 "a helper command and at least one helper",
             ));
+        }
+        if a.throttle.window.is_zero() {
+            return Err(invalid("auth.throttle.window", "must be longer than zero"));
+        }
+        if a.password_checks.permits > 1024 {
+            return Err(invalid("auth.password_checks.permits", "at most 1024"));
         }
         if a.max_failures_per_connection == 0 {
             return Err(invalid(

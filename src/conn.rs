@@ -54,19 +54,17 @@ pub struct ConnState {
     _slot: Option<slots::Slot>,
 }
 
-/// A helper leased for this connection's NTLM handshake.
+/// A helper leased for this connection's NTLM handshake, with the client
+/// address's place among pending handshakes. A timer shares it: a handshake
+/// whose type 3 has not come within `handshake_timeout` is dropped there —
+/// helper and place given back — even if the client never sends another byte.
 pub struct PendingNtlm {
-    pub lease: Lease,
-    pub since: Instant,
-    /// Started under `Negotiate` (answers go back as `Negotiate <token>`).
-    pub via_negotiate: bool,
+    held: Arc<Mutex<Option<(Lease, slots::AddressSlot)>>>,
 }
 
 impl std::fmt::Debug for PendingNtlm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PendingNtlm")
-            .field("since", &self.since)
-            .finish_non_exhaustive()
+        f.debug_struct("PendingNtlm").finish_non_exhaustive()
     }
 }
 
@@ -139,15 +137,39 @@ impl ConnState {
         *self.identity.lock().unwrap_or_else(|p| p.into_inner()) = Some(who.clone());
     }
 
-    /// Keeps an NTLM handshake's helper until the type 3 arrives.
-    pub fn ntlm_started(&self, pending: PendingNtlm) {
-        *self.ntlm.lock().unwrap_or_else(|p| p.into_inner()) = Some(pending);
+    /// Keeps an NTLM handshake's helper until the type 3 arrives, or until
+    /// `expires_in` has passed, whichever is first. A handshake already
+    /// pending on this connection is dropped.
+    pub fn ntlm_started(
+        &self,
+        lease: Lease,
+        place: slots::AddressSlot,
+        expires_in: std::time::Duration,
+    ) {
+        let held = Arc::new(Mutex::new(Some((lease, place))));
+        let timer = Arc::downgrade(&held);
+        tokio::spawn(async move {
+            tokio::time::sleep(expires_in).await;
+            // Gone already when the type 3 took it or the connection closed.
+            if let Some(held) = timer.upgrade() {
+                if held
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .is_some()
+                {
+                    tracing::info!("NTLM handshake not completed in time: helper returned");
+                }
+            }
+        });
+        *self.ntlm.lock().unwrap_or_else(|p| p.into_inner()) = Some(PendingNtlm { held });
     }
 
-    /// The handshake in progress, if it is younger than `max_age`.
-    pub fn ntlm_take(&self, max_age: std::time::Duration) -> Option<PendingNtlm> {
+    /// The helper of the handshake in progress, unless it expired.
+    pub fn ntlm_take(&self) -> Option<Lease> {
         let p = self.ntlm.lock().unwrap_or_else(|p| p.into_inner()).take()?;
-        (p.since.elapsed() <= max_age).then_some(p)
+        let taken = p.held.lock().unwrap_or_else(|p| p.into_inner()).take();
+        taken.map(|(lease, _place)| lease)
     }
 
     /// Remembers verified Basic credentials for this connection.

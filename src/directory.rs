@@ -8,6 +8,7 @@ pub mod local;
 
 use std::sync::Arc;
 
+use crate::auth::blocking::BlockingSlots;
 use crate::auth::identity::Identity;
 use cache::Unavailable;
 use config::RealmConfig;
@@ -19,8 +20,56 @@ pub enum RealmVerdict {
     /// Not in this realm: the next realm may know the user.
     UnknownUser,
     BadPassword,
+    /// The password may be right but the account may not sign in (AD:
+    /// disabled, expired, locked out, password expired): refused, logged
+    /// with the reason, not counted as a wrong password.
+    Refused(AccountProblem),
     /// The realm could not answer (directory down, timeout).
     Unavailable(Unavailable),
+    /// Every password-check permit is taken: try again shortly (503 + Retry-After).
+    Busy(String),
+}
+
+/// Why a directory refused an account whose password it did not call wrong
+/// (Active Directory's sub-codes of invalidCredentials).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountProblem {
+    Disabled,
+    Expired,
+    LockedOut,
+    PasswordExpired,
+    MustChangePassword,
+    LogonHours,
+    Workstation,
+}
+
+impl AccountProblem {
+    /// From AD's `data <hex>` sub-code; `None` for a plain wrong password.
+    pub fn from_ad_code(code: u32) -> Option<Self> {
+        Some(match code {
+            0x533 => Self::Disabled,
+            0x701 => Self::Expired,
+            0x775 => Self::LockedOut,
+            0x532 => Self::PasswordExpired,
+            0x773 => Self::MustChangePassword,
+            0x530 => Self::LogonHours,
+            0x531 => Self::Workstation,
+            _ => return None,
+        })
+    }
+
+    /// The access log's `x-exception-id` for this refusal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "account_disabled",
+            Self::Expired => "account_expired",
+            Self::LockedOut => "account_locked_out",
+            Self::PasswordExpired => "password_expired",
+            Self::MustChangePassword => "password_must_change",
+            Self::LogonHours => "account_logon_hours",
+            Self::Workstation => "account_workstation_restricted",
+        }
+    }
 }
 
 /// One configured source of identities.
@@ -30,11 +79,24 @@ pub enum Realm {
 }
 
 impl Realm {
-    pub fn build(cfg: &RealmConfig) -> Result<Self, String> {
+    /// Builds a realm; local realms check hashes through `hashing`, shared
+    /// by all of them so the bound is per process.
+    pub fn build(cfg: &RealmConfig, hashing: &Arc<BlockingSlots>) -> Result<Self, String> {
         Ok(match cfg {
-            RealmConfig::Local(c) => Realm::Local(local::LocalRealm::load(c)?),
+            RealmConfig::Local(c) => Realm::Local(local::LocalRealm::load(c, hashing)?),
             RealmConfig::Ldap(c) => Realm::Ldap(Box::new(ldap::LdapRealm::new(c)?)),
         })
+    }
+
+    /// Every configured realm, in order, sharing one password-check pool
+    /// sized by `auth.password_checks`.
+    pub fn build_all(
+        configs: &[RealmConfig],
+        auth: &crate::config::AuthConfig,
+    ) -> Result<Vec<Self>, String> {
+        let c = &auth.password_checks;
+        let hashing = Arc::new(BlockingSlots::new(c.permits(), c.queue_timeout));
+        configs.iter().map(|r| Self::build(r, &hashing)).collect()
     }
 
     pub fn name(&self) -> &str {
@@ -61,10 +123,9 @@ impl Realm {
     ) -> Result<Option<Arc<Identity>>, Unavailable> {
         match self {
             Realm::Ldap(r) if !strip_realm => r.lookup_by_principal(principal).await,
-            _ => {
-                let user = principal.rsplit_once('@').map_or(principal, |(u, _)| u);
-                self.lookup(user).await
-            }
+            // `alice@REALM` is looked up as a login: the realm takes it only
+            // if it serves REALM (see `login_in_realm`).
+            _ => self.lookup(principal).await,
         }
     }
 

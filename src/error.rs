@@ -46,6 +46,12 @@ pub enum ProxyError {
     AuthContinue(String),
     #[error("directory unavailable: cannot verify credentials now, try again later")]
     DirectoryUnavailable,
+    #[error("proxy authentication failed: the account may not sign in ({})", .0.as_str())]
+    AccountRefused(crate::directory::AccountProblem),
+    #[error("proxy authentication failed (too many failed attempts: try again later)")]
+    AuthThrottled,
+    #[error("too many authentications in progress: try again shortly")]
+    AuthBusy,
     // --- the upstream side failed ---
     #[error("cannot resolve host {0}")]
     DnsFailure(String),
@@ -70,10 +76,10 @@ impl ProxyError {
             PolicyDenied { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
             }
-            AuthRequired | AuthFailed | AuthContinue(_) => {
+            AuthRequired | AuthFailed | AuthContinue(_) | AuthThrottled | AccountRefused(_) => {
                 StatusCode::PROXY_AUTHENTICATION_REQUIRED
             }
-            DirectoryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            DirectoryUnavailable | AuthBusy => StatusCode::SERVICE_UNAVAILABLE,
             TooManyConnections | TooManyFromClient => StatusCode::SERVICE_UNAVAILABLE,
             DnsFailure(_) | ConnectFailed(_) | UpstreamBroken(_) => StatusCode::BAD_GATEWAY,
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -97,6 +103,9 @@ impl ProxyError {
             AuthRequired | AuthContinue(_) => "authentication_required",
             AuthFailed => "authentication_failed",
             DirectoryUnavailable => "directory_unavailable",
+            AuthThrottled => "authentication_throttled",
+            AccountRefused(p) => p.as_str(),
+            AuthBusy => "authentication_busy",
             DnsFailure(_) => "dns_unresolved_hostname",
             ConnectFailed(_) | UpstreamBroken(_) => "tcp_error",
             UpstreamTimeout(_) => "gateway_timeout",
@@ -105,13 +114,22 @@ impl ProxyError {
 
     /// The access log's `s-action`: refused by us, or failed upstream.
     pub fn s_action(&self) -> &'static str {
-        if *self == ProxyError::AuthFailed {
+        if self.is_auth_failure() {
             "TCP_AUTH_MISS"
         } else if self.is_upstream() {
             "TCP_ERR_MISS"
         } else {
             "TCP_DENIED"
         }
+    }
+
+    /// Credentials were presented and refused: counts toward the connection's
+    /// failure limit, logged as `TCP_AUTH_MISS`.
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::AuthFailed | ProxyError::AuthThrottled | ProxyError::AccountRefused(_)
+        )
     }
 
     /// True when the origin side failed, false when the client or policy did.
@@ -137,6 +155,15 @@ impl ProxyError {
         )
     }
 
+    /// Seconds a client should wait before trying again, for load we shed.
+    pub fn retry_after(&self) -> Option<u32> {
+        matches!(
+            self,
+            ProxyError::AuthBusy | ProxyError::TooManyConnections | ProxyError::TooManyFromClient
+        )
+        .then_some(1)
+    }
+
     /// The short plain-text answer, as a hyper response.
     pub fn to_response<B: From<Bytes>>(&self) -> Response<B> {
         let body = Bytes::from(self.body_text());
@@ -153,6 +180,9 @@ impl ProxyError {
         if self.closes_connection() {
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        if let Some(secs) = self.retry_after() {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         resp
     }
 
@@ -165,8 +195,11 @@ impl ProxyError {
     pub fn to_wire(&self) -> Vec<u8> {
         let body = self.body_text();
         let status = self.status();
+        let retry = self
+            .retry_after()
+            .map_or(String::new(), |s| format!("retry-after: {s}\r\n"));
         format!(
-            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\nx-exception-id: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+            "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\nx-exception-id: {}\r\n{retry}content-length: {}\r\nconnection: close\r\n\r\n{}",
             status.as_u16(),
             status.canonical_reason().unwrap_or(""),
             self.exception_id(),

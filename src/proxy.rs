@@ -148,8 +148,10 @@ pub async fn serve(
         match authenticate(&proxy, &conn, &req, &mut record).await {
             Ok(who) => Some(who),
             Err(e) => {
-                let close =
-                    e == ProxyError::AuthFailed && conn.auth_failed() >= proxy.auth.max_failures();
+                // A type 1 counts too: a connection that starts handshake
+                // after handshake without finishing one is closed.
+                let counts = e.is_auth_failure() || matches!(e, ProxyError::AuthContinue(_));
+                let close = counts && conn.auth_failed() >= proxy.auth.max_failures();
                 return Ok(refuse(&proxy, &conn, e, req, record, in_flight, close).await);
             }
         }
@@ -232,6 +234,21 @@ async fn authenticate(
             tracing::info!(client = %r.client_ip, %user, "authentication failed");
             r.username = Some(user);
             Err(ProxyError::AuthFailed)
+        }
+        Err(AuthFailure::AccountRefused { user, problem }) => {
+            tracing::info!(client = %r.client_ip, %user, reason = problem.as_str(), "authentication refused: account may not sign in");
+            r.username = Some(user);
+            Err(ProxyError::AccountRefused(problem))
+        }
+        Err(AuthFailure::Throttled { user, why }) => {
+            tracing::warn!(client = %r.client_ip, %user, reason = why.as_str(), "authentication throttled: the realm was not asked");
+            r.username = Some(user);
+            Err(ProxyError::AuthThrottled)
+        }
+        Err(AuthFailure::Busy { user, reason }) => {
+            tracing::warn!(client = %r.client_ip, %user, %reason, "cannot authenticate now: password checks busy");
+            r.username = Some(user);
+            Err(ProxyError::AuthBusy)
         }
         Err(AuthFailure::Unavailable { user, reason }) => {
             tracing::warn!(client = %r.client_ip, %user, %reason, "cannot authenticate: directory unavailable");

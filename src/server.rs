@@ -37,11 +37,7 @@ pub enum StartError {
 
 /// Builds the realms and the authenticator the config names.
 pub fn authenticator(config: &Config) -> Result<crate::auth::Authenticator, StartError> {
-    let realms = config
-        .realm_configs
-        .iter()
-        .map(crate::directory::Realm::build)
-        .collect::<Result<Vec<_>, _>>()
+    let realms = crate::directory::Realm::build_all(&config.realm_configs, &config.auth)
         .map_err(StartError::Auth)?;
     crate::auth::Authenticator::new(&config.auth, realms).map_err(StartError::Auth)
 }

@@ -86,9 +86,66 @@ pub fn normalise(user: &str, strip_domain: bool, case_insensitive: bool) -> Stri
     }
 }
 
+/// A login as a realm sees it: `DOMAIN\\user` or `user@REALM` is this realm's
+/// user only when the realm lists that domain in `domains` (its NetBIOS
+/// domains, DNS domains and Kerberos realms); a bare `user` always is.
+/// `PARTNER\\alice` from the NTLM helper or `alice@OTHER.REALM` from a
+/// cross-realm ticket is someone else, never CORP's alice: `None`.
+///
+/// With `strip_domain` off the login is taken whole (the directory itself
+/// matches the qualified form, e.g. against `userPrincipalName`).
+pub fn login_in_realm(
+    user: &str,
+    domains: &[String],
+    strip_domain: bool,
+    case_insensitive: bool,
+) -> Option<String> {
+    let user = user.trim();
+    if !strip_domain {
+        return Some(normalise(user, false, case_insensitive));
+    }
+    let (domain, bare) = match (user.split_once('\\'), user.rsplit_once('@')) {
+        (Some((d, u)), _) => (Some(d), u),
+        (None, Some((u, d))) => (Some(d), u),
+        (None, None) => (None, user),
+    };
+    if let Some(d) = domain {
+        if !domains.iter().any(|ours| ours.eq_ignore_ascii_case(d)) {
+            tracing::info!(%user, domain = d, "login from a domain this realm does not serve");
+            return None;
+        }
+    }
+    // A second qualifier (`A\\B\\alice`, `a@b@c`) is no login of ours.
+    if bare.contains(['\\', '@']) || bare.is_empty() {
+        return None;
+    }
+    Some(normalise(bare, false, case_insensitive))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_listed_domains_are_ours() {
+        let ours = vec!["CORP".to_string(), "corp.example.com".to_string()];
+        let f = |u: &str| login_in_realm(u, &ours, true, true);
+        assert_eq!(f("alice").as_deref(), Some("alice"));
+        assert_eq!(f("corp\\Alice").as_deref(), Some("alice"));
+        assert_eq!(f("alice@CORP.EXAMPLE.COM").as_deref(), Some("alice"));
+        assert_eq!(f("PARTNER\\alice"), None);
+        assert_eq!(f("alice@OTHER.REALM"), None);
+        assert_eq!(f("CORP\\PARTNER\\alice"), None);
+        assert_eq!(f("alice@x@CORP"), None);
+        assert_eq!(f("CORP\\"), None);
+        // No domains listed: only bare logins.
+        assert_eq!(login_in_realm("CORP\\alice", &[], true, true), None);
+        // Not stripping: the directory matches the whole login.
+        assert_eq!(
+            login_in_realm("alice@OTHER.REALM", &[], false, false).as_deref(),
+            Some("alice@OTHER.REALM")
+        );
+    }
 
     #[test]
     fn normalisation() {

@@ -3,17 +3,14 @@
 //! pool, bounded by a semaphore: a slow validation never stalls other
 //! connections, and a burst cannot take every blocking thread.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use libgssapi::context::{SecurityContext, ServerCtx};
 use libgssapi::credential::{Cred, CredUsage};
 use libgssapi::name::Name;
 use libgssapi::oid::GSS_NT_KRB5_PRINCIPAL;
-use tokio::sync::Semaphore;
 
+use super::blocking::{BlockingSlots, SlotError};
 use super::spnego::{self, TokenKind};
 use crate::config::NegotiateConfig;
 
@@ -50,16 +47,15 @@ pub struct Accepted {
 
 pub struct Acceptor {
     principal: Option<String>,
-    slots: Arc<Semaphore>,
-    wait: Duration,
+    /// GSS validations at once; the permit is held until GSS returns.
+    slots: BlockingSlots,
 }
 
 impl Acceptor {
     pub fn new(cfg: &NegotiateConfig) -> Self {
         Self {
             principal: cfg.principal.clone(),
-            slots: Arc::new(Semaphore::new(cfg.max_concurrent)),
-            wait: cfg.queue_timeout,
+            slots: BlockingSlots::new(cfg.max_concurrent, cfg.queue_timeout),
         }
     }
 
@@ -82,14 +78,14 @@ impl Acceptor {
         if kind == TokenKind::Unknown {
             return Err(NegotiateError::Gss("not a Kerberos or SPNEGO token".into()));
         }
-        let _permit = tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
-            .await
-            .map_err(|_| NegotiateError::Busy)?
-            .map_err(|_| NegotiateError::Busy)?;
         let principal = self.principal.clone();
-        tokio::task::spawn_blocking(move || accept_blocking(principal.as_deref(), &token))
+        self.slots
+            .run(move || accept_blocking(principal.as_deref(), &token))
             .await
-            .map_err(|e| NegotiateError::Gss(format!("validation task failed: {e}")))?
+            .map_err(|e| match e {
+                SlotError::Busy(_) => NegotiateError::Busy,
+                SlotError::Failed(e) => NegotiateError::Gss(format!("validation task failed: {e}")),
+            })?
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::NtlmConfig;
+use crate::conn::slots::PerAddress;
 
 /// What a helper answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,8 @@ pub struct HelperPool {
     queue_timeout: Duration,
     /// Helper processes started so far (replacements included).
     pub spawned: AtomicU64,
+    /// Handshakes between type 1 and type 3, per client address.
+    pub pending: Arc<PerAddress>,
 }
 
 /// A helper held by one connection's handshake.
@@ -70,6 +73,7 @@ impl HelperPool {
             timeout: cfg.helper_timeout,
             queue_timeout: cfg.queue_timeout,
             spawned: AtomicU64::new(0),
+            pending: PerAddress::new(cfg.max_pending_per_address),
         })
     }
 

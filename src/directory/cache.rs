@@ -68,16 +68,36 @@ pub trait Lifetimes<V>: Send + Sync + 'static {
     fn grace(&self, v: &V) -> Duration;
 }
 
-pub struct StaleCache<K, V> {
+/// What a load failure must be: cloneable (moka shares it between the
+/// waiters of one load) and printable (a stale serve logs it).
+pub trait LoadError: Clone + std::fmt::Display + Send + Sync + 'static {}
+impl<E: Clone + std::fmt::Display + Send + Sync + 'static> LoadError for E {}
+
+/// Clears an entry's "reloading" mark when the reload ends — however it
+/// ends. A request future dropped mid-reload (the client closed) must not
+/// leave the mark set, or every later caller would be served the stale value
+/// without a reload until the grace period ends: revoked credentials alive
+/// for an hour.
+struct Reloading<'a>(&'a AtomicBool);
+
+impl Drop for Reloading<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+pub struct StaleCache<K, V, E = Unavailable> {
     inner: moka::future::Cache<K, Arc<Entry<V>>>,
     life: Arc<dyn Lifetimes<V>>,
     pub counters: Counters,
+    _error: std::marker::PhantomData<fn() -> E>,
 }
 
-impl<K, V> StaleCache<K, V>
+impl<K, V, E> StaleCache<K, V, E>
 where
     K: Hash + Eq + Send + Sync + Clone + 'static,
     V: Clone + Send + Sync + 'static,
+    E: LoadError,
 {
     pub fn new(capacity: u64, life: impl Lifetimes<V>) -> Self {
         Self {
@@ -87,6 +107,7 @@ where
                 .build(),
             life: Arc::new(life),
             counters: Counters::default(),
+            _error: std::marker::PhantomData,
         }
     }
 
@@ -103,10 +124,10 @@ where
     }
 
     /// The cached value for `key`, or `load`'s answer.
-    pub async fn get<F, Fut>(&self, key: K, load: F) -> Result<(V, Source), Unavailable>
+    pub async fn get<F, Fut>(&self, key: K, load: F) -> Result<(V, Source), E>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<V, Unavailable>>,
+        Fut: Future<Output = Result<V, E>>,
     {
         if let Some(e) = self.inner.get(&key).await {
             if e.at.elapsed() < e.fresh {
@@ -118,6 +139,8 @@ where
                 self.counters.stale.fetch_add(1, Ordering::Relaxed);
                 return Ok((e.value.clone(), Source::Stale));
             }
+            let _reloading = Reloading(&e.reloading);
+            tracing::debug!("refreshing a stale cache entry");
             self.counters.loads.fetch_add(1, Ordering::Relaxed);
             // Loads are boxed: a directory round trip's state is kilobytes, and
             // inline it would swell every request future, hit or miss.
@@ -128,7 +151,6 @@ where
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "source unavailable: serving a stale cache entry");
-                    e.reloading.store(false, Ordering::Release);
                     self.counters.stale.fetch_add(1, Ordering::Relaxed);
                     Ok((e.value.clone(), Source::Stale))
                 }
@@ -140,7 +162,7 @@ where
             load().await.map(|v| self.entry(v))
         }))
         .await
-        .map_err(|e: Arc<Unavailable>| (*e).clone())?;
+        .map_err(|e: Arc<E>| (*e).clone())?;
         let source = if loaded.load(Ordering::Relaxed) {
             self.counters.loads.fetch_add(1, Ordering::Relaxed);
             Source::Loaded
@@ -173,7 +195,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_load_for_many_concurrent_misses() {
-        let cache = Arc::new(StaleCache::new(
+        let cache = Arc::new(StaleCache::<_, _, Unavailable>::new(
             100,
             Fixed(Duration::from_secs(60), Duration::ZERO),
         ));
@@ -200,6 +222,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reload_dropped_midway_does_not_pin_the_stale_value() {
+        let cache = StaleCache::<_, _, Unavailable>::new(
+            100,
+            Fixed(Duration::ZERO, Duration::from_secs(60)),
+        );
+        cache.get("k", || async { Ok(1) }).await.unwrap();
+        // A caller starts the refresh and goes away before it ends.
+        let refresh = cache.get("k", || std::future::pending());
+        assert!(tokio::time::timeout(Duration::from_millis(10), refresh)
+            .await
+            .is_err());
+        // The next caller refreshes again instead of being served the stale 1.
+        let (v, src) = cache.get("k", || async { Ok(2) }).await.unwrap();
+        assert_eq!((v, src), (2, Source::Loaded));
+    }
+
+    #[tokio::test]
     async fn errors_are_not_cached() {
         let cache = StaleCache::new(100, Fixed(Duration::from_secs(60), Duration::ZERO));
         let e = cache
@@ -215,7 +254,10 @@ mod tests {
     #[tokio::test]
     async fn stale_is_served_while_the_source_is_down_then_refreshed() {
         // Fresh for zero time: every later hit is stale, within a long grace.
-        let cache = StaleCache::new(100, Fixed(Duration::ZERO, Duration::from_secs(60)));
+        let cache = StaleCache::<_, _, Unavailable>::new(
+            100,
+            Fixed(Duration::ZERO, Duration::from_secs(60)),
+        );
         cache.get("k", || async { Ok(1) }).await.unwrap();
         let (v, src) = cache
             .get("k", || async { Err(Unavailable("down".into())) })

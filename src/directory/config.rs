@@ -61,6 +61,10 @@ pub struct LocalRealmConfig {
     pub case_insensitive: bool,
     #[serde(default = "yes")]
     pub strip_domain: bool,
+    /// Domains this realm answers for: `DOMAIN\\user` and `user@DOMAIN` are its
+    /// users only for these (NetBIOS, DNS or Kerberos names); others are refused.
+    #[serde(default)]
+    pub domains: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -131,6 +135,12 @@ pub struct LdapRealmConfig {
     pub case_insensitive: bool,
     #[serde(default = "yes")]
     pub strip_domain: bool,
+    /// Domains this realm answers for: `DOMAIN\\user` (NTLM) and `user@REALM`
+    /// (Kerberos, Basic) are its users only for these NetBIOS domains, DNS
+    /// domains and Kerberos realms; a login from any other is refused, never
+    /// mapped to the local user of the same name.
+    #[serde(default)]
+    pub domains: Vec<String>,
     #[serde(default = "secs5", with = "humantime_serde")]
     pub connect_timeout: Duration,
     #[serde(default = "secs5", with = "humantime_serde")]

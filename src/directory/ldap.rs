@@ -3,6 +3,7 @@
 //! resolve groups — the lookup cached, so a known user costs one bind per
 //! credential-cache period and no search.
 
+pub mod bind_result;
 pub mod groups;
 pub mod pool;
 
@@ -14,7 +15,7 @@ use ldap3::{ldap_escape, Scope};
 use super::cache::{Lifetimes, Source, StaleCache, Unavailable};
 use super::config::LdapRealmConfig;
 use super::RealmVerdict;
-use crate::auth::identity::{normalise, Identity};
+use crate::auth::identity::{login_in_realm, normalise, Identity};
 use pool::LdapPool;
 
 /// Cached lookups: a found user lives `cache_ttl` (+ `stale_grace` while the
@@ -102,7 +103,14 @@ impl LdapRealm {
 
     /// The user and groups, from the cache or the directory.
     pub async fn lookup(&self, user: &str) -> Result<(Option<Arc<Identity>>, Source), Unavailable> {
-        let login = normalise(user, self.cfg.strip_domain, self.cfg.case_insensitive);
+        let Some(login) = login_in_realm(
+            user,
+            &self.cfg.domains,
+            self.cfg.strip_domain,
+            self.cfg.case_insensitive,
+        ) else {
+            return Ok((None, Source::Fresh));
+        };
         if login.is_empty() {
             return Ok((None, Source::Fresh));
         }
@@ -185,8 +193,12 @@ impl LdapRealm {
         };
         let dn = identity.dn.as_deref().unwrap_or_default();
         match self.pool.check_password(dn, password).await {
-            Ok(true) => RealmVerdict::Verified(identity),
-            Ok(false) => RealmVerdict::BadPassword,
+            Ok(bind_result::BindOutcome::Success) => RealmVerdict::Verified(identity),
+            Ok(bind_result::BindOutcome::WrongPassword) => RealmVerdict::BadPassword,
+            Ok(bind_result::BindOutcome::Account(p)) => RealmVerdict::Refused(p),
+            Ok(bind_result::BindOutcome::Trouble(why)) => {
+                RealmVerdict::Unavailable(Unavailable(format!("realm {}: {why}", self.name)))
+            }
             Err(u) => RealmVerdict::Unavailable(u),
         }
     }

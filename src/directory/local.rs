@@ -17,9 +17,11 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use serde::Deserialize;
 
+use super::cache::Unavailable;
 use super::config::LocalRealmConfig;
 use super::RealmVerdict;
-use crate::auth::identity::{normalise, Group, Identity};
+use crate::auth::blocking::{BlockingSlots, SlotError};
+use crate::auth::identity::{login_in_realm, normalise, Group, Identity};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,10 +51,15 @@ pub struct LocalRealm {
     name: Arc<str>,
     cfg: LocalRealmConfig,
     users: HashMap<String, Arc<(String, Identity)>>,
+    /// Where hashes are checked: a bounded number at once, off the async threads.
+    hashing: Arc<BlockingSlots>,
+    /// The hash an unknown user's password is checked against, so that an
+    /// unknown name costs what a known one does (no timing oracle for names).
+    decoy: Arc<str>,
 }
 
 impl LocalRealm {
-    pub fn load(cfg: &LocalRealmConfig) -> Result<Self, String> {
+    pub fn load(cfg: &LocalRealmConfig, hashing: &Arc<BlockingSlots>) -> Result<Self, String> {
         let path = &cfg.users_file;
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("users file {}: {e}", path.display()))?;
@@ -80,6 +87,8 @@ impl LocalRealm {
             name,
             cfg: cfg.clone(),
             users,
+            hashing: hashing.clone(),
+            decoy: decoy_hash()?.into(),
         })
     }
 
@@ -92,32 +101,44 @@ impl LocalRealm {
     }
 
     fn find(&self, user: &str) -> Option<&Arc<(String, Identity)>> {
-        self.users.get(&normalise(
+        let login = login_in_realm(
             user,
+            &self.cfg.domains,
             self.cfg.strip_domain,
             self.cfg.case_insensitive,
-        ))
+        )?;
+        self.users.get(&login)
     }
 
-    /// Checks a password. Hashing is CPU work: it runs off the async threads.
+    /// Checks a password. Hashing is CPU work and 19 MiB of memory: it runs
+    /// off the async threads, a bounded number at once. An unknown user's
+    /// password is checked against a decoy hash, at the same cost.
     pub async fn verify(&self, user: &str, password: &str) -> RealmVerdict {
-        let Some(entry) = self.find(user).cloned() else {
-            return RealmVerdict::UnknownUser;
-        };
+        let entry = self.find(user).cloned();
+        let decoy = self.decoy.clone();
         let password = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || {
-            let hash = PasswordHash::new(&entry.0).ok()?;
-            Argon2::default()
-                .verify_password(password.as_bytes(), &hash)
-                .ok()?;
-            Some(entry.1.clone())
-        })
-        .await
-        .ok()
-        .flatten();
-        match ok {
-            Some(identity) => RealmVerdict::Verified(Arc::new(identity)),
-            None => RealmVerdict::BadPassword,
+        let checked = self
+            .hashing
+            .run(move || {
+                let hash = entry.as_ref().map_or(&*decoy, |e| e.0.as_str());
+                let ok = PasswordHash::new(hash).is_ok_and(|h| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                });
+                match entry {
+                    None => RealmVerdict::UnknownUser,
+                    Some(e) if ok => RealmVerdict::Verified(Arc::new(e.1.clone())),
+                    Some(_) => RealmVerdict::BadPassword,
+                }
+            })
+            .await;
+        match checked {
+            Ok(verdict) => verdict,
+            Err(SlotError::Busy(n)) => {
+                RealmVerdict::Busy(format!("all {n} password-check permits busy"))
+            }
+            Err(SlotError::Failed(e)) => RealmVerdict::Unavailable(Unavailable(e)),
         }
     }
 
@@ -193,6 +214,18 @@ pub fn set_password(
     std::fs::rename(&tmp, users_file).map_err(|e| format!("{}: {e}", users_file.display()))
 }
 
+/// An argon2 hash (default parameters, like `gatehouse passwd` writes) of a
+/// random password nobody knows.
+fn decoy_hash() -> Result<String, String> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| format!("random decoy password: {e}"))?;
+    let salt = SaltString::encode_b64(&random_salt()).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(&secret, &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
 fn random_salt() -> [u8; 16] {
     let mut salt = [0u8; 16];
     // The OS RNG failing is not something a proxy can recover from.
@@ -204,14 +237,19 @@ fn random_salt() -> [u8; 16] {
 mod tests {
     use super::*;
 
+    fn slots() -> Arc<BlockingSlots> {
+        Arc::new(BlockingSlots::new(2, std::time::Duration::from_secs(5)))
+    }
+
     fn realm(dir: &Path) -> LocalRealm {
         let cfg = LocalRealmConfig {
             name: "local".into(),
             users_file: dir.join("users.toml"),
             case_insensitive: true,
             strip_domain: true,
+            domains: vec!["CORP".into()],
         };
-        LocalRealm::load(&cfg).unwrap()
+        LocalRealm::load(&cfg, &slots()).unwrap()
     }
 
     #[tokio::test]
@@ -265,8 +303,9 @@ mod tests {
             users_file: dir.path().join("users.toml"),
             case_insensitive: true,
             strip_domain: true,
+            domains: vec![],
         };
-        let e = LocalRealm::load(&cfg).err().unwrap();
+        let e = LocalRealm::load(&cfg, &slots()).err().unwrap();
         assert!(e.contains("eve") && e.contains("argon2"), "{e}");
     }
 

@@ -146,7 +146,7 @@ impl Slapd {
              user_base = \"ou=people,dc=example,dc=test\"\n\
              user_filter = \"(&(objectClass=inetOrgPerson)(uid={{user}}))\"\n\
              login_attribute = \"uid\"\ngroup_base = \"ou=groups,dc=example,dc=test\"\n\
-             group_strategy = \"{strategy}\"\n{extra}\n",
+             group_strategy = \"{strategy}\"\ndomains = [\"EXAMPLE\", \"EXAMPLE.TEST\"]\n{extra}\n",
             self.url(),
             self.dir.path().join("bind.pw").display()
         );

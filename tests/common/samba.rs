@@ -31,7 +31,8 @@ pub fn realm_file(samba: &Path, dir: &Path) -> PathBuf {
              user_filter = \"(&(objectClass=user)(sAMAccountName={{user}}))\"\n\
              login_attribute = \"sAMAccountName\"\nprincipal_attribute = \"userPrincipalName\"\n\
              group_base = \"DC=ad,DC=example,DC=test\"\ngroup_strategy = \"ad-in-chain\"\n\
-             group_filter = \"(objectClass=group)\"\nstale_grace = \"1h\"\n",
+             group_filter = \"(objectClass=group)\"\nstale_grace = \"1h\"\n\
+             domains = [\"AD\", \"AD.EXAMPLE.TEST\"]\n",
             samba.join("admin.pw").display()
         ),
     )

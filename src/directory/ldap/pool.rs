@@ -11,13 +11,13 @@ use std::time::Duration;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
 use tokio::sync::Semaphore;
 
+use super::bind_result::{classify, BindOutcome};
 use crate::directory::cache::Unavailable;
 use crate::directory::config::{LdapRealmConfig, LdapTls};
 
 /// LDAP result codes we act on (RFC 4511).
 const RC_SUCCESS: u32 = 0;
 const RC_NO_SUCH_OBJECT: u32 = 32;
-const RC_INVALID_CREDENTIALS: u32 = 49;
 
 /// Operations sent to the directory, for tests and benchmarks.
 #[derive(Debug, Default)]
@@ -185,9 +185,13 @@ impl LdapPool {
 
     /// Checks a password with a simple bind as `dn`. `Ok(false)`: wrong password.
     /// An empty password never gets here: it would be an unauthenticated bind.
-    pub async fn check_password(&self, dn: &str, password: &str) -> Result<bool, Unavailable> {
+    pub async fn check_password(
+        &self,
+        dn: &str,
+        password: &str,
+    ) -> Result<BindOutcome, Unavailable> {
         if password.is_empty() || dn.is_empty() {
-            return Ok(false);
+            return Ok(BindOutcome::WrongPassword);
         }
         let _permit = tokio::time::timeout(self.op_timeout(), self.binders.acquire())
             .await
@@ -217,15 +221,11 @@ impl LdapPool {
         {
             Ok(res) => {
                 self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(l);
-                match res.rc {
-                    RC_SUCCESS => Ok(true),
-                    RC_INVALID_CREDENTIALS => Ok(false),
-                    rc => {
-                        // e.g. 13 confidentialityRequired, 53 unwillingToPerform, 8 strongerAuthRequired.
-                        tracing::warn!(realm = %self.cfg.name, rc, text = %res.text, "directory refused a user bind");
-                        Ok(false)
-                    }
+                let outcome = classify(res.rc, &res.text);
+                if let BindOutcome::Trouble(why) = &outcome {
+                    tracing::warn!(realm = %self.cfg.name, rc = res.rc, text = %res.text, %why, "directory did not judge a user bind");
                 }
+                Ok(outcome)
             }
             Err(e) => Err(Unavailable(format!(
                 "bind to {} failed: {e}",
