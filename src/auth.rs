@@ -287,7 +287,8 @@ impl Authenticator {
         match ntlm_msg::parse(&raw) {
             Ok(NtlmMessage::Negotiate { .. }) => {
                 // Half-open handshakes hold helpers: a few per client address.
-                let Some(place) = pool.pending.try_take(conn.client.ip()) else {
+                let wait = self.cfg.ntlm.queue_timeout;
+                let Some(place) = pool.pending.take_within(conn.client.ip(), wait).await else {
                     return Err(AuthFailure::Busy {
                         user: "-".into(),
                         reason: format!(

@@ -149,7 +149,8 @@ pub struct NtlmConfig {
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
     /// Handshakes between type 1 and type 3 from one client address at once;
-    /// beyond this a type 1 gets 503. Strangers cannot hold every helper.
+    /// beyond this a type 1 waits `queue_timeout` for a place, then gets 503.
+    /// One host cannot hold every helper.
     pub max_pending_per_address: usize,
     /// NTLMv1 and LM responses are refused unless this is true.
     pub allow_ntlmv1: bool,
@@ -276,7 +277,8 @@ impl Default for ThrottleConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PasswordCheckConfig {
-    /// Concurrent checks; 0 = one per CPU core.
+    /// Concurrent checks; 0 = half the CPU cores (at least one), so that a
+    /// flood of wrong passwords leaves the other half to the traffic.
     pub permits: usize,
     /// A check waits this long for a permit, then the request gets 503 with Retry-After.
     #[serde(with = "humantime_serde")]
@@ -296,7 +298,7 @@ impl PasswordCheckConfig {
     /// The number of permits, with 0 resolved to the machine's cores.
     pub fn permits(&self) -> usize {
         match self.permits {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
             n => n,
         }
     }

@@ -152,7 +152,10 @@ async fn serve_connection(
         r.set_error(&e);
         acc.proxy.log.write(r);
     }
-    if let Err(e) = res {
-        tracing::debug!(client = %peer, requests = conn.requests(), error = %e, "connection ended with an error");
+    match res {
+        Err(e) => {
+            tracing::debug!(client = %peer, requests = conn.requests(), error = %e, "connection closed")
+        }
+        Ok(()) => tracing::debug!(client = %peer, requests = conn.requests(), "connection closed"),
     }
 }

@@ -112,3 +112,78 @@ async fn connect_with_a_body_is_400_and_closed() {
         assert!(started.elapsed() < Duration::from_secs(5), "closed at once");
     }
 }
+
+/// Peak resident memory of a process, from /proc (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kb / 1024
+}
+
+/// 400 concurrent requests, each with a different wrong password for a
+/// known local user: argon2 checks run a bounded number at once (memory stays
+/// bounded), the rest wait a bounded time and get 503 with Retry-After, and a
+/// user whose credentials are cached keeps being served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_flood_is_bounded_in_memory_and_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start().await;
+    let auth = local_realm(dir.path()).replace(
+        "max_failures_per_connection = 3",
+        "max_failures_per_connection = 1000",
+    );
+    let gh = Gatehouse::start(
+        "max_connections_per_address = 5000\n",
+        &format!(
+            "{auth}[auth.throttle]\nuser_failures = 0\naddress_failures = 0\n\
+             [auth.password_checks]\npermits = 2\nqueue_timeout = \"1s\"\n"
+        ),
+    );
+    let url = origin.url("/hello");
+    let get = |user_pass: String| {
+        let url = url.clone();
+        let addr = gh.addr();
+        async move {
+            let raw = format!(
+                "GET {url} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {}\r\nConnection: close\r\n\r\n",
+                basic(&user_pass)
+            );
+            raw_exchange(addr, raw.as_bytes(), Duration::from_secs(60)).await
+        }
+    };
+    // bob's credentials are verified and cached before the flood.
+    assert_eq!(status_of(&get("bob:bob-pw".into()).await), 200);
+    let flood: Vec<_> = (0..400)
+        .map(|i| tokio::spawn(get(format!("alice:wrong-{i}"))))
+        .collect();
+    // During the flood the cached user is served.
+    for _ in 0..5 {
+        assert_eq!(status_of(&get("bob:bob-pw".into()).await), 200);
+    }
+    let mut refused = 0;
+    let mut busy = 0;
+    for f in flood {
+        let text = f.await.unwrap();
+        match status_of(&text) {
+            407 => refused += 1,
+            503 => {
+                assert!(text.contains("retry-after: 1"), "{text}");
+                assert!(text.contains("authentication_busy"), "{text}");
+                busy += 1;
+            }
+            other => panic!("unexpected {other}: {text}"),
+        }
+    }
+    assert_eq!(refused + busy, 400);
+    assert!(busy > 0, "some checks waited longer than the queue timeout");
+    let peak = peak_rss_mib(gh.pid());
+    assert!(
+        peak < 300,
+        "peak RSS {peak} MiB: argon2 checks are not bounded"
+    );
+    assert!(gh.stderr().contains("password checks busy"));
+}

@@ -15,6 +15,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub struct PerAddress {
     max: usize,
     open: Mutex<HashMap<IpAddr, usize>>,
+    /// Woken whenever a place is given back, for [`PerAddress::take_within`].
+    freed: tokio::sync::Notify,
 }
 
 impl PerAddress {
@@ -22,7 +24,27 @@ impl PerAddress {
         Arc::new(Self {
             max,
             open: Mutex::new(HashMap::new()),
+            freed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// A place for `ip`, waiting at most `wait` for one to be given back.
+    /// Waiting costs a future, not a helper: a browser's burst of parallel
+    /// handshakes queues briefly, a flood from one address is refused.
+    pub async fn take_within(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        wait: std::time::Duration,
+    ) -> Option<AddressSlot> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Registered before the attempt, so a place freed in between wakes us.
+            let freed = self.freed.notified();
+            if let Some(place) = self.try_take(ip) {
+                return Some(place);
+            }
+            tokio::time::timeout_at(deadline, freed).await.ok()?;
+        }
     }
 
     /// A place for one more connection from `ip`, if it has fewer than the cap.
@@ -73,6 +95,8 @@ impl Drop for AddressSlot {
                 open.remove(&self.ip);
             }
         }
+        drop(open);
+        self.table.freed.notify_waiters();
     }
 }
 

@@ -13,9 +13,11 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use serde::Deserialize;
+
+mod hashing;
 
 use super::cache::Unavailable;
 use super::config::LocalRealmConfig;
@@ -53,6 +55,8 @@ pub struct LocalRealm {
     users: HashMap<String, Arc<(String, Identity)>>,
     /// Where hashes are checked: a bounded number at once, off the async threads.
     hashing: Arc<BlockingSlots>,
+    /// Their working memory, reused.
+    memory: Arc<hashing::HashMemory>,
     /// The hash an unknown user's password is checked against, so that an
     /// unknown name costs what a known one does (no timing oracle for names).
     decoy: Arc<str>,
@@ -88,6 +92,7 @@ impl LocalRealm {
             cfg: cfg.clone(),
             users,
             hashing: hashing.clone(),
+            memory: Arc::default(),
             decoy: decoy_hash()?.into(),
         })
     }
@@ -116,16 +121,13 @@ impl LocalRealm {
     pub async fn verify(&self, user: &str, password: &str) -> RealmVerdict {
         let entry = self.find(user).cloned();
         let decoy = self.decoy.clone();
+        let memory = self.memory.clone();
         let password = password.to_owned();
         let checked = self
             .hashing
             .run(move || {
                 let hash = entry.as_ref().map_or(&*decoy, |e| e.0.as_str());
-                let ok = PasswordHash::new(hash).is_ok_and(|h| {
-                    Argon2::default()
-                        .verify_password(password.as_bytes(), &h)
-                        .is_ok()
-                });
+                let ok = memory.verify(hash, password.as_bytes());
                 match entry {
                     None => RealmVerdict::UnknownUser,
                     Some(e) if ok => RealmVerdict::Verified(Arc::new(e.1.clone())),

@@ -80,6 +80,36 @@ impl Slapd {
         assert!(std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err());
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("slapd running").id().to_string();
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    /// Restarts the server with `line` added to the end of its slapd.conf
+    /// (the database section).
+    pub fn restart_with(&mut self, line: &str) {
+        self.stop();
+        let conf = self.dir.path().join("slapd.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str(&format!("\n{line}\n"));
+        std::fs::write(&conf, text).unwrap();
+        self.run();
+    }
+
     pub fn url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.port)
     }

@@ -630,7 +630,7 @@ pub fn local_realm(dir: &std::path::Path) -> String {
     std::fs::write(
         &realm,
         format!(
-            "name = \"local\"\nkind = \"local\"\nusers_file = \"{}\"\n",
+            "name = \"local\"\nkind = \"local\"\nusers_file = \"{}\"\ndomains = [\"EXAMPLE.TEST\"]\n",
             users.display()
         ),
     )

@@ -32,7 +32,7 @@ pub fn realm_file(samba: &Path, dir: &Path) -> PathBuf {
              login_attribute = \"sAMAccountName\"\nprincipal_attribute = \"userPrincipalName\"\n\
              group_base = \"DC=ad,DC=example,DC=test\"\ngroup_strategy = \"ad-in-chain\"\n\
              group_filter = \"(objectClass=group)\"\nstale_grace = \"1h\"\n\
-             domains = [\"AD\", \"AD.EXAMPLE.TEST\"]\n",
+             domains = [\"ADTEST\", \"AD.EXAMPLE.TEST\"]\n",
             samba.join("admin.pw").display()
         ),
     )
