@@ -1,13 +1,24 @@
 //! Absolute-form requests (`GET http://host/path`) forwarded to the origin
 //! through a keep-alive connection pool, bodies streamed both ways.
+//!
+//! The pool never resolves a name: each request goes out with the address
+//! the policy judged as its URI authority (the `Host` header keeps the
+//! name), so connections are pooled per address and port. Only that one
+//! address is tried: a name with several addresses gets no failover here.
 
 pub mod headers;
 
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use http::{header, HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -15,13 +26,38 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::body::{RequestBody, ResponseBody};
 use crate::config::ForwardConfig;
 use crate::error::ProxyError;
-use crate::resolve::Resolver;
+use crate::resolve::host::{self, Host};
 
-pub type UpstreamClient = Client<HttpConnector<Resolver>, RequestBody>;
+pub type UpstreamClient = Client<HttpConnector<NoResolve>, RequestBody>;
+
+/// The connector's resolver: refuses every name. Requests carry address
+/// literals, which hyper dials without asking it; a name reaching it is a
+/// bug that must fail closed rather than resolve a second time.
+#[derive(Debug, Clone, Copy)]
+pub struct NoResolve;
+
+type Refusal = Pin<Box<dyn Future<Output = io::Result<std::vec::IntoIter<SocketAddr>>> + Send>>;
+
+impl tower_service::Service<Name> for NoResolve {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = io::Error;
+    type Future = Refusal;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Refusal {
+        tracing::error!(%name, "the forward pool was asked to resolve a name");
+        Box::pin(std::future::ready(Err(io::Error::other(
+            "the forward path dials decided addresses only",
+        ))))
+    }
+}
 
 /// The pooled client every forwarded request goes through.
-pub fn client(cfg: &ForwardConfig, resolver: Resolver) -> UpstreamClient {
-    let mut connector = HttpConnector::new_with_resolver(resolver);
+pub fn client(cfg: &ForwardConfig) -> UpstreamClient {
+    let mut connector = HttpConnector::new_with_resolver(NoResolve);
     connector.set_connect_timeout(Some(cfg.connect_timeout));
     connector.set_nodelay(true);
     connector.enforce_http(true);
@@ -37,9 +73,11 @@ pub fn client(cfg: &ForwardConfig, resolver: Resolver) -> UpstreamClient {
 /// Where a forwarded request goes, taken from its absolute-form URI.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub host: String,
+    /// Canonical (see [`crate::resolve::host`]).
+    pub host: Host,
     pub port: u16,
-    /// `http://host:port/path?query`, with any userinfo removed.
+    /// `http://host:port/path?query` with the canonical host and any
+    /// userinfo removed; its authority is the `Host` header sent upstream.
     pub uri: Uri,
 }
 
@@ -52,42 +90,44 @@ pub fn target(uri: &Uri) -> Result<Target, ProxyError> {
     if !scheme.eq_ignore_ascii_case("http") {
         return Err(ProxyError::UnsupportedScheme(scheme.to_string()));
     }
-    let host = auth.host();
-    if host.is_empty() {
-        return Err(ProxyError::BadRequest("empty host"));
-    }
+    let host = host::canonical(auth.host()).map_err(|e| ProxyError::BadRequest(e.0))?;
     let port = auth.port_u16().unwrap_or(80);
     if port == 0 {
         return Err(ProxyError::BadRequest("port 0"));
     }
-    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(if port == 80 {
-            host.to_string()
-        } else {
-            format!("{host}:{port}")
-        })
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| ProxyError::BadRequest("invalid URI"))?;
-    Ok(Target {
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        port,
-        uri,
-    })
+    let uri = with_authority(uri, &authority(&host, port))?;
+    Ok(Target { host, port, uri })
 }
 
-/// Sends the request upstream and returns the origin's response, both with
-/// hop-by-hop headers removed and our `Via` added.
+/// `host[:port]`, the port left out when it is 80.
+fn authority(host: &Host, port: u16) -> String {
+    let a = host.authority(port);
+    match a.strip_suffix(":80") {
+        Some(short) if port == 80 => short.to_string(),
+        _ => a,
+    }
+}
+
+/// `http://{authority}{path?query}` of `uri`.
+fn with_authority(uri: &Uri, authority: &str) -> Result<Uri, ProxyError> {
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| ProxyError::BadRequest("invalid URI"))
+}
+
+/// Sends the request to `addr` (the decided address of `target`) and returns
+/// the origin's response, both with hop-by-hop headers removed and our `Via`
+/// added.
 pub async fn forward(
     client: &UpstreamClient,
     cfg: &ForwardConfig,
     req: Request<Incoming>,
     target: &Target,
+    addr: SocketAddr,
     cs_bytes: Arc<AtomicU64>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let (mut parts, body) = req.into_parts();
@@ -99,7 +139,7 @@ pub async fn forward(
             parts.headers.insert(header::HOST, v);
         }
     }
-    parts.uri = target.uri.clone();
+    parts.uri = with_authority(&target.uri, &addr.to_string())?;
     parts.version = http::Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, RequestBody::new(body, cs_bytes));
     let where_ = || format!("{}:{}", target.host, target.port);
@@ -147,12 +187,34 @@ mod tests {
 
     #[test]
     fn target_strips_userinfo_and_defaults_port() {
-        let t = target(&"http://user:secret@example.test/a?b=1".parse().unwrap()).unwrap();
+        let t = target(&"http://user:secret@Example.test./a?b=1".parse().unwrap()).unwrap();
         assert_eq!(t.uri.to_string(), "http://example.test/a?b=1");
-        assert_eq!((t.host.as_str(), t.port), ("example.test", 80));
+        assert_eq!((t.host.to_string().as_str(), t.port), ("example.test", 80));
         let t = target(&"http://[::1]:8080".parse().unwrap()).unwrap();
         assert_eq!(t.uri.to_string(), "http://[::1]:8080/");
-        assert_eq!((t.host.as_str(), t.port), ("::1", 8080));
+        assert_eq!((t.host.to_string().as_str(), t.port), ("::1", 8080));
+    }
+
+    #[test]
+    fn target_host_is_canonical() {
+        for (url, want) in [
+            ("http://127.1:18080/x", "http://127.0.0.1:18080/x"),
+            ("http://2130706433:18080/", "http://127.0.0.1:18080/"),
+            ("http://0x7f.1/", "http://127.0.0.1/"),
+            ("http://0177.0.0.1:18080/", "http://127.0.0.1:18080/"),
+            (
+                "http://[::ffff:127.0.0.1]:18080/",
+                "http://127.0.0.1:18080/",
+            ),
+            ("http://LOCALHOST:18080/", "http://localhost:18080/"),
+        ] {
+            let t = target(&url.parse().unwrap()).unwrap();
+            assert_eq!(t.uri.to_string(), want, "{url}");
+        }
+        assert_eq!(
+            target(&"http://1.2.3.256/".parse().unwrap()).unwrap_err(),
+            ProxyError::BadRequest("numeric host that is not a valid IPv4 address")
+        );
     }
 
     #[test]
