@@ -5,8 +5,11 @@
 //! the policy judged as its URI authority (the `Host` header keeps the
 //! name), so connections are pooled per address and port. Only that one
 //! address is tried: a name with several addresses gets no failover here.
+//! Connections carrying NTLM/Negotiate origin authentication never enter
+//! the pool: they are pinned to their client connection ([`pin`]).
 
 pub mod headers;
+pub mod pin;
 
 use std::future::Future;
 use std::io;
@@ -119,41 +122,77 @@ fn with_authority(uri: &Uri, authority: &str) -> Result<Uri, ProxyError> {
         .map_err(|_| ProxyError::BadRequest("invalid URI"))
 }
 
+/// Where a forwarded request may be sent, besides the shared pool.
+pub struct Upstream<'a> {
+    pub client: &'a UpstreamClient,
+    /// The client connection's pinned connection (connection-based auth).
+    pub pins: &'a pin::Slot,
+    /// The proxy user, so a pin never serves another user.
+    pub user: Option<&'a str>,
+}
+
 /// Sends the request to `addr` (the decided address of `target`) and returns
 /// the origin's response, both with hop-by-hop headers removed and our `Via`
-/// added.
+/// added, and whether it travelled on a pinned connection. Requests with
+/// NTLM/Negotiate origin credentials, and their successors on the same
+/// client connection, go on a pinned connection (see [`pin`]), never the pool.
 pub async fn forward(
-    client: &UpstreamClient,
+    up: Upstream<'_>,
     cfg: &ForwardConfig,
     req: Request<Incoming>,
     target: &Target,
     addr: SocketAddr,
     cs_bytes: Arc<AtomicU64>,
-) -> Result<Response<ResponseBody>, ProxyError> {
+) -> Result<(Response<ResponseBody>, bool), ProxyError> {
     let (mut parts, body) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version, &cfg.via_pseudonym);
     // RFC 9112 §3.2.2: the Host header follows the request target.
-    if let Some(auth) = target.uri.authority() {
-        if let Ok(v) = HeaderValue::from_str(auth.as_str()) {
-            parts.headers.insert(header::HOST, v);
-        }
+    let host = target.uri.authority().map_or("", |a| a.as_str());
+    if let Ok(v) = HeaderValue::from_str(host) {
+        parts.headers.insert(header::HOST, v);
     }
-    parts.uri = with_authority(&target.uri, &addr.to_string())?;
     parts.version = http::Version::HTTP_11;
-    let upstream_req = Request::from_parts(parts, RequestBody::new(body, cs_bytes));
-    let where_ = || format!("{}:{}", target.host, target.port);
-    let resp = match tokio::time::timeout(cfg.response_timeout, client.request(upstream_req)).await
-    {
-        Err(_) => return Err(ProxyError::UpstreamTimeout(where_())),
-        Ok(Err(e)) => return Err(classify(&e, where_())),
-        Ok(Ok(resp)) => resp,
+    let key = pin::PinKey {
+        addr,
+        host: host.to_string(),
+        user: up.user.map(str::to_owned),
+    };
+    let pinned = pin::wanted(up.pins, &key, &parts.headers);
+    let is_pinned = pinned.is_some();
+    let resp = match pinned {
+        Some(held) => {
+            // A connection of our own speaks origin-form.
+            parts.uri = target
+                .uri
+                .path_and_query()
+                .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+            let req = Request::from_parts(parts, RequestBody::new(body, cs_bytes));
+            let timeouts = (cfg.connect_timeout, cfg.response_timeout);
+            pin::send(up.pins, held, key, req, timeouts.0, timeouts.1).await?
+        }
+        None => {
+            parts.uri = with_authority(&target.uri, &addr.to_string())?;
+            let req = Request::from_parts(parts, RequestBody::new(body, cs_bytes));
+            let where_ = || format!("{}:{}", target.host, target.port);
+            match tokio::time::timeout(cfg.response_timeout, up.client.request(req)).await {
+                Err(_) => return Err(ProxyError::UpstreamTimeout(where_())),
+                Ok(Err(e)) => return Err(classify(&e, where_())),
+                Ok(Ok(resp)) => resp,
+            }
+        }
     };
     let (mut parts, body) = resp.into_parts();
+    let session_based =
+        is_pinned || pin::connection_auth(&parts.headers, &header::WWW_AUTHENTICATE);
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version, &cfg.via_pseudonym);
+    if session_based {
+        pin::mark_session_based(&mut parts.headers);
+    }
     parts.version = http::Version::HTTP_11;
-    Ok(Response::from_parts(parts, ResponseBody::upstream(body)))
+    let resp = Response::from_parts(parts, ResponseBody::upstream(body));
+    Ok((resp, is_pinned))
 }
 
 /// Names what failed from the client's error chain: DNS, timeout or connect.

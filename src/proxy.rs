@@ -258,7 +258,15 @@ pub async fn serve(
         }
         // Plain HTTP goes to the first address only (see `forward`).
         Some(target) => match dial.first() {
-            Some(addr) => forward(&proxy, req, target, *addr, record, in_flight).await,
+            Some(addr) => {
+                let user = who.as_ref().map(|w| w.identity.user.as_str());
+                let up = forward::Upstream {
+                    client: &proxy.client,
+                    pins: &conn.pinned,
+                    user,
+                };
+                forward(&proxy, up, req, target, *addr, record, in_flight).await
+            }
             None => Err((ProxyError::ConnectFailed(host), record, in_flight)),
         },
     };
@@ -398,8 +406,10 @@ fn describe(r: &mut AccessRecord, req: &Request<Incoming>) {
 
 type Failed = (ProxyError, AccessRecord, InFlight);
 
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     proxy: &Proxy,
+    up: forward::Upstream<'_>,
     req: Request<Incoming>,
     target: forward::Target,
     addr: SocketAddr,
@@ -409,13 +419,14 @@ async fn forward(
     let method = req.method().clone();
     let cs_bytes = Arc::new(AtomicU64::new(0));
     let cfg = &proxy.config.forward;
-    let resp =
-        match forward::forward(&proxy.client, cfg, req, &target, addr, cs_bytes.clone()).await {
-            Ok(resp) => resp,
-            Err(e) => return Err((e, r, in_flight)),
-        };
+    let (resp, pinned) = match forward::forward(up, cfg, req, &target, addr, cs_bytes.clone()).await
+    {
+        Ok(resp) => resp,
+        Err(e) => return Err((e, r, in_flight)),
+    };
     r.status = resp.status().as_u16();
-    r.action = if cacheable(&method, &resp) {
+    // Squid: what a pinned (per-user) connection brings is never cacheable.
+    r.action = if !pinned && cacheable(&method, &resp) {
         "TCP_MISS"
     } else {
         "TCP_NC_MISS"
@@ -600,6 +611,8 @@ async fn connect(
         proxy.log.write(record);
     });
     conn.answer_connect(true);
+    // No more HTTP on this connection: a pinned upstream has no further use.
+    conn.pinned.clear();
     let mut resp = Response::new(ResponseBody::full(bytes::Bytes::new()));
     *resp.status_mut() = StatusCode::OK;
     Ok(resp)
