@@ -259,11 +259,14 @@ pub async fn serve(
         // Plain HTTP goes to the first address only (see `forward`).
         Some(target) => match dial.first() {
             Some(addr) => {
-                let user = who.as_ref().map(|w| w.identity.user.as_str());
+                // Realm and user: the same login in two realms is two people.
+                let user = who
+                    .as_ref()
+                    .map(|w| format!("{}\\{}", w.identity.realm, w.identity.user));
                 let up = forward::Upstream {
                     client: &proxy.client,
                     pins: &conn.pinned,
-                    user,
+                    user: user.as_deref(),
                 };
                 forward(&proxy, up, req, target, *addr, record, in_flight).await
             }

@@ -188,3 +188,27 @@ async fn a_pin_is_for_one_destination() {
     let back = exchange(&mut a, get(&u1, None)).await;
     assert_eq!((back.0, back.2.as_str()), (200, "hello alice"));
 }
+
+/// A client connection that carries two proxy users (Basic re-presents on
+/// every request, so a shared downstream proxy can mix users): bob never
+/// gets the upstream connection alice authenticated.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pin_is_for_one_proxy_user() {
+    let origin = ConnAuthOrigin::start().await;
+    let url = format!("http://{}/", origin.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let gh = Gatehouse::start("", &local_realm(dir.path()));
+    let mut c = proxy_conn(gh.addr()).await;
+    let as_user = |who: &str, origin_auth: Option<&str>| {
+        let mut r = get(&url, origin_auth);
+        r.headers_mut()
+            .insert("proxy-authorization", basic(who).parse().unwrap());
+        r
+    };
+    let alice = exchange(&mut c, as_user("alice:alice-pw", Some("NTLM alice"))).await;
+    assert_eq!((alice.0, alice.2.as_str()), (200, "hello alice"));
+    let bob = exchange(&mut c, as_user("bob:bob-pw", None)).await;
+    assert_eq!(bob.0, 401, "bob was served on alice's connection: {bob:?}");
+    let alice = exchange(&mut c, as_user("alice:alice-pw", None)).await;
+    assert_eq!((alice.0, alice.2.as_str()), (200, "hello alice"));
+}
