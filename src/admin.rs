@@ -222,6 +222,18 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
             }
         }
     };
+    // The addresses the proxy would judge, resolved the same way.
+    let resolver = gatehouse::resolve::Resolver::new(&config.resolver);
+    let addrs = match runtime().block_on(resolver.resolve(&host)) {
+        Ok(a) => a,
+        Err(e) => {
+            println!("request:        {method} {} from {}", q.url, q.client);
+            println!("resolution:     {host}: {e}");
+            println!("decision:       502 dns_unresolved_hostname");
+            return ExitCode::SUCCESS;
+        }
+    };
+    let host = host.to_string();
     let mut headers = http::HeaderMap::new();
     for h in &q.headers {
         let Some((name, value)) = h.split_once(':') else {
@@ -266,12 +278,13 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
         }));
         id
     });
-    let categories = policy.categories.lookup(&host);
+    let categories = policy.categories.lookup(&host, &addrs);
     let facts = Facts {
         identity: identity.as_ref(),
         client: q.client,
         method: &method,
         host: &host,
+        addrs: &addrs,
         port,
         headers: &headers,
         categories: &categories,
@@ -301,6 +314,8 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
         }
         None => println!("identity:       none"),
     }
+    let shown: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    println!("addresses:      {}", shown.join(", "));
     let cats: Vec<&str> = categories.iter().map(|c| c.as_ref()).collect();
     println!(
         "categories:     {}",
@@ -313,6 +328,12 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
     if method == "CONNECT" && !config.tunnel.allowed_ports.contains(&port) {
         println!("built-in:       CONNECT to port {port} is not in tunnel.allowed_ports");
         println!("decision:       DENY 403 policy_denied (rule builtin:connect-ports)");
+        return ExitCode::SUCCESS;
+    }
+    let refused = gatehouse::resolve::Refused::new(&config.destinations.refuse);
+    if let Some(ip) = refused.find(&addrs) {
+        println!("built-in:       {ip} is in destinations.refuse");
+        println!("decision:       DENY 403 destination_refused (rule builtin:destinations)");
         return ExitCode::SUCCESS;
     }
     let (auth, auth_rule) = policy.needs_auth(&facts, config.auth.required);

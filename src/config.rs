@@ -45,6 +45,8 @@ pub struct Config {
     #[serde(default)]
     pub resolver: ResolverConfig,
     #[serde(default)]
+    pub destinations: DestinationsConfig,
+    #[serde(default)]
     pub accesslog: AccessLogConfig,
     #[serde(default)]
     pub shutdown: ShutdownConfig,
@@ -440,6 +442,29 @@ impl Default for ResolverConfig {
     }
 }
 
+/// Destinations refused before the policy is asked.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DestinationsConfig {
+    /// No request reaches an address in these ranges, whatever the policy
+    /// says: if any address a destination resolves to is in one, 403
+    /// `destination_refused`. The default keeps clients off link-local
+    /// addresses, where cloud metadata services hand out credentials
+    /// (169.254.169.254), and off 0.0.0.0/8 (which Linux dials as this host).
+    pub refuse: Vec<ipnet::IpNet>,
+}
+
+impl Default for DestinationsConfig {
+    fn default() -> Self {
+        Self {
+            refuse: ["169.254.0.0/16", "fe80::/10", "0.0.0.0/8"]
+                .iter()
+                .map(|s| s.parse().expect("constant CIDRs"))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -609,6 +634,19 @@ impl Config {
                 format!("{name:?} has no address"),
             ));
         }
+        for name in self.resolver.hosts.keys() {
+            // Requests are looked up by their canonical host: a key that is an
+            // address, or not a host name at all, would never be found.
+            match crate::resolve::host::canonical(name) {
+                Ok(crate::resolve::Host::Name(_)) => {}
+                _ => {
+                    return Err(invalid(
+                        "resolver.hosts",
+                        format!("{name:?} is not a host name"),
+                    ))
+                }
+            }
+        }
         if self.accesslog.path.is_empty() {
             return Err(invalid("accesslog.path", "a file path or '-' for stdout"));
         }
@@ -730,6 +768,25 @@ mod tests {
         assert!(e.to_string().contains("tunnel.idle_timeout"), "{e}");
         let e = Config::from_toml("[forward]\nvia_pseudonym = \"a b\"\n").unwrap_err();
         assert!(e.to_string().contains("forward.via_pseudonym"), "{e}");
+    }
+
+    #[test]
+    fn destinations_refuse_by_default_and_can_be_emptied() {
+        let c = Config::from_toml(DEFAULT_CONFIG).unwrap();
+        let refused: Vec<String> = c
+            .destinations
+            .refuse
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(refused, ["169.254.0.0/16", "fe80::/10", "0.0.0.0/8"]);
+        let c = Config::from_toml("[destinations]\nrefuse = []\n").unwrap();
+        assert!(c.destinations.refuse.is_empty());
+        let e = Config::from_toml("[destinations]\nrefuse = [\"nope\"]\n").unwrap_err();
+        assert!(e.to_string().contains("refuse"), "{e}");
+        let e =
+            Config::from_toml("[resolver]\nhosts = { \"127.1\" = [\"10.0.0.1\"] }\n").unwrap_err();
+        assert!(e.to_string().contains("resolver.hosts"), "{e}");
     }
 
     #[test]

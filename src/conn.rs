@@ -49,6 +49,9 @@ pub struct ConnState {
     /// The last Basic credentials verified on this connection, as the exact
     /// header bytes: a client re-sending them needs no hash and no cache lookup.
     last_basic: Mutex<Option<(http::HeaderValue, Authenticated, Instant)>>,
+    /// The upstream connection pinned to this one (origin NTLM/Negotiate);
+    /// it closes when this state is dropped.
+    pub pinned: crate::forward::pin::Slot,
     /// The connection's place under `listener.max_connections`, held until the
     /// last user of this state (a tunnel outlives its HTTP connection) is gone.
     _slot: Option<slots::Slot>,
@@ -94,6 +97,7 @@ impl ConnState {
             identity: Mutex::new(None),
             ntlm: Mutex::new(None),
             last_basic: Mutex::new(None),
+            pinned: Default::default(),
             _slot: slot,
         })
     }

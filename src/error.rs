@@ -27,6 +27,8 @@ pub enum ProxyError {
     // --- policy ---
     #[error("CONNECT to port {0} is not allowed")]
     PortNotAllowed(u16),
+    #[error("destination {0} is in a refused range (destinations.refuse)")]
+    DestinationRefused(std::net::IpAddr),
     #[error("denied by policy rule {rule}")]
     PolicyDenied {
         status: u16,
@@ -72,7 +74,7 @@ impl ProxyError {
             UriTooLong(_) => StatusCode::URI_TOO_LONG,
             HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
             Loop => StatusCode::LOOP_DETECTED,
-            PortNotAllowed(_) => StatusCode::FORBIDDEN,
+            PortNotAllowed(_) | DestinationRefused(_) => StatusCode::FORBIDDEN,
             PolicyDenied { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
             }
@@ -98,6 +100,7 @@ impl ProxyError {
             UnsupportedScheme(_) => "unsupported_protocol",
             Loop => "loop_detected",
             PortNotAllowed(_) => "policy_denied",
+            DestinationRefused(_) => "destination_refused",
             TooManyConnections => "too_many_connections",
             TooManyFromClient => "too_many_connections_from_client",
             AuthRequired | AuthContinue(_) => "authentication_required",

@@ -1,13 +1,27 @@
 //! Absolute-form requests (`GET http://host/path`) forwarded to the origin
 //! through a keep-alive connection pool, bodies streamed both ways.
+//!
+//! The pool never resolves a name: each request goes out with the address
+//! the policy judged as its URI authority (the `Host` header keeps the
+//! name), so connections are pooled per address and port. Only that one
+//! address is tried: a name with several addresses gets no failover here.
+//! Connections carrying NTLM/Negotiate origin authentication never enter
+//! the pool: they are pinned to their client connection ([`pin`]).
 
 pub mod headers;
+pub mod pin;
 
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use http::{header, HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -15,13 +29,38 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::body::{RequestBody, ResponseBody};
 use crate::config::ForwardConfig;
 use crate::error::ProxyError;
-use crate::resolve::Resolver;
+use crate::resolve::host::{self, Host};
 
-pub type UpstreamClient = Client<HttpConnector<Resolver>, RequestBody>;
+pub type UpstreamClient = Client<HttpConnector<NoResolve>, RequestBody>;
+
+/// The connector's resolver: refuses every name. Requests carry address
+/// literals, which hyper dials without asking it; a name reaching it is a
+/// bug that must fail closed rather than resolve a second time.
+#[derive(Debug, Clone, Copy)]
+pub struct NoResolve;
+
+type Refusal = Pin<Box<dyn Future<Output = io::Result<std::vec::IntoIter<SocketAddr>>> + Send>>;
+
+impl tower_service::Service<Name> for NoResolve {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = io::Error;
+    type Future = Refusal;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Refusal {
+        tracing::error!(%name, "the forward pool was asked to resolve a name");
+        Box::pin(std::future::ready(Err(io::Error::other(
+            "the forward path dials decided addresses only",
+        ))))
+    }
+}
 
 /// The pooled client every forwarded request goes through.
-pub fn client(cfg: &ForwardConfig, resolver: Resolver) -> UpstreamClient {
-    let mut connector = HttpConnector::new_with_resolver(resolver);
+pub fn client(cfg: &ForwardConfig) -> UpstreamClient {
+    let mut connector = HttpConnector::new_with_resolver(NoResolve);
     connector.set_connect_timeout(Some(cfg.connect_timeout));
     connector.set_nodelay(true);
     connector.enforce_http(true);
@@ -37,9 +76,11 @@ pub fn client(cfg: &ForwardConfig, resolver: Resolver) -> UpstreamClient {
 /// Where a forwarded request goes, taken from its absolute-form URI.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub host: String,
+    /// Canonical (see [`crate::resolve::host`]).
+    pub host: Host,
     pub port: u16,
-    /// `http://host:port/path?query`, with any userinfo removed.
+    /// `http://host:port/path?query` with the canonical host and any
+    /// userinfo removed; its authority is the `Host` header sent upstream.
     pub uri: Uri,
 }
 
@@ -52,68 +93,106 @@ pub fn target(uri: &Uri) -> Result<Target, ProxyError> {
     if !scheme.eq_ignore_ascii_case("http") {
         return Err(ProxyError::UnsupportedScheme(scheme.to_string()));
     }
-    let host = auth.host();
-    if host.is_empty() {
-        return Err(ProxyError::BadRequest("empty host"));
-    }
+    let host = host::canonical(auth.host()).map_err(|e| ProxyError::BadRequest(e.0))?;
     let port = auth.port_u16().unwrap_or(80);
     if port == 0 {
         return Err(ProxyError::BadRequest("port 0"));
     }
-    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(if port == 80 {
-            host.to_string()
-        } else {
-            format!("{host}:{port}")
-        })
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| ProxyError::BadRequest("invalid URI"))?;
-    Ok(Target {
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        port,
-        uri,
-    })
+    let uri = with_authority(uri, &authority(&host, port))?;
+    Ok(Target { host, port, uri })
 }
 
-/// Sends the request upstream and returns the origin's response, both with
-/// hop-by-hop headers removed and our `Via` added.
+/// `host[:port]`, the port left out when it is 80.
+fn authority(host: &Host, port: u16) -> String {
+    let a = host.authority(port);
+    match a.strip_suffix(":80") {
+        Some(short) if port == 80 => short.to_string(),
+        _ => a,
+    }
+}
+
+/// `http://{authority}{path?query}` of `uri`.
+fn with_authority(uri: &Uri, authority: &str) -> Result<Uri, ProxyError> {
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| ProxyError::BadRequest("invalid URI"))
+}
+
+/// Where a forwarded request may be sent, besides the shared pool.
+pub struct Upstream<'a> {
+    pub client: &'a UpstreamClient,
+    /// The client connection's pinned connection (connection-based auth).
+    pub pins: &'a pin::Slot,
+    /// The proxy user, so a pin never serves another user.
+    pub user: Option<&'a str>,
+}
+
+/// Sends the request to `addr` (the decided address of `target`) and returns
+/// the origin's response, both with hop-by-hop headers removed and our `Via`
+/// added, and whether it travelled on a pinned connection. Requests with
+/// NTLM/Negotiate origin credentials, and their successors on the same
+/// client connection, go on a pinned connection (see [`pin`]), never the pool.
 pub async fn forward(
-    client: &UpstreamClient,
+    up: Upstream<'_>,
     cfg: &ForwardConfig,
     req: Request<Incoming>,
     target: &Target,
+    addr: SocketAddr,
     cs_bytes: Arc<AtomicU64>,
-) -> Result<Response<ResponseBody>, ProxyError> {
+) -> Result<(Response<ResponseBody>, bool), ProxyError> {
     let (mut parts, body) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version, &cfg.via_pseudonym);
     // RFC 9112 §3.2.2: the Host header follows the request target.
-    if let Some(auth) = target.uri.authority() {
-        if let Ok(v) = HeaderValue::from_str(auth.as_str()) {
-            parts.headers.insert(header::HOST, v);
-        }
+    let host = target.uri.authority().map_or("", |a| a.as_str());
+    if let Ok(v) = HeaderValue::from_str(host) {
+        parts.headers.insert(header::HOST, v);
     }
-    parts.uri = target.uri.clone();
     parts.version = http::Version::HTTP_11;
-    let upstream_req = Request::from_parts(parts, RequestBody::new(body, cs_bytes));
-    let where_ = || format!("{}:{}", target.host, target.port);
-    let resp = match tokio::time::timeout(cfg.response_timeout, client.request(upstream_req)).await
-    {
-        Err(_) => return Err(ProxyError::UpstreamTimeout(where_())),
-        Ok(Err(e)) => return Err(classify(&e, where_())),
-        Ok(Ok(resp)) => resp,
+    let key = pin::PinKey {
+        addr,
+        host: host.to_string(),
+        user: up.user.map(str::to_owned),
+    };
+    let pinned = pin::wanted(up.pins, &key, &parts.headers);
+    let is_pinned = pinned.is_some();
+    let resp = match pinned {
+        Some(held) => {
+            // A connection of our own speaks origin-form.
+            parts.uri = target
+                .uri
+                .path_and_query()
+                .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+            let req = Request::from_parts(parts, RequestBody::new(body, cs_bytes));
+            let timeouts = (cfg.connect_timeout, cfg.response_timeout);
+            pin::send(up.pins, held, key, req, timeouts.0, timeouts.1).await?
+        }
+        None => {
+            parts.uri = with_authority(&target.uri, &addr.to_string())?;
+            let req = Request::from_parts(parts, RequestBody::new(body, cs_bytes));
+            let where_ = || format!("{}:{}", target.host, target.port);
+            match tokio::time::timeout(cfg.response_timeout, up.client.request(req)).await {
+                Err(_) => return Err(ProxyError::UpstreamTimeout(where_())),
+                Ok(Err(e)) => return Err(classify(&e, where_())),
+                Ok(Ok(resp)) => resp,
+            }
+        }
     };
     let (mut parts, body) = resp.into_parts();
+    let session_based =
+        is_pinned || pin::connection_auth(&parts.headers, &header::WWW_AUTHENTICATE);
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version, &cfg.via_pseudonym);
+    if session_based {
+        pin::mark_session_based(&mut parts.headers);
+    }
     parts.version = http::Version::HTTP_11;
-    Ok(Response::from_parts(parts, ResponseBody::upstream(body)))
+    let resp = Response::from_parts(parts, ResponseBody::upstream(body));
+    Ok((resp, is_pinned))
 }
 
 /// Names what failed from the client's error chain: DNS, timeout or connect.
@@ -147,12 +226,34 @@ mod tests {
 
     #[test]
     fn target_strips_userinfo_and_defaults_port() {
-        let t = target(&"http://user:secret@example.test/a?b=1".parse().unwrap()).unwrap();
+        let t = target(&"http://user:secret@Example.test./a?b=1".parse().unwrap()).unwrap();
         assert_eq!(t.uri.to_string(), "http://example.test/a?b=1");
-        assert_eq!((t.host.as_str(), t.port), ("example.test", 80));
+        assert_eq!((t.host.to_string().as_str(), t.port), ("example.test", 80));
         let t = target(&"http://[::1]:8080".parse().unwrap()).unwrap();
         assert_eq!(t.uri.to_string(), "http://[::1]:8080/");
-        assert_eq!((t.host.as_str(), t.port), ("::1", 8080));
+        assert_eq!((t.host.to_string().as_str(), t.port), ("::1", 8080));
+    }
+
+    #[test]
+    fn target_host_is_canonical() {
+        for (url, want) in [
+            ("http://127.1:18080/x", "http://127.0.0.1:18080/x"),
+            ("http://2130706433:18080/", "http://127.0.0.1:18080/"),
+            ("http://0x7f.1/", "http://127.0.0.1/"),
+            ("http://0177.0.0.1:18080/", "http://127.0.0.1:18080/"),
+            (
+                "http://[::ffff:127.0.0.1]:18080/",
+                "http://127.0.0.1:18080/",
+            ),
+            ("http://LOCALHOST:18080/", "http://localhost:18080/"),
+        ] {
+            let t = target(&url.parse().unwrap()).unwrap();
+            assert_eq!(t.uri.to_string(), want, "{url}");
+        }
+        assert_eq!(
+            target(&"http://1.2.3.256/".parse().unwrap()).unwrap_err(),
+            ProxyError::BadRequest("numeric host that is not a valid IPv4 address")
+        );
     }
 
     #[test]

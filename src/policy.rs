@@ -86,7 +86,11 @@ pub struct Facts<'a> {
     pub identity: Option<&'a Identity>,
     pub client: IpAddr,
     pub method: &'a str,
+    /// The canonical host name or address literal (host patterns match it).
     pub host: &'a str,
+    /// The addresses `host` resolved to — the ones that will be dialled.
+    /// `dest` conditions match these; empty before resolution.
+    pub addrs: &'a [IpAddr],
     pub port: u16,
     pub headers: &'a HeaderMap,
     pub categories: &'a [Arc<str>],
@@ -138,6 +142,18 @@ impl Policy {
             categories: Categories::default(),
             source: "policy".into(),
         })
+    }
+
+    /// Do the authentication layers look at destination addresses (`dest`,
+    /// or categories while the category database has ranges)? Then the
+    /// destination is resolved before authentication; otherwise after it,
+    /// so an unauthenticated client cannot make the proxy query DNS.
+    pub fn auth_needs_addresses(&self) -> bool {
+        self.layers
+            .iter()
+            .filter(|l| l.kind == LayerKind::Authentication)
+            .flat_map(|l| l.rules.iter())
+            .any(|r| r.dests.is_some() || (r.categories.is_some() && self.categories.has_ranges()))
     }
 
     /// Must this request authenticate? Authentication layers refine `required`.
@@ -272,6 +288,24 @@ fn atom_matches(a: &Atom, f: &Facts<'_>) -> bool {
     }
 }
 
+/// A `dest` condition against every address the destination resolved to.
+/// A rule that restricts (deny, detect, authenticate, tag) matches when any
+/// address is in its ranges; a rule that grants (allow, tunnel,
+/// no-authenticate) only when all are, and there are some. Either way a name
+/// with one address inside and one outside cannot slip past: the proxy may
+/// dial any of them.
+fn dest_matches(r: &Rule, nets: &[ipnet::IpNet], addrs: &[IpAddr]) -> bool {
+    let inside = |ip: &IpAddr| nets.iter().any(|n| n.contains(ip));
+    match r.action {
+        Action::Allow | Action::Tunnel | Action::NoAuthenticate => {
+            !addrs.is_empty() && addrs.iter().all(inside)
+        }
+        Action::Deny { .. } | Action::Detect | Action::Authenticate | Action::Tag => {
+            addrs.iter().any(inside)
+        }
+    }
+}
+
 /// Every condition present must hold.
 fn matches(r: &Rule, f: &Facts<'_>) -> bool {
     let id = f.identity;
@@ -296,11 +330,7 @@ fn matches(r: &Rule, f: &Facts<'_>) -> bool {
         && r.hosts
             .as_ref()
             .is_none_or(|l| l.iter().any(|h| h.matches(f.host)))
-        && r.dests.as_ref().is_none_or(|l| {
-            f.host
-                .parse::<IpAddr>()
-                .is_ok_and(|ip| l.iter().any(|n| n.contains(&ip)))
-        })
+        && r.dests.as_ref().is_none_or(|l| dest_matches(r, l, f.addrs))
         && r.ports
             .as_ref()
             .is_none_or(|l| l.iter().any(|(a, b)| (*a..=*b).contains(&f.port)))

@@ -1,5 +1,6 @@
 //! One request's path through the proxy, in order:
-//! destination → loop check → authentication → policy decision → `forward`
+//! destination → loop check → authentication → resolution (once) → policy
+//! decision on the resolved addresses → `forward`
 //! (HTTP) or `tunnel` (CONNECT: detection, SSL check, relay) → access record. Every failure on the way is a [`ProxyError`] that becomes
 //! the answer and the log fields in one place ([`answer_error`]).
 
@@ -22,7 +23,7 @@ use crate::conn::{ConnState, InFlight};
 use crate::error::ProxyError;
 use crate::forward::{self, headers, UpstreamClient};
 use crate::policy::{ConnectMode, Facts, Policy, Verdict};
-use crate::resolve::Resolver;
+use crate::resolve::{self, Host, Refused, Resolver};
 use crate::tunnel::detect::Protocol;
 use crate::tunnel::inspect::{self, Inspector, PolicySays};
 use crate::tunnel::tls_check::TlsChecker;
@@ -37,6 +38,8 @@ pub struct Proxy {
     pub config: Arc<Config>,
     pub client: UpstreamClient,
     pub resolver: Resolver,
+    /// `destinations.refuse`, checked against every resolved address.
+    pub refused: Refused,
     pub log: AccessLog,
     pub auth: Authenticator,
     /// The live policy; SIGHUP swaps in a new one whole.
@@ -52,26 +55,22 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// True when `host:port` is this proxy itself.
-    fn is_self(&self, host: &str, port: u16) -> bool {
-        let ip = match host.parse::<IpAddr>() {
-            Ok(ip) => Some(ip),
-            Err(_) if host.eq_ignore_ascii_case("localhost") => None,
-            Err(_) => return false,
-        };
+    /// True when any of `addrs` with `port` is this proxy itself.
+    fn is_self(&self, addrs: &[IpAddr], port: u16) -> bool {
         self.listening.iter().any(|l| {
             l.port() == port
-                && match ip {
-                    Some(ip) => ip == l.ip() || (l.ip().is_unspecified() && ip.is_loopback()),
-                    None => l.ip().is_loopback() || l.ip().is_unspecified(),
-                }
+                && addrs.iter().any(|ip| {
+                    *ip == l.ip()
+                        || (l.ip().is_unspecified() && (ip.is_loopback() || ip.is_unspecified()))
+                })
         })
     }
 }
 
-/// Where a request goes: its host and port, and for HTTP the forward target.
+/// Where a request goes: its canonical host and port, and for HTTP the
+/// forward target.
 struct Destination {
-    host: String,
+    host: Host,
     port: u16,
     target: Option<forward::Target>,
 }
@@ -93,10 +92,51 @@ fn destination(req: &Request<Incoming>) -> Result<Destination, ProxyError> {
     })
 }
 
+/// Resolves the destination once — the addresses the policy judges and the
+/// only ones dialled — then refuses it if any address is in
+/// `destinations.refuse` or is this proxy.
+async fn resolve_destination(
+    proxy: &Proxy,
+    dest: &Destination,
+    r: &mut AccessRecord,
+) -> Result<Vec<IpAddr>, ProxyError> {
+    let name = || dest.host.authority(dest.port);
+    let wait = if dest.target.is_some() {
+        proxy.config.forward.connect_timeout
+    } else {
+        proxy.config.tunnel.connect_timeout
+    };
+    let addrs = match tokio::time::timeout(wait, proxy.resolver.resolve(&dest.host)).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(e)) => {
+            tracing::info!(host = %dest.host, error = %e, "cannot resolve the destination");
+            return Err(ProxyError::DnsFailure(name()));
+        }
+        Err(_) => {
+            tracing::info!(host = %dest.host, ?wait, "resolving the destination timed out");
+            return Err(ProxyError::UpstreamTimeout(name()));
+        }
+    };
+    if let Some(ip) = proxy.refused.find(&addrs) {
+        tracing::info!(host = %dest.host, %ip, "destination in destinations.refuse");
+        r.rule = Some("builtin:destinations".into());
+        return Err(ProxyError::DestinationRefused(ip));
+    }
+    if proxy.is_self(&addrs, dest.port) {
+        return Err(ProxyError::Loop);
+    }
+    Ok(addrs)
+}
+
 /// hyper's service function: never fails, every error is an answer.
 ///
-/// Phases: destination → loop check → built-in CONNECT port check →
-/// authentication (unless policy exempts) → policy decision → forward or tunnel.
+/// Phases: destination (canonical host) → Via loop check → built-in CONNECT
+/// port check → authentication (unless policy exempts) → resolution, once
+/// (then `destinations.refuse` and the address loop check) → policy decision
+/// on the resolved addresses → forward or tunnel to exactly those addresses.
+/// An address literal, or a policy whose authentication layers match on
+/// addresses, is resolved before authentication instead; a name otherwise
+/// only after it, so unauthenticated clients cannot make the proxy query DNS.
 pub async fn serve(
     proxy: Arc<Proxy>,
     conn: Arc<ConnState>,
@@ -118,32 +158,41 @@ pub async fn serve(
         Ok(d) => d,
         Err(e) => return fail(e, record, in_flight),
     };
-    record.host.clone_from(&dest.host);
+    let host = dest.host.to_string();
+    record.host.clone_from(&host);
     record.port = dest.port;
-    let categories = policy.categories.lookup(&dest.host);
-    record.categories = categories.iter().map(|c| c.to_string()).collect();
-    if headers::via_names(req.headers(), &proxy.config.forward.via_pseudonym)
-        || proxy.is_self(&dest.host, dest.port)
-    {
+    if headers::via_names(req.headers(), &proxy.config.forward.via_pseudonym) {
         return fail(ProxyError::Loop, record, in_flight);
     }
     if is_connect && !proxy.config.tunnel.allowed_ports.contains(&dest.port) {
         record.rule = Some("builtin:connect-ports".into());
         return fail(ProxyError::PortNotAllowed(dest.port), record, in_flight);
     }
+    let mut addrs = None;
+    if matches!(dest.host, Host::Ip(_)) || policy.auth_needs_addresses() {
+        match resolve_destination(&proxy, &dest, &mut record).await {
+            Ok(a) => addrs = Some(a),
+            Err(e) => return fail(e, record, in_flight),
+        }
+    }
     let now = jiff::Timestamp::now();
-    let facts = |identity| Facts {
-        identity,
-        client: conn.client.ip(),
-        method: req.method().as_str(),
-        host: &dest.host,
-        port: dest.port,
-        headers: req.headers(),
-        categories: &categories,
-        now,
-        detected: None,
+    let must_auth = {
+        let known = addrs.as_deref().unwrap_or(&[]);
+        let categories = policy.categories.lookup(&host, known);
+        let facts = Facts {
+            identity: None,
+            client: conn.client.ip(),
+            method: req.method().as_str(),
+            host: &host,
+            addrs: known,
+            port: dest.port,
+            headers: req.headers(),
+            categories: &categories,
+            now,
+            detected: None,
+        };
+        policy.needs_auth(&facts, proxy.auth.required()).0
     };
-    let (must_auth, _) = policy.needs_auth(&facts(None), proxy.auth.required());
     let who = if must_auth {
         match authenticate(&proxy, &conn, &req, &mut record).await {
             Ok(who) => Some(who),
@@ -158,8 +207,28 @@ pub async fn serve(
     } else {
         None
     };
+    let addrs = match addrs {
+        Some(a) => a,
+        None => match resolve_destination(&proxy, &dest, &mut record).await {
+            Ok(a) => a,
+            Err(e) => return fail(e, record, in_flight),
+        },
+    };
+    let categories = policy.categories.lookup(&host, &addrs);
+    record.categories = categories.iter().map(|c| c.to_string()).collect();
     let identity = who.as_ref().map(|w| w.identity.clone());
-    let decision = policy.decide(&facts(identity.as_deref()));
+    let decision = policy.decide(&Facts {
+        identity: identity.as_deref(),
+        client: conn.client.ip(),
+        method: req.method().as_str(),
+        host: &host,
+        addrs: &addrs,
+        port: dest.port,
+        headers: req.headers(),
+        categories: &categories,
+        now,
+        detected: None,
+    });
     record.rule = decision.rule_names();
     record.tags = decision.tags.iter().map(|t| t.to_string()).collect();
     if let Verdict::Deny { status, reason } = &decision.verdict {
@@ -173,6 +242,7 @@ pub async fn serve(
         };
         return fail(e, record, in_flight);
     }
+    let dial = resolve::with_port(&addrs, dest.port);
     let result = match dest.target {
         None => {
             let ctx = TunnelContext {
@@ -180,14 +250,30 @@ pub async fn serve(
                 identity,
                 headers: req.headers().clone(),
                 categories,
+                addrs,
                 mode: decision.connect,
             };
             connect(
-                &proxy, &conn, req, dest.host, dest.port, ctx, record, in_flight,
+                &proxy, &conn, req, host, dest.port, dial, ctx, record, in_flight,
             )
             .await
         }
-        Some(target) => forward(&proxy, req, target, record, in_flight).await,
+        // Plain HTTP goes to the first address only (see `forward`).
+        Some(target) => match dial.first() {
+            Some(addr) => {
+                // Realm and user: the same login in two realms is two people.
+                let user = who
+                    .as_ref()
+                    .map(|w| format!("{}\\{}", w.identity.realm, w.identity.user));
+                let up = forward::Upstream {
+                    client: &proxy.client,
+                    pins: &conn.pinned,
+                    user: user.as_deref(),
+                };
+                forward(&proxy, up, req, target, *addr, record, in_flight).await
+            }
+            None => Err((ProxyError::ConnectFailed(host), record, in_flight)),
+        },
     };
     match result {
         Ok(mut resp) => {
@@ -340,22 +426,27 @@ fn describe(r: &mut AccessRecord, req: &Request<Incoming>) {
 
 type Failed = (ProxyError, AccessRecord, InFlight);
 
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     proxy: &Proxy,
+    up: forward::Upstream<'_>,
     req: Request<Incoming>,
     target: forward::Target,
+    addr: SocketAddr,
     mut r: AccessRecord,
     in_flight: InFlight,
 ) -> Result<Response<ResponseBody>, Failed> {
     let method = req.method().clone();
     let cs_bytes = Arc::new(AtomicU64::new(0));
     let cfg = &proxy.config.forward;
-    let resp = match forward::forward(&proxy.client, cfg, req, &target, cs_bytes.clone()).await {
+    let (resp, pinned) = match forward::forward(up, cfg, req, &target, addr, cs_bytes.clone()).await
+    {
         Ok(resp) => resp,
         Err(e) => return Err((e, r, in_flight)),
     };
     r.status = resp.status().as_u16();
-    r.action = if cacheable(&method, &resp) {
+    // Squid: what a pinned (per-user) connection brings is never cacheable.
+    r.action = if !pinned && cacheable(&method, &resp) {
         "TCP_MISS"
     } else {
         "TCP_NC_MISS"
@@ -390,6 +481,7 @@ struct TunnelContext {
     identity: Option<Arc<Identity>>,
     headers: http::HeaderMap,
     categories: Vec<Arc<str>>,
+    addrs: Vec<IpAddr>,
     mode: ConnectMode,
 }
 
@@ -400,12 +492,14 @@ async fn connect(
     mut req: Request<Incoming>,
     host: String,
     port: u16,
+    dial: Vec<SocketAddr>,
     ctx: TunnelContext,
     mut record: AccessRecord,
     in_flight: InFlight,
 ) -> Result<Response<ResponseBody>, Failed> {
     let cfg = &proxy.config.tunnel;
-    let server = match tunnel::dial(&proxy.resolver, &host, port, cfg.connect_timeout).await {
+    let name = format!("{host}:{port}");
+    let server = match tunnel::dial(&dial, &name, cfg.connect_timeout).await {
         Ok(s) => s,
         Err(e) => return Err((e, record, in_flight)),
     };
@@ -445,7 +539,7 @@ async fn connect(
             let inspector = Inspector {
                 cfg: &proxy.config.detection,
                 checker: &proxy.checker,
-                resolver: &proxy.resolver,
+                addrs: &dial,
             };
             let after_detection = |p: &Protocol| {
                 let sni = match p {
@@ -457,6 +551,7 @@ async fn connect(
                     client: client_ip,
                     method: "CONNECT",
                     host: &host,
+                    addrs: &ctx.addrs,
                     port,
                     headers: &ctx.headers,
                     categories: &ctx.categories,
@@ -536,6 +631,8 @@ async fn connect(
         proxy.log.write(record);
     });
     conn.answer_connect(true);
+    // No more HTTP on this connection: a pinned upstream has no further use.
+    conn.pinned.clear();
     let mut resp = Response::new(ResponseBody::full(bytes::Bytes::new()));
     *resp.status_mut() = StatusCode::OK;
     Ok(resp)

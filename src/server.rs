@@ -70,8 +70,9 @@ pub async fn run(
     })?;
     let resolver = Resolver::new(&config.resolver);
     let proxy = Arc::new(Proxy {
-        client: crate::forward::client(&config.forward, resolver.clone()),
+        client: crate::forward::client(&config.forward),
         resolver,
+        refused: crate::resolve::Refused::new(&config.destinations.refuse),
         log: log.clone(),
         auth,
         policy: arc_swap::ArcSwap::from_pointee(

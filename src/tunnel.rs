@@ -11,16 +11,18 @@ pub mod relay;
 mod splice;
 pub mod tls_check;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::error::ProxyError;
-use crate::resolve::Resolver;
+use crate::resolve::host::{self, Host};
 
-/// The `host:port` of a CONNECT request (authority-form, port required).
-pub fn connect_target(uri: &http::Uri) -> Result<(String, u16), ProxyError> {
+/// The `host:port` of a CONNECT request (authority-form, port required),
+/// the host canonical (see [`crate::resolve::host`]).
+pub fn connect_target(uri: &http::Uri) -> Result<(Host, u16), ProxyError> {
     if uri.scheme().is_some() || uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
         return Err(ProxyError::BadRequest(
             "CONNECT needs an authority-form target (host:port)",
@@ -36,38 +38,30 @@ pub fn connect_target(uri: &http::Uri) -> Result<(String, u16), ProxyError> {
         .port_u16()
         .filter(|p| *p != 0)
         .ok_or(ProxyError::BadRequest("CONNECT needs an explicit port"))?;
-    let host = auth.host().trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(ProxyError::BadRequest("empty host"));
-    }
-    Ok((host.to_string(), port))
+    let host = host::canonical(auth.host()).map_err(|e| ProxyError::BadRequest(e.0))?;
+    Ok((host, port))
 }
 
-/// Resolves and connects, trying each address in turn within one deadline.
+/// Connects to the first of `addrs` that answers, all within one deadline.
+/// The addresses are the ones the policy judged: nothing is resolved here.
+/// `name` (`host:port`) is for error messages.
 pub async fn dial(
-    resolver: &Resolver,
-    host: &str,
-    port: u16,
+    addrs: &[SocketAddr],
+    name: &str,
     timeout: Duration,
 ) -> Result<TcpStream, ProxyError> {
     let deadline = Instant::now() + timeout;
-    let name = || format!("{host}:{port}");
-    let addrs = match tokio::time::timeout_at(deadline, resolver.lookup(host, port)).await {
-        Err(_) => return Err(ProxyError::UpstreamTimeout(name())),
-        Ok(Err(_)) => return Err(ProxyError::DnsFailure(name())),
-        Ok(Ok(a)) => a,
-    };
     for addr in addrs {
         match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
-            Err(_) => return Err(ProxyError::UpstreamTimeout(name())),
+            Err(_) => return Err(ProxyError::UpstreamTimeout(name.to_string())),
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
                 return Ok(s);
             }
-            Ok(Err(e)) => tracing::debug!(%addr, error = %e, "tunnel connect failed"),
+            Ok(Err(e)) => tracing::debug!(%addr, error = %e, "connect failed"),
         }
     }
-    Err(ProxyError::ConnectFailed(name()))
+    Err(ProxyError::ConnectFailed(name.to_string()))
 }
 
 #[cfg(test)]
@@ -77,11 +71,16 @@ mod tests {
     #[test]
     fn connect_targets() {
         let t = |s: &str| connect_target(&s.parse().unwrap());
-        assert_eq!(t("example.test:443").unwrap(), ("example.test".into(), 443));
-        assert_eq!(t("[::1]:8443").unwrap(), ("::1".into(), 8443));
+        let name = |n: &str| Host::Name(n.into());
+        let ip = |a: &str| Host::Ip(a.parse().unwrap());
+        assert_eq!(t("Example.test.:443").unwrap(), (name("example.test"), 443));
+        assert_eq!(t("[::1]:8443").unwrap(), (ip("::1"), 8443));
+        assert_eq!(t("0x7f.1:443").unwrap(), (ip("127.0.0.1"), 443));
+        assert_eq!(t("[::ffff:127.0.0.1]:443").unwrap(), (ip("127.0.0.1"), 443));
         assert!(t("example.test").is_err());
         assert!(t("example.test:0").is_err());
         assert!(t("http://example.test:443/").is_err());
+        assert!(matches!(t("256.1:443"), Err(ProxyError::BadRequest(_))));
     }
 
     #[tokio::test]
@@ -92,27 +91,29 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let r = Resolver::new(&Default::default());
-        let e = dial(&r, "127.0.0.1", port, Duration::from_secs(2))
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let e = dial(&[addr], "x", Duration::from_secs(2))
             .await
             .unwrap_err();
+        assert!(matches!(e, ProxyError::ConnectFailed(_)), "{e:?}");
+        let e = dial(&[], "x", Duration::from_secs(2)).await.unwrap_err();
         assert!(matches!(e, ProxyError::ConnectFailed(_)), "{e:?}");
     }
 
     #[tokio::test]
-    async fn dial_unresolvable_is_dns_failure() {
-        let cfg = crate::config::ResolverConfig {
-            system: false,
-            ..Default::default()
-        };
-        let e = dial(
-            &Resolver::new(&cfg),
-            "nowhere.example.test",
-            443,
+    async fn dial_tries_the_addresses_in_order() {
+        let live = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let s = dial(
+            &[dead, live.local_addr().unwrap()],
+            "x",
             Duration::from_secs(2),
         )
         .await
-        .unwrap_err();
-        assert!(matches!(e, ProxyError::DnsFailure(_)), "{e:?}");
+        .unwrap();
+        assert_eq!(s.peer_addr().unwrap(), live.local_addr().unwrap());
     }
 }

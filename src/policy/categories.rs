@@ -70,19 +70,22 @@ impl Categories {
         Ok(db)
     }
 
-    /// Categories of a destination: by its name's suffixes, or by its address.
-    pub fn lookup(&self, host: &str) -> Vec<Arc<str>> {
+    /// Categories of a destination: by its name's suffixes and by every
+    /// address it resolved to (an address literal is its own only address).
+    pub fn lookup(&self, host: &str, addrs: &[IpAddr]) -> Vec<Arc<str>> {
         let mut out: Vec<Arc<str>> = Vec::new();
         let mut push = |c: &Arc<str>| {
             if !out.contains(c) {
                 out.push(c.clone());
             }
         };
-        if let Ok(ip) = host.parse::<IpAddr>() {
+        for ip in addrs {
             self.nets
                 .iter()
-                .filter(|(n, _)| n.contains(&ip))
+                .filter(|(n, _)| n.contains(ip))
                 .for_each(|(_, c)| push(c));
+        }
+        if host.parse::<IpAddr>().is_ok() {
             return out;
         }
         let host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -97,6 +100,11 @@ impl Categories {
             }
         }
         out
+    }
+
+    /// Does any category list address ranges?
+    pub fn has_ranges(&self) -> bool {
+        !self.nets.is_empty()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -116,7 +124,8 @@ mod tests {
         )
         .unwrap();
         let names = |h: &str| {
-            db.lookup(h)
+            let addrs: Vec<IpAddr> = h.parse().into_iter().collect();
+            db.lookup(h, &addrs)
                 .iter()
                 .map(|c| c.to_string())
                 .collect::<Vec<_>>()
@@ -130,6 +139,10 @@ mod tests {
         assert_eq!(names("157.55.56.152"), vec!["Internet Telephony"]);
         assert_eq!(names("111.221.77.1"), vec!["Internet Telephony"]);
         assert!(names("111.221.77.2").is_empty());
+        // A name is also categorised by the addresses it resolved to.
+        let by_addr = db.lookup("example.test", &["157.55.1.1".parse().unwrap()]);
+        assert_eq!(by_addr, vec![Arc::<str>::from("Internet Telephony")]);
+        assert!(db.has_ranges());
         assert!(Categories::parse("[categories.x]\ncidrs = [\"nope\"]\n").is_err());
     }
 }

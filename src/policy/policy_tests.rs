@@ -22,6 +22,7 @@ struct Req {
     client: IpAddr,
     method: &'static str,
     host: &'static str,
+    addrs: Vec<IpAddr>,
     port: u16,
     headers: HeaderMap,
     cats: Vec<Arc<str>>,
@@ -35,6 +36,7 @@ impl Req {
             client: "10.0.0.5".parse().unwrap(),
             method: "CONNECT",
             host,
+            addrs: host.parse().into_iter().collect(),
             port: 443,
             headers: HeaderMap::new(),
             cats: Vec::new(),
@@ -55,6 +57,7 @@ impl Req {
             client: self.client,
             method: self.method,
             host: self.host,
+            addrs: &self.addrs,
             port: self.port,
             headers: &self.headers,
             categories: &self.cats,
@@ -302,4 +305,53 @@ fn mistakes_name_the_rule_and_field() {
     )
     .unwrap_err();
     assert!(e.contains("acton"), "{e}");
+}
+
+#[test]
+fn dest_matches_the_resolved_addresses() {
+    let p = Policy::from_toml(
+        r#"default = "deny"
+[[layers]]
+name = "a"
+[[layers.rules]]
+name = "no-loopback"
+dest = ["127.0.0.0/8", "::1/128"]
+action = "deny"
+[[layers.rules]]
+name = "intranet"
+dest = ["10.0.0.0/8"]
+action = "allow"
+"#,
+    )
+    .unwrap();
+    let auth = Policy::from_toml(
+        "[[layers]]\nname=\"auth\"\nkind=\"authentication\"\n\
+         [[layers.rules]]\nname=\"x\"\ndest=[\"10.0.0.0/8\"]\naction=\"no-authenticate\"\n",
+    )
+    .unwrap();
+    let verdict_rule = |addrs: &[&str]| {
+        let mut r = Req::connect("name.example.test");
+        r.addrs = addrs.iter().map(|a| a.parse().unwrap()).collect();
+        p.decide(&r.facts()).verdict_rule.map(|r| r.to_string())
+    };
+    // The name itself is no address: only what it resolved to counts.
+    assert_eq!(verdict_rule(&["127.0.0.1"]).as_deref(), Some("no-loopback"));
+    assert_eq!(verdict_rule(&["::1"]).as_deref(), Some("no-loopback"));
+    assert_eq!(verdict_rule(&["10.1.1.1"]).as_deref(), Some("intranet"));
+    // Deny: any address inside; allow: every address inside.
+    assert_eq!(
+        verdict_rule(&["10.1.1.1", "127.0.0.1"]).as_deref(),
+        Some("no-loopback")
+    );
+    assert_eq!(verdict_rule(&["10.1.1.1", "192.0.2.1"]), None);
+    assert_eq!(verdict_rule(&[]), None, "unresolved grants nothing");
+    assert!(!p.auth_needs_addresses());
+    assert!(auth.auth_needs_addresses());
+    let mut r = Req::connect("name.example.test");
+    assert!(
+        auth.needs_auth(&r.facts(), true).0,
+        "no address, no exemption"
+    );
+    r.addrs = vec!["10.2.3.4".parse().unwrap()];
+    assert!(!auth.needs_auth(&r.facts(), true).0);
 }

@@ -3,13 +3,14 @@
 //! run the SSL check. The outcome says whether to relay (replaying the held
 //! bytes) or to refuse — and the destination has seen nothing either way.
 
+use std::net::SocketAddr;
+
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
 use super::detect::{classify, Classified, Protocol};
 use super::tls_check::{CertVerdict, TlsChecker};
 use crate::config::{DetectionConfig, OnSilence};
-use crate::resolve::Resolver;
 
 /// The post-detection policy's say on a detected protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +43,8 @@ pub enum Outcome {
 pub struct Inspector<'a> {
     pub cfg: &'a DetectionConfig,
     pub checker: &'a TlsChecker,
-    pub resolver: &'a Resolver,
+    /// The destination's decided addresses (the SSL check dials these).
+    pub addrs: &'a [SocketAddr],
 }
 
 impl Inspector<'_> {
@@ -116,7 +118,7 @@ impl Inspector<'_> {
             Protocol::Tls(ref hello) => {
                 let (verdict, cached) = self
                     .checker
-                    .check(self.resolver, host, port, hello.sni.as_deref())
+                    .check(self.addrs, host, port, hello.sni.as_deref())
                     .await;
                 if verdict == CertVerdict::Valid {
                     Outcome::Pass {

@@ -4,7 +4,7 @@
 //! byte is sent; verdicts are cached per (host, port, SNI).
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,7 +16,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::config::DetectionConfig;
-use crate::resolve::Resolver;
 
 /// What the destination's TLS looks like.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,11 +86,12 @@ impl TlsChecker {
         })
     }
 
-    /// The verdict for `host:port` with the client's `sni`, cached.
+    /// The verdict for `host:port` with the client's `sni`, cached; a
+    /// handshake goes to `addrs`, the addresses the policy judged.
     /// Returns the verdict and whether it came from the cache.
     pub async fn check(
         &self,
-        resolver: &Resolver,
+        addrs: &[SocketAddr],
         host: &str,
         port: u16,
         sni: Option<&str>,
@@ -104,7 +104,7 @@ impl TlsChecker {
         if let Some(v) = self.cache.get(&key).await {
             return (v, true);
         }
-        let verdict = self.handshake(resolver, host, port, sni).await;
+        let verdict = self.handshake(addrs, host, port, sni).await;
         // A destination we could not reach is asked again next time.
         if !matches!(verdict, CertVerdict::Unreachable(_)) {
             self.cache.insert(key, verdict.clone()).await;
@@ -114,7 +114,7 @@ impl TlsChecker {
 
     async fn handshake(
         &self,
-        resolver: &Resolver,
+        addrs: &[SocketAddr],
         host: &str,
         port: u16,
         sni: Option<&str>,
@@ -130,7 +130,7 @@ impl TlsChecker {
             },
         };
         let attempt = async {
-            let tcp = super::dial(resolver, host, port, self.timeout)
+            let tcp = super::dial(addrs, &format!("{host}:{port}"), self.timeout)
                 .await
                 .map_err(|e| CertVerdict::Unreachable(e.to_string()))?;
             let recorder = FirstBytes::new(tcp);
