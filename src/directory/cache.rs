@@ -229,7 +229,7 @@ mod tests {
         );
         cache.get("k", || async { Ok(1) }).await.unwrap();
         // A caller starts the refresh and goes away before it ends.
-        let refresh = cache.get("k", || std::future::pending());
+        let refresh = cache.get("k", std::future::pending);
         assert!(tokio::time::timeout(Duration::from_millis(10), refresh)
             .await
             .is_err());
