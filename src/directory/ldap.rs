@@ -14,7 +14,7 @@ use ldap3::{ldap_escape, Scope};
 use super::cache::{Lifetimes, Source, StaleCache, Unavailable};
 use super::config::LdapRealmConfig;
 use super::RealmVerdict;
-use crate::auth::identity::{normalise, Identity};
+use crate::auth::identity::{fold, normalise, Identity};
 use pool::LdapPool;
 
 /// Cached lookups: a found user lives `cache_ttl` (+ `stale_grace` while the
@@ -123,11 +123,8 @@ impl LdapRealm {
             self.cfg.user_filter.replace("{user}", "*"),
             ldap_escape(principal)
         );
-        let key = format!("principal:{}", principal.to_lowercase());
-        let login = principal
-            .rsplit_once('@')
-            .map_or(principal, |(u, _)| u)
-            .to_lowercase();
+        let key = format!("principal:{}", fold(principal));
+        let login = fold(principal.rsplit_once('@').map_or(principal, |(u, _)| u));
         self.users
             .get(key, || self.fetch_with(filter, login))
             .await

@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::config::LocalRealmConfig;
 use super::RealmVerdict;
-use crate::auth::identity::{normalise, Group, Identity};
+use crate::auth::identity::{fold, normalise, Group, Identity};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +59,8 @@ impl LocalRealm {
         let file: UsersFile = toml_edit::de::from_str(&text)
             .map_err(|e| format!("users file {}: {e}", path.display()))?;
         let name: Arc<str> = cfg.name.as_str().into();
+        let groups: HashMap<String, &LocalGroup> =
+            file.groups.iter().map(|(g, def)| (fold(g), def)).collect();
         let mut users = HashMap::new();
         for (login, u) in file.users {
             PasswordHash::new(&u.password).map_err(|e| {
@@ -72,7 +74,7 @@ impl LocalRealm {
                 user: key.clone(),
                 realm: name.clone(),
                 dn: None,
-                groups: expand(&u.groups, &file.groups),
+                groups: expand(&u.groups, &groups),
             };
             users.insert(key, Arc::new((u.password, identity)));
         }
@@ -128,15 +130,17 @@ impl LocalRealm {
 }
 
 /// Direct groups plus every group reachable through `member_of`, cycles cut.
-fn expand(direct: &[String], groups: &HashMap<String, LocalGroup>) -> Vec<Group> {
+/// Group names are one name whatever their case (`groups` is keyed by [`fold`]).
+fn expand(direct: &[String], groups: &HashMap<String, &LocalGroup>) -> Vec<Group> {
     let mut seen: HashSet<String> = HashSet::new();
     let mut out = Vec::new();
     let mut frontier: Vec<(String, bool)> = direct.iter().map(|g| (g.clone(), false)).collect();
     while let Some((g, nested)) = frontier.pop() {
-        if !seen.insert(g.to_lowercase()) {
+        let key = fold(&g);
+        if !seen.insert(key.clone()) {
             continue;
         }
-        if let Some(parent) = groups.get(&g) {
+        if let Some(parent) = groups.get(&key) {
             frontier.extend(parent.member_of.iter().map(|p| (p.clone(), true)));
         }
         out.push(Group {
