@@ -10,6 +10,7 @@ pub mod identity;
 pub mod negotiate;
 pub mod ntlm_helper;
 pub mod ntlm_msg;
+pub mod realm_set;
 pub mod spnego;
 
 use std::sync::Arc;
@@ -17,15 +18,14 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use http::HeaderValue;
-use sha2::Sha256;
 
 use crate::config::{AuthConfig, Scheme};
 use crate::directory::cache::{Lifetimes, Source, StaleCache, Unavailable};
 use crate::directory::{Realm, RealmVerdict};
 use header::{BadCredentials, Presented};
 use identity::Authenticated;
+use realm_set::RealmSet;
 
 /// Why a request did not authenticate. Each maps to one HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,9 +80,9 @@ impl Lifetimes<Outcome> for CredLifetimes {
 
 pub struct Authenticator {
     cfg: AuthConfig,
-    pub realms: Vec<Realm>,
+    /// Swapped whole by [`Authenticator::replace_realms`] on reload.
+    realms: arc_swap::ArcSwap<RealmSet>,
     creds: StaleCache<[u8; 32], Outcome>,
-    key: [u8; 32],
     challenges: Vec<HeaderValue>,
     negotiate: Option<negotiate::Acceptor>,
     ntlm: Option<Arc<ntlm_helper::HelperPool>>,
@@ -90,8 +90,6 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(cfg: &AuthConfig, realms: Vec<Realm>) -> Result<Self, String> {
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).map_err(|e| format!("random key: {e}"))?;
         let challenges = cfg
             .schemes
             .iter()
@@ -112,8 +110,7 @@ impl Authenticator {
                 },
             ),
             cfg: cfg.clone(),
-            realms,
-            key,
+            realms: arc_swap::ArcSwap::from_pointee(RealmSet::new(realms)?),
             challenges,
             negotiate: cfg
                 .negotiate
@@ -125,6 +122,19 @@ impl Authenticator {
                 .contains(&Scheme::Ntlm)
                 .then(|| ntlm_helper::HelperPool::new(&cfg.ntlm)),
         })
+    }
+
+    /// The realms in force (a snapshot: a reload does not change it).
+    pub fn realms(&self) -> Arc<RealmSet> {
+        self.realms.load_full()
+    }
+
+    /// Puts a new set of realms in force (SIGHUP). Verdicts cached under the
+    /// old set, on the credential cache and on open connections, are not
+    /// used again: a changed password stops working at once.
+    pub fn replace_realms(&self, realms: Vec<Realm>) -> Result<(), String> {
+        self.realms.store(Arc::new(RealmSet::new(realms)?));
+        Ok(())
     }
 
     pub fn required(&self) -> bool {
@@ -183,7 +193,11 @@ impl Authenticator {
             return Err(AuthFailure::Malformed(BadCredentials::Empty));
         }
         // The same Basic header again on this connection: already verified.
-        if let Some(who) = conn.recall_basic(value, self.cfg.credential_ttl) {
+        // (Unless the realms were reloaded since.)
+        if let Some(who) = conn
+            .recall_basic(value, self.cfg.credential_ttl)
+            .filter(|who| self.realms().vouched_for(&who.identity))
+        {
             return Ok(Authenticated {
                 cached: true,
                 ..who
@@ -300,7 +314,7 @@ impl Authenticator {
     /// `DOMAIN\user` from the domain, as a directory identity.
     async fn ntlm_identity(&self, account: &str) -> Result<Authenticated, AuthFailure> {
         let mut unavailable = None;
-        for realm in &self.realms {
+        for realm in self.realms().iter() {
             match realm.lookup(account).await {
                 Ok(Some(identity)) => {
                     return Ok(Authenticated {
@@ -357,7 +371,7 @@ impl Authenticator {
         };
         let strip = self.cfg.negotiate.as_ref().is_none_or(|n| n.strip_realm);
         let mut unavailable = None;
-        for realm in &self.realms {
+        for realm in self.realms().iter() {
             match realm.lookup_principal(&accepted.principal, strip).await {
                 Ok(Some(identity)) => {
                     return Ok(Authenticated {
@@ -388,10 +402,11 @@ impl Authenticator {
 
     /// Checks a user name and password against the realms, through the cache.
     pub async fn basic(&self, user: &str, password: &str) -> Result<Authenticated, AuthFailure> {
-        let key = self.cache_key(user, password);
+        let realms = self.realms();
+        let key = realms.cache_key(user, password);
         let result = self
             .creds
-            .get(key, || self.verify_in_realms(user, password))
+            .get(key, || self.verify_in_realms(&realms, user, password))
             .await;
         match result {
             Ok((Outcome::Verified(identity), source)) => Ok(Authenticated {
@@ -413,9 +428,14 @@ impl Authenticator {
 
     /// Realms in order: the first that knows the user decides; a realm that
     /// cannot answer makes the whole check unavailable unless a later one verifies.
-    async fn verify_in_realms(&self, user: &str, password: &str) -> Result<Outcome, Unavailable> {
+    async fn verify_in_realms(
+        &self,
+        realms: &[Realm],
+        user: &str,
+        password: &str,
+    ) -> Result<Outcome, Unavailable> {
         let mut unavailable = None;
-        for realm in &self.realms {
+        for realm in realms {
             match realm.verify(user, password).await {
                 RealmVerdict::Verified(id) => return Ok(Outcome::Verified(id)),
                 RealmVerdict::BadPassword => return Ok(Outcome::Rejected),
@@ -430,20 +450,5 @@ impl Authenticator {
             Some(u) => Err(u),
             None => Ok(Outcome::Rejected),
         }
-    }
-
-    fn cache_key(&self, user: &str, password: &str) -> [u8; 32] {
-        // An HMAC accepts keys of any length: new_from_slice cannot fail here.
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        for realm in &self.realms {
-            mac.update(realm.name().as_bytes());
-            mac.update(&[0]);
-        }
-        mac.update(&[1]);
-        mac.update(user.as_bytes());
-        mac.update(&[0]);
-        mac.update(password.as_bytes());
-        mac.finalize().into_bytes().into()
     }
 }

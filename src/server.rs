@@ -134,30 +134,53 @@ pub async fn run(
     Ok(())
 }
 
-/// On SIGHUP: re-reads the config, compiles its policy whole, and swaps it in.
-/// A bad one changes nothing (the running policy stays, the reason is
+/// On SIGHUP: re-reads the config, compiles its policy and loads its realms
+/// (every realm file, every users file) whole, and swaps both in. Anything
+/// bad changes nothing (the running policy and realms stay, the reason is
 /// logged); requests already decided keep the policy they started with.
 async fn reload_on_hangup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: policy reload disabled");
+        tracing::warn!("cannot listen for SIGHUP: reload disabled");
         return;
     };
     while hup.recv().await.is_some() {
-        match reload(path.as_deref()) {
-            Ok(policy) => {
-                tracing::info!(source = %policy.source, "policy reloaded");
-                proxy.policy.store(Arc::new(policy));
+        // Reading files and building LDAP pools blocks: off the async threads.
+        let path = path.clone();
+        let loaded = tokio::task::spawn_blocking(move || reload(path.as_deref()))
+            .await
+            .unwrap_or_else(|e| Err(("policy", format!("reload task: {e}"))));
+        let (policy, realms) = match loaded {
+            Ok(new) => new,
+            Err((what, e)) => {
+                tracing::error!(error = %e, "{what} reload refused: the running policy and realms stay");
+                continue;
             }
-            Err(e) => {
-                tracing::error!(error = %e, "policy reload refused: the running policy stays")
-            }
+        };
+        let count = realms.len();
+        if let Err(e) = proxy.auth.replace_realms(realms) {
+            tracing::error!(error = %e, "realm reload refused: the running policy and realms stay");
+            continue;
         }
+        tracing::info!(realms = count, "realms reloaded");
+        tracing::info!(source = %policy.source, "policy reloaded");
+        proxy.policy.store(Arc::new(policy));
     }
 }
 
-fn reload(path: Option<&std::path::Path>) -> Result<crate::policy::Policy, String> {
-    let config = Config::load(path).map_err(|e| e.to_string())?;
-    crate::policy::Policy::load(&config.policy)
+/// The new policy and realms, or what refused (`policy`, `realm`) and why.
+fn reload(
+    path: Option<&std::path::Path>,
+) -> Result<(crate::policy::Policy, Vec<crate::directory::Realm>), (&'static str, String)> {
+    // The config's own checks include the policy's: both are "policy" here.
+    let config = Config::load(path).map_err(|e| ("policy", e.to_string()))?;
+    let policy = crate::policy::Policy::load(&config.policy).map_err(|e| ("policy", e))?;
+    let realms = config
+        .realm_configs
+        .iter()
+        .map(crate::directory::Realm::build)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ("realm", e))?;
+    Ok((policy, realms))
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.

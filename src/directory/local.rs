@@ -58,6 +58,13 @@ impl LocalRealm {
             .map_err(|e| format!("users file {}: {e}", path.display()))?;
         let file: UsersFile = toml_edit::de::from_str(&text)
             .map_err(|e| format!("users file {}: {e}", path.display()))?;
+        // Two spellings of one name would make the password that works a
+        // matter of hash-map order: refused, with both lines named.
+        unique_names(&text, "users", |u| {
+            normalise(u, false, cfg.case_insensitive)
+        })
+        .and_then(|()| unique_names(&text, "groups", fold))
+        .map_err(|e| format!("users file {}, {e}", path.display()))?;
         let name: Arc<str> = cfg.name.as_str().into();
         let groups: HashMap<String, &LocalGroup> =
             file.groups.iter().map(|(g, def)| (fold(g), def)).collect();
@@ -129,6 +136,40 @@ impl LocalRealm {
     }
 }
 
+/// Checks that no two keys of `[table]` are one name under `norm`; the error
+/// names the line of each.
+fn unique_names(text: &str, table: &str, norm: impl Fn(&str) -> String) -> Result<(), String> {
+    let doc = toml_edit::ImDocument::parse(text).map_err(|e| e.to_string())?;
+    let Some(entries) = doc.get(table).and_then(|t| t.as_table_like()) else {
+        return Ok(());
+    };
+    let line = |name: &str| {
+        let at = entries
+            .get_key_value(name)
+            .and_then(|(k, _)| k.span())
+            .map_or(0, |s| s.start);
+        text[..at].matches('\n').count() + 1
+    };
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for (name, _) in entries.iter() {
+        if let Some(first) = seen.insert(norm(name), name) {
+            let (a, b) = if line(first) <= line(name) {
+                (first, name)
+            } else {
+                (name, first)
+            };
+            let kind = table.trim_end_matches('s');
+            return Err(format!(
+                "line {}: {kind} {b:?} is {kind} {a:?} of line {} (names are compared \
+                 case-insensitively): keep one",
+                line(b),
+                line(a)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Direct groups plus every group reachable through `member_of`, cycles cut.
 /// Group names are one name whatever their case (`groups` is keyed by [`fold`]).
 fn expand(direct: &[String], groups: &HashMap<String, &LocalGroup>) -> Vec<Group> {
@@ -154,6 +195,12 @@ fn expand(direct: &[String], groups: &HashMap<String, &LocalGroup>) -> Vec<Group
 
 /// `gatehouse passwd`: adds or updates `user` in the users file with an argon2
 /// hash of `password`, keeping the file's comments and other entries.
+///
+/// An existing entry that is the same name in another case (`Alice` for
+/// `alice`) is the one updated, as the realm would take them for one user.
+/// The file holds password hashes: it is written whole to a new file with
+/// mode 0600 (or the old file's mode, if stricter) and owner kept, then
+/// renamed over the old one, so no reader sees it half-written or readable.
 pub fn set_password(
     users_file: &Path,
     user: &str,
@@ -166,14 +213,13 @@ pub fn set_password(
     if password.is_empty() {
         return Err("empty passwords are not allowed".into());
     }
-    let text = match std::fs::read_to_string(users_file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(format!("{}: {e}", users_file.display())),
+    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", users_file.display());
+    let (text, meta) = match std::fs::read_to_string(users_file) {
+        Ok(t) => (t, Some(std::fs::metadata(users_file).map_err(|e| at(&e))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), None),
+        Err(e) => return Err(at(&e)),
     };
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e| format!("{}: {e}", users_file.display()))?;
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| at(&e))?;
     let salt = SaltString::encode_b64(&random_salt()).map_err(|e| e.to_string())?;
     let hash = Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -182,7 +228,17 @@ pub fn set_password(
     let users = doc.entry("users").or_insert(toml_edit::table());
     let users = users.as_table_mut().ok_or("`users` is not a table")?;
     users.set_implicit(true);
-    let entry = users.entry(user).or_insert(toml_edit::table());
+    let same: Vec<String> = users
+        .iter()
+        .map(|(k, _)| k.to_string())
+        .filter(|k| fold(k) == fold(user))
+        .collect();
+    let key = match same.as_slice() {
+        [] => user.to_string(),
+        [one] => one.clone(),
+        _ => return Err(at(&format!("{same:?} are one user: keep one"))),
+    };
+    let entry = users.entry(&key).or_insert(toml_edit::table());
     let entry = entry.as_table_mut().ok_or("user entry is not a table")?;
     entry["password"] = toml_edit::value(hash);
     if let Some(groups) = groups {
@@ -192,9 +248,32 @@ pub fn set_password(
     } else if !entry.contains_key("groups") {
         entry["groups"] = toml_edit::value(toml_edit::Array::new());
     }
-    let tmp = users_file.with_extension("toml.tmp");
-    std::fs::write(&tmp, doc.to_string()).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, users_file).map_err(|e| format!("{}: {e}", users_file.display()))
+    replace_file(users_file, meta.as_ref(), doc.to_string().as_bytes()).map_err(|e| at(&e))
+}
+
+/// Writes `bytes` to a new private file beside `path` and renames it over
+/// `path`: mode 0600 at most (less if `old` was stricter), `old`'s owner.
+fn replace_file(path: &Path, old: Option<&std::fs::Metadata>, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // Created 0600 by tempfile, under a name no one else can predict.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    if let Some(old) = old {
+        let f = tmp.as_file();
+        f.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o600))?;
+        let mine = f.metadata()?;
+        if (mine.uid(), mine.gid()) != (old.uid(), old.gid()) {
+            std::os::unix::fs::fchown(f, Some(old.uid()), Some(old.gid()))?;
+        }
+    }
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 fn random_salt() -> [u8; 16] {
@@ -272,6 +351,79 @@ mod tests {
         };
         let e = LocalRealm::load(&cfg).err().unwrap();
         assert!(e.contains("eve") && e.contains("argon2"), "{e}");
+    }
+
+    #[test]
+    fn one_name_in_two_spellings_is_refused_with_both_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users.toml");
+        set_password(&file, "Ärztin", "pw", None).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let line = text.lines().find(|l| l.starts_with("password")).unwrap();
+        let hash = line.split('"').nth(1).unwrap();
+        let cfg = |case_insensitive| LocalRealmConfig {
+            name: "local".into(),
+            users_file: file.clone(),
+            case_insensitive,
+            strip_domain: true,
+        };
+        let text = format!(
+            "# users\n[users.\"Ärztin\"]\npassword = \"{hash}\"\n\n[users.\"ÄRZTIN\"]\npassword = \"{hash}\"\n"
+        );
+        std::fs::write(&file, text).unwrap();
+        let e = LocalRealm::load(&cfg(true)).err().unwrap();
+        assert!(e.contains("line 5") && e.contains("line 2"), "{e}");
+        assert!(
+            e.contains("ÄRZTIN") && e.contains(&file.display().to_string()),
+            "{e}"
+        );
+        // A case-sensitive realm takes them for two users.
+        assert_eq!(LocalRealm::load(&cfg(false)).unwrap().user_count(), 2);
+        // Group names are always one name whatever their case.
+        std::fs::write(&file, "[groups.Telephony]\n[groups.telephony]\n").unwrap();
+        let e = LocalRealm::load(&cfg(false)).err().unwrap();
+        assert!(
+            e.contains("group \"telephony\"") && e.contains("line 2"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn passwd_updates_the_entry_of_the_same_name_in_another_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users.toml");
+        std::fs::write(&file, "[groups.\"Ärzte\"]\nmember_of = [\"Staff\"]\n").unwrap();
+        set_password(&file, "Alice", "one", Some(&["ÄRZTE".into()])).unwrap();
+        set_password(&file, "alice", "two", None).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text.matches("password").count(), 1, "{text}");
+        let r = realm(dir.path());
+        assert!(
+            matches!(r.verify("ALICE", "two").await, RealmVerdict::Verified(id)
+            if id.in_group("ärzte") && id.in_group("staff"))
+        );
+        assert_eq!(r.verify("alice", "one").await, RealmVerdict::BadPassword);
+    }
+
+    #[test]
+    fn passwd_writes_the_file_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users.toml");
+        let mode = |f: &Path| std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        set_password(&file, "a", "pw", None).unwrap();
+        assert_eq!(mode(&file), 0o600);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        set_password(&file, "a", "pw2", None).unwrap();
+        assert_eq!(mode(&file), 0o600, "a readable file is made private");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
+        set_password(&file, "b", "pw", None).unwrap();
+        assert_eq!(mode(&file), 0o400, "a stricter mode is kept");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 
     #[test]
