@@ -33,6 +33,8 @@ pub enum StartError {
     Auth(String),
     #[error("policy: {0}")]
     Policy(String),
+    #[error("{0}")]
+    DemoAccounts(String),
 }
 
 /// Builds the realms and the authenticator the config names.
@@ -46,6 +48,39 @@ pub fn authenticator(config: &Config) -> Result<crate::auth::Authenticator, Star
     crate::auth::Authenticator::new(&config.auth, realms).map_err(StartError::Auth)
 }
 
+/// The shipped demo accounts' passwords are in the README: they may serve
+/// only a proxy that listens on loopback. Refused on any other address (at
+/// start and on reload), naming the accounts and the fix.
+pub fn refuse_demo_accounts(
+    listeners: &[SocketAddr],
+    realms: &[crate::directory::Realm],
+) -> Result<(), String> {
+    let Some(open) = listeners
+        .iter()
+        .find(|a| !a.ip().to_canonical().is_loopback())
+    else {
+        return Ok(());
+    };
+    for realm in realms {
+        let crate::directory::Realm::Local(local) = realm else {
+            continue;
+        };
+        let demo = local.demo_accounts();
+        if !demo.is_empty() {
+            let file = local.users_file().display();
+            return Err(format!(
+                "realm {:?}: users file {file} has the demo account(s) {} whose passwords \
+                 are published in the README, and listener.addresses has {open}, which is \
+                 not loopback. Change their passwords (gatehouse passwd --users {file} NAME) \
+                 or remove them, or listen on 127.0.0.1 only",
+                realm.name(),
+                demo.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Serves until `stop` is cancelled, then shuts down gracefully.
 pub async fn run(
     config: Config,
@@ -54,6 +89,8 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let config = Arc::new(config);
     let auth = authenticator(&config)?;
+    refuse_demo_accounts(&config.listener.addresses, &auth.realms())
+        .map_err(StartError::DemoAccounts)?;
     let mut listeners = Vec::new();
     for addr in &config.listener.addresses {
         let l = TcpListener::bind(addr)
@@ -144,9 +181,10 @@ async fn reload_on_hangup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
         return;
     };
     while hup.recv().await.is_some() {
-        // Reading files and building LDAP pools blocks: off the async threads.
-        let path = path.clone();
-        let loaded = tokio::task::spawn_blocking(move || reload(path.as_deref()))
+        // Reading files, building LDAP pools and checking for demo passwords
+        // (argon2) block: off the async threads.
+        let (path, listening) = (path.clone(), proxy.listening.clone());
+        let loaded = tokio::task::spawn_blocking(move || reload(path.as_deref(), &listening))
             .await
             .unwrap_or_else(|e| Err(("policy", format!("reload task: {e}"))));
         let (policy, realms) = match loaded {
@@ -170,6 +208,7 @@ async fn reload_on_hangup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
 /// The new policy and realms, or what refused (`policy`, `realm`) and why.
 fn reload(
     path: Option<&std::path::Path>,
+    listening: &[SocketAddr],
 ) -> Result<(crate::policy::Policy, Vec<crate::directory::Realm>), (&'static str, String)> {
     // The config's own checks include the policy's: both are "policy" here.
     let config = Config::load(path).map_err(|e| ("policy", e.to_string()))?;
@@ -180,6 +219,7 @@ fn reload(
         .map(crate::directory::Realm::build)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ("realm", e))?;
+    refuse_demo_accounts(listening, &realms).map_err(|e| ("realm", e))?;
     Ok((policy, realms))
 }
 

@@ -72,6 +72,39 @@ fn auth_for(dir: &Path, users: &Path) -> String {
     )
 }
 
+/// Runs `gatehouse run` listening on `ip`, with `auth`; it must exit by itself
+/// (a start-up refusal) within 10 s. Its output.
+fn refused_start(dir: &Path, ip: &str, auth: &str) -> std::process::Output {
+    let cfg = dir.join("gatehouse.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[listener]\naddresses = [\"{ip}:{}\"]\n[accesslog]\npath = \"{}\"\n{auth}",
+            free_port(),
+            dir.join("access.log").display(),
+        ),
+    )
+    .unwrap();
+    let mut child = gatehouse()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // If it were serving, waiting would hang: bounded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("gatehouse started and served");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    out
+}
+
 #[test]
 fn start_up_refuses_two_spellings_of_one_user_naming_the_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -88,34 +121,7 @@ fn start_up_refuses_two_spellings_of_one_user_naming_the_line() {
         format!("# two spellings\n[users.Alice]\n{hash_line}\n\n[users.alice]\n{hash_line}\n"),
     )
     .unwrap();
-    let cfg = dir.path().join("gatehouse.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[listener]\naddresses = [\"127.0.0.1:{}\"]\n[accesslog]\npath = \"{}\"\n{}",
-            free_port(),
-            dir.path().join("access.log").display(),
-            auth_for(dir.path(), &users)
-        ),
-    )
-    .unwrap();
-    let mut child = gatehouse()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // It exits by itself; if it were serving, the wait would hang: bound it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("gatehouse started with Alice and alice in its users file");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success());
+    let out = refused_start(dir.path(), "127.0.0.1", &auth_for(dir.path(), &users));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&users.display().to_string())
@@ -177,4 +183,44 @@ async fn sighup_reloads_the_users_file_whole_or_not_at_all() {
     assert_eq!(fresh_status(&gh, &url, "alice:alice-pw").await, 407);
     assert_eq!(fresh_status(&gh, &url, "alice:changed-pw").await, 200);
     assert_eq!(fresh_status(&gh, &url, "bob:bob-pw").await, 200);
+}
+
+/// The shipped users file, with its demo accounts.
+fn shipped_users() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/users.toml")
+}
+
+#[test]
+fn demo_accounts_refuse_a_listener_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = refused_start(
+        dir.path(),
+        "0.0.0.0",
+        &auth_for(dir.path(), &shipped_users()),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("demo account(s) alice, demo")
+            && err.contains("0.0.0.0")
+            && err.contains("gatehouse passwd"),
+        "{err}"
+    );
+    // Their passwords changed, the same accounts may listen anywhere.
+    let users = dir.path().join("users.toml");
+    std::fs::copy(shipped_users(), &users).unwrap();
+    passwd(&users, "demo", "not in any readme");
+    let out = refused_start(dir.path(), "0.0.0.0", &auth_for(dir.path(), &users));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("demo account(s) alice whose"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_accounts_serve_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start().await;
+    let gh = Gatehouse::start("", &auth_for(dir.path(), &shipped_users()));
+    assert_eq!(
+        fresh_status(&gh, &origin.url("/"), "demo:demo-password").await,
+        200
+    );
 }

@@ -130,11 +130,59 @@ impl LocalRealm {
         }
     }
 
+    /// Users whose credentials are the shipped demo accounts' (see [`DEMO`]):
+    /// a shipped hash under any name, or a demo name whose hash verifies the
+    /// published demo password (re-hashed by `gatehouse passwd`). The second
+    /// costs one argon2 check per demo name present, so at most two.
+    pub fn demo_accounts(&self) -> Vec<String> {
+        let mut found: Vec<String> = self
+            .users
+            .iter()
+            .filter(|(_, e)| DEMO.iter().any(|(_, _, hash)| e.0 == *hash))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for (name, password, _) in DEMO {
+            let Some(entry) = self.find(name) else {
+                continue;
+            };
+            let verifies = PasswordHash::new(&entry.0).is_ok_and(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            });
+            if verifies && !found.contains(&entry.1.user) {
+                found.push(entry.1.user.clone());
+            }
+        }
+        found.sort();
+        found
+    }
+
+    pub fn users_file(&self) -> &Path {
+        &self.cfg.users_file
+    }
+
     /// The user's identity without a password (for single sign-on mappings).
     pub fn lookup(&self, user: &str) -> Option<Arc<Identity>> {
         self.find(user).map(|e| Arc::new(e.1.clone()))
     }
 }
+
+/// The demo accounts shipped in config/users.toml: name, the password the
+/// README publishes, and the exact hash shipped. Anyone can log in with them,
+/// so the proxy refuses them on any address but loopback.
+pub const DEMO: [(&str, &str, &str); 2] = [
+    (
+        "demo",
+        "demo-password",
+        "$argon2id$v=19$m=19456,t=2,p=1$xw6QOg6YNLmNTckruLGtjw$DZFuHnttSzhcvCnc7pp4kktCMN3bvKH3s0wcveAjJS0",
+    ),
+    (
+        "alice",
+        "alice-demo-password",
+        "$argon2id$v=19$m=19456,t=2,p=1$3uTIzl0efmdcwG1prdtezQ$h1zhLcSUQb+aFMrUkAkZAvK83Noeqajloxmh941uVzA",
+    ),
+];
 
 /// Checks that no two keys of `[table]` are one name under `norm`; the error
 /// names the line of each.
@@ -284,152 +332,5 @@ fn random_salt() -> [u8; 16] {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn realm(dir: &Path) -> LocalRealm {
-        let cfg = LocalRealmConfig {
-            name: "local".into(),
-            users_file: dir.join("users.toml"),
-            case_insensitive: true,
-            strip_domain: true,
-        };
-        LocalRealm::load(&cfg).unwrap()
-    }
-
-    #[tokio::test]
-    async fn passwd_then_verify_with_nested_groups() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("users.toml");
-        std::fs::write(&file, "# demo users\n[groups.telephony]\nmember_of = [\"Skype Users\"]\n[groups.\"Skype Users\"]\nmember_of = [\"telephony\"]\n").unwrap();
-        set_password(
-            &file,
-            "Alice",
-            "s3cret pw",
-            Some(&["telephony".into(), "staff".into()]),
-        )
-        .unwrap();
-        set_password(&file, "bob", "bobpw", None).unwrap();
-        let text = std::fs::read_to_string(&file).unwrap();
-        assert!(text.starts_with("# demo users"), "comments kept: {text}");
-        assert!(!text.contains("s3cret"));
-        let r = realm(dir.path());
-        let RealmVerdict::Verified(id) = r.verify("CORP\\alice", "s3cret pw").await else {
-            panic!("alice")
-        };
-        assert_eq!(id.user, "alice");
-        assert!(id.in_group("staff") && id.in_group("telephony") && id.in_group("skype users"));
-        assert!(id
-            .groups
-            .iter()
-            .any(|g| g.name == "Skype Users" && g.nested));
-        assert_eq!(r.verify("alice", "wrong").await, RealmVerdict::BadPassword);
-        assert_eq!(r.verify("nobody", "x").await, RealmVerdict::UnknownUser);
-        // Updating a password replaces it.
-        set_password(&file, "bob", "newpw", None).unwrap();
-        let r = realm(dir.path());
-        assert!(matches!(
-            r.verify("bob", "newpw").await,
-            RealmVerdict::Verified(_)
-        ));
-        assert_eq!(r.verify("bob", "bobpw").await, RealmVerdict::BadPassword);
-    }
-
-    #[test]
-    fn refuses_plaintext_passwords_in_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("users.toml"),
-            "[users.eve]\npassword = \"plain\"\n",
-        )
-        .unwrap();
-        let cfg = LocalRealmConfig {
-            name: "local".into(),
-            users_file: dir.path().join("users.toml"),
-            case_insensitive: true,
-            strip_domain: true,
-        };
-        let e = LocalRealm::load(&cfg).err().unwrap();
-        assert!(e.contains("eve") && e.contains("argon2"), "{e}");
-    }
-
-    #[test]
-    fn one_name_in_two_spellings_is_refused_with_both_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("users.toml");
-        set_password(&file, "Ärztin", "pw", None).unwrap();
-        let text = std::fs::read_to_string(&file).unwrap();
-        let line = text.lines().find(|l| l.starts_with("password")).unwrap();
-        let hash = line.split('"').nth(1).unwrap();
-        let cfg = |case_insensitive| LocalRealmConfig {
-            name: "local".into(),
-            users_file: file.clone(),
-            case_insensitive,
-            strip_domain: true,
-        };
-        let text = format!(
-            "# users\n[users.\"Ärztin\"]\npassword = \"{hash}\"\n\n[users.\"ÄRZTIN\"]\npassword = \"{hash}\"\n"
-        );
-        std::fs::write(&file, text).unwrap();
-        let e = LocalRealm::load(&cfg(true)).err().unwrap();
-        assert!(e.contains("line 5") && e.contains("line 2"), "{e}");
-        assert!(
-            e.contains("ÄRZTIN") && e.contains(&file.display().to_string()),
-            "{e}"
-        );
-        // A case-sensitive realm takes them for two users.
-        assert_eq!(LocalRealm::load(&cfg(false)).unwrap().user_count(), 2);
-        // Group names are always one name whatever their case.
-        std::fs::write(&file, "[groups.Telephony]\n[groups.telephony]\n").unwrap();
-        let e = LocalRealm::load(&cfg(false)).err().unwrap();
-        assert!(
-            e.contains("group \"telephony\"") && e.contains("line 2"),
-            "{e}"
-        );
-    }
-
-    #[tokio::test]
-    async fn passwd_updates_the_entry_of_the_same_name_in_another_case() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("users.toml");
-        std::fs::write(&file, "[groups.\"Ärzte\"]\nmember_of = [\"Staff\"]\n").unwrap();
-        set_password(&file, "Alice", "one", Some(&["ÄRZTE".into()])).unwrap();
-        set_password(&file, "alice", "two", None).unwrap();
-        let text = std::fs::read_to_string(&file).unwrap();
-        assert_eq!(text.matches("password").count(), 1, "{text}");
-        let r = realm(dir.path());
-        assert!(
-            matches!(r.verify("ALICE", "two").await, RealmVerdict::Verified(id)
-            if id.in_group("ärzte") && id.in_group("staff"))
-        );
-        assert_eq!(r.verify("alice", "one").await, RealmVerdict::BadPassword);
-    }
-
-    #[test]
-    fn passwd_writes_the_file_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("users.toml");
-        let mode = |f: &Path| std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
-        set_password(&file, "a", "pw", None).unwrap();
-        assert_eq!(mode(&file), 0o600);
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-        set_password(&file, "a", "pw2", None).unwrap();
-        assert_eq!(mode(&file), 0o600, "a readable file is made private");
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
-        set_password(&file, "b", "pw", None).unwrap();
-        assert_eq!(mode(&file), 0o400, "a stricter mode is kept");
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temp file left"
-        );
-    }
-
-    #[test]
-    fn passwd_refuses_empty_password() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(set_password(&dir.path().join("u.toml"), "x", "", None).is_err());
-        assert!(set_password(&dir.path().join("u.toml"), "a:b", "pw", None).is_err());
-    }
-}
+#[path = "local_tests.rs"]
+mod tests;
