@@ -11,6 +11,7 @@ pub mod identity;
 pub mod negotiate;
 pub mod ntlm_helper;
 pub mod ntlm_msg;
+pub mod realm_set;
 pub mod spnego;
 pub mod throttle;
 
@@ -20,15 +21,14 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
 use http::HeaderValue;
-use sha2::Sha256;
 
 use crate::config::{AuthConfig, Scheme};
 use crate::directory::cache::{Lifetimes, Source, StaleCache, Unavailable};
 use crate::directory::{Realm, RealmVerdict};
 use header::{BadCredentials, Presented};
 use identity::Authenticated;
+use realm_set::RealmSet;
 
 /// Why a request did not authenticate. Each maps to one HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,10 +118,10 @@ impl Lifetimes<Outcome> for CredLifetimes {
 
 pub struct Authenticator {
     cfg: AuthConfig,
-    pub realms: Vec<Realm>,
+    /// Swapped whole by [`Authenticator::replace_realms`] on reload.
+    realms: arc_swap::ArcSwap<RealmSet>,
     creds: StaleCache<[u8; 32], Outcome, CheckError>,
     throttle: throttle::Throttle,
-    key: [u8; 32],
     challenges: Vec<HeaderValue>,
     negotiate: Option<negotiate::Acceptor>,
     ntlm: Option<Arc<ntlm_helper::HelperPool>>,
@@ -129,8 +129,6 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(cfg: &AuthConfig, realms: Vec<Realm>) -> Result<Self, String> {
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).map_err(|e| format!("random key: {e}"))?;
         let challenges = cfg
             .schemes
             .iter()
@@ -152,8 +150,7 @@ impl Authenticator {
             ),
             throttle: throttle::Throttle::new(&cfg.throttle),
             cfg: cfg.clone(),
-            realms,
-            key,
+            realms: arc_swap::ArcSwap::from_pointee(RealmSet::new(realms)?),
             challenges,
             negotiate: cfg
                 .negotiate
@@ -165,6 +162,19 @@ impl Authenticator {
                 .contains(&Scheme::Ntlm)
                 .then(|| ntlm_helper::HelperPool::new(&cfg.ntlm)),
         })
+    }
+
+    /// The realms in force (a snapshot: a reload does not change it).
+    pub fn realms(&self) -> Arc<RealmSet> {
+        self.realms.load_full()
+    }
+
+    /// Puts a new set of realms in force (SIGHUP). Verdicts cached under the
+    /// old set, on the credential cache and on open connections, are not
+    /// used again: a changed password stops working at once.
+    pub fn replace_realms(&self, realms: Vec<Realm>) -> Result<(), String> {
+        self.realms.store(Arc::new(RealmSet::new(realms)?));
+        Ok(())
     }
 
     pub fn required(&self) -> bool {
@@ -223,7 +233,11 @@ impl Authenticator {
             return Err(AuthFailure::Malformed(BadCredentials::Empty));
         }
         // The same Basic header again on this connection: already verified.
-        if let Some(who) = conn.recall_basic(value, self.cfg.credential_ttl) {
+        // (Unless the realms were reloaded since.)
+        if let Some(who) = conn
+            .recall_basic(value, self.cfg.credential_ttl)
+            .filter(|who| self.realms().vouched_for(&who.identity))
+        {
             return Ok(Authenticated {
                 cached: true,
                 ..who
@@ -347,7 +361,7 @@ impl Authenticator {
     /// `DOMAIN\user` from the domain, as a directory identity.
     async fn ntlm_identity(&self, account: &str) -> Result<Authenticated, AuthFailure> {
         let mut unavailable = None;
-        for realm in &self.realms {
+        for realm in self.realms().iter() {
             match realm.lookup(account).await {
                 Ok(Some(identity)) => {
                     return Ok(Authenticated {
@@ -404,7 +418,7 @@ impl Authenticator {
         };
         let strip = self.cfg.negotiate.as_ref().is_none_or(|n| n.strip_realm);
         let mut unavailable = None;
-        for realm in &self.realms {
+        for realm in self.realms().iter() {
             match realm.lookup_principal(&accepted.principal, strip).await {
                 Ok(Some(identity)) => {
                     return Ok(Authenticated {
@@ -441,7 +455,8 @@ impl Authenticator {
         password: &str,
         client: IpAddr,
     ) -> Result<Authenticated, AuthFailure> {
-        let key = self.cache_key(user, password);
+        let realms = self.realms();
+        let key = realms.cache_key(user, password);
         // Every spelling of a login the realms would take for one user
         // (`CORP\Alice`, `alice@corp`) counts as that user.
         let who = identity::normalise(user, true, true);
@@ -451,7 +466,7 @@ impl Authenticator {
                 self.throttle
                     .check(&who, client)
                     .map_err(CheckError::Throttled)?;
-                let outcome = self.verify_in_realms(user, password).await?;
+                let outcome = self.verify_in_realms(&realms, user, password).await?;
                 if let Outcome::Rejected { counts: true, .. } = outcome {
                     self.throttle.failed(&who, client);
                 }
@@ -496,9 +511,14 @@ impl Authenticator {
 
     /// Realms in order: the first that knows the user decides; a realm that
     /// cannot answer makes the whole check unavailable unless a later one verifies.
-    async fn verify_in_realms(&self, user: &str, password: &str) -> Result<Outcome, CheckError> {
+    async fn verify_in_realms(
+        &self,
+        realms: &[Realm],
+        user: &str,
+        password: &str,
+    ) -> Result<Outcome, CheckError> {
         let mut unavailable = None;
-        for realm in &self.realms {
+        for realm in realms {
             match realm.verify(user, password).await {
                 RealmVerdict::Verified(id) => return Ok(Outcome::Verified(id)),
                 RealmVerdict::BadPassword => {
@@ -530,20 +550,5 @@ impl Authenticator {
                 account: None,
             }),
         }
-    }
-
-    fn cache_key(&self, user: &str, password: &str) -> [u8; 32] {
-        // An HMAC accepts keys of any length: new_from_slice cannot fail here.
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        for realm in &self.realms {
-            mac.update(realm.name().as_bytes());
-            mac.update(&[0]);
-        }
-        mac.update(&[1]);
-        mac.update(user.as_bytes());
-        mac.update(&[0]);
-        mac.update(password.as_bytes());
-        mac.finalize().into_bytes().into()
     }
 }

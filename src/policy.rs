@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use crate::auth::identity::Identity;
+use crate::auth::identity::{fold, folds_to, Identity};
 use crate::config::PolicyConfig;
 use categories::Categories;
 use compile::{Atom, Layer, Rule};
@@ -244,12 +244,8 @@ fn allowed_layer(cfg: &PolicyConfig) -> Option<Layer> {
     let who: Vec<Atom> = cfg
         .allowed_groups
         .iter()
-        .map(|g| Atom::Group(g.to_lowercase()))
-        .chain(
-            cfg.allowed_users
-                .iter()
-                .map(|u| Atom::User(u.to_lowercase())),
-        )
+        .map(|g| Atom::Group(fold(g)))
+        .chain(cfg.allowed_users.iter().map(|u| Atom::User(fold(u))))
         .collect();
     Some(Layer {
         name: "allowed-groups".into(),
@@ -279,9 +275,9 @@ fn allowed_layer(cfg: &PolicyConfig) -> Option<Layer> {
 
 fn atom_matches(a: &Atom, f: &Facts<'_>) -> bool {
     match a {
-        Atom::User(u) => f.identity.is_some_and(|i| i.user.eq_ignore_ascii_case(u)),
+        Atom::User(u) => f.identity.is_some_and(|i| folds_to(&i.user, u)),
         Atom::Group(g) => f.identity.is_some_and(|i| i.in_group(g)),
-        Atom::Realm(r) => f.identity.is_some_and(|i| i.realm.eq_ignore_ascii_case(r)),
+        Atom::Realm(r) => f.identity.is_some_and(|i| folds_to(&i.realm, r)),
         Atom::Client(n) => n.contains(&f.client),
         Atom::Method(m) => f.method.eq_ignore_ascii_case(m),
         Atom::Header(h) => h.iter().all(|c| c.matches(f.headers)),
@@ -316,13 +312,9 @@ fn matches(r: &Rule, f: &Facts<'_>) -> bool {
         return false;
     }
     r.authenticated.is_none_or(|want| want == id.is_some())
-        && any(&r.users, &|u| {
-            id.is_some_and(|i| i.user.eq_ignore_ascii_case(u))
-        })
+        && any(&r.users, &|u| id.is_some_and(|i| folds_to(&i.user, u)))
         && any(&r.groups, &|g| id.is_some_and(|i| i.in_group(g)))
-        && any(&r.realms, &|x| {
-            id.is_some_and(|i| i.realm.eq_ignore_ascii_case(x))
-        })
+        && any(&r.realms, &|x| id.is_some_and(|i| folds_to(&i.realm, x)))
         && r.clients
             .as_ref()
             .is_none_or(|l| l.iter().any(|n| n.contains(&f.client)))
@@ -342,7 +334,7 @@ fn matches(r: &Rule, f: &Facts<'_>) -> bool {
             })
         })
         && any(&r.categories, &|c| {
-            f.categories.iter().any(|x| x.eq_ignore_ascii_case(c))
+            f.categories.iter().any(|x| folds_to(x, c))
         })
         && r.time.as_ref().is_none_or(|t| t.matches(f.now))
         && any(&r.protocols, &|p| {

@@ -33,6 +33,8 @@ pub enum StartError {
     Auth(String),
     #[error("policy: {0}")]
     Policy(String),
+    #[error("{0}")]
+    DemoAccounts(String),
 }
 
 /// Builds the realms and the authenticator the config names.
@@ -40,6 +42,39 @@ pub fn authenticator(config: &Config) -> Result<crate::auth::Authenticator, Star
     let realms = crate::directory::Realm::build_all(&config.realm_configs, &config.auth)
         .map_err(StartError::Auth)?;
     crate::auth::Authenticator::new(&config.auth, realms).map_err(StartError::Auth)
+}
+
+/// The shipped demo accounts' passwords are in the README: they may serve
+/// only a proxy that listens on loopback. Refused on any other address (at
+/// start and on reload), naming the accounts and the fix.
+pub fn refuse_demo_accounts(
+    listeners: &[SocketAddr],
+    realms: &[crate::directory::Realm],
+) -> Result<(), String> {
+    let Some(open) = listeners
+        .iter()
+        .find(|a| !a.ip().to_canonical().is_loopback())
+    else {
+        return Ok(());
+    };
+    for realm in realms {
+        let crate::directory::Realm::Local(local) = realm else {
+            continue;
+        };
+        let demo = local.demo_accounts();
+        if !demo.is_empty() {
+            let file = local.users_file().display();
+            return Err(format!(
+                "realm {:?}: users file {file} has the demo account(s) {} whose passwords \
+                 are published in the README, and listener.addresses has {open}, which is \
+                 not loopback. Change their passwords (gatehouse passwd --users {file} NAME) \
+                 or remove them, or listen on 127.0.0.1 only",
+                realm.name(),
+                demo.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Serves until `stop` is cancelled, then shuts down gracefully.
@@ -50,6 +85,8 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let config = Arc::new(config);
     let auth = authenticator(&config)?;
+    refuse_demo_accounts(&config.listener.addresses, &auth.realms())
+        .map_err(StartError::DemoAccounts)?;
     let mut listeners = Vec::new();
     for addr in &config.listener.addresses {
         let l = TcpListener::bind(addr)
@@ -134,30 +171,52 @@ pub async fn run(
     Ok(())
 }
 
-/// On SIGHUP: re-reads the config, compiles its policy whole, and swaps it in.
-/// A bad one changes nothing (the running policy stays, the reason is
+/// On SIGHUP: re-reads the config, compiles its policy and loads its realms
+/// (every realm file, every users file) whole, and swaps both in. Anything
+/// bad changes nothing (the running policy and realms stay, the reason is
 /// logged); requests already decided keep the policy they started with.
 async fn reload_on_hangup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: policy reload disabled");
+        tracing::warn!("cannot listen for SIGHUP: reload disabled");
         return;
     };
     while hup.recv().await.is_some() {
-        match reload(path.as_deref()) {
-            Ok(policy) => {
-                tracing::info!(source = %policy.source, "policy reloaded");
-                proxy.policy.store(Arc::new(policy));
+        // Reading files, building LDAP pools and checking for demo passwords
+        // (argon2) block: off the async threads.
+        let (path, listening) = (path.clone(), proxy.listening.clone());
+        let loaded = tokio::task::spawn_blocking(move || reload(path.as_deref(), &listening))
+            .await
+            .unwrap_or_else(|e| Err(("policy", format!("reload task: {e}"))));
+        let (policy, realms) = match loaded {
+            Ok(new) => new,
+            Err((what, e)) => {
+                tracing::error!(error = %e, "{what} reload refused: the running policy and realms stay");
+                continue;
             }
-            Err(e) => {
-                tracing::error!(error = %e, "policy reload refused: the running policy stays")
-            }
+        };
+        let count = realms.len();
+        if let Err(e) = proxy.auth.replace_realms(realms) {
+            tracing::error!(error = %e, "realm reload refused: the running policy and realms stay");
+            continue;
         }
+        tracing::info!(realms = count, "realms reloaded");
+        tracing::info!(source = %policy.source, "policy reloaded");
+        proxy.policy.store(Arc::new(policy));
     }
 }
 
-fn reload(path: Option<&std::path::Path>) -> Result<crate::policy::Policy, String> {
-    let config = Config::load(path).map_err(|e| e.to_string())?;
-    crate::policy::Policy::load(&config.policy)
+/// The new policy and realms, or what refused (`policy`, `realm`) and why.
+fn reload(
+    path: Option<&std::path::Path>,
+    listening: &[SocketAddr],
+) -> Result<(crate::policy::Policy, Vec<crate::directory::Realm>), (&'static str, String)> {
+    // The config's own checks include the policy's: both are "policy" here.
+    let config = Config::load(path).map_err(|e| ("policy", e.to_string()))?;
+    let policy = crate::policy::Policy::load(&config.policy).map_err(|e| ("policy", e))?;
+    let realms = crate::directory::Realm::build_all(&config.realm_configs, &config.auth)
+        .map_err(|e| ("realm", e))?;
+    refuse_demo_accounts(listening, &realms).map_err(|e| ("realm", e))?;
+    Ok((policy, realms))
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.

@@ -1,6 +1,10 @@
 //! Who is behind a request, as far as policy and the log are concerned.
 
+use std::borrow::Cow;
 use std::sync::Arc;
+
+use icu_casemap::CaseMapper;
+use icu_normalizer::{ComposingNormalizerBorrowed, DecomposingNormalizerBorrowed};
 
 /// A group the user belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,13 +30,11 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Membership by CN or by full DN, case-insensitively; nested groups count.
+    /// Membership by CN or by full DN, compared [`fold`]ed; nested groups count.
     pub fn in_group(&self, name: &str) -> bool {
+        let name = folded(name);
         self.groups.iter().any(|g| {
-            g.name.eq_ignore_ascii_case(name)
-                || g.dn
-                    .as_deref()
-                    .is_some_and(|dn| dn.eq_ignore_ascii_case(name))
+            folded(&g.name) == name || g.dn.as_deref().is_some_and(|dn| folded(dn) == name)
         })
     }
 
@@ -67,8 +69,51 @@ impl Authenticated {
     }
 }
 
+/// The one case normalisation for names (users, groups, realms, policy
+/// objects): Unicode default full case folding of the canonically decomposed
+/// name, recomposed to NFC. Two names are the same name exactly when their
+/// folds are equal; compare folds, never `eq_ignore_ascii_case` (which leaves
+/// `Ärzte` and `ärzte` apart, so a deny rule would fail open).
+///
+/// Why these steps: `to_lowercase` is not a caseless match (`ß` vs `SS`,
+/// final sigma), ASCII-only comparison ignores every other script, and a name
+/// typed on one system may arrive decomposed (`A` + U+0308) from another. This
+/// is Unicode's canonical caseless match (D145); the default folding keeps
+/// Turkish dotted/dotless `i` as the locale-independent mapping does, since a
+/// proxy has no locale to pick. The tables come from ICU4X (`icu_casemap`,
+/// `icu_normalizer`), the Unicode Consortium's own, current, Rust crates.
+pub fn fold(name: &str) -> String {
+    folded(name).into_owned()
+}
+
+/// Whether `name` folds to `folded` (a name [`fold`]ed beforehand, as the
+/// policy compiler does with the names in rules).
+pub fn folds_to(name: &str, folded_name: &str) -> bool {
+    folded(name) == folded_name
+}
+
+/// [`fold`] without an allocation for lowercase ASCII names (the common case),
+/// for comparisons on the request path.
+fn folded(name: &str) -> Cow<'_, str> {
+    if !name
+        .bytes()
+        .any(|b| !b.is_ascii() || b.is_ascii_uppercase())
+    {
+        return Cow::Borrowed(name);
+    }
+    let nfd = DecomposingNormalizerBorrowed::new_nfd().normalize(name);
+    let fold = match CaseMapper::new().fold_string(&nfd) {
+        Cow::Borrowed(_) => nfd,
+        Cow::Owned(s) => Cow::Owned(s),
+    };
+    match ComposingNormalizerBorrowed::new_nfc().normalize(&fold) {
+        Cow::Borrowed(_) => fold,
+        Cow::Owned(s) => Cow::Owned(s),
+    }
+}
+
 /// Normalises a login name as a realm is configured to: strips `DOMAIN\` and
-/// `@REALM` when asked, lowercases when the realm is case-insensitive.
+/// `@REALM` when asked, [`fold`]s when the realm is case-insensitive.
 pub fn normalise(user: &str, strip_domain: bool, case_insensitive: bool) -> String {
     let mut u = user.trim();
     if strip_domain {
@@ -80,7 +125,7 @@ pub fn normalise(user: &str, strip_domain: bool, case_insensitive: bool) -> Stri
         }
     }
     if case_insensitive {
-        u.to_lowercase()
+        fold(u)
     } else {
         u.to_string()
     }
@@ -156,6 +201,31 @@ mod tests {
             "Alice@CORP.EXAMPLE"
         );
         assert_eq!(normalise(" bob ", true, false), "bob");
+        assert_eq!(normalise("CORP\\ÄRZTIN", true, true), "ärztin");
+        assert_eq!(normalise("Ärztin", true, false), "Ärztin");
+    }
+
+    #[test]
+    fn folding_is_unicode_full_case_folding_in_nfc() {
+        for name in ["Ärzte", "ÄRZTE", "ärzte", "A\u{308}rzte", "a\u{308}RZTE"] {
+            assert_eq!(fold(name), "ärzte", "{name:?}");
+        }
+        // Full folding: ß is ss, so Straße and STRASSE are one name.
+        assert_eq!(fold("Straße"), fold("STRASSE"));
+        assert_eq!(fold("ẞ"), "ss");
+        // Final and medial sigma fold alike.
+        assert_eq!(fold("ΟΔΥΣΣΕΥΣ"), fold("οδυσσευς"));
+        // Default (not Turkic) folding: I is i, İ keeps its dot as U+0307,
+        // dotless ı stays itself.
+        assert_eq!(fold("I"), "i");
+        assert_eq!(fold("İ"), "i\u{307}");
+        assert_eq!(fold("ı"), "ı");
+        assert_ne!(fold("ı"), fold("I"));
+        // Lowercase ASCII comes back as it is, without allocating.
+        assert!(matches!(
+            folded("skype users"),
+            Cow::Borrowed("skype users")
+        ));
     }
 
     #[test]
@@ -173,5 +243,24 @@ mod tests {
         assert!(id.in_group("skype users"));
         assert!(id.in_group("CN=Skype Users,OU=groups,DC=example,DC=test"));
         assert!(!id.in_group("staff"));
+    }
+
+    #[test]
+    fn membership_is_caseless_beyond_ascii() {
+        let id = Identity {
+            user: "jürgen".into(),
+            realm: "corp".into(),
+            dn: None,
+            groups: vec![Group {
+                name: "Ärzte".into(),
+                dn: Some("CN=Ärzte,OU=Gruppen,DC=example,DC=test".into()),
+                nested: false,
+            }],
+        };
+        for g in ["Ärzte", "ÄRZTE", "ärzte", "A\u{308}rzte"] {
+            assert!(id.in_group(g), "{g:?}");
+        }
+        assert!(id.in_group("cn=ärzte,ou=gruppen,dc=example,dc=test"));
+        assert!(!id.in_group("Arzte"));
     }
 }

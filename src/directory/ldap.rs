@@ -15,7 +15,7 @@ use ldap3::{ldap_escape, Scope};
 use super::cache::{Lifetimes, Source, StaleCache, Unavailable};
 use super::config::LdapRealmConfig;
 use super::RealmVerdict;
-use crate::auth::identity::{login_in_realm, normalise, Identity};
+use crate::auth::identity::{fold, login_in_realm, normalise, Identity};
 use pool::LdapPool;
 
 /// Cached lookups: a found user lives `cache_ttl` (+ `stale_grace` while the
@@ -131,11 +131,8 @@ impl LdapRealm {
             self.cfg.user_filter.replace("{user}", "*"),
             ldap_escape(principal)
         );
-        let key = format!("principal:{}", principal.to_lowercase());
-        let login = principal
-            .rsplit_once('@')
-            .map_or(principal, |(u, _)| u)
-            .to_lowercase();
+        let key = format!("principal:{}", fold(principal));
+        let login = fold(principal.rsplit_once('@').map_or(principal, |(u, _)| u));
         self.users
             .get(key, || self.fetch_with(filter, login))
             .await

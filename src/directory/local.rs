@@ -23,7 +23,7 @@ use super::cache::Unavailable;
 use super::config::LocalRealmConfig;
 use super::RealmVerdict;
 use crate::auth::blocking::{BlockingSlots, SlotError};
-use crate::auth::identity::{login_in_realm, normalise, Group, Identity};
+use crate::auth::identity::{fold, login_in_realm, normalise, Group, Identity};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,7 +69,16 @@ impl LocalRealm {
             .map_err(|e| format!("users file {}: {e}", path.display()))?;
         let file: UsersFile = toml_edit::de::from_str(&text)
             .map_err(|e| format!("users file {}: {e}", path.display()))?;
+        // Two spellings of one name would make the password that works a
+        // matter of hash-map order: refused, with both lines named.
+        unique_names(&text, "users", |u| {
+            normalise(u, false, cfg.case_insensitive)
+        })
+        .and_then(|()| unique_names(&text, "groups", fold))
+        .map_err(|e| format!("users file {}, {e}", path.display()))?;
         let name: Arc<str> = cfg.name.as_str().into();
+        let groups: HashMap<String, &LocalGroup> =
+            file.groups.iter().map(|(g, def)| (fold(g), def)).collect();
         let mut users = HashMap::new();
         for (login, u) in file.users {
             PasswordHash::new(&u.password).map_err(|e| {
@@ -83,7 +92,7 @@ impl LocalRealm {
                 user: key.clone(),
                 realm: name.clone(),
                 dn: None,
-                groups: expand(&u.groups, &file.groups),
+                groups: expand(&u.groups, &groups),
             };
             users.insert(key, Arc::new((u.password, identity)));
         }
@@ -144,22 +153,102 @@ impl LocalRealm {
         }
     }
 
+    /// Users whose credentials are the shipped demo accounts' (see [`DEMO`]):
+    /// a shipped hash under any name, or a demo name whose hash verifies the
+    /// published demo password (re-hashed by `gatehouse passwd`). The second
+    /// costs one argon2 check per demo name present, so at most two.
+    pub fn demo_accounts(&self) -> Vec<String> {
+        let mut found: Vec<String> = self
+            .users
+            .iter()
+            .filter(|(_, e)| DEMO.iter().any(|(_, _, hash)| e.0 == *hash))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for (name, password, _) in DEMO {
+            let Some(entry) = self.find(name) else {
+                continue;
+            };
+            let verifies = self.memory.verify(&entry.0, password.as_bytes());
+            if verifies && !found.contains(&entry.1.user) {
+                found.push(entry.1.user.clone());
+            }
+        }
+        found.sort();
+        found
+    }
+
+    pub fn users_file(&self) -> &Path {
+        &self.cfg.users_file
+    }
+
     /// The user's identity without a password (for single sign-on mappings).
     pub fn lookup(&self, user: &str) -> Option<Arc<Identity>> {
         self.find(user).map(|e| Arc::new(e.1.clone()))
     }
 }
 
+/// The demo accounts shipped in config/users.toml: name, the password the
+/// README publishes, and the exact hash shipped. Anyone can log in with them,
+/// so the proxy refuses them on any address but loopback.
+pub const DEMO: [(&str, &str, &str); 2] = [
+    (
+        "demo",
+        "demo-password",
+        "$argon2id$v=19$m=19456,t=2,p=1$xw6QOg6YNLmNTckruLGtjw$DZFuHnttSzhcvCnc7pp4kktCMN3bvKH3s0wcveAjJS0",
+    ),
+    (
+        "alice",
+        "alice-demo-password",
+        "$argon2id$v=19$m=19456,t=2,p=1$3uTIzl0efmdcwG1prdtezQ$h1zhLcSUQb+aFMrUkAkZAvK83Noeqajloxmh941uVzA",
+    ),
+];
+
+/// Checks that no two keys of `[table]` are one name under `norm`; the error
+/// names the line of each.
+fn unique_names(text: &str, table: &str, norm: impl Fn(&str) -> String) -> Result<(), String> {
+    let doc = toml_edit::ImDocument::parse(text).map_err(|e| e.to_string())?;
+    let Some(entries) = doc.get(table).and_then(|t| t.as_table_like()) else {
+        return Ok(());
+    };
+    let line = |name: &str| {
+        let at = entries
+            .get_key_value(name)
+            .and_then(|(k, _)| k.span())
+            .map_or(0, |s| s.start);
+        text[..at].matches('\n').count() + 1
+    };
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for (name, _) in entries.iter() {
+        if let Some(first) = seen.insert(norm(name), name) {
+            let (a, b) = if line(first) <= line(name) {
+                (first, name)
+            } else {
+                (name, first)
+            };
+            let kind = table.trim_end_matches('s');
+            return Err(format!(
+                "line {}: {kind} {b:?} is {kind} {a:?} of line {} (names are compared \
+                 case-insensitively): keep one",
+                line(b),
+                line(a)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Direct groups plus every group reachable through `member_of`, cycles cut.
-fn expand(direct: &[String], groups: &HashMap<String, LocalGroup>) -> Vec<Group> {
+/// Group names are one name whatever their case (`groups` is keyed by [`fold`]).
+fn expand(direct: &[String], groups: &HashMap<String, &LocalGroup>) -> Vec<Group> {
     let mut seen: HashSet<String> = HashSet::new();
     let mut out = Vec::new();
     let mut frontier: Vec<(String, bool)> = direct.iter().map(|g| (g.clone(), false)).collect();
     while let Some((g, nested)) = frontier.pop() {
-        if !seen.insert(g.to_lowercase()) {
+        let key = fold(&g);
+        if !seen.insert(key.clone()) {
             continue;
         }
-        if let Some(parent) = groups.get(&g) {
+        if let Some(parent) = groups.get(&key) {
             frontier.extend(parent.member_of.iter().map(|p| (p.clone(), true)));
         }
         out.push(Group {
@@ -173,6 +262,12 @@ fn expand(direct: &[String], groups: &HashMap<String, LocalGroup>) -> Vec<Group>
 
 /// `gatehouse passwd`: adds or updates `user` in the users file with an argon2
 /// hash of `password`, keeping the file's comments and other entries.
+///
+/// An existing entry that is the same name in another case (`Alice` for
+/// `alice`) is the one updated, as the realm would take them for one user.
+/// The file holds password hashes: it is written whole to a new file with
+/// mode 0600 (or the old file's mode, if stricter) and owner kept, then
+/// renamed over the old one, so no reader sees it half-written or readable.
 pub fn set_password(
     users_file: &Path,
     user: &str,
@@ -185,14 +280,13 @@ pub fn set_password(
     if password.is_empty() {
         return Err("empty passwords are not allowed".into());
     }
-    let text = match std::fs::read_to_string(users_file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(format!("{}: {e}", users_file.display())),
+    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", users_file.display());
+    let (text, meta) = match std::fs::read_to_string(users_file) {
+        Ok(t) => (t, Some(std::fs::metadata(users_file).map_err(|e| at(&e))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), None),
+        Err(e) => return Err(at(&e)),
     };
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e| format!("{}: {e}", users_file.display()))?;
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| at(&e))?;
     let salt = SaltString::encode_b64(&random_salt()).map_err(|e| e.to_string())?;
     let hash = Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -201,7 +295,17 @@ pub fn set_password(
     let users = doc.entry("users").or_insert(toml_edit::table());
     let users = users.as_table_mut().ok_or("`users` is not a table")?;
     users.set_implicit(true);
-    let entry = users.entry(user).or_insert(toml_edit::table());
+    let same: Vec<String> = users
+        .iter()
+        .map(|(k, _)| k.to_string())
+        .filter(|k| fold(k) == fold(user))
+        .collect();
+    let key = match same.as_slice() {
+        [] => user.to_string(),
+        [one] => one.clone(),
+        _ => return Err(at(&format!("{same:?} are one user: keep one"))),
+    };
+    let entry = users.entry(&key).or_insert(toml_edit::table());
     let entry = entry.as_table_mut().ok_or("user entry is not a table")?;
     entry["password"] = toml_edit::value(hash);
     if let Some(groups) = groups {
@@ -211,9 +315,32 @@ pub fn set_password(
     } else if !entry.contains_key("groups") {
         entry["groups"] = toml_edit::value(toml_edit::Array::new());
     }
-    let tmp = users_file.with_extension("toml.tmp");
-    std::fs::write(&tmp, doc.to_string()).map_err(|e| format!("{}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, users_file).map_err(|e| format!("{}: {e}", users_file.display()))
+    replace_file(users_file, meta.as_ref(), doc.to_string().as_bytes()).map_err(|e| at(&e))
+}
+
+/// Writes `bytes` to a new private file beside `path` and renames it over
+/// `path`: mode 0600 at most (less if `old` was stricter), `old`'s owner.
+fn replace_file(path: &Path, old: Option<&std::fs::Metadata>, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    // Created 0600 by tempfile, under a name no one else can predict.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    if let Some(old) = old {
+        let f = tmp.as_file();
+        f.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o600))?;
+        let mine = f.metadata()?;
+        if (mine.uid(), mine.gid()) != (old.uid(), old.gid()) {
+            std::os::unix::fs::fchown(f, Some(old.uid()), Some(old.gid()))?;
+        }
+    }
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// An argon2 hash (default parameters, like `gatehouse passwd` writes) of a
@@ -236,85 +363,5 @@ fn random_salt() -> [u8; 16] {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn slots() -> Arc<BlockingSlots> {
-        Arc::new(BlockingSlots::new(2, std::time::Duration::from_secs(5)))
-    }
-
-    fn realm(dir: &Path) -> LocalRealm {
-        let cfg = LocalRealmConfig {
-            name: "local".into(),
-            users_file: dir.join("users.toml"),
-            case_insensitive: true,
-            strip_domain: true,
-            domains: vec!["CORP".into()],
-        };
-        LocalRealm::load(&cfg, &slots()).unwrap()
-    }
-
-    #[tokio::test]
-    async fn passwd_then_verify_with_nested_groups() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("users.toml");
-        std::fs::write(&file, "# demo users\n[groups.telephony]\nmember_of = [\"Skype Users\"]\n[groups.\"Skype Users\"]\nmember_of = [\"telephony\"]\n").unwrap();
-        set_password(
-            &file,
-            "Alice",
-            "s3cret pw",
-            Some(&["telephony".into(), "staff".into()]),
-        )
-        .unwrap();
-        set_password(&file, "bob", "bobpw", None).unwrap();
-        let text = std::fs::read_to_string(&file).unwrap();
-        assert!(text.starts_with("# demo users"), "comments kept: {text}");
-        assert!(!text.contains("s3cret"));
-        let r = realm(dir.path());
-        let RealmVerdict::Verified(id) = r.verify("CORP\\alice", "s3cret pw").await else {
-            panic!("alice")
-        };
-        assert_eq!(id.user, "alice");
-        assert!(id.in_group("staff") && id.in_group("telephony") && id.in_group("skype users"));
-        assert!(id
-            .groups
-            .iter()
-            .any(|g| g.name == "Skype Users" && g.nested));
-        assert_eq!(r.verify("alice", "wrong").await, RealmVerdict::BadPassword);
-        assert_eq!(r.verify("nobody", "x").await, RealmVerdict::UnknownUser);
-        // Updating a password replaces it.
-        set_password(&file, "bob", "newpw", None).unwrap();
-        let r = realm(dir.path());
-        assert!(matches!(
-            r.verify("bob", "newpw").await,
-            RealmVerdict::Verified(_)
-        ));
-        assert_eq!(r.verify("bob", "bobpw").await, RealmVerdict::BadPassword);
-    }
-
-    #[test]
-    fn refuses_plaintext_passwords_in_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("users.toml"),
-            "[users.eve]\npassword = \"plain\"\n",
-        )
-        .unwrap();
-        let cfg = LocalRealmConfig {
-            name: "local".into(),
-            users_file: dir.path().join("users.toml"),
-            case_insensitive: true,
-            strip_domain: true,
-            domains: vec![],
-        };
-        let e = LocalRealm::load(&cfg, &slots()).err().unwrap();
-        assert!(e.contains("eve") && e.contains("argon2"), "{e}");
-    }
-
-    #[test]
-    fn passwd_refuses_empty_password() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(set_password(&dir.path().join("u.toml"), "x", "", None).is_err());
-        assert!(set_password(&dir.path().join("u.toml"), "a:b", "pw", None).is_err());
-    }
-}
+#[path = "local_tests.rs"]
+mod tests;

@@ -12,6 +12,7 @@ use regex::Regex;
 
 use super::file::{self, ActionName, PolicyFile, PortSpec};
 use super::Action;
+use crate::auth::identity::fold;
 
 /// A policy mistake, located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +91,7 @@ impl HeaderCond {
 /// One alternative of a combined object.
 #[derive(Debug, Clone)]
 pub enum Atom {
+    /// User, group and realm names are held [`fold`]ed.
     User(String),
     Group(String),
     Realm(String),
@@ -130,6 +132,7 @@ impl TimeCond {
 pub struct Rule {
     pub name: Arc<str>,
     pub authenticated: Option<bool>,
+    /// Names, [`fold`]ed (as are `categories`).
     pub users: Option<Vec<String>>,
     pub groups: Option<Vec<String>>,
     pub realms: Option<Vec<String>>,
@@ -233,6 +236,11 @@ fn lower(v: Vec<String>) -> Vec<String> {
     v.into_iter().map(|s| s.to_lowercase()).collect()
 }
 
+/// Names (users, groups, realms, categories) are compared as their [`fold`]s.
+fn folded(v: Vec<String>) -> Vec<String> {
+    v.iter().map(|s| fold(s)).collect()
+}
+
 /// Compiles a whole policy file. Nothing is partially applied: it is all or an error.
 pub fn compile(file: &PolicyFile, source: &str) -> Result<Vec<Layer>, PolicyError> {
     let mut ctx = Ctx {
@@ -251,9 +259,9 @@ pub fn compile(file: &PolicyFile, source: &str) -> Result<Vec<Layer>, PolicyErro
                 let values = ctx.expand(&[value.to_string()], &place)?;
                 for v in values {
                     any.push(match kind {
-                        "user" => Atom::User(v.to_lowercase()),
-                        "group" => Atom::Group(v.to_lowercase()),
-                        "realm" => Atom::Realm(v.to_lowercase()),
+                        "user" => Atom::User(fold(&v)),
+                        "group" => Atom::Group(fold(&v)),
+                        "realm" => Atom::Realm(fold(&v)),
                         "client" => Atom::Client(cidr(&v, &place)?),
                         "method" => Atom::Method(v.to_ascii_uppercase()),
                         "header" => Atom::Header(ctx.named_headers(&v, &place)?),
@@ -414,9 +422,9 @@ fn compile_rule(ctx: &Ctx<'_>, r: &file::Rule, place: &str) -> Result<Rule, Poli
     Ok(Rule {
         name: r.name.as_str().into(),
         authenticated: r.authenticated,
-        users: list(&r.user, "user")?.map(lower),
-        groups: list(&r.group, "group")?.map(lower),
-        realms: list(&r.realm, "realm")?.map(lower),
+        users: list(&r.user, "user")?.map(folded),
+        groups: list(&r.group, "group")?.map(folded),
+        realms: list(&r.realm, "realm")?.map(folded),
         clients: nets(&r.client, "client")?,
         methods: list(&r.method, "method")?
             .map(|v| v.into_iter().map(|m| m.to_ascii_uppercase()).collect()),
@@ -425,7 +433,7 @@ fn compile_rule(ctx: &Ctx<'_>, r: &file::Rule, place: &str) -> Result<Rule, Poli
         ports,
         headers,
         sources,
-        categories: list(&r.category, "category")?.map(lower),
+        categories: list(&r.category, "category")?.map(folded),
         time: r
             .time
             .as_ref()

@@ -355,3 +355,48 @@ action = "allow"
     r.addrs = vec!["10.2.3.4".parse().unwrap()];
     assert!(!auth.needs_auth(&r.facts(), true).0);
 }
+
+#[test]
+fn names_in_rules_and_objects_match_caselessly_beyond_ascii() {
+    let p = Policy::from_toml(
+        r#"
+[objects]
+aerzte = ["ÄRZTE"]
+[combined.strassen]
+all = [["user:STRASSE", "group:@aerzte"]]
+[[layers]]
+name = "l"
+[[layers.rules]]
+name = "deny-doctors"
+group = ["Ärzte"]
+action = "deny"
+[[layers.rules]]
+name = "deny-juergen"
+user = ["JÜRGEN"]
+realm = ["Zentrale"]
+action = "deny"
+[[layers.rules]]
+name = "tunnel-strasse"
+source = ["strassen"]
+action = "tunnel"
+"#,
+    )
+    .unwrap();
+    let rule = |r: &Req| p.decide(&r.facts()).verdict_rule;
+    // ASCII-insensitive equality left these apart: the deny failed open.
+    for g in ["Ärzte", "ärzte", "A\u{308}RZTE"] {
+        let r = Req::connect("x").user("someone", &[g]);
+        assert_eq!(rule(&r).as_deref(), Some("deny-doctors"), "{g:?}");
+    }
+    let mut r = Req::connect("x").user("jürgen", &[]);
+    r.id.as_mut().unwrap().realm = "zentrale".into();
+    assert_eq!(rule(&r).as_deref(), Some("deny-juergen"));
+    r.id.as_mut().unwrap().realm = "local".into();
+    assert_eq!(rule(&r), None);
+    // ß and SS are one name under full case folding.
+    let r = Req::connect("x").user("straße", &[]);
+    assert_eq!(
+        p.decide(&r.facts()).connect_rule.as_deref(),
+        Some("tunnel-strasse")
+    );
+}
