@@ -103,13 +103,18 @@ impl LdapRealm {
 
     /// The user and groups, from the cache or the directory.
     pub async fn lookup(&self, user: &str) -> Result<(Option<Arc<Identity>>, Source), Unavailable> {
-        let Some(login) = login_in_realm(
-            user,
-            &self.cfg.domains,
-            self.cfg.strip_domain,
-            self.cfg.case_insensitive,
-        ) else {
+        // The directory decides which spellings are one login: it is asked,
+        // and its answer cached, under the name as given, lowercased as before
+        // but not case-folded (full folding turns `ß` into `ss`, and slapd does
+        // not match `strauss` to `strauß`). The identity it returns is folded.
+        let Some(login) = login_in_realm(user, &self.cfg.domains, self.cfg.strip_domain, false)
+        else {
             return Ok((None, Source::Fresh));
+        };
+        let login = if self.cfg.case_insensitive {
+            login.to_lowercase()
+        } else {
+            login
         };
         if login.is_empty() {
             return Ok((None, Source::Fresh));
@@ -131,7 +136,7 @@ impl LdapRealm {
             self.cfg.user_filter.replace("{user}", "*"),
             ldap_escape(principal)
         );
-        let key = format!("principal:{}", fold(principal));
+        let key = format!("principal:{}", principal.to_lowercase());
         let login = fold(principal.rsplit_once('@').map_or(principal, |(u, _)| u));
         self.users
             .get(key, || self.fetch_with(filter, login))
@@ -167,9 +172,8 @@ impl LdapRealm {
         };
         let member_of = groups::all(&entry.attrs, "memberOf");
         let groups = groups::resolve(&self.pool, &self.parents, cfg, &entry.dn, &member_of).await?;
-        let user = groups::first(&entry.attrs, &cfg.login_attribute)
-            .map(|u| normalise(&u, false, cfg.case_insensitive))
-            .unwrap_or(login);
+        let user = groups::first(&entry.attrs, &cfg.login_attribute).unwrap_or(login);
+        let user = normalise(&user, false, cfg.case_insensitive);
         Ok(Some(Arc::new(Identity {
             user,
             realm: self.name.clone(),

@@ -227,8 +227,8 @@ fn unique_names(text: &str, table: &str, norm: impl Fn(&str) -> String) -> Resul
             };
             let kind = table.trim_end_matches('s');
             return Err(format!(
-                "line {}: {kind} {b:?} is {kind} {a:?} of line {} (names are compared \
-                 case-insensitively): keep one",
+                "line {}: {kind} {b:?} is the same name as {a:?} on line {} (names are \
+                 compared case-insensitively): keep one",
                 line(b),
                 line(a)
             ));
