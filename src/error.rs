@@ -6,6 +6,8 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
+use crate::outcome::{ExceptionId, SAction};
+
 /// What went wrong with one transaction, and which side caused it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProxyError {
@@ -66,6 +68,7 @@ pub enum ProxyError {
 }
 
 impl ProxyError {
+    /// The HTTP status of the answer.
     pub fn status(&self) -> StatusCode {
         use ProxyError::*;
         match self {
@@ -89,40 +92,40 @@ impl ProxyError {
     }
 
     /// The `x-exception-id` written to the answer and to the access log.
-    pub fn exception_id(&self) -> &str {
+    pub fn exception_id(&self) -> ExceptionId {
         use ProxyError::*;
         match self {
-            PolicyDenied { reason, .. } => reason,
-            BadRequest(_) | OriginForm => "invalid_request",
-            HeaderTooLarge(_) => "request_header_too_large",
-            UriTooLong(_) => "request_uri_too_long",
-            HeaderTimeout => "request_timeout",
-            UnsupportedScheme(_) => "unsupported_protocol",
-            Loop => "loop_detected",
-            PortNotAllowed(_) => "policy_denied",
-            DestinationRefused(_) => "destination_refused",
-            TooManyConnections => "too_many_connections",
-            TooManyFromClient => "too_many_connections_from_client",
-            AuthRequired | AuthContinue(_) => "authentication_required",
-            AuthFailed => "authentication_failed",
-            DirectoryUnavailable => "directory_unavailable",
-            AuthThrottled => "authentication_throttled",
-            AccountRefused(p) => p.as_str(),
-            AuthBusy => "authentication_busy",
-            DnsFailure(_) => "dns_unresolved_hostname",
-            ConnectFailed(_) | UpstreamBroken(_) => "tcp_error",
-            UpstreamTimeout(_) => "gateway_timeout",
+            PolicyDenied { reason, .. } => ExceptionId::Rule(reason.clone()),
+            BadRequest(_) | OriginForm => ExceptionId::InvalidRequest,
+            HeaderTooLarge(_) => ExceptionId::RequestHeaderTooLarge,
+            UriTooLong(_) => ExceptionId::RequestUriTooLong,
+            HeaderTimeout => ExceptionId::RequestTimeout,
+            UnsupportedScheme(_) => ExceptionId::UnsupportedProtocol,
+            Loop => ExceptionId::LoopDetected,
+            PortNotAllowed(_) => ExceptionId::PolicyDenied,
+            DestinationRefused(_) => ExceptionId::DestinationRefused,
+            TooManyConnections => ExceptionId::TooManyConnections,
+            TooManyFromClient => ExceptionId::TooManyConnectionsFromClient,
+            AuthRequired | AuthContinue(_) => ExceptionId::AuthenticationRequired,
+            AuthFailed => ExceptionId::AuthenticationFailed,
+            DirectoryUnavailable => ExceptionId::DirectoryUnavailable,
+            AuthThrottled => ExceptionId::AuthenticationThrottled,
+            AccountRefused(p) => ExceptionId::Account(*p),
+            AuthBusy => ExceptionId::AuthenticationBusy,
+            DnsFailure(_) => ExceptionId::DnsUnresolvedHostname,
+            ConnectFailed(_) | UpstreamBroken(_) => ExceptionId::TcpError,
+            UpstreamTimeout(_) => ExceptionId::GatewayTimeout,
         }
     }
 
     /// The access log's `s-action`: refused by us, or failed upstream.
-    pub fn s_action(&self) -> &'static str {
+    pub fn s_action(&self) -> SAction {
         if self.is_auth_failure() {
-            "TCP_AUTH_MISS"
+            SAction::TcpAuthMiss
         } else if self.is_upstream() {
-            "TCP_ERR_MISS"
+            SAction::TcpErrMiss
         } else {
-            "TCP_DENIED"
+            SAction::TcpDenied
         }
     }
 
@@ -177,7 +180,7 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if let Ok(id) = HeaderValue::from_str(self.exception_id()) {
+        if let Ok(id) = HeaderValue::from_str(self.exception_id().as_str()) {
             h.insert("x-exception-id", id);
         }
         if self.closes_connection() {
@@ -231,9 +234,12 @@ mod tests {
     fn upstream_errors_are_err_miss() {
         assert_eq!(
             ProxyError::DnsFailure("x".into()).s_action(),
-            "TCP_ERR_MISS"
+            SAction::TcpErrMiss
         );
-        assert_eq!(ProxyError::PortNotAllowed(25).s_action(), "TCP_DENIED");
+        assert_eq!(
+            ProxyError::PortNotAllowed(25).s_action(),
+            SAction::TcpDenied
+        );
         assert_eq!(ProxyError::UpstreamTimeout("x".into()).status(), 504);
     }
 }

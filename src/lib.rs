@@ -14,6 +14,7 @@ pub mod directory;
 pub mod error;
 pub mod forward;
 pub mod listener;
+pub mod outcome;
 pub mod policy;
 pub mod proxy;
 pub mod resolve;

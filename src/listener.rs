@@ -18,28 +18,53 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::accesslog::AccessRecord;
+use std::convert::Infallible;
+use std::future::Future;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::accesslog::{AccessLog, AccessRecord};
+use crate::body::ResponseBody;
+use crate::config::ListenerConfig;
 use crate::conn::{slots, ConnState};
 use crate::error::ProxyError;
-use crate::proxy::{self, Proxy};
 use framing::Limits;
 use guard::{GuardedStream, Timeouts};
 
+/// What serves each request: the proxy's phases, given to the listener by
+/// whoever starts it (the listener knows connections, not requests).
+pub trait Service: Send + Sync + 'static {
+    /// The answer to one request on `conn`.
+    fn serve(
+        self: Arc<Self>,
+        conn: Arc<ConnState>,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Result<Response<ResponseBody>, Infallible>> + Send + 'static;
+}
+
 /// What every accept loop shares.
-pub struct Acceptor {
-    pub proxy: Arc<Proxy>,
+pub struct Acceptor<S> {
+    /// Serves the requests.
+    pub service: Arc<S>,
+    /// `[listener]` limits and timeouts.
+    pub settings: ListenerConfig,
+    /// Where refusals before a request (overload, framing) are logged.
+    pub log: AccessLog,
     /// One permit per open client connection.
     pub slots: Arc<Semaphore>,
     /// Open connections per client address, capped.
     pub per_address: Arc<crate::conn::slots::PerAddress>,
     /// Cancelled on SIGTERM/SIGINT: stop accepting, finish what is in flight.
     pub graceful: CancellationToken,
+    /// Every connection task, for shutdown to wait on.
     pub connections: TaskTracker,
+    /// The next connection's id.
     pub next_id: AtomicU64,
 }
 
 /// Accepts on one listener until shutdown.
-pub async fn accept_loop(listener: TcpListener, acc: Arc<Acceptor>) {
+pub async fn accept_loop<S: Service>(listener: TcpListener, acc: Arc<Acceptor<S>>) {
     // Bound to one address, every connection's local address is that one: no
     // getsockname(2) per connection. Only a wildcard bind must ask.
     let fixed_local = listener
@@ -76,7 +101,7 @@ pub async fn accept_loop(listener: TcpListener, acc: Arc<Acceptor>) {
                     slots::Full::Address => ProxyError::TooManyFromClient,
                 };
                 acc.connections
-                    .spawn(refuse_overload(stream, peer, local, acc.proxy.clone(), e));
+                    .spawn(refuse_overload(stream, peer, local, acc.log.clone(), e));
             }
         }
     }
@@ -87,7 +112,7 @@ async fn refuse_overload(
     mut stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
-    proxy: Arc<Proxy>,
+    log: AccessLog,
     e: ProxyError,
 ) {
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -97,18 +122,18 @@ async fn refuse_overload(
     .await;
     let mut r = AccessRecord::new(peer.ip(), local.ip());
     r.set_error(&e);
-    proxy.log.write(r);
+    log.write(r);
 }
 
-async fn serve_connection(
+async fn serve_connection<S: Service>(
     stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
     id: u64,
-    acc: Arc<Acceptor>,
+    acc: Arc<Acceptor<S>>,
     slot: slots::Slot,
 ) {
-    let cfg = &acc.proxy.config.listener;
+    let cfg = &acc.settings;
     let conn = ConnState::with_slot(id, peer, local, Some(slot));
     let limits = Limits {
         max_header_bytes: cfg.max_header_bytes,
@@ -120,8 +145,8 @@ async fn serve_connection(
         idle: cfg.idle_timeout,
     };
     let io = GuardedStream::new(stream, limits, timeouts, conn.clone());
-    let (proxy, conn2) = (acc.proxy.clone(), conn.clone());
-    let service = service_fn(move |req| proxy::serve(proxy.clone(), conn2.clone(), req));
+    let (svc, conn2) = (acc.service.clone(), conn.clone());
+    let service = service_fn(move |req| svc.clone().serve(conn2.clone(), req));
 
     let mut builder = http1::Builder::new();
     builder
@@ -150,7 +175,7 @@ async fn serve_connection(
         tracing::debug!(client = %peer, error = %e, "request refused before parsing");
         let mut r = AccessRecord::new(peer.ip(), local.ip());
         r.set_error(&e);
-        acc.proxy.log.write(r);
+        acc.log.write(r);
     }
     match res {
         Err(e) => {

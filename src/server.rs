@@ -123,7 +123,9 @@ pub async fn run(
         config: config.clone(),
     });
     let acc = Arc::new(Acceptor {
-        proxy: proxy.clone(),
+        service: proxy.clone(),
+        settings: config.listener.clone(),
+        log: log.clone(),
         slots: Arc::new(Semaphore::new(config.listener.max_connections)),
         per_address: crate::conn::slots::PerAddress::new(
             config.listener.max_connections_per_address,

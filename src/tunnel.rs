@@ -1,12 +1,12 @@
-//! CONNECT: dial the destination, answer `200 Connection established`, relay.
-//!
-//! Between the 200 and the relay sits the seam where protocol detection
-//! (`tunnel/detect`, `tunnel/tls_check`) will read the client's first bytes
-//! and decide before a single one reaches the destination.
+//! CONNECT: the target, the dial, and the [`session`] after the `200`:
+//! protocol detection ([`detect`] classifies, [`inspect`] reads and judges,
+//! [`tls_check`] checks the server's certificate) before a single client
+//! byte reaches the destination, then the [`relay`].
 
 pub mod detect;
 pub mod inspect;
 pub mod relay;
+pub mod session;
 #[cfg(target_os = "linux")]
 mod splice;
 pub mod tls_check;

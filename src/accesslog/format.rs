@@ -5,6 +5,7 @@ use std::time::UNIX_EPOCH;
 
 use super::record::AccessRecord;
 use crate::config::LogFormat;
+use crate::outcome::SAction;
 
 /// The ELFF fields, in the order every line writes them.
 pub const ELFF_FIELDS: &str = "date time time-taken c-ip cs-username cs-auth-group x-exception-id sc-filter-result cs-categories sc-status s-action cs-method cs-uri-scheme cs-host cs-uri-port cs-uri-path cs-uri-query cs(User-Agent) s-ip sc-bytes cs-bytes x-rule x-auth-scheme x-tags x-protocol x-sni x-ja3n";
@@ -49,11 +50,11 @@ fn elff(out: &mut String, r: &AccessRecord) {
         &r.client_ip.to_string(),
         r.username.as_deref().unwrap_or(""),
         &groups,
-        r.exception_id.as_deref().unwrap_or(""),
+        r.exception_id.as_ref().map_or("", |e| e.as_str()),
         r.filter_result.as_str(),
         &cats,
         &r.status.to_string(),
-        r.action,
+        r.action.as_str(),
         &r.method,
         r.scheme.unwrap_or(""),
         &r.host,
@@ -131,7 +132,7 @@ fn squid(out: &mut String, r: &AccessRecord) {
         t.subsec_millis(),
         r.time_taken_ms,
         r.client_ip,
-        r.action,
+        r.action.as_str(),
         r.status,
         r.sc_bytes,
         if r.method.is_empty() { "-" } else { &r.method },
@@ -139,7 +140,7 @@ fn squid(out: &mut String, r: &AccessRecord) {
     elff_field(out, &url);
     out.push(' ');
     elff_field(out, r.username.as_deref().unwrap_or(""));
-    let hier = if r.host.is_empty() || r.action == "TCP_DENIED" {
+    let hier = if r.host.is_empty() || r.action == SAction::TcpDenied {
         "HIER_NONE/-".to_string()
     } else {
         format!("HIER_DIRECT/{}", r.host)
@@ -160,7 +161,7 @@ mod tests {
         r.port = 80;
         r.path = "/a b".into();
         r.status = 200;
-        r.action = "TCP_NC_MISS";
+        r.action = SAction::TcpNcMiss;
         r.user_agent = Some("Mozilla/5.0 (X11) \"quoted\"".into());
         r.sc_bytes = 1234;
         r

@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::outcome::{ExceptionId, SAction};
+
 /// ProxySG's `sc-filter-result`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -31,11 +33,11 @@ pub struct AccessRecord {
     pub client_ip: IpAddr,
     pub username: Option<String>,
     pub auth_groups: Vec<String>,
-    pub exception_id: Option<String>,
+    pub exception_id: Option<ExceptionId>,
     pub filter_result: FilterResult,
     pub categories: Vec<String>,
     pub status: u16,
-    pub action: &'static str,
+    pub action: SAction,
     pub method: String,
     pub scheme: Option<&'static str>,
     pub host: String,
@@ -61,13 +63,6 @@ pub struct AccessRecord {
 }
 
 impl AccessRecord {
-    /// Marks a tunnel refused after its `200` (detection), with `reason`.
-    pub fn refuse(&mut self, reason: &str) {
-        self.action = "TCP_DENIED";
-        self.exception_id = Some(reason.to_string());
-        self.filter_result = FilterResult::Denied;
-    }
-
     /// A record for a request from `client_ip`, served on `server_ip`; fields
     /// about the request are filled in by the caller.
     pub fn new(client_ip: IpAddr, server_ip: IpAddr) -> Self {
@@ -81,7 +76,7 @@ impl AccessRecord {
             filter_result: FilterResult::Observed,
             categories: Vec::new(),
             status: 0,
-            action: "TCP_NC_MISS",
+            action: SAction::TcpNcMiss,
             method: String::new(),
             scheme: None,
             host: String::new(),
@@ -110,7 +105,7 @@ impl AccessRecord {
     /// Marks the transaction refused or failed with `e`.
     pub fn set_error(&mut self, e: &crate::error::ProxyError) {
         self.status = e.status().as_u16();
-        self.exception_id = Some(e.exception_id().to_string());
+        self.exception_id = Some(e.exception_id());
         self.action = e.s_action();
         if !e.is_upstream() {
             self.filter_result = FilterResult::Denied;

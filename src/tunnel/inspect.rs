@@ -8,9 +8,12 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
+use std::sync::Arc;
+
 use super::detect::{classify, Classified, Protocol};
-use super::tls_check::{CertVerdict, TlsChecker};
+use super::tls_check::TlsChecker;
 use crate::config::{DetectionConfig, OnSilence};
+use crate::outcome::{DetectionReason, SAction};
 
 /// The post-detection policy's say on a detected protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,30 +21,62 @@ pub enum PolicySays {
     /// A rule explicitly allowed this protocol (needed for anything but TLS).
     Allow,
     /// A rule denied it, with this reason.
-    Deny(String),
+    Deny(Arc<str>),
     /// No detection rule decided.
     Nothing,
 }
 
+/// What detection does next with a classified protocol, given the policy's
+/// say: the one mapping, shared by the tunnel and `gatehouse explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Refuse the tunnel for this reason.
+    Refuse(DetectionReason),
+    /// TLS: passes only if the server's certificate is valid.
+    CheckCertificate,
+    /// Relay: a rule allowed this protocol.
+    Pass,
+}
+
+/// A rule's deny wins; TLS goes to the certificate check; anything else
+/// needs a rule that allows it.
+pub fn next_step(says: &PolicySays, is_tls: bool) -> Next {
+    match says {
+        PolicySays::Deny(reason) => Next::Refuse(DetectionReason::Denied(reason.clone())),
+        _ if is_tls => Next::CheckCertificate,
+        PolicySays::Allow => Next::Pass,
+        PolicySays::Nothing => Next::Refuse(DetectionReason::ProtocolNotAllowed),
+    }
+}
+
+/// How detection ended.
 #[derive(Debug)]
 pub enum Outcome {
     /// Relay, after sending `replay` (the held client bytes) upstream.
     Pass {
+        /// What the client spoke; `None` when it stayed silent.
         protocol: Option<Protocol>,
+        /// The held client bytes, to send upstream before relaying.
         replay: Vec<u8>,
-        action: &'static str,
+        /// `TCP_ACCELERATED` for verified TLS, else `TCP_TUNNELED`.
+        action: SAction,
         /// The certificate verdict came from the cache.
         cached: bool,
     },
     /// Close the client; nothing was sent upstream.
     Refuse {
+        /// What the client spoke, if it said enough to tell.
         protocol: Option<Protocol>,
-        reason: String,
+        /// Why, for the log.
+        reason: DetectionReason,
     },
 }
 
+/// Reads, classifies and checks one tunnel's first bytes.
 pub struct Inspector<'a> {
+    /// `[detection]` settings: limits, timeout, what silence means.
     pub cfg: &'a DetectionConfig,
+    /// The SSL check, with its verdict cache.
     pub checker: &'a TlsChecker,
     /// The destination's decided addresses (the SSL check dials these).
     pub addrs: &'a [SocketAddr],
@@ -77,26 +112,26 @@ impl Inspector<'_> {
                         Ok(Ok(0)) => {
                             return Outcome::Refuse {
                                 protocol: None,
-                                reason: "client_closed".into(),
+                                reason: DetectionReason::ClientClosed,
                             }
                         }
                         Ok(Ok(_)) => {}
                         Ok(Err(_)) => {
                             return Outcome::Refuse {
                                 protocol: None,
-                                reason: "client_error".into(),
+                                reason: DetectionReason::ClientError,
                             }
                         }
                         Err(_) if held.is_empty() => {
                             return match self.cfg.on_silence {
                                 OnSilence::Deny => Outcome::Refuse {
                                     protocol: None,
-                                    reason: "detection_timeout".into(),
+                                    reason: DetectionReason::Timeout,
                                 },
                                 OnSilence::Tunnel => Outcome::Pass {
                                     protocol: None,
                                     replay: held,
-                                    action: "TCP_TUNNELED",
+                                    action: SAction::TcpTunneled,
                                     cached: false,
                                 },
                             };
@@ -108,43 +143,43 @@ impl Inspector<'_> {
             }
         };
         let says = policy(&protocol);
-        if let PolicySays::Deny(reason) = says {
-            return Outcome::Refuse {
+        let is_tls = matches!(protocol, Protocol::Tls(_));
+        match next_step(&says, is_tls) {
+            Next::Refuse(reason) => Outcome::Refuse {
                 protocol: Some(protocol),
                 reason,
-            };
-        }
-        match protocol {
-            Protocol::Tls(ref hello) => {
+            },
+            Next::Pass => Outcome::Pass {
+                protocol: Some(protocol),
+                replay: held,
+                action: SAction::TcpTunneled,
+                cached: false,
+            },
+            Next::CheckCertificate => {
+                let sni = match &protocol {
+                    Protocol::Tls(hello) => hello.sni.clone(),
+                    _ => None,
+                };
                 let (verdict, cached) = self
                     .checker
-                    .check(self.addrs, host, port, hello.sni.as_deref())
+                    .check(self.addrs, host, port, sni.as_deref())
                     .await;
-                if verdict == CertVerdict::Valid {
-                    Outcome::Pass {
+                match verdict.reason() {
+                    None => Outcome::Pass {
                         protocol: Some(protocol),
                         replay: held,
-                        action: "TCP_ACCELERATED",
+                        action: SAction::TcpAccelerated,
                         cached,
-                    }
-                } else {
-                    tracing::info!(%host, port, sni = ?hello.sni, ?verdict, "TLS tunnel refused by the SSL check");
-                    Outcome::Refuse {
-                        protocol: Some(protocol),
-                        reason: verdict.reason().into(),
+                    },
+                    Some(reason) => {
+                        tracing::info!(%host, port, ?sni, ?verdict, "TLS tunnel refused by the SSL check");
+                        Outcome::Refuse {
+                            protocol: Some(protocol),
+                            reason,
+                        }
                     }
                 }
             }
-            other if says == PolicySays::Allow => Outcome::Pass {
-                protocol: Some(other),
-                replay: held,
-                action: "TCP_TUNNELED",
-                cached: false,
-            },
-            other => Outcome::Refuse {
-                protocol: Some(other),
-                reason: "protocol_not_allowed".into(),
-            },
         }
     }
 }

@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::config::DetectionConfig;
+use crate::outcome::DetectionReason;
 
 /// What the destination's TLS looks like.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,16 +35,16 @@ pub enum CertVerdict {
 }
 
 impl CertVerdict {
-    /// The `x-exception-id` of a refused tunnel.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            CertVerdict::Valid => "-",
-            CertVerdict::Missing => "ssl_server_cert_missing",
-            CertVerdict::Invalid(_) => "ssl_server_cert_invalid",
-            CertVerdict::DomainMismatch => "ssl_domain_mismatch",
-            CertVerdict::NotTls => "protocol_not_tls",
-            CertVerdict::Unreachable(_) => "ssl_check_failed",
-        }
+    /// Why a tunnel with this verdict is refused; `None` when it is valid.
+    pub fn reason(&self) -> Option<DetectionReason> {
+        Some(match self {
+            CertVerdict::Valid => return None,
+            CertVerdict::Missing => DetectionReason::CertMissing,
+            CertVerdict::Invalid(_) => DetectionReason::CertInvalid,
+            CertVerdict::DomainMismatch => DetectionReason::DomainMismatch,
+            CertVerdict::NotTls => DetectionReason::NotTls,
+            CertVerdict::Unreachable(_) => DetectionReason::CheckFailed,
+        })
     }
 }
 
@@ -267,6 +268,10 @@ mod tests {
             classify_failure(&io::ErrorKind::UnexpectedEof.into(), b""),
             CertVerdict::Unreachable(_)
         ));
-        assert_eq!(CertVerdict::Missing.reason(), "ssl_server_cert_missing");
+        assert_eq!(
+            CertVerdict::Missing.reason().map(|r| r.as_str().to_owned()),
+            Some("ssl_server_cert_missing".to_owned())
+        );
+        assert_eq!(CertVerdict::Valid.reason(), None);
     }
 }

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gatehouse::config::Config;
 
-mod admin;
+mod check;
+mod explain;
+mod users;
 
 #[derive(Parser)]
 #[command(
@@ -88,7 +90,7 @@ fn main() -> ExitCode {
         Command::Check { config } => match Config::load(config.as_deref()) {
             Ok(config) => {
                 println!("config OK");
-                admin::check_realms(&config)
+                check::check_realms(&config)
             }
             Err(e) => {
                 eprintln!("gatehouse: config error: {e}");
@@ -99,7 +101,7 @@ fn main() -> ExitCode {
             users,
             user,
             groups,
-        } => admin::passwd(&users, &user, &groups),
+        } => users::passwd(&users, &user, &groups),
         Command::Explain {
             config,
             user,
@@ -111,9 +113,9 @@ fn main() -> ExitCode {
             protocol,
             sni,
         } => with_config(config, |config| {
-            admin::explain(
+            explain::explain(
                 config,
-                &admin::ExplainRequest {
+                &explain::ExplainRequest {
                     user,
                     groups,
                     method,
@@ -126,7 +128,7 @@ fn main() -> ExitCode {
             )
         }),
         Command::AuthTest { config, user } => {
-            with_config(config, |config| admin::auth_test(config, &user))
+            with_config(config, |config| users::auth_test(config, &user))
         }
         Command::Run { config } => {
             let config_path = config.clone();

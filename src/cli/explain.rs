@@ -1,0 +1,295 @@
+//! `gatehouse explain`: how the proxy would handle a request. It gathers the
+//! facts the proxy would have (addresses resolved the same way, groups from
+//! the realms) and prints the [`plan`] the proxy's own code makes of them —
+//! no decision logic of its own, so it cannot drift from what the proxy does.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use gatehouse::auth::identity::{Group, Identity};
+use gatehouse::config::Config;
+use gatehouse::policy::{ConnectMode, Decision, Facts, Policy};
+use gatehouse::proxy::plan::{self, judge_detected, Plan, Progress, Settings};
+use gatehouse::resolve::{Host, Refused, Resolver};
+use gatehouse::tunnel::inspect::{next_step, Next};
+
+use crate::users::{realms, runtime};
+
+/// The request `explain` is asked about.
+pub struct ExplainRequest {
+    /// The user; groups are looked up in the realms.
+    pub user: Option<String>,
+    /// Extra groups for the user.
+    pub groups: Vec<String>,
+    /// The request method.
+    pub method: String,
+    /// `host:port` for CONNECT, an absolute URL otherwise.
+    pub url: String,
+    /// `Name: value` request headers.
+    pub headers: Vec<String>,
+    /// The client's address.
+    pub client: std::net::IpAddr,
+    /// For CONNECT: the protocol detection found.
+    pub protocol: Option<String>,
+    /// For CONNECT with TLS: the SNI.
+    pub sni: Option<String>,
+}
+
+fn target(method: &str, url: &str) -> Result<(Host, u16), String> {
+    let uri = url.parse::<http::Uri>().map_err(|e| e.to_string())?;
+    if method == "CONNECT" {
+        gatehouse::tunnel::connect_target(&uri).map_err(|e| e.to_string())
+    } else {
+        let t = gatehouse::forward::target(&uri).map_err(|e| e.to_string())?;
+        Ok((t.host, t.port))
+    }
+}
+
+fn header_map(headers: &[String]) -> Result<http::HeaderMap, String> {
+    let mut map = http::HeaderMap::new();
+    for h in headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| format!("--header {h:?}: NAME: VALUE"))?;
+        match (
+            http::HeaderName::from_bytes(name.trim().as_bytes()),
+            http::HeaderValue::from_str(value.trim()),
+        ) {
+            (Ok(n), Ok(v)) => {
+                map.append(n, v);
+            }
+            _ => return Err(format!("--header {h:?} is not a valid header")),
+        }
+    }
+    Ok(map)
+}
+
+/// The user as the realms know them (the first realm that knows the name),
+/// plus `--group`s.
+fn identity(config: &Config, user: &str, extra: &[String]) -> Identity {
+    let found = realms(config).ok().and_then(|realms| {
+        runtime().block_on(async {
+            for r in &realms {
+                if let Ok(Some(id)) = r.lookup(user).await {
+                    return Some((*id).clone());
+                }
+            }
+            None
+        })
+    });
+    let mut id = found.unwrap_or_else(|| Identity {
+        user: user.to_lowercase(),
+        realm: "explain".into(),
+        dn: None,
+        groups: Vec::new(),
+    });
+    id.groups.extend(extra.iter().map(|g| Group {
+        name: g.clone(),
+        dn: None,
+        nested: false,
+    }));
+    id
+}
+
+fn print_identity(identity: Option<&Identity>) {
+    let Some(id) = identity else {
+        println!("identity:       none");
+        return;
+    };
+    let groups: Vec<String> = id
+        .groups
+        .iter()
+        .map(|g| {
+            if g.nested {
+                format!("{} (nested)", g.name)
+            } else {
+                g.name.clone()
+            }
+        })
+        .collect();
+    println!(
+        "identity:       {} (realm {}), groups: {}",
+        id.user,
+        id.realm,
+        groups.join(", ")
+    );
+}
+
+fn print_trace(d: &Decision) {
+    for (layer, rule) in &d.trace {
+        println!(
+            "layer {layer:?}: {}",
+            rule.as_deref()
+                .map_or("no rule matched".to_string(), |r| format!("rule {r:?}"))
+        );
+    }
+}
+
+/// Prints the plan; `x-rule` and `s-action` lines say what the access log
+/// would, for scripts (and the test that compares them with the proxy's).
+fn print_plan(p: &Plan) {
+    let (decision, action, rule) = match p {
+        Plan::Refuse(r) => {
+            if let Some(d) = &r.decision {
+                print_trace(d);
+            }
+            println!(
+                "decision:       DENY {} {} (rule {})",
+                r.error.status().as_u16(),
+                r.error.exception_id(),
+                r.rule.as_deref().unwrap_or("-")
+            );
+            ("refuse", r.error.s_action().as_str(), r.rule.clone())
+        }
+        Plan::Forward(d) | Plan::Tunnel { decision: d, .. } => {
+            print_trace(d);
+            let mut line = format!(
+                "decision:       ALLOW (rule {})",
+                d.verdict_rule.as_deref().unwrap_or("default")
+            );
+            let (plan, action) = match p {
+                Plan::Tunnel { detect: false, .. } => {
+                    let why = match (d.connect, &d.connect_rule) {
+                        (ConnectMode::Tunnel, Some(r)) => format!("rule {r}"),
+                        _ => "detection is off".to_string(),
+                    };
+                    line.push_str(&format!(", CONNECT: tunnel ({why})"));
+                    ("tunnel", "TCP_TUNNELED")
+                }
+                Plan::Tunnel { .. } => {
+                    line.push_str(", CONNECT: detect");
+                    ("detect", "after detection")
+                }
+                _ => ("forward", "TCP_MISS or TCP_NC_MISS"),
+            };
+            if !d.tags.is_empty() {
+                let tags: Vec<&str> = d.tags.iter().map(|t| t.as_ref()).collect();
+                line.push_str(&format!(", tags: {}", tags.join(",")));
+            }
+            println!("{line}");
+            (plan, action, d.rule_names())
+        }
+        Plan::Authenticate { rule } => {
+            println!(
+                "decision:       AUTHENTICATE 407 ({})",
+                rule.as_deref()
+                    .map_or("auth.required".to_string(), |r| format!("rule {r}"))
+            );
+            ("authenticate", "TCP_DENIED", None)
+        }
+        Plan::Resolve => unreachable!("explain resolves before it plans"),
+    };
+    println!("plan:           {decision}");
+    println!("s-action:       {action}");
+    println!("x-rule:         {}", rule.as_deref().unwrap_or("-"));
+}
+
+/// Prints each step the proxy would take for a request, and its decision.
+pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
+    let policy = match Policy::load(&config.policy) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("gatehouse: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let method = q.method.to_ascii_uppercase();
+    let (host, port) = match target(&method, &q.url) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("gatehouse explain: --url: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let headers = match header_map(&q.headers) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("gatehouse explain: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("request:        {method} {} from {}", q.url, q.client);
+    // The addresses the proxy would judge, resolved the same way.
+    let resolver = Resolver::new(&config.resolver);
+    let addrs = match runtime().block_on(resolver.resolve(&host)) {
+        Ok(a) => a,
+        Err(e) => {
+            println!("resolution:     {host}: {e}");
+            println!("decision:       502 dns_unresolved_hostname");
+            return ExitCode::SUCCESS;
+        }
+    };
+    let host = host.to_string();
+    let identity = q.user.as_ref().map(|u| identity(config, u, &q.groups));
+    print_identity(identity.as_ref());
+    let shown: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    println!("addresses:      {}", shown.join(", "));
+    let categories = policy.categories.lookup(&host, &addrs);
+    let cats: Vec<&str> = categories.iter().map(|c| c.as_ref()).collect();
+    println!(
+        "categories:     {}",
+        if cats.is_empty() {
+            "-".into()
+        } else {
+            cats.join(", ")
+        }
+    );
+    let refused = Refused::new(&config.destinations.refuse);
+    let listening: Vec<SocketAddr> = config.listener.addresses.clone();
+    let settings = Settings {
+        connect_ports: &config.tunnel.allowed_ports,
+        refused: &refused,
+        listening: &listening,
+        auth_required: config.auth.required,
+        detection: config.detection.enabled,
+    };
+    let facts = Facts {
+        identity: None,
+        client: q.client,
+        method: &method,
+        host: &host,
+        addrs: &addrs,
+        port,
+        headers: &headers,
+        categories: &categories,
+        now: jiff::Timestamp::now(),
+        detected: None,
+    };
+    let mut at = Progress {
+        resolved: true,
+        authenticated: false,
+    };
+    let mut p = plan::plan(&policy, &settings, &facts, at);
+    let facts = Facts {
+        identity: identity.as_ref(),
+        ..facts
+    };
+    if let Plan::Authenticate { rule } = &p {
+        println!(
+            "authentication: required ({})",
+            rule.as_deref()
+                .map_or("auth.required".to_string(), |r| format!("rule {r}"))
+        );
+        if identity.is_some() {
+            at.authenticated = true;
+            p = plan::plan(&policy, &settings, &facts, at);
+        }
+    } else if !matches!(p, Plan::Refuse(_)) {
+        println!("authentication: not required");
+    }
+    print_plan(&p);
+    if let (Some(proto), Plan::Tunnel { detect: true, .. }) = (&q.protocol, &p) {
+        let after = Facts {
+            detected: Some((proto.as_str(), q.sni.as_deref())),
+            ..facts
+        };
+        let says = judge_detected(&policy, &after);
+        let line = match next_step(&says, proto == "tls") {
+            Next::Refuse(reason) => format!("DENY {}", reason.as_str()),
+            Next::CheckCertificate => "TLS: passes if the server's certificate is valid".into(),
+            Next::Pass => format!("ALLOW {proto}"),
+        };
+        println!("after detection ({proto}): {line}");
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,216 @@
+//! How a transaction ended, in the access log's words: ProxySG's `s-action`
+//! and `x-exception-id`, and the reasons protocol detection gives.
+//!
+//! These are values, produced by the parts that decide (errors, the tunnel
+//! session, detection) and spelt once, here, by `as_str` — so the log's
+//! vocabulary cannot drift between call sites, and log tooling written for
+//! ProxySG keeps working.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::directory::AccountProblem;
+
+/// ProxySG's `s-action`: what the proxy did with the transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SAction {
+    /// Forwarded; a cache could have stored the answer.
+    TcpMiss,
+    /// Forwarded; not cacheable (or not known to be).
+    TcpNcMiss,
+    /// A CONNECT relayed without looking inside (raw, or not TLS).
+    TcpTunneled,
+    /// A CONNECT whose TLS passed the certificate check.
+    TcpAccelerated,
+    /// Refused by the proxy: policy, limits, malformed input.
+    TcpDenied,
+    /// Refused for credentials.
+    TcpAuthMiss,
+    /// The origin side failed.
+    TcpErrMiss,
+}
+
+impl SAction {
+    /// The log's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SAction::TcpMiss => "TCP_MISS",
+            SAction::TcpNcMiss => "TCP_NC_MISS",
+            SAction::TcpTunneled => "TCP_TUNNELED",
+            SAction::TcpAccelerated => "TCP_ACCELERATED",
+            SAction::TcpDenied => "TCP_DENIED",
+            SAction::TcpAuthMiss => "TCP_AUTH_MISS",
+            SAction::TcpErrMiss => "TCP_ERR_MISS",
+        }
+    }
+}
+
+/// Why protocol detection refused a tunnel (after its `200`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DetectionReason {
+    /// The client closed before saying anything we could classify.
+    ClientClosed,
+    /// Reading from the client failed.
+    ClientError,
+    /// The client stayed silent past `detection.timeout` (`on_silence = "deny"`).
+    Timeout,
+    /// Not TLS, and no rule allows the detected protocol.
+    ProtocolNotAllowed,
+    /// A rule that looks at the detected protocol or SNI denied it, with this reason.
+    Denied(Arc<str>),
+    /// The server spoke TLS without a certificate.
+    CertMissing,
+    /// The server's certificate does not chain to a trusted root, or is expired.
+    CertInvalid,
+    /// A valid certificate, for another name.
+    DomainMismatch,
+    /// The server did not answer in TLS.
+    NotTls,
+    /// The certificate check could not complete (unreachable, timed out).
+    CheckFailed,
+}
+
+impl DetectionReason {
+    /// The log's spelling (the `x-exception-id` of the refused tunnel).
+    pub fn as_str(&self) -> &str {
+        match self {
+            DetectionReason::ClientClosed => "client_closed",
+            DetectionReason::ClientError => "client_error",
+            DetectionReason::Timeout => "detection_timeout",
+            DetectionReason::ProtocolNotAllowed => "protocol_not_allowed",
+            DetectionReason::Denied(reason) => reason,
+            DetectionReason::CertMissing => "ssl_server_cert_missing",
+            DetectionReason::CertInvalid => "ssl_server_cert_invalid",
+            DetectionReason::DomainMismatch => "ssl_domain_mismatch",
+            DetectionReason::NotTls => "protocol_not_tls",
+            DetectionReason::CheckFailed => "ssl_check_failed",
+        }
+    }
+}
+
+/// ProxySG's `x-exception-id`: why a transaction was refused or failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExceptionId {
+    /// Malformed request, or origin-form to a proxy.
+    InvalidRequest,
+    /// The request head is over `listener.max_header_bytes`.
+    RequestHeaderTooLarge,
+    /// The request URI is over `listener.max_uri_bytes`.
+    RequestUriTooLong,
+    /// The request head did not arrive in time.
+    RequestTimeout,
+    /// A scheme other than `http` in an absolute-form request.
+    UnsupportedProtocol,
+    /// The request loops back to this proxy.
+    LoopDetected,
+    /// Refused by a built-in rule (CONNECT ports) or a rule's default reason.
+    PolicyDenied,
+    /// A rule's own `reason`.
+    Rule(Arc<str>),
+    /// A destination address is in `destinations.refuse`.
+    DestinationRefused,
+    /// The listener is at `listener.max_connections`.
+    TooManyConnections,
+    /// This client address is at `listener.max_connections_per_address`.
+    TooManyConnectionsFromClient,
+    /// No usable credentials yet (a challenge follows).
+    AuthenticationRequired,
+    /// Credentials refused.
+    AuthenticationFailed,
+    /// The directory cannot be asked and nothing cached answers.
+    DirectoryUnavailable,
+    /// Too many failed attempts for the user or the address.
+    AuthenticationThrottled,
+    /// Password checks are all busy.
+    AuthenticationBusy,
+    /// The directory says the account may not sign in.
+    Account(AccountProblem),
+    /// The destination's name does not resolve.
+    DnsUnresolvedHostname,
+    /// Connecting to, or talking to, the origin failed.
+    TcpError,
+    /// The origin did not answer in time.
+    GatewayTimeout,
+    /// A tunnel closed after `tunnel.idle_timeout` without traffic.
+    TunnelIdleTimeout,
+    /// Protocol detection refused the tunnel.
+    Detection(DetectionReason),
+}
+
+impl ExceptionId {
+    /// The log's (and the `x-exception-id` header's) spelling.
+    pub fn as_str(&self) -> &str {
+        use ExceptionId::*;
+        match self {
+            InvalidRequest => "invalid_request",
+            RequestHeaderTooLarge => "request_header_too_large",
+            RequestUriTooLong => "request_uri_too_long",
+            RequestTimeout => "request_timeout",
+            UnsupportedProtocol => "unsupported_protocol",
+            LoopDetected => "loop_detected",
+            PolicyDenied => "policy_denied",
+            Rule(reason) => reason,
+            DestinationRefused => "destination_refused",
+            TooManyConnections => "too_many_connections",
+            TooManyConnectionsFromClient => "too_many_connections_from_client",
+            AuthenticationRequired => "authentication_required",
+            AuthenticationFailed => "authentication_failed",
+            DirectoryUnavailable => "directory_unavailable",
+            AuthenticationThrottled => "authentication_throttled",
+            AuthenticationBusy => "authentication_busy",
+            Account(problem) => problem.as_str(),
+            DnsUnresolvedHostname => "dns_unresolved_hostname",
+            TcpError => "tcp_error",
+            GatewayTimeout => "gateway_timeout",
+            TunnelIdleTimeout => "tunnel_idle_timeout",
+            Detection(reason) => reason.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for ExceptionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for SAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for SAction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for ExceptionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_reasons_and_detection_reasons_read_as_given() {
+        assert_eq!(
+            ExceptionId::Rule("no_streaming".into()).as_str(),
+            "no_streaming"
+        );
+        let d = ExceptionId::Detection(DetectionReason::Denied("skype_blocked".into()));
+        assert_eq!(d.as_str(), "skype_blocked");
+        assert_eq!(
+            ExceptionId::Detection(DetectionReason::CertMissing).to_string(),
+            "ssl_server_cert_missing"
+        );
+        assert_eq!(
+            serde_json::to_string(&SAction::TcpAccelerated).unwrap(),
+            "\"TCP_ACCELERATED\""
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! Phase 4: authentication. The authenticator's failures become the
+//! answers (407, 503) and log fields here; a refusal drains the request
+//! body (bounded) so the connection survives its 407.
+
+use http::{header, HeaderValue, Method, Request, Response};
+use hyper::body::Incoming;
+
+use super::answer::answer_error;
+use super::Proxy;
+use crate::accesslog::AccessRecord;
+use crate::auth::identity::Authenticated;
+use crate::auth::AuthFailure;
+use crate::body::ResponseBody;
+use crate::conn::{ConnState, InFlight};
+use crate::error::ProxyError;
+
+/// Checks the request's credentials; on success the identity goes to the
+/// record and to the connection.
+pub(super) async fn authenticate(
+    proxy: &Proxy,
+    conn: &ConnState,
+    req: &Request<Incoming>,
+    r: &mut AccessRecord,
+) -> Result<Authenticated, ProxyError> {
+    let presented = req.headers().get_all(header::PROXY_AUTHORIZATION).iter();
+    match proxy.auth.authenticate(presented, conn).await {
+        Ok(who) => {
+            r.username = Some(who.identity.user.clone());
+            r.auth_groups = who.identity.group_names();
+            r.auth_scheme = Some(who.log_scheme());
+            conn.auth_succeeded(&who);
+            Ok(who)
+        }
+        Err(AuthFailure::Missing) => Err(ProxyError::AuthRequired),
+        Err(AuthFailure::Continue { challenge }) => Err(ProxyError::AuthContinue(challenge)),
+        Err(AuthFailure::Malformed(why)) => {
+            tracing::debug!(client = %r.client_ip, reason = %why, "unreadable credentials");
+            Err(ProxyError::AuthFailed)
+        }
+        Err(AuthFailure::UnsupportedScheme(scheme)) => {
+            tracing::debug!(client = %r.client_ip, %scheme, "credentials in a scheme that is not enabled");
+            Err(ProxyError::AuthRequired)
+        }
+        Err(AuthFailure::Rejected { user }) => {
+            tracing::info!(client = %r.client_ip, %user, "authentication failed");
+            r.username = Some(user);
+            Err(ProxyError::AuthFailed)
+        }
+        Err(AuthFailure::AccountRefused { user, problem }) => {
+            tracing::info!(client = %r.client_ip, %user, reason = problem.as_str(), "authentication refused: account may not sign in");
+            r.username = Some(user);
+            Err(ProxyError::AccountRefused(problem))
+        }
+        Err(AuthFailure::Throttled { user, why }) => {
+            tracing::warn!(client = %r.client_ip, %user, reason = why.as_str(), "authentication throttled: the realm was not asked");
+            r.username = Some(user);
+            Err(ProxyError::AuthThrottled)
+        }
+        Err(AuthFailure::Busy { user, reason }) => {
+            tracing::warn!(client = %r.client_ip, %user, %reason, "cannot authenticate now: password checks busy");
+            r.username = Some(user);
+            Err(ProxyError::AuthBusy)
+        }
+        Err(AuthFailure::Unavailable { user, reason }) => {
+            tracing::warn!(client = %r.client_ip, %user, %reason, "cannot authenticate: directory unavailable");
+            r.username = Some(user);
+            Err(ProxyError::DirectoryUnavailable)
+        }
+    }
+}
+
+/// Answers an authentication refusal. The unread request body is drained
+/// first (bounded in size and time) so the connection survives the 407.
+pub(super) async fn refuse(
+    proxy: &Proxy,
+    conn: &ConnState,
+    e: ProxyError,
+    req: Request<Incoming>,
+    record: AccessRecord,
+    in_flight: InFlight,
+    mut close: bool,
+) -> Response<ResponseBody> {
+    let is_connect = req.method() == Method::CONNECT;
+    if is_connect {
+        conn.answer_connect(false);
+    }
+    let limit = proxy.config.auth.max_drain_bytes;
+    let wait = proxy.config.listener.header_read_timeout;
+    if !drain(req.into_body(), limit, wait).await {
+        close = true;
+    }
+    let mut resp = answer_error(proxy, e, record, in_flight, false);
+    if close {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// Reads and discards a body; false when it is larger than `limit` or slower than `wait`.
+async fn drain(mut body: Incoming, limit: u64, wait: std::time::Duration) -> bool {
+    use http_body_util::BodyExt;
+    if hyper::body::Body::is_end_stream(&body) {
+        return true;
+    }
+    let mut seen = 0u64;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > limit {
+                return false;
+            }
+        }
+        true
+    };
+    tokio::time::timeout(wait, read).await.unwrap_or(false)
+}

@@ -1,0 +1,176 @@
+//! Phase 6, CONNECT: dial the planned addresses, answer `200`, and hand the
+//! socket to a [`session`] that runs detection (if planned) and the relay.
+//! The session's one [`TunnelEnd`] is logged here, once.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::plan::judge_detected;
+use super::{Failed, Proxy};
+use crate::accesslog::{AccessRecord, FilterResult};
+use crate::auth::identity::Identity;
+use crate::body::ResponseBody;
+use crate::conn::{ConnState, InFlight};
+use crate::listener::guard::GuardedStream;
+use crate::policy::{Facts, Policy};
+use crate::tunnel::detect::Protocol;
+use crate::tunnel::inspect::Inspector;
+use crate::tunnel::session::{self, Detection, RelaySettings, TunnelEnd};
+use crate::tunnel::{self, relay};
+
+/// What a detected tunnel needs from its request to ask the policy again
+/// once the protocol is known.
+pub(super) struct Judged {
+    pub policy: Arc<Policy>,
+    pub identity: Option<Arc<Identity>>,
+    pub headers: http::HeaderMap,
+    pub categories: Vec<Arc<str>>,
+    pub addrs: Vec<IpAddr>,
+    pub host: String,
+    pub port: u16,
+    pub client: IpAddr,
+}
+
+impl Judged {
+    fn facts<'a>(&'a self, detected: Option<(&'a str, Option<&'a str>)>) -> Facts<'a> {
+        Facts {
+            identity: self.identity.as_deref(),
+            client: self.client,
+            method: "CONNECT",
+            host: &self.host,
+            addrs: &self.addrs,
+            port: self.port,
+            headers: &self.headers,
+            categories: &self.categories,
+            now: jiff::Timestamp::now(),
+            detected,
+        }
+    }
+}
+
+/// Dials, answers `200`, and spawns the session; `detect` is `None` for a
+/// raw tunnel.
+pub(super) async fn connect(
+    proxy: &Arc<Proxy>,
+    conn: &ConnState,
+    mut req: Request<Incoming>,
+    dial: Vec<SocketAddr>,
+    detect: Option<Judged>,
+    mut record: AccessRecord,
+    in_flight: InFlight,
+) -> Result<Response<ResponseBody>, Failed> {
+    let cfg = &proxy.config.tunnel;
+    let name = format!("{}:{}", record.host, record.port);
+    let server = match tunnel::dial(&dial, &name, cfg.connect_timeout).await {
+        Ok(s) => s,
+        Err(e) => return Err((e, record, in_flight)),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    record.status = 200;
+    let proxy2 = proxy.clone();
+    proxy.tunnels.spawn(async move {
+        let _in_flight = in_flight;
+        let proxy = proxy2;
+        // Take the raw socket back from hyper (with any bytes already read),
+        // so detection and the relay work on the socket itself.
+        let end = match on_upgrade
+            .await
+            .map(|u| u.downcast::<TokioIo<GuardedStream>>())
+        {
+            Ok(Ok(parts)) => {
+                let (client, held) = parts.io.into_inner().into_parts();
+                // Copy out the few bytes pending and free both buffers now:
+                // they are 8-32 KiB each, and an idle tunnel must not keep them.
+                let mut pending = parts.read_buf.to_vec();
+                pending.extend_from_slice(&held);
+                drop((held, parts.read_buf));
+                run(&proxy, client, pending, server, &dial, detect).await
+            }
+            Ok(Err(_)) | Err(_) => {
+                tracing::warn!("CONNECT upgrade failed or was not our socket");
+                TunnelEnd::broken(None, 0)
+            }
+        };
+        log_end(&proxy, record, end);
+    });
+    conn.answer_connect(true);
+    // No more HTTP on this connection: a pinned upstream has no further use.
+    conn.pinned.clear();
+    let mut resp = Response::new(ResponseBody::full(bytes::Bytes::new()));
+    *resp.status_mut() = StatusCode::OK;
+    Ok(resp)
+}
+
+async fn run(
+    proxy: &Proxy,
+    client: tokio::net::TcpStream,
+    pending: Vec<u8>,
+    server: tokio::net::TcpStream,
+    dial: &[SocketAddr],
+    detect: Option<Judged>,
+) -> TunnelEnd {
+    let cfg = &proxy.config.tunnel;
+    let relay = RelaySettings {
+        idle_timeout: cfg.idle_timeout,
+        transfer: if cfg.splice {
+            relay::Transfer::splice_if_available()
+        } else {
+            relay::Transfer::Buffered
+        },
+        hard_stop: proxy.hard_stop.clone(),
+    };
+    let Some(judged) = detect else {
+        return session::run(
+            client,
+            pending,
+            server,
+            None::<Detection<'_, Judge>>,
+            &relay,
+        )
+        .await;
+    };
+    let judge = |p: &Protocol| {
+        let sni = match p {
+            Protocol::Tls(h) => h.sni.as_deref(),
+            _ => None,
+        };
+        judge_detected(&judged.policy, &judged.facts(Some((p.name(), sni))))
+    };
+    let detection = Detection {
+        inspector: Inspector {
+            cfg: &proxy.config.detection,
+            checker: &proxy.checker,
+            addrs: dial,
+        },
+        host: &judged.host,
+        port: judged.port,
+        judge,
+    };
+    session::run(client, pending, server, Some(detection), &relay).await
+}
+
+/// The judge type of an undetected session (never called).
+type Judge = fn(&Protocol) -> crate::tunnel::inspect::PolicySays;
+
+/// The tunnel's one log line.
+fn log_end(proxy: &Proxy, mut record: AccessRecord, end: TunnelEnd) {
+    if let Some(p) = &end.protocol {
+        record.protocol = Some(p.name());
+        if let Protocol::Tls(h) = p {
+            record.sni.clone_from(&h.sni);
+            record.ja3n = Some(h.ja3n.clone());
+        }
+    }
+    record.action = end.action;
+    record.exception_id = end.exception;
+    if end.refused {
+        record.filter_result = FilterResult::Denied;
+    }
+    record.cs_bytes = end.cs_bytes;
+    record.sc_bytes = end.sc_bytes;
+    proxy.log.write(record);
+}

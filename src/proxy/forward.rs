@@ -1,0 +1,65 @@
+//! Phase 6, HTTP: forward the request to the planned address and log the
+//! transaction when its response body is done.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use http::{header, Method, Request, Response};
+use hyper::body::Incoming;
+
+use super::{Failed, Proxy};
+use crate::accesslog::AccessRecord;
+use crate::body::{Finish, ResponseBody};
+use crate::conn::InFlight;
+use crate::forward;
+use crate::outcome::SAction;
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn forward(
+    proxy: &Proxy,
+    up: forward::Upstream<'_>,
+    req: Request<Incoming>,
+    target: forward::Target,
+    addr: SocketAddr,
+    mut r: AccessRecord,
+    in_flight: InFlight,
+) -> Result<Response<ResponseBody>, Failed> {
+    let method = req.method().clone();
+    let cs_bytes = Arc::new(AtomicU64::new(0));
+    let cfg = &proxy.config.forward;
+    let (resp, pinned) = match forward::forward(up, cfg, req, &target, addr, cs_bytes.clone()).await
+    {
+        Ok(resp) => resp,
+        Err(e) => return Err((e, r, in_flight)),
+    };
+    r.status = resp.status().as_u16();
+    // Squid: what a pinned (per-user) connection brings is never cacheable.
+    r.action = if !pinned && cacheable(&method, &resp) {
+        SAction::TcpMiss
+    } else {
+        SAction::TcpNcMiss
+    };
+    let finish = Finish {
+        record: r,
+        log: proxy.log.clone(),
+        cs_bytes: Some(cs_bytes),
+    };
+    Ok(resp.map(|b| b.logged(finish).in_flight(in_flight)))
+}
+
+/// ProxySG's MISS vs NC_MISS: could a cache have stored this response?
+fn cacheable(method: &Method, resp: &Response<ResponseBody>) -> bool {
+    let cc = resp
+        .headers()
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            let v = v.to_ascii_lowercase();
+            v.contains("no-store") || v.contains("private")
+        });
+    (method == Method::GET || method == Method::HEAD)
+        && !cc
+        && !resp.headers().contains_key(header::SET_COOKIE)
+}

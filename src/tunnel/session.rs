@@ -1,0 +1,153 @@
+//! One CONNECT tunnel after its `200 Connection established`, start to end:
+//! detection (when the plan says so), the replay of the client's held bytes,
+//! the relay — and one [`TunnelEnd`] that says how it ended, for the caller
+//! to log once.
+//!
+//! The session takes narrow handles (the inspector, relay settings) and
+//! knows nothing of requests, policy objects or the access log: what the
+//! policy says about a detected protocol comes in as a function.
+
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::detect::Protocol;
+use super::inspect::{Inspector, Outcome, PolicySays};
+use super::relay::{self, Transfer};
+use crate::outcome::{DetectionReason, ExceptionId, SAction};
+
+/// How the relay runs: chosen once from `[tunnel]`.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// Close after this long without a byte either way.
+    pub idle_timeout: Duration,
+    /// splice(2) or a buffered copy.
+    pub transfer: Transfer,
+    /// Cancelled when the shutdown grace period is over.
+    pub hard_stop: CancellationToken,
+}
+
+/// Protocol detection for a tunnel the plan sent to `detect`.
+pub struct Detection<'a, P> {
+    /// Reads, classifies and checks the client's first bytes.
+    pub inspector: Inspector<'a>,
+    /// The CONNECT host (the certificate's name when there is no SNI).
+    pub host: &'a str,
+    /// The CONNECT port.
+    pub port: u16,
+    /// The policy's say on what was detected.
+    pub judge: P,
+}
+
+/// How a tunnel ended: everything the access record needs from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelEnd {
+    /// What detection saw the client speak (`None`: not detected, or silent).
+    pub protocol: Option<Protocol>,
+    /// `TCP_TUNNELED`, `TCP_ACCELERATED`, `TCP_DENIED`, `TCP_ERR_MISS`.
+    pub action: SAction,
+    /// Why it was refused or cut short, if it was.
+    pub exception: Option<ExceptionId>,
+    /// Refused by detection (the log's `sc-filter-result` is `DENIED`).
+    pub refused: bool,
+    /// Client-to-server bytes, the replayed held bytes included.
+    pub cs_bytes: u64,
+    /// Server-to-client bytes.
+    pub sc_bytes: u64,
+}
+
+impl TunnelEnd {
+    fn new(protocol: Option<Protocol>, action: SAction) -> Self {
+        Self {
+            protocol,
+            action,
+            exception: None,
+            refused: false,
+            cs_bytes: 0,
+            sc_bytes: 0,
+        }
+    }
+
+    /// The tunnel failed on a socket before or without relaying.
+    pub fn broken(protocol: Option<Protocol>, cs_bytes: u64) -> Self {
+        Self {
+            exception: Some(ExceptionId::TcpError),
+            cs_bytes,
+            ..Self::new(protocol, SAction::TcpErrMiss)
+        }
+    }
+
+    fn refused(protocol: Option<Protocol>, reason: DetectionReason) -> Self {
+        Self {
+            exception: Some(ExceptionId::Detection(reason)),
+            refused: true,
+            ..Self::new(protocol, SAction::TcpDenied)
+        }
+    }
+}
+
+/// Runs the tunnel between `client` and the already dialled `server`.
+/// `pending` are client bytes read past the CONNECT head: with detection
+/// they are classified first; either way they reach the server only when
+/// the tunnel is allowed.
+pub async fn run<P>(
+    mut client: TcpStream,
+    pending: Vec<u8>,
+    mut server: TcpStream,
+    detection: Option<Detection<'_, P>>,
+    relay: &RelaySettings,
+) -> TunnelEnd
+where
+    P: Fn(&Protocol) -> PolicySays,
+{
+    let (protocol, action, replay) = match detection {
+        None => (None, SAction::TcpTunneled, pending),
+        Some(d) => {
+            // Boxed: the detection future (rustls handshake state included) is
+            // large, and an undetected tunnel should not carry its size.
+            let outcome =
+                Box::pin(
+                    d.inspector
+                        .inspect(&mut client, pending, d.host, d.port, d.judge),
+                )
+                .await;
+            match outcome {
+                // Neither side has seen a byte of the other's: just close.
+                Outcome::Refuse { protocol, reason } => {
+                    return TunnelEnd::refused(protocol, reason)
+                }
+                Outcome::Pass {
+                    protocol,
+                    replay,
+                    action,
+                    ..
+                } => (protocol, action, replay),
+            }
+        }
+    };
+    let replayed = replay.len() as u64;
+    if !replay.is_empty() {
+        if let Err(e) = server.write_all(&replay).await {
+            tracing::debug!(error = %e, "upstream closed before the replay");
+            return TunnelEnd::broken(protocol, 0);
+        }
+    }
+    drop(replay);
+    let out = relay::relay_tcp(
+        client,
+        server,
+        relay.transfer,
+        relay.idle_timeout,
+        relay.hard_stop.clone(),
+    )
+    .await;
+    let mut end = TunnelEnd::new(protocol, action);
+    end.cs_bytes = out.client_to_server + replayed;
+    end.sc_bytes = out.server_to_client;
+    if out.end == relay::End::Idle {
+        end.exception = Some(ExceptionId::TunnelIdleTimeout);
+    }
+    end
+}
