@@ -7,6 +7,7 @@
 
 pub mod format;
 pub mod record;
+pub mod settings;
 
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};
@@ -21,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 pub use record::{AccessRecord, FilterResult};
 
-use crate::config::{AccessLogConfig, LogFormat};
+use settings::{AccessLogConfig, LogFormat};
 
 enum Msg {
     Line(Box<AccessRecord>),

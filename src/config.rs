@@ -4,7 +4,6 @@
 //! Unknown keys are errors (`deny_unknown_fields` everywhere): a typo in a proxy
 //! config silently ignored is a security hole, not a convenience.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,7 +11,15 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
+use crate::accesslog::settings::AccessLogConfig;
 use crate::directory::config::RealmConfig;
+use crate::forward::settings::ForwardConfig;
+use crate::listener::settings::ListenerConfig;
+use crate::policy::settings::PolicyConfig;
+use crate::resolve::settings::{DestinationsConfig, ResolverConfig};
+use crate::server::settings::{LogConfig, ShutdownConfig};
+use crate::settings::Invalid;
+use crate::tunnel::settings::{DetectionConfig, TunnelConfig};
 
 /// The default configuration, embedded so `gatehouse run` works with no file.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/gatehouse.toml");
@@ -22,15 +29,12 @@ pub const DEFAULT_CONFIG: &str = include_str!("../config/gatehouse.toml");
 pub enum ConfigError {
     #[error("{0}")]
     Parse(#[from] Box<figment::Error>),
-    #[error("config key `{key}`: {problem}")]
-    Invalid { key: &'static str, problem: String },
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
 }
 
 fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        problem: problem.into(),
-    }
+    ConfigError::Invalid(crate::settings::invalid(key, problem))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,66 +65,6 @@ pub struct Config {
     /// The realm files named by `auth.realms`, loaded and checked with the config.
     #[serde(skip)]
     pub realm_configs: Vec<RealmConfig>,
-}
-
-/// Where the policy comes from. The policy (file, categories, shortcuts) is
-/// what SIGHUP reloads.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PolicyConfig {
-    /// Policy file (layers of rules); without one, every authenticated request is allowed.
-    pub file: Option<PathBuf>,
-    /// Category database (domains and CIDRs → category names).
-    pub categories: Option<PathBuf>,
-    /// Members of these groups get a raw tunnel for a CONNECT without User-Agent.
-    pub allowed_groups: Vec<String>,
-    /// ... and so do these users.
-    pub allowed_users: Vec<String>,
-}
-
-/// What to do when a CONNECT client says nothing within the detection timeout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnSilence {
-    Deny,
-    Tunnel,
-}
-
-/// Protocol detection on CONNECT (ProxySG's "Detect Protocol").
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DetectionConfig {
-    /// Off: every allowed CONNECT is a raw tunnel.
-    pub enabled: bool,
-    /// How long to wait for the client's first bytes.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Most client bytes held while classifying.
-    pub max_bytes: usize,
-    /// A client that says nothing (server-speaks-first protocols).
-    pub on_silence: OnSilence,
-    /// The certificate check's connect + handshake time.
-    #[serde(with = "humantime_serde")]
-    pub check_timeout: Duration,
-    /// How long a certificate verdict per (host, port, SNI) is reused.
-    #[serde(with = "humantime_serde")]
-    pub verdict_ttl: Duration,
-    /// Extra CA certificates (PEM) trusted besides the bundled web roots.
-    pub ca_file: Option<PathBuf>,
-}
-
-impl Default for DetectionConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            timeout: Duration::from_secs(5),
-            max_bytes: 16 * 1024,
-            on_silence: OnSilence::Deny,
-            check_timeout: Duration::from_secs(10),
-            verdict_ttl: Duration::from_secs(600),
-            ca_file: None,
-        }
-    }
 }
 
 /// Authentication schemes offered in `Proxy-Authenticate`, in this order.
@@ -327,204 +271,6 @@ impl Default for AuthConfig {
     }
 }
 
-/// Where clients connect, and the limits that protect the proxy from them.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ListenerConfig {
-    pub addresses: Vec<SocketAddr>,
-    /// Connections beyond this are answered 503 and closed at once.
-    pub max_connections: usize,
-    /// Open connections (tunnels included) from one client address; beyond
-    /// this: 503. One host cannot take every slot.
-    pub max_connections_per_address: usize,
-    /// Request line plus headers, in bytes; beyond this: 431.
-    pub max_header_bytes: usize,
-    /// Request-target length in bytes; beyond this: 414.
-    pub max_uri_bytes: usize,
-    /// Most header fields in one request; beyond this: 431.
-    pub max_headers: usize,
-    /// A client must deliver a whole request head within this (slowloris); else 408.
-    #[serde(with = "humantime_serde")]
-    pub header_read_timeout: Duration,
-    /// A kept-alive connection with no request in flight is closed after this.
-    #[serde(with = "humantime_serde")]
-    pub idle_timeout: Duration,
-}
-
-impl Default for ListenerConfig {
-    fn default() -> Self {
-        Self {
-            addresses: vec![SocketAddr::from(([127, 0, 0, 1], 3128))],
-            max_connections: 10_000,
-            max_connections_per_address: 1_000,
-            max_header_bytes: 64 * 1024,
-            max_uri_bytes: 8 * 1024,
-            max_headers: 100,
-            header_read_timeout: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(120),
-        }
-    }
-}
-
-/// Absolute-form requests forwarded to origin servers.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ForwardConfig {
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
-    /// Time allowed for the origin to send its response head.
-    #[serde(with = "humantime_serde")]
-    pub response_timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    pub pool_idle_timeout: Duration,
-    pub pool_max_idle_per_host: usize,
-    /// Pseudonym used in our `Via` entry; a request already carrying it is a loop.
-    pub via_pseudonym: String,
-}
-
-impl Default for ForwardConfig {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(10),
-            response_timeout: Duration::from_secs(60),
-            pool_idle_timeout: Duration::from_secs(90),
-            pool_max_idle_per_host: 32,
-            via_pseudonym: "gatehouse".into(),
-        }
-    }
-}
-
-/// CONNECT tunnels.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TunnelConfig {
-    /// Destination ports a CONNECT may reach; anything else is 403.
-    pub allowed_ports: Vec<u16>,
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
-    /// A tunnel with no byte in either direction for this long is closed.
-    #[serde(with = "humantime_serde")]
-    pub idle_timeout: Duration,
-    /// Move tunnel bytes with splice(2) on Linux (socket → pipe → socket in
-    /// the kernel) instead of read/write through a buffer. Off by default:
-    /// on loopback here it measured 10–30% slower than the buffered copy
-    /// (integration/bench); it may win on real NICs — measure before enabling.
-    pub splice: bool,
-}
-
-impl Default for TunnelConfig {
-    fn default() -> Self {
-        Self {
-            allowed_ports: vec![443],
-            connect_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(300),
-            splice: false,
-        }
-    }
-}
-
-/// How destination names become addresses.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ResolverConfig {
-    /// Static names, checked first (like /etc/hosts, per proxy).
-    pub hosts: std::collections::HashMap<String, Vec<std::net::IpAddr>>,
-    /// Ask the system resolver for names not in `hosts`.
-    pub system: bool,
-}
-
-impl Default for ResolverConfig {
-    fn default() -> Self {
-        Self {
-            hosts: Default::default(),
-            system: true,
-        }
-    }
-}
-
-/// Destinations refused before the policy is asked.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DestinationsConfig {
-    /// No request reaches an address in these ranges, whatever the policy
-    /// says: if any address a destination resolves to is in one, 403
-    /// `destination_refused`. The default keeps clients off link-local
-    /// addresses, where cloud metadata services hand out credentials
-    /// (169.254.169.254), and off 0.0.0.0/8 (which Linux dials as this host).
-    pub refuse: Vec<ipnet::IpNet>,
-}
-
-impl Default for DestinationsConfig {
-    fn default() -> Self {
-        Self {
-            refuse: ["169.254.0.0/16", "fe80::/10", "0.0.0.0/8"]
-                .iter()
-                .map(|s| s.parse().expect("constant CIDRs"))
-                .collect(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Elff,
-    Squid,
-    Json,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AccessLogConfig {
-    /// A file path, or `-` for standard output.
-    pub path: String,
-    pub format: LogFormat,
-    /// Lines queued for the writer; beyond this lines are dropped and counted,
-    /// because the data path must never wait for a disk.
-    pub queue: usize,
-}
-
-impl Default for AccessLogConfig {
-    fn default() -> Self {
-        Self {
-            path: "-".into(),
-            format: LogFormat::Elff,
-            queue: 65_536,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ShutdownConfig {
-    /// On SIGTERM/SIGINT, in-flight requests and tunnels get this long to finish.
-    #[serde(with = "humantime_serde")]
-    pub grace_period: Duration,
-}
-
-impl Default for ShutdownConfig {
-    fn default() -> Self {
-        Self {
-            grace_period: Duration::from_secs(30),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// A `tracing` filter; `RUST_LOG` wins when set.
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            level: "info".into(),
-        }
-    }
-}
-
 impl Config {
     /// Loads `path` (or the embedded default when `None`), applies
     /// `GATEHOUSE_SECTION__KEY` environment overrides, and validates the result.
@@ -558,101 +304,20 @@ impl Config {
             }
             config.realm_configs.push(realm);
         }
-        // The policy is compiled here too, so `check` and start-up refuse a bad one.
-        crate::policy::Policy::load(&config.policy).map_err(|e| invalid("policy", e))?;
         Ok(config)
     }
 
     /// Checks the whole config; the first problem found names its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let l = &self.listener;
-        if l.addresses.is_empty() {
-            return Err(invalid(
-                "listener.addresses",
-                "at least one address is needed",
-            ));
-        }
-        if l.max_connections == 0 {
-            return Err(invalid("listener.max_connections", "must be at least 1"));
-        }
-        if l.max_connections_per_address == 0 {
-            return Err(invalid(
-                "listener.max_connections_per_address",
-                "must be at least 1",
-            ));
-        }
-        if !(1024..=1024 * 1024).contains(&l.max_header_bytes) {
-            return Err(invalid(
-                "listener.max_header_bytes",
-                "must be between 1024 and 1048576",
-            ));
-        }
-        if l.max_uri_bytes < 64 || l.max_uri_bytes >= l.max_header_bytes {
-            return Err(invalid(
-                "listener.max_uri_bytes",
-                "must be at least 64 and below listener.max_header_bytes",
-            ));
-        }
-        if !(1..=1000).contains(&l.max_headers) {
-            return Err(invalid(
-                "listener.max_headers",
-                "must be between 1 and 1000",
-            ));
-        }
-        for (key, d) in [
-            ("listener.header_read_timeout", l.header_read_timeout),
-            ("listener.idle_timeout", l.idle_timeout),
-            ("forward.connect_timeout", self.forward.connect_timeout),
-            ("forward.response_timeout", self.forward.response_timeout),
-            ("tunnel.connect_timeout", self.tunnel.connect_timeout),
-            ("tunnel.idle_timeout", self.tunnel.idle_timeout),
-        ] {
-            if d.is_zero() {
-                return Err(invalid(key, "must be longer than zero"));
-            }
-        }
-        let via = &self.forward.via_pseudonym;
-        if via.is_empty()
-            || !via
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
-        {
-            return Err(invalid(
-                "forward.via_pseudonym",
-                "must be a non-empty token of letters, digits, '-', '.', '_'",
-            ));
-        }
-        if self.tunnel.allowed_ports.contains(&0) {
-            return Err(invalid(
-                "tunnel.allowed_ports",
-                "port 0 is not a destination",
-            ));
-        }
-        if let Some((name, _)) = self.resolver.hosts.iter().find(|(_, ips)| ips.is_empty()) {
-            return Err(invalid(
-                "resolver.hosts",
-                format!("{name:?} has no address"),
-            ));
-        }
-        for name in self.resolver.hosts.keys() {
-            // Requests are looked up by their canonical host: a key that is an
-            // address, or not a host name at all, would never be found.
-            match crate::resolve::host::canonical(name) {
-                Ok(crate::resolve::Host::Name(_)) => {}
-                _ => {
-                    return Err(invalid(
-                        "resolver.hosts",
-                        format!("{name:?} is not a host name"),
-                    ))
-                }
-            }
-        }
-        if self.accesslog.path.is_empty() {
-            return Err(invalid("accesslog.path", "a file path or '-' for stdout"));
-        }
-        if self.accesslog.queue == 0 {
-            return Err(invalid("accesslog.queue", "must be at least 1"));
-        }
+        self.listener.validate()?;
+        self.forward.validate()?;
+        self.tunnel.validate()?;
+        self.detection.validate()?;
+        self.resolver.validate()?;
+        self.accesslog.validate()?;
+        self.log.validate()?;
+        // Timeouts the listener, forwarder and tunnel each check are longer
+        // than zero; what spans modules is checked here.
         let a = &self.auth;
         if a.required && (a.realms.is_empty() || a.schemes.is_empty()) {
             return Err(invalid(
@@ -721,27 +386,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        let d = &self.detection;
-        if !(512..=crate::tunnel::detect::MAX_HELLO).contains(&d.max_bytes) {
-            return Err(invalid("detection.max_bytes", "between 512 and 65536"));
-        }
-        for (key, v) in [
-            ("detection.timeout", d.timeout),
-            ("detection.check_timeout", d.check_timeout),
-        ] {
-            if v.is_zero() {
-                return Err(invalid(key, "must be longer than zero"));
-            }
-        }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
-            return Err(invalid("log.level", e.to_string()));
-        }
         Ok(())
     }
 
     /// The access log file, when it is a file.
     pub fn accesslog_file(&self) -> Option<PathBuf> {
-        (self.accesslog.path != "-").then(|| PathBuf::from(&self.accesslog.path))
+        self.accesslog.file()
     }
 }
 

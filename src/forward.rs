@@ -10,6 +10,7 @@
 
 pub mod headers;
 pub mod pin;
+pub mod settings;
 
 use std::future::Future;
 use std::io;
@@ -27,9 +28,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{RequestBody, ResponseBody};
-use crate::config::ForwardConfig;
 use crate::error::ProxyError;
 use crate::resolve::host::{self, Host};
+use settings::ForwardConfig;
 
 pub type UpstreamClient = Client<HttpConnector<NoResolve>, RequestBody>;
 

@@ -19,4 +19,5 @@ pub mod policy;
 pub mod proxy;
 pub mod resolve;
 pub mod server;
+pub mod settings;
 pub mod tunnel;

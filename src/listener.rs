@@ -3,6 +3,7 @@
 
 pub mod framing;
 pub mod guard;
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,11 +27,11 @@ use hyper::body::Incoming;
 
 use crate::accesslog::{AccessLog, AccessRecord};
 use crate::body::ResponseBody;
-use crate::config::ListenerConfig;
 use crate::conn::{slots, ConnState};
 use crate::error::ProxyError;
 use framing::Limits;
 use guard::{GuardedStream, Timeouts};
+use settings::ListenerConfig;
 
 /// What serves each request: the proxy's phases, given to the listener by
 /// whoever starts it (the listener knows connections, not requests).

@@ -10,6 +10,7 @@
 pub mod categories;
 pub mod compile;
 pub mod file;
+pub mod settings;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -18,10 +19,10 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use crate::auth::identity::{fold, folds_to, Identity};
-use crate::config::PolicyConfig;
 use categories::Categories;
 use compile::{Atom, Layer, Rule};
 use file::{DefaultVerdict, LayerKind, PolicyFile};
+use settings::PolicyConfig;
 
 /// What a rule tells the proxy to do.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,6 +11,7 @@
 //! query may leave the machine.
 
 pub mod host;
+pub mod settings;
 
 use std::collections::HashMap;
 use std::io;
@@ -19,8 +20,8 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::config::ResolverConfig;
 pub use host::Host;
+use settings::ResolverConfig;
 
 /// Most addresses kept from one answer: every one kept is checked and may be
 /// dialled, the rest are dropped unseen.

@@ -1,6 +1,9 @@
 //! Start-up and shutdown: bind, serve, and on a signal stop accepting, let
 //! requests and tunnels finish within the grace period, flush the log, return.
 
+pub mod runtime;
+pub mod settings;
+
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -15,7 +18,6 @@ use crate::accesslog::AccessLog;
 use crate::config::Config;
 use crate::listener::{accept_loop, Acceptor};
 use crate::proxy::Proxy;
-use crate::resolve::Resolver;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -29,19 +31,10 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
-    #[error("authentication: {0}")]
-    Auth(String),
-    #[error("policy: {0}")]
-    Policy(String),
+    #[error(transparent)]
+    Build(#[from] runtime::BuildError),
     #[error("{0}")]
     DemoAccounts(String),
-}
-
-/// Builds the realms and the authenticator the config names.
-pub fn authenticator(config: &Config) -> Result<crate::auth::Authenticator, StartError> {
-    let realms = crate::directory::Realm::build_all(&config.realm_configs, &config.auth)
-        .map_err(StartError::Auth)?;
-    crate::auth::Authenticator::new(&config.auth, realms).map_err(StartError::Auth)
 }
 
 /// The shipped demo accounts' passwords are in the README: they may serve
@@ -84,8 +77,8 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Result<(), StartError> {
     let config = Arc::new(config);
-    let auth = authenticator(&config)?;
-    refuse_demo_accounts(&config.listener.addresses, &auth.realms())
+    let built = runtime::Runtime::build(&config)?;
+    refuse_demo_accounts(&config.listener.addresses, &built.auth.realms())
         .map_err(StartError::DemoAccounts)?;
     let mut listeners = Vec::new();
     for addr in &config.listener.addresses {
@@ -105,18 +98,14 @@ pub async fn run(
         path: config.accesslog.path.clone(),
         source,
     })?;
-    let resolver = Resolver::new(&config.resolver);
     let proxy = Arc::new(Proxy {
         client: crate::forward::client(&config.forward),
-        resolver,
-        refused: crate::resolve::Refused::new(&config.destinations.refuse),
+        resolver: built.resolver,
+        refused: built.refused,
         log: log.clone(),
-        auth,
-        policy: arc_swap::ArcSwap::from_pointee(
-            crate::policy::Policy::load(&config.policy).map_err(StartError::Policy)?,
-        ),
-        checker: crate::tunnel::tls_check::TlsChecker::new(&config.detection)
-            .map_err(StartError::Policy)?,
+        auth: built.auth,
+        policy: arc_swap::ArcSwap::from_pointee(built.policy),
+        checker: built.checker,
         listening: listening.clone(),
         hard_stop: CancellationToken::new(),
         tunnels: TaskTracker::new(),
@@ -212,11 +201,12 @@ fn reload(
     path: Option<&std::path::Path>,
     listening: &[SocketAddr],
 ) -> Result<(crate::policy::Policy, Vec<crate::directory::Realm>), (&'static str, String)> {
-    // The config's own checks include the policy's: both are "policy" here.
-    let config = Config::load(path).map_err(|e| ("policy", e.to_string()))?;
-    let policy = crate::policy::Policy::load(&config.policy).map_err(|e| ("policy", e))?;
-    let realms = crate::directory::Realm::build_all(&config.realm_configs, &config.auth)
-        .map_err(|e| ("realm", e))?;
+    let config = Config::load(path).map_err(|e| ("config", e.to_string()))?;
+    let runtime::Reloadable { policy, realms } =
+        runtime::Reloadable::build(&config).map_err(|e| match e {
+            runtime::BuildError::Realm(_) => ("realm", e.to_string()),
+            _ => ("policy", e.to_string()),
+        })?;
     refuse_demo_accounts(listening, &realms).map_err(|e| ("realm", e))?;
     Ok((policy, realms))
 }

@@ -7,6 +7,7 @@ pub mod detect;
 pub mod inspect;
 pub mod relay;
 pub mod session;
+pub mod settings;
 #[cfg(target_os = "linux")]
 mod splice;
 pub mod tls_check;

@@ -84,7 +84,11 @@ fn explain(gh: &Gatehouse, row: &Row, protocol: Option<&str>) -> HashMap<String,
     }
     let out = cmd.output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut fields = HashMap::new();
     for line in text.lines() {
         if let Some((k, v)) = line.split_once(':') {
@@ -151,7 +155,10 @@ async fn explain_and_the_proxy_decide_a_table_of_requests_alike() {
         let status = status_of(&answer);
         let planned = &said["plan"];
         match planned.as_str() {
-            "refuse" => assert!(text.contains(&format!("DENY {status} ")), "{text}\n{answer}"),
+            "refuse" => assert!(
+                text.contains(&format!("DENY {status} ")),
+                "{text}\n{answer}"
+            ),
             "authenticate" => assert_eq!(status, 407, "{answer}"),
             _ => assert_eq!(status, 200, "{text}\n{answer}"),
         }

@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::time::UNIX_EPOCH;
 
 use super::record::AccessRecord;
-use crate::config::LogFormat;
+use super::settings::LogFormat;
 use crate::outcome::SAction;
 
 /// The ELFF fields, in the order every line writes them.

@@ -6,18 +6,23 @@ use std::time::Instant;
 
 use gatehouse::config::Config;
 use gatehouse::directory::Realm;
+use gatehouse::server::runtime::Runtime;
 
-use crate::users::{realms, runtime};
+use crate::users::runtime;
 
-/// Builds every realm and asks each directory for its base.
-pub fn check_realms(config: &Config) -> ExitCode {
-    let realms = match realms(config) {
-        Ok(r) => r,
+/// Builds the config as `run` would (policy, realms, verifier), then asks
+/// each directory for its base: exit 2 when it does not build, 3 when a
+/// directory cannot be reached.
+pub fn check(config: &Config) -> ExitCode {
+    let built = match Runtime::build(config) {
+        Ok(b) => b,
         Err(e) => {
-            eprintln!("gatehouse: {e}");
+            eprintln!("gatehouse: config error: {e}");
             return ExitCode::from(2);
         }
     };
+    println!("config OK");
+    let realms = built.auth.realms();
     let mut unreachable = 0;
     if let Some(n) = config.auth.negotiate.as_ref().filter(|_| {
         config
@@ -34,7 +39,7 @@ pub fn check_realms(config: &Config) -> ExitCode {
         }
     }
     runtime().block_on(async {
-        for realm in &realms {
+        for realm in realms.iter() {
             let started = Instant::now();
             match realm {
                 Realm::Local(r) => println!("realm {}: local, {} users", r.name(), r.user_count()),

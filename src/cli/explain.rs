@@ -8,12 +8,13 @@ use std::process::ExitCode;
 
 use gatehouse::auth::identity::{Group, Identity};
 use gatehouse::config::Config;
-use gatehouse::policy::{ConnectMode, Decision, Facts, Policy};
+use gatehouse::policy::{ConnectMode, Decision, Facts};
 use gatehouse::proxy::plan::{self, judge_detected, Plan, Progress, Settings};
-use gatehouse::resolve::{Host, Refused, Resolver};
+use gatehouse::resolve::Host;
+use gatehouse::server::runtime::Runtime;
 use gatehouse::tunnel::inspect::{next_step, Next};
 
-use crate::users::{realms, runtime};
+use crate::users::runtime;
 
 /// The request `explain` is asked about.
 pub struct ExplainRequest {
@@ -66,16 +67,15 @@ fn header_map(headers: &[String]) -> Result<http::HeaderMap, String> {
 
 /// The user as the realms know them (the first realm that knows the name),
 /// plus `--group`s.
-fn identity(config: &Config, user: &str, extra: &[String]) -> Identity {
-    let found = realms(config).ok().and_then(|realms| {
-        runtime().block_on(async {
-            for r in &realms {
-                if let Ok(Some(id)) = r.lookup(user).await {
-                    return Some((*id).clone());
-                }
+fn identity(built: &Runtime, user: &str, extra: &[String]) -> Identity {
+    let realms = built.auth.realms();
+    let found = runtime().block_on(async {
+        for r in realms.iter() {
+            if let Ok(Some(id)) = r.lookup(user).await {
+                return Some((*id).clone());
             }
-            None
-        })
+        }
+        None
     });
     let mut id = found.unwrap_or_else(|| Identity {
         user: user.to_lowercase(),
@@ -186,13 +186,14 @@ fn print_plan(p: &Plan) {
 
 /// Prints each step the proxy would take for a request, and its decision.
 pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
-    let policy = match Policy::load(&config.policy) {
-        Ok(p) => p,
+    let built = match Runtime::build(config) {
+        Ok(b) => b,
         Err(e) => {
             eprintln!("gatehouse: {e}");
             return ExitCode::from(2);
         }
     };
+    let policy = &built.policy;
     let method = q.method.to_ascii_uppercase();
     let (host, port) = match target(&method, &q.url) {
         Ok(t) => t,
@@ -210,8 +211,7 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
     };
     println!("request:        {method} {} from {}", q.url, q.client);
     // The addresses the proxy would judge, resolved the same way.
-    let resolver = Resolver::new(&config.resolver);
-    let addrs = match runtime().block_on(resolver.resolve(&host)) {
+    let addrs = match runtime().block_on(built.resolver.resolve(&host)) {
         Ok(a) => a,
         Err(e) => {
             println!("resolution:     {host}: {e}");
@@ -220,7 +220,7 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
         }
     };
     let host = host.to_string();
-    let identity = q.user.as_ref().map(|u| identity(config, u, &q.groups));
+    let identity = q.user.as_ref().map(|u| identity(&built, u, &q.groups));
     print_identity(identity.as_ref());
     let shown: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
     println!("addresses:      {}", shown.join(", "));
@@ -234,11 +234,10 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
             cats.join(", ")
         }
     );
-    let refused = Refused::new(&config.destinations.refuse);
     let listening: Vec<SocketAddr> = config.listener.addresses.clone();
     let settings = Settings {
         connect_ports: &config.tunnel.allowed_ports,
-        refused: &refused,
+        refused: &built.refused,
         listening: &listening,
         auth_required: config.auth.required,
         detection: config.detection.enabled,
@@ -259,7 +258,7 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
         resolved: true,
         authenticated: false,
     };
-    let mut p = plan::plan(&policy, &settings, &facts, at);
+    let mut p = plan::plan(policy, &settings, &facts, at);
     let facts = Facts {
         identity: identity.as_ref(),
         ..facts
@@ -272,7 +271,7 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
         );
         if identity.is_some() {
             at.authenticated = true;
-            p = plan::plan(&policy, &settings, &facts, at);
+            p = plan::plan(policy, &settings, &facts, at);
         }
     } else if !matches!(p, Plan::Refuse(_)) {
         println!("authentication: not required");
@@ -283,7 +282,7 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
             detected: Some((proto.as_str(), q.sni.as_deref())),
             ..facts
         };
-        let says = judge_detected(&policy, &after);
+        let says = judge_detected(policy, &after);
         let line = match next_step(&says, proto == "tls") {
             Next::Refuse(reason) => format!("DENY {}", reason.as_str()),
             Next::CheckCertificate => "TLS: passes if the server's certificate is valid".into(),

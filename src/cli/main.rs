@@ -88,10 +88,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => match Config::load(config.as_deref()) {
-            Ok(config) => {
-                println!("config OK");
-                check::check_realms(&config)
-            }
+            Ok(config) => check::check(&config),
             Err(e) => {
                 eprintln!("gatehouse: config error: {e}");
                 ExitCode::from(2)

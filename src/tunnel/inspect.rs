@@ -11,8 +11,8 @@ use tokio::time::Instant;
 use std::sync::Arc;
 
 use super::detect::{classify, Classified, Protocol};
+use super::settings::{DetectionConfig, OnSilence};
 use super::tls_check::TlsChecker;
-use crate::config::{DetectionConfig, OnSilence};
 use crate::outcome::{DetectionReason, SAction};
 
 /// The post-detection policy's say on a detected protocol.

@@ -15,7 +15,7 @@ use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::config::DetectionConfig;
+use super::settings::DetectionConfig;
 use crate::outcome::DetectionReason;
 
 /// What the destination's TLS looks like.

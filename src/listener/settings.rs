@@ -1,0 +1,92 @@
+//! `[listener]`: where clients connect, and the limits that protect the
+//! proxy from them.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::settings::{invalid, nonzero, Invalid};
+
+/// Where clients connect, and the limits that protect the proxy from them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerConfig {
+    pub addresses: Vec<SocketAddr>,
+    /// Connections beyond this are answered 503 and closed at once.
+    pub max_connections: usize,
+    /// Open connections (tunnels included) from one client address; beyond
+    /// this: 503. One host cannot take every slot.
+    pub max_connections_per_address: usize,
+    /// Request line plus headers, in bytes; beyond this: 431.
+    pub max_header_bytes: usize,
+    /// Request-target length in bytes; beyond this: 414.
+    pub max_uri_bytes: usize,
+    /// Most header fields in one request; beyond this: 431.
+    pub max_headers: usize,
+    /// A client must deliver a whole request head within this (slowloris); else 408.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection with no request in flight is closed after this.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            addresses: vec![SocketAddr::from(([127, 0, 0, 1], 3128))],
+            max_connections: 10_000,
+            max_connections_per_address: 1_000,
+            max_header_bytes: 64 * 1024,
+            max_uri_bytes: 8 * 1024,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl ListenerConfig {
+    /// Checks the values; the error names the key.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let l = self;
+        if l.addresses.is_empty() {
+            return Err(invalid(
+                "listener.addresses",
+                "at least one address is needed",
+            ));
+        }
+        if l.max_connections == 0 {
+            return Err(invalid("listener.max_connections", "must be at least 1"));
+        }
+        if l.max_connections_per_address == 0 {
+            return Err(invalid(
+                "listener.max_connections_per_address",
+                "must be at least 1",
+            ));
+        }
+        if !(1024..=1024 * 1024).contains(&l.max_header_bytes) {
+            return Err(invalid(
+                "listener.max_header_bytes",
+                "must be between 1024 and 1048576",
+            ));
+        }
+        if l.max_uri_bytes < 64 || l.max_uri_bytes >= l.max_header_bytes {
+            return Err(invalid(
+                "listener.max_uri_bytes",
+                "must be at least 64 and below listener.max_header_bytes",
+            ));
+        }
+        if !(1..=1000).contains(&l.max_headers) {
+            return Err(invalid(
+                "listener.max_headers",
+                "must be between 1 and 1000",
+            ));
+        }
+        nonzero(&[
+            ("listener.header_read_timeout", l.header_read_timeout),
+            ("listener.idle_timeout", l.idle_timeout),
+        ])
+    }
+}

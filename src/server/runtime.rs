@@ -1,0 +1,78 @@
+//! The one build stage: everything a config names, compiled and opened once —
+//! the policy, the realms and the authenticator, the certificate verifier,
+//! the resolver. `gatehouse run`, `gatehouse check`, `gatehouse explain` and
+//! the SIGHUP reload all build through here, so a config that `check`
+//! accepts is one `run` starts with, and a reload is refused for exactly
+//! the reasons a start would be.
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::directory::Realm;
+use crate::policy::Policy;
+use crate::resolve::{Refused, Resolver};
+use crate::tunnel::tls_check::TlsChecker;
+
+/// Why a config could not be built into a running proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The policy (file, list files, categories) does not compile.
+    #[error("policy: {0}")]
+    Policy(String),
+    /// A realm cannot be built (its files, its directory settings).
+    #[error("realm: {0}")]
+    Realm(String),
+    /// The authenticator's own settings are refused.
+    #[error("authentication: {0}")]
+    Auth(String),
+    /// The certificate verifier cannot be built (`detection.ca_file`).
+    #[error("detection: {0}")]
+    Detection(String),
+}
+
+/// What SIGHUP swaps in: the policy and the realms.
+pub struct Reloadable {
+    /// The compiled policy.
+    pub policy: Policy,
+    /// The realms, in `auth.realms` order.
+    pub realms: Vec<Realm>,
+}
+
+impl Reloadable {
+    /// Compiles the policy and builds the realms the config names.
+    pub fn build(config: &Config) -> Result<Self, BuildError> {
+        let policy = Policy::load(&config.policy).map_err(BuildError::Policy)?;
+        let realms = Realm::build_all(&config.realm_configs, &config.auth)
+            .map_err(|e| BuildError::Realm(e.to_string()))?;
+        Ok(Self { policy, realms })
+    }
+}
+
+/// A config, built.
+pub struct Runtime {
+    /// The compiled policy.
+    pub policy: Policy,
+    /// The authenticator over the realms.
+    pub auth: Authenticator,
+    /// The SSL check's verifier and verdict cache.
+    pub checker: TlsChecker,
+    /// Destination names to addresses.
+    pub resolver: Resolver,
+    /// `destinations.refuse`.
+    pub refused: Refused,
+}
+
+impl Runtime {
+    /// Builds everything the config names; nothing listens yet.
+    pub fn build(config: &Config) -> Result<Self, BuildError> {
+        let Reloadable { policy, realms } = Reloadable::build(config)?;
+        let auth = Authenticator::new(&config.auth, realms).map_err(BuildError::Auth)?;
+        let checker = TlsChecker::new(&config.detection).map_err(BuildError::Detection)?;
+        Ok(Self {
+            policy,
+            auth,
+            checker,
+            resolver: Resolver::new(&config.resolver),
+            refused: Refused::new(&config.destinations.refuse),
+        })
+    }
+}

@@ -1,0 +1,50 @@
+//! `[shutdown]` and `[log]`: the process's own settings.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::settings::{invalid, Invalid};
+
+/// `[shutdown]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// On SIGTERM/SIGINT, in-flight requests and tunnels get this long to finish.
+    #[serde(with = "humantime_serde")]
+    pub grace_period: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            grace_period: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[log]`: the diagnostic log (not the access log).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks the values; the error names the key.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.level) {
+            return Err(invalid("log.level", e.to_string()));
+        }
+        Ok(())
+    }
+}
