@@ -10,7 +10,6 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::accesslog::{AccessLog, AccessRecord};
-use crate::conn::InFlight;
 
 /// The client's request body on its way upstream, counted for `cs-bytes`.
 pub struct RequestBody {
@@ -57,6 +56,36 @@ pub struct Finish {
     pub log: AccessLog,
     /// Request body bytes, counted while they streamed upstream.
     pub cs_bytes: Option<Arc<AtomicU64>>,
+}
+
+/// Something that is busy while a request is in flight: told when the
+/// response is done. (The connection state implements it; the body only
+/// needs to know when to say so.)
+pub trait Busy: Send + Sync + 'static {
+    /// The request is finished: its response body is done or dropped.
+    fn finished(&self);
+}
+
+/// A request in flight; says [`Busy::finished`] when dropped.
+pub struct InFlight(std::sync::Arc<dyn Busy>);
+
+impl InFlight {
+    /// Marks `busy` as busy until the guard is dropped.
+    pub fn new(busy: std::sync::Arc<dyn Busy>) -> Self {
+        Self(busy)
+    }
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InFlight")
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.finished();
+    }
 }
 
 enum Kind {

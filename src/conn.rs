@@ -208,7 +208,7 @@ impl ConnState {
     pub fn begin_request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+        InFlight::new(self.clone())
     }
 
     pub fn is_busy(&self) -> bool {
@@ -237,14 +237,12 @@ impl ConnState {
 }
 
 /// A request in flight on a connection; see [`ConnState::begin_request`].
-#[derive(Debug)]
-pub struct InFlight(Arc<ConnState>);
+pub use crate::body::InFlight;
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let c = &self.0;
-        let ms = c.started.elapsed().as_millis() as u64;
-        c.last_done_ms.store(ms, Ordering::Relaxed);
-        c.in_flight.fetch_sub(1, Ordering::Relaxed);
+impl crate::body::Busy for ConnState {
+    fn finished(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_done_ms.store(ms, Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
