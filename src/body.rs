@@ -18,6 +18,7 @@ pub struct RequestBody {
 }
 
 impl RequestBody {
+    /// Counts the bytes of `inner` into `count` as they pass.
     pub fn new(inner: Incoming, count: Arc<AtomicU64>) -> Self {
         Self { inner, count }
     }
@@ -52,7 +53,9 @@ impl Body for RequestBody {
 /// Written to the access log when the response body is dropped: after the
 /// last byte, or when the client went away mid-body.
 pub struct Finish {
+    /// The transaction's record.
     pub record: AccessRecord,
+    /// Where it is written.
     pub log: AccessLog,
     /// Request body bytes, counted while they streamed upstream.
     pub cs_bytes: Option<Arc<AtomicU64>>,
@@ -102,10 +105,12 @@ pub struct ResponseBody {
 }
 
 impl ResponseBody {
+    /// A complete body held in memory (the proxy's own answers).
     pub fn full(bytes: Bytes) -> Self {
         Self::new(Kind::Full((!bytes.is_empty()).then_some(bytes)))
     }
 
+    /// The origin's body, streamed.
     pub fn upstream(body: Incoming) -> Self {
         Self::new(Kind::Upstream(body))
     }

@@ -27,8 +27,10 @@ pub const DEFAULT_CONFIG: &str = include_str!("../config/gatehouse.toml");
 /// Why a configuration was refused. The message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file or an environment override does not parse, or has unknown keys.
     #[error("{0}")]
     Parse(#[from] Box<figment::Error>),
+    /// A value a module's validation refused.
     #[error(transparent)]
     Invalid(#[from] Invalid),
 }
@@ -37,29 +39,41 @@ fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(crate::settings::invalid(key, problem))
 }
 
+/// The whole configuration: each section is its module's settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `[listener]`.
     #[serde(default)]
     pub listener: ListenerConfig,
+    /// `[forward]`.
     #[serde(default)]
     pub forward: ForwardConfig,
+    /// `[tunnel]`.
     #[serde(default)]
     pub tunnel: TunnelConfig,
+    /// `[resolver]`.
     #[serde(default)]
     pub resolver: ResolverConfig,
+    /// `[destinations]`.
     #[serde(default)]
     pub destinations: DestinationsConfig,
+    /// `[accesslog]`.
     #[serde(default)]
     pub accesslog: AccessLogConfig,
+    /// `[shutdown]`.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// `[log]`.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[auth]`.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// `[policy]`.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// `[detection]`.
     #[serde(default)]
     pub detection: DetectionConfig,
     /// The realm files named by `auth.realms`, loaded and checked with the config.
@@ -71,8 +85,11 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
+    /// Kerberos/SPNEGO.
     Negotiate,
+    /// NTLM, passed through to the domain (winbind's `ntlm_auth`).
     Ntlm,
+    /// Basic, checked against the realms.
     Basic,
 }
 
@@ -153,11 +170,13 @@ fn yes_please() -> bool {
     true
 }
 
+/// `[auth]`: schemes, realms, caches and the limits on password checks.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Every request must authenticate (the policy layers refine this later).
     pub required: bool,
+    /// Offered in this order.
     pub schemes: Vec<Scheme>,
     /// The `realm="..."` of the Basic challenge, shown by browsers.
     pub basic_realm: String,
@@ -173,6 +192,7 @@ pub struct AuthConfig {
     /// While realms are unreachable, verified credentials keep working this long past their TTL.
     #[serde(with = "humantime_serde")]
     pub stale_grace: Duration,
+    /// Most cached credential outcomes.
     pub credential_cache_capacity: u64,
     /// Consecutive failed attempts on one connection before it is closed.
     pub max_failures_per_connection: u32,
@@ -200,6 +220,7 @@ pub struct ThrottleConfig {
     pub user_failures: u32,
     /// Per client address, over all user names (0 = no limit).
     pub address_failures: u32,
+    /// Failures count within this window from the first.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
     /// Most user names and addresses tracked at once.

@@ -17,16 +17,22 @@ pub mod slots;
 /// The proxy's answer to a CONNECT, as the framing guard needs to know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectVerdict {
+    /// No answer to the CONNECT yet.
     Pending,
+    /// The CONNECT was answered `200`: the rest is tunnel bytes.
     Accepted,
+    /// The CONNECT was refused: stop reading.
     Refused,
 }
 
 /// One accepted client connection.
 #[derive(Debug)]
 pub struct ConnState {
+    /// The connection's number, for diagnostics.
     pub id: u64,
+    /// The client's address.
     pub client: SocketAddr,
+    /// The proxy address the client connected to.
     pub local: SocketAddr,
     started: Instant,
     /// Requests whose response has not been fully written yet.
@@ -72,6 +78,7 @@ impl std::fmt::Debug for PendingNtlm {
 }
 
 impl ConnState {
+    /// A connection's state with no connection slot (tests).
     pub fn new(id: u64, client: SocketAddr, local: SocketAddr) -> Arc<Self> {
         Self::with_slot(id, client, local, None)
     }
@@ -196,6 +203,7 @@ impl ConnState {
         }
     }
 
+    /// The identity bound to this connection, if any.
     pub fn identity(&self) -> Option<Authenticated> {
         self.identity
             .lock()
@@ -211,10 +219,12 @@ impl ConnState {
         InFlight::new(self.clone())
     }
 
+    /// Is a request in flight?
     pub fn is_busy(&self) -> bool {
         self.in_flight.load(Ordering::Relaxed) > 0
     }
 
+    /// How many requests this connection has carried.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
@@ -224,10 +234,12 @@ impl ConnState {
         self.started + std::time::Duration::from_millis(self.last_done_ms.load(Ordering::Relaxed))
     }
 
+    /// Records the framing guard's refusal, for the log.
     pub fn set_framing_error(&self, e: ProxyError) {
         *self.framing_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
     }
 
+    /// Takes the framing guard's refusal, if there was one.
     pub fn take_framing_error(&self) -> Option<ProxyError> {
         self.framing_error
             .lock()

@@ -12,57 +12,83 @@ use crate::outcome::{ExceptionId, SAction};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProxyError {
     // --- the client sent something we refuse to parse or forward ---
+    /// A request the framer or the URI parser refuses.
     #[error("malformed request: {0}")]
     BadRequest(&'static str),
+    /// The request head is too large.
     #[error("request header block larger than {0} bytes")]
     HeaderTooLarge(usize),
+    /// The request URI is too long.
     #[error("request URI longer than {0} bytes")]
     UriTooLong(usize),
+    /// The request head did not arrive in time.
     #[error("the request head did not arrive within the header timeout")]
     HeaderTimeout,
+    /// An origin-form request to a proxy.
     #[error("this is a proxy: send absolute-form requests (GET http://host/path)")]
     OriginForm,
+    /// A scheme other than `http`.
     #[error("scheme {0:?} is not supported in absolute-form requests")]
     UnsupportedScheme(String),
+    /// The request would loop back to this proxy.
     #[error("the request loops back to this proxy")]
     Loop,
     // --- policy ---
+    /// CONNECT to a port not in `tunnel.allowed_ports`.
     #[error("CONNECT to port {0} is not allowed")]
     PortNotAllowed(u16),
+    /// A destination address in `destinations.refuse`.
     #[error("destination {0} is in a refused range (destinations.refuse)")]
     DestinationRefused(std::net::IpAddr),
+    /// Denied by a policy rule.
     #[error("denied by policy rule {rule}")]
     PolicyDenied {
+        /// The answer's status.
         status: u16,
+        /// The rule's reason (the exception id).
         reason: std::sync::Arc<str>,
+        /// The rule's name.
         rule: std::sync::Arc<str>,
     },
+    /// The listener is full.
     #[error("too many connections")]
     TooManyConnections,
+    /// This client address has too many connections.
     #[error("too many connections from this client address")]
     TooManyFromClient,
     // --- authentication ---
+    /// No credentials yet.
     #[error("proxy authentication required")]
     AuthRequired,
+    /// Credentials refused.
     #[error("proxy authentication failed")]
     AuthFailed,
+    /// A handshake step: the challenge to send.
     #[error("proxy authentication in progress")]
     AuthContinue(String),
+    /// The directory cannot be asked.
     #[error("directory unavailable: cannot verify credentials now, try again later")]
     DirectoryUnavailable,
+    /// The directory refuses the account.
     #[error("proxy authentication failed: the account may not sign in ({})", .0.as_str())]
     AccountRefused(crate::directory::AccountProblem),
+    /// Too many failed attempts.
     #[error("proxy authentication failed (too many failed attempts: try again later)")]
     AuthThrottled,
+    /// Password checks are all busy.
     #[error("too many authentications in progress: try again shortly")]
     AuthBusy,
     // --- the upstream side failed ---
+    /// The destination's name does not resolve.
     #[error("cannot resolve host {0}")]
     DnsFailure(String),
+    /// The origin cannot be reached.
     #[error("cannot connect to {0}")]
     ConnectFailed(String),
+    /// The origin did not answer in time.
     #[error("upstream {0} timed out")]
     UpstreamTimeout(String),
+    /// The origin's answer is broken.
     #[error("upstream {0} sent an invalid response or closed the connection")]
     UpstreamBroken(String),
 }

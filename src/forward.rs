@@ -32,6 +32,7 @@ use crate::error::ProxyError;
 use crate::resolve::host::{self, Host};
 use settings::ForwardConfig;
 
+/// The pooled upstream HTTP client (dials only the addresses it is given).
 pub type UpstreamClient = Client<HttpConnector<NoResolve>, RequestBody>;
 
 /// The connector's resolver: refuses every name. Requests carry address
@@ -79,6 +80,7 @@ pub fn client(cfg: &ForwardConfig) -> UpstreamClient {
 pub struct Target {
     /// Canonical (see [`crate::resolve::host`]).
     pub host: Host,
+    /// The destination port.
     pub port: u16,
     /// `http://host:port/path?query` with the canonical host and any
     /// userinfo removed; its authority is the `Host` header sent upstream.
@@ -125,6 +127,7 @@ fn with_authority(uri: &Uri, authority: &str) -> Result<Uri, ProxyError> {
 
 /// Where a forwarded request may be sent, besides the shared pool.
 pub struct Upstream<'a> {
+    /// The pooled client.
     pub client: &'a UpstreamClient,
     /// The client connection's pinned connection (connection-based auth).
     pub pins: &'a pin::Slot,

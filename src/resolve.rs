@@ -27,6 +27,7 @@ use settings::ResolverConfig;
 /// dialled, the rest are dropped unseen.
 pub const MAX_ADDRESSES: usize = 16;
 
+/// Destination names to addresses: `[resolver] hosts` first, then the system resolver if enabled.
 #[derive(Debug, Clone)]
 pub struct Resolver {
     hosts: Arc<HashMap<String, Vec<IpAddr>>>,
@@ -34,6 +35,7 @@ pub struct Resolver {
 }
 
 impl Resolver {
+    /// A resolver with these settings.
     pub fn new(cfg: &ResolverConfig) -> Self {
         let hosts = cfg
             .hosts
@@ -90,6 +92,7 @@ impl Resolver {
 pub struct Refused(Vec<IpNet>);
 
 impl Refused {
+    /// The refused ranges, normalised.
     pub fn new(nets: &[IpNet]) -> Self {
         Self(nets.iter().map(IpNet::trunc).collect())
     }

@@ -19,20 +19,29 @@ use crate::config::Config;
 use crate::listener::{accept_loop, Acceptor};
 use crate::proxy::Proxy;
 
+/// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A listener address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// Why.
         source: std::io::Error,
     },
+    /// The access log cannot be opened.
     #[error("cannot open access log {path}: {source}")]
     AccessLog {
+        /// Its path.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// The config does not build (policy, realms, verifier).
     #[error(transparent)]
     Build(#[from] runtime::BuildError),
+    /// The demo accounts on a non-loopback listener.
     #[error("{0}")]
     DemoAccounts(String),
 }

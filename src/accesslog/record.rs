@@ -12,11 +12,14 @@ use crate::outcome::{ExceptionId, SAction};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum FilterResult {
+    /// The transaction was allowed (or failed upstream).
     Observed,
+    /// The proxy refused it.
     Denied,
 }
 
 impl FilterResult {
+    /// The log's spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             FilterResult::Observed => "OBSERVED",
@@ -25,26 +28,45 @@ impl FilterResult {
     }
 }
 
+/// One transaction, as the access log records it (ProxySG's ELFF fields).
 #[derive(Debug, Clone, Serialize)]
 pub struct AccessRecord {
+    /// When the transaction started.
     #[serde(with = "humantime_serde")]
     pub start: SystemTime,
+    /// How long it took, set by [`AccessRecord::finish`].
     pub time_taken_ms: u64,
+    /// The client's address.
     pub client_ip: IpAddr,
+    /// The authenticated (or attempted) user name.
     pub username: Option<String>,
+    /// The user's groups, when authenticated.
     pub auth_groups: Vec<String>,
+    /// Why it was refused or failed.
     pub exception_id: Option<ExceptionId>,
+    /// `OBSERVED` or `DENIED`.
     pub filter_result: FilterResult,
+    /// The destination's categories.
     pub categories: Vec<String>,
+    /// The status sent to the client.
     pub status: u16,
+    /// What the proxy did.
     pub action: SAction,
+    /// The request method.
     pub method: String,
+    /// `http`, `tcp` (CONNECT) or `other`.
     pub scheme: Option<&'static str>,
+    /// The destination host as the client wrote it, canonical once known.
     pub host: String,
+    /// The destination port.
     pub port: u16,
+    /// The request path (not for CONNECT).
     pub path: String,
+    /// The query string, if any.
     pub query: Option<String>,
+    /// The client's User-Agent.
     pub user_agent: Option<String>,
+    /// The proxy address the client connected to.
     pub server_ip: IpAddr,
     /// Bytes sent to the client (response head excluded for forwarded requests).
     pub sc_bytes: u64,
@@ -58,7 +80,9 @@ pub struct AccessRecord {
     pub tags: Vec<String>,
     /// CONNECT protocol detection: what the client spoke, its TLS SNI, and JA3N.
     pub protocol: Option<&'static str>,
+    /// The TLS SNI the client sent.
     pub sni: Option<String>,
+    /// The client's JA3N fingerprint.
     pub ja3n: Option<String>,
 }
 

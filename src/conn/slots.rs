@@ -20,6 +20,7 @@ pub struct PerAddress {
 }
 
 impl PerAddress {
+    /// A per-address counter allowing `max` connections from one address.
     pub fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
             max,

@@ -10,13 +10,16 @@ use crate::settings::{invalid, nonzero, Invalid};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardConfig {
+    /// Time to connect to the origin.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Time allowed for the origin to send its response head.
     #[serde(with = "humantime_serde")]
     pub response_timeout: Duration,
+    /// An idle pooled connection is closed after this.
     #[serde(with = "humantime_serde")]
     pub pool_idle_timeout: Duration,
+    /// Most idle pooled connections per origin.
     pub pool_max_idle_per_host: usize,
     /// Pseudonym used in our `Via` entry; a request already carrying it is a loop.
     pub via_pseudonym: String,

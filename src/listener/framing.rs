@@ -17,8 +17,11 @@ const MAX_CHUNK_LINE: usize = 4096;
 /// Limits the framer enforces on each request head.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Request line plus headers, in bytes.
     pub max_header_bytes: usize,
+    /// Request-target length, in bytes.
     pub max_uri_bytes: usize,
+    /// Most header fields in one request.
     pub max_headers: usize,
 }
 
@@ -59,6 +62,7 @@ pub struct Framer {
 }
 
 impl Framer {
+    /// A framer for one connection.
     pub fn new(limits: Limits) -> Self {
         Self {
             limits,

@@ -33,6 +33,8 @@ pub struct Timeouts {
     pub idle: Duration,
 }
 
+/// The client socket, seen through the framing guard: hyper reads only
+/// heads the framer accepted, and the guard enforces the header and idle timeouts.
 pub struct GuardedStream {
     inner: TcpStream,
     framer: Framer,
@@ -58,6 +60,7 @@ pub struct GuardedStream {
 }
 
 impl GuardedStream {
+    /// Guards `inner` with these limits and timeouts.
     pub fn new(inner: TcpStream, limits: Limits, timeouts: Timeouts, conn: Arc<ConnState>) -> Self {
         let now = Instant::now();
         Self {

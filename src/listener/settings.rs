@@ -12,6 +12,7 @@ use crate::settings::{invalid, nonzero, Invalid};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenerConfig {
+    /// Addresses to listen on.
     pub addresses: Vec<SocketAddr>,
     /// Connections beyond this are answered 503 and closed at once.
     pub max_connections: usize,

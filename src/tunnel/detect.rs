@@ -22,9 +22,13 @@ const MAX_RECORD: usize = 1 << 14;
 /// A detected protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Protocol {
+    /// TLS, with what its ClientHello said.
     Tls(ClientHello),
+    /// Plain HTTP.
     Http,
+    /// SSH.
     Ssh,
+    /// Anything else.
     Unknown,
 }
 
@@ -43,7 +47,9 @@ impl Protocol {
 /// What a ClientHello offered.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClientHello {
+    /// The SNI, when sent.
     pub sni: Option<String>,
+    /// The ALPN protocols offered.
     pub alpn: Vec<String>,
     /// Offered versions (`supported_versions`, else the hello's own), as `0x0303`-style numbers.
     pub versions: Vec<u16>,
@@ -55,6 +61,7 @@ pub struct ClientHello {
 /// The classifier's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Classified {
+    /// Enough bytes to decide.
     Done(Protocol),
     /// At least this many more bytes are needed.
     NeedMore(usize),

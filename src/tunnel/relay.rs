@@ -26,8 +26,11 @@ pub enum End {
 /// Bytes moved, for the access log.
 #[derive(Debug, Clone, Copy)]
 pub struct Outcome {
+    /// Bytes relayed from the client to the server.
     pub client_to_server: u64,
+    /// Bytes relayed from the server to the client.
     pub server_to_client: u64,
+    /// How the relay ended.
     pub end: End,
 }
 

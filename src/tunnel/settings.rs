@@ -13,6 +13,7 @@ use crate::settings::{invalid, nonzero, Invalid};
 pub struct TunnelConfig {
     /// Destination ports a CONNECT may reach; anything else is 403.
     pub allowed_ports: Vec<u16>,
+    /// Time to connect to the destination.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// A tunnel with no byte in either direction for this long is closed.
@@ -40,7 +41,9 @@ impl Default for TunnelConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnSilence {
+    /// Refuse the tunnel.
     Deny,
+    /// Relay it undetected (server-speaks-first protocols).
     Tunnel,
 }
 

@@ -21,6 +21,7 @@ use crate::outcome::DetectionReason;
 /// What the destination's TLS looks like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CertVerdict {
+    /// A certificate that chains to a trusted root, for the name asked.
     Valid,
     /// It spoke TLS but presented no (usable) certificate — Skype's supernodes.
     Missing,
@@ -50,6 +51,8 @@ impl CertVerdict {
 
 type Key = (String, u16, Option<String>);
 
+/// The SSL check: a handshake with the destination, verified as rustls
+/// verifies, with the verdict cached per (host, port, SNI).
 pub struct TlsChecker {
     connector: tokio_rustls::TlsConnector,
     cache: moka::future::Cache<Key, CertVerdict>,
@@ -57,6 +60,7 @@ pub struct TlsChecker {
 }
 
 impl TlsChecker {
+    /// A checker with the bundled roots plus `ca_file`.
     pub fn new(cfg: &DetectionConfig) -> Result<Self, String> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
