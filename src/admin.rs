@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use gatehouse::config::Config;
-use gatehouse::directory::{Realm, RealmVerdict};
+use gatehouse::directory::{Realm, RealmChain, RealmError, RealmVerdict};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -36,6 +36,7 @@ pub fn passwd(users: &Path, user: &str, groups: &[String]) -> ExitCode {
     let result = read_password(&format!("Password for {user}: "), true).and_then(|pw| {
         let groups = (!groups.is_empty()).then_some(groups);
         gatehouse::directory::local::set_password(users, user, &pw, groups)
+            .map_err(|e| e.to_string())
     });
     match result {
         Ok(()) => {
@@ -49,8 +50,8 @@ pub fn passwd(users: &Path, user: &str, groups: &[String]) -> ExitCode {
     }
 }
 
-fn realms(config: &Config) -> Result<Vec<Realm>, String> {
-    Realm::build_all(&config.realm_configs, &config.auth)
+fn realms(config: &Config) -> Result<RealmChain, RealmError> {
+    RealmChain::build(&config.realm_configs, &config.auth)
 }
 
 /// Builds every realm and asks each directory for its base.
@@ -78,7 +79,7 @@ pub fn check_realms(config: &Config) -> ExitCode {
         }
     }
     runtime().block_on(async {
-        for realm in &realms {
+        for realm in realms.iter() {
             let started = Instant::now();
             match realm {
                 Realm::Local(r) => println!("realm {}: local, {} users", r.name(), r.user_count()),
@@ -119,12 +120,9 @@ pub fn auth_test(config: &Config, user: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let ok = runtime().block_on(async {
-        for realm in &realms {
-            let started = Instant::now();
-            let verdict = realm.verify(user, &password).await;
-            let took = started.elapsed();
-            match verdict {
+    let verdict =
+        runtime().block_on(
+            realms.verify_observed(user, &password, |realm, verdict, took| match verdict {
                 RealmVerdict::Verified(id) => {
                     println!("realm:  {}", realm.name());
                     println!("user:   {}", id.user);
@@ -135,14 +133,12 @@ pub fn auth_test(config: &Config, user: &str) -> ExitCode {
                         println!("  {}{how}  {}", g.name, g.dn.as_deref().unwrap_or(""));
                     }
                     println!("time:   {took:?}");
-                    return true;
                 }
                 RealmVerdict::UnknownUser => {
                     println!("realm {}: no such user ({took:?})", realm.name())
                 }
                 RealmVerdict::BadPassword => {
                     println!("realm {}: password refused ({took:?})", realm.name());
-                    return false;
                 }
                 RealmVerdict::Refused(why) => {
                     println!(
@@ -150,7 +146,6 @@ pub fn auth_test(config: &Config, user: &str) -> ExitCode {
                         realm.name(),
                         why.as_str()
                     );
-                    return false;
                 }
                 RealmVerdict::Unavailable(u) => {
                     println!("realm {}: unavailable: {u} ({took:?})", realm.name())
@@ -158,11 +153,9 @@ pub fn auth_test(config: &Config, user: &str) -> ExitCode {
                 RealmVerdict::Busy(why) => {
                     println!("realm {}: busy: {why} ({took:?})", realm.name())
                 }
-            }
-        }
-        false
-    });
-    if ok {
+            }),
+        );
+    if matches!(verdict, RealmVerdict::Verified(_)) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -184,7 +177,7 @@ pub struct ExplainRequest {
 /// Prints each layer's matching rule and the final decision for a request,
 /// exactly as the running proxy would decide it.
 pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
-    use gatehouse::auth::identity::{Group, Identity};
+    use gatehouse::directory::identity::{Group, Identity};
     use gatehouse::policy::{ConnectMode, Facts, Policy, Verdict};
 
     let policy = match Policy::load(&config.policy) {
@@ -256,14 +249,8 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
     // The user's groups, from the realms as the proxy would see them.
     let identity = q.user.as_ref().map(|user| {
         let found = realms(config).ok().and_then(|realms| {
-            runtime().block_on(async {
-                for r in &realms {
-                    if let Ok(Some(id)) = r.lookup(user).await {
-                        return Some((*id).clone());
-                    }
-                }
-                None
-            })
+            let found = runtime().block_on(realms.lookup(user)).ok().flatten();
+            found.map(|id| (*id).clone())
         });
         let mut id = found.unwrap_or_else(|| Identity {
             user: user.to_lowercase(),

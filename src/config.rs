@@ -545,7 +545,8 @@ impl Config {
         let mut config: Config = figment.extract().map_err(Box::new)?;
         config.validate()?;
         for path in &config.auth.realms {
-            let realm = RealmConfig::load(path).map_err(|e| invalid("auth.realms", e))?;
+            let realm =
+                RealmConfig::load(path).map_err(|e| invalid("auth.realms", e.to_string()))?;
             if config
                 .realm_configs
                 .iter()

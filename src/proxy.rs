@@ -15,11 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::accesslog::{AccessLog, AccessRecord};
-use crate::auth::identity::{Authenticated, Identity};
-use crate::auth::{AuthFailure, Authenticator};
+use crate::auth::{AuthFailure, Authenticated, Authenticator};
 use crate::body::{Finish, ResponseBody};
 use crate::config::Config;
 use crate::conn::{ConnState, InFlight};
+use crate::directory::Identity;
 use crate::error::ProxyError;
 use crate::forward::{self, headers, UpstreamClient};
 use crate::policy::{ConnectMode, Facts, Policy, Verdict};
@@ -200,7 +200,7 @@ pub async fn serve(
                 // A type 1 counts too: a connection that starts handshake
                 // after handshake without finishing one is closed.
                 let counts = e.is_auth_failure() || matches!(e, ProxyError::AuthContinue(_));
-                let close = counts && conn.auth_failed() >= proxy.auth.max_failures();
+                let close = counts && conn.auth.failures() >= proxy.auth.max_failures();
                 return Ok(refuse(&proxy, &conn, e, req, record, in_flight, close).await);
             }
         }
@@ -298,12 +298,15 @@ async fn authenticate(
     r: &mut AccessRecord,
 ) -> Result<Authenticated, ProxyError> {
     let presented = req.headers().get_all(header::PROXY_AUTHORIZATION).iter();
-    match proxy.auth.authenticate(presented, conn).await {
+    match proxy
+        .auth
+        .authenticate(presented, &conn.auth, conn.client.ip())
+        .await
+    {
         Ok(who) => {
             r.username = Some(who.identity.user.clone());
             r.auth_groups = who.identity.group_names();
             r.auth_scheme = Some(who.log_scheme());
-            conn.auth_succeeded(&who);
             Ok(who)
         }
         Err(AuthFailure::Missing) => Err(ProxyError::AuthRequired),

@@ -39,9 +39,10 @@ pub enum StartError {
 
 /// Builds the realms and the authenticator the config names.
 pub fn authenticator(config: &Config) -> Result<crate::auth::Authenticator, StartError> {
-    let realms = crate::directory::Realm::build_all(&config.realm_configs, &config.auth)
-        .map_err(StartError::Auth)?;
-    crate::auth::Authenticator::new(&config.auth, realms).map_err(StartError::Auth)
+    let realms = crate::directory::RealmChain::build(&config.realm_configs, &config.auth)
+        .map_err(|e| StartError::Auth(e.to_string()))?;
+    crate::auth::Authenticator::new(&config.auth, realms)
+        .map_err(|e| StartError::Auth(e.to_string()))
 }
 
 /// The shipped demo accounts' passwords are in the README: they may serve
@@ -195,10 +196,7 @@ async fn reload_on_hangup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
             }
         };
         let count = realms.len();
-        if let Err(e) = proxy.auth.replace_realms(realms) {
-            tracing::error!(error = %e, "realm reload refused: the running policy and realms stay");
-            continue;
-        }
+        proxy.auth.replace_realms(realms);
         tracing::info!(realms = count, "realms reloaded");
         tracing::info!(source = %policy.source, "policy reloaded");
         proxy.policy.store(Arc::new(policy));
@@ -209,12 +207,12 @@ async fn reload_on_hangup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
 fn reload(
     path: Option<&std::path::Path>,
     listening: &[SocketAddr],
-) -> Result<(crate::policy::Policy, Vec<crate::directory::Realm>), (&'static str, String)> {
+) -> Result<(crate::policy::Policy, crate::directory::RealmChain), (&'static str, String)> {
     // The config's own checks include the policy's: both are "policy" here.
     let config = Config::load(path).map_err(|e| ("policy", e.to_string()))?;
     let policy = crate::policy::Policy::load(&config.policy).map_err(|e| ("policy", e))?;
-    let realms = crate::directory::Realm::build_all(&config.realm_configs, &config.auth)
-        .map_err(|e| ("realm", e))?;
+    let realms = crate::directory::RealmChain::build(&config.realm_configs, &config.auth)
+        .map_err(|e| ("realm", e.to_string()))?;
     refuse_demo_accounts(listening, &realms).map_err(|e| ("realm", e))?;
     Ok((policy, realms))
 }

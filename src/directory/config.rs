@@ -7,6 +7,8 @@ use figment::providers::{Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
+use super::error::RealmError;
+
 /// One realm file, tagged by `kind`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -24,24 +26,30 @@ impl RealmConfig {
     }
 
     /// Reads and checks a realm file; errors name the file and the key.
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path) -> Result<Self, RealmError> {
         let realm: RealmConfig = Figment::from(Toml::file_exact(path))
             .extract()
-            .map_err(|e| format!("realm file {}: {e}", path.display()))?;
-        realm
-            .validate()
-            .map_err(|e| format!("realm file {}: {e}", path.display()))?;
+            .map_err(|e| RealmError::File {
+                path: path.into(),
+                source: Box::new(e),
+            })?;
+        realm.validate().map_err(|(key, why)| RealmError::Key {
+            path: path.into(),
+            key,
+            why,
+        })?;
         Ok(realm)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// The offending key and what it allows.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         let name = self.name();
         if name.is_empty()
             || !name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         {
-            return Err("key `name`: letters, digits, '-', '_', '.'".into());
+            return Err(("name", "letters, digits, '-', '_', '.'".into()));
         }
         match self {
             RealmConfig::Local(_) => Ok(()),
@@ -193,9 +201,9 @@ fn default_capacity() -> u64 {
 }
 
 impl LdapRealmConfig {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.urls.is_empty() {
-            return Err("key `urls`: at least one directory URL".into());
+            return Err(("urls", "at least one directory URL".into()));
         }
         for u in &self.urls {
             let ok = match self.tls {
@@ -203,41 +211,42 @@ impl LdapRealmConfig {
                 LdapTls::Starttls | LdapTls::None => u.starts_with("ldap://"),
             };
             if !ok {
-                return Err(format!(
-                    "key `urls`: {u:?} does not match tls = {:?}",
-                    self.tls
-                ));
+                return Err(("urls", format!("{u:?} does not match tls = {:?}", self.tls)));
             }
         }
         if !self.user_filter.contains("{user}") {
-            return Err("key `user_filter`: must contain {user}".into());
+            return Err(("user_filter", "must contain {user}".into()));
         }
         if self.bind_password_file.is_some() == self.bind_password_env.is_some() {
-            return Err("keys `bind_password_file` / `bind_password_env`: set exactly one".into());
+            return Err((
+                "bind_password_file` / `bind_password_env",
+                "set exactly one".into(),
+            ));
         }
         if self.bind_pool_size == 0 || self.bind_pool_size > 256 {
-            return Err("key `bind_pool_size`: between 1 and 256".into());
+            return Err(("bind_pool_size", "between 1 and 256".into()));
         }
         if self.nested_depth > 64 {
-            return Err("key `nested_depth`: at most 64".into());
+            return Err(("nested_depth", "at most 64".into()));
         }
         Ok(())
     }
 
     /// The service account's password, from its file or variable.
-    pub fn bind_password(&self) -> Result<String, String> {
+    pub fn bind_password(&self) -> Result<String, RealmError> {
         if let Some(path) = &self.bind_password_file {
-            let pw = std::fs::read_to_string(path).map_err(|e| {
-                format!(
-                    "realm {}: bind_password_file {}: {e}",
-                    self.name,
-                    path.display()
-                )
-            })?;
+            let pw =
+                std::fs::read_to_string(path).map_err(|source| RealmError::BindPasswordFile {
+                    realm: self.name.clone(),
+                    path: path.clone(),
+                    source,
+                })?;
             return Ok(pw.trim_end_matches(['\r', '\n']).to_string());
         }
         let var = self.bind_password_env.as_deref().unwrap_or_default();
-        std::env::var(var)
-            .map_err(|_| format!("realm {}: environment variable {var} is not set", self.name))
+        std::env::var(var).map_err(|_| RealmError::BindPasswordEnv {
+            realm: self.name.clone(),
+            var: var.to_string(),
+        })
     }
 }

@@ -14,8 +14,9 @@ use ldap3::{ldap_escape, Scope};
 
 use super::cache::{Lifetimes, Source, StaleCache, Unavailable};
 use super::config::LdapRealmConfig;
+use super::error::RealmError;
 use super::RealmVerdict;
-use crate::auth::identity::{fold, login_in_realm, normalise, Identity};
+use crate::directory::identity::{fold, login_in_realm, normalise, Identity};
 use pool::LdapPool;
 
 /// Cached lookups: a found user lives `cache_ttl` (+ `stale_grace` while the
@@ -67,7 +68,7 @@ pub struct LdapRealm {
 }
 
 impl LdapRealm {
-    pub fn new(cfg: &LdapRealmConfig) -> Result<Self, String> {
+    pub fn new(cfg: &LdapRealmConfig) -> Result<Self, RealmError> {
         let cfg = Arc::new(cfg.clone());
         let users = StaleCache::new(
             cfg.cache_capacity,
