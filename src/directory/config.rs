@@ -13,11 +13,14 @@ use super::error::RealmError;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum RealmConfig {
+    /// `kind = "local"`: users in a file.
     Local(LocalRealmConfig),
+    /// `kind = "ldap"`: a directory.
     Ldap(Box<LdapRealmConfig>),
 }
 
 impl RealmConfig {
+    /// The realm's `name`.
     pub fn name(&self) -> &str {
         match self {
             RealmConfig::Local(c) => &c.name,
@@ -62,11 +65,14 @@ impl RealmConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalRealmConfig {
+    /// The realm's name, in logs and identities: letters, digits, `-`, `_`, `.`.
     pub name: String,
     /// The users file (`gatehouse passwd` writes it).
     pub users_file: PathBuf,
+    /// Logins differing only in case are one user (Unicode case folding).
     #[serde(default = "yes")]
     pub case_insensitive: bool,
+    /// Take `DOMAIN\\user` and `user@DOMAIN` as `user` (for the listed `domains` only).
     #[serde(default = "yes")]
     pub strip_domain: bool,
     /// Domains this realm answers for: `DOMAIN\\user` and `user@DOMAIN` are its
@@ -79,6 +85,7 @@ fn yes() -> bool {
     true
 }
 
+/// How the connection to the directory is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LdapTls {
@@ -106,9 +113,11 @@ pub enum GroupStrategy {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LdapRealmConfig {
+    /// The realm's name, in logs and identities: letters, digits, `-`, `_`, `.`.
     pub name: String,
     /// Tried in order until one answers.
     pub urls: Vec<String>,
+    /// StartTLS, LDAPS or (lab only) clear text.
     pub tls: LdapTls,
     /// PEM CA bundle that signs the directory's certificate; system roots when unset.
     pub ca_file: Option<PathBuf>,
@@ -122,25 +131,34 @@ pub struct LdapRealmConfig {
     pub bind_password_file: Option<PathBuf>,
     /// ... or from an environment variable. Never inline.
     pub bind_password_env: Option<String>,
+    /// Where users are searched (subtree).
     pub user_base: String,
     /// `{user}` is replaced by the RFC 4515-escaped login name.
     pub user_filter: String,
+    /// The attribute holding the login (`uid`, `sAMAccountName`).
     pub login_attribute: String,
     /// Attribute holding the Kerberos principal (`userPrincipalName`, `krbPrincipalName`).
     pub principal_attribute: Option<String>,
+    /// Where groups are searched (subtree).
     pub group_base: String,
+    /// How groups, nested ones included, are found.
     pub group_strategy: GroupStrategy,
+    /// What a group entry is, for group searches.
     #[serde(default = "default_group_filter")]
     pub group_filter: String,
+    /// The group attribute naming its members' DNs.
     #[serde(default = "default_member_attribute")]
     pub member_attribute: String,
+    /// The group attribute that is its short name.
     #[serde(default = "default_cn")]
     pub group_name_attribute: String,
     /// Most levels of group nesting followed.
     #[serde(default = "default_depth")]
     pub nested_depth: usize,
+    /// Logins differing only in case are one user (Unicode case folding).
     #[serde(default = "yes")]
     pub case_insensitive: bool,
+    /// Take `DOMAIN\\user` and `user@DOMAIN` as `user` (for the listed `domains` only).
     #[serde(default = "yes")]
     pub strip_domain: bool,
     /// Domains this realm answers for: `DOMAIN\\user` (NTLM) and `user@REALM`
@@ -149,8 +167,10 @@ pub struct LdapRealmConfig {
     /// mapped to the local user of the same name.
     #[serde(default)]
     pub domains: Vec<String>,
+    /// Longest wait for a directory connection.
     #[serde(default = "secs5", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Longest wait for one search or bind.
     #[serde(default = "secs5", with = "humantime_serde")]
     pub operation_timeout: Duration,
     /// Connections used for password binds (searches share one service connection).
@@ -165,6 +185,7 @@ pub struct LdapRealmConfig {
     /// While the directory is down, cached users keep working this long past their TTL.
     #[serde(default = "hour", with = "humantime_serde")]
     pub stale_grace: Duration,
+    /// Most users (and group parents) cached.
     #[serde(default = "default_capacity")]
     pub cache_capacity: u64,
 }

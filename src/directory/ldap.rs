@@ -59,15 +59,18 @@ impl Lifetimes<groups::Parents> for GroupLifetimes {
     }
 }
 
+/// A directory realm: its connections and its cached look-ups.
 pub struct LdapRealm {
     name: Arc<str>,
     cfg: Arc<LdapRealmConfig>,
+    /// Connections to the directory.
     pub pool: LdapPool,
     users: StaleCache<String, Option<Arc<Identity>>>,
     parents: groups::ParentCache,
 }
 
 impl LdapRealm {
+    /// A realm for `cfg`; nothing is connected until the first question.
     pub fn new(cfg: &LdapRealmConfig) -> Result<Self, RealmError> {
         let cfg = Arc::new(cfg.clone());
         let users = StaleCache::new(
@@ -94,10 +97,12 @@ impl LdapRealm {
         })
     }
 
+    /// The realm's `name`.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The user cache (for tests and counters).
     pub fn cache(&self) -> &StaleCache<String, Option<Arc<Identity>>> {
         &self.users
     }

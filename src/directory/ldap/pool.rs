@@ -23,10 +23,13 @@ const RC_NO_SUCH_OBJECT: u32 = 32;
 /// Operations sent to the directory, for tests and benchmarks.
 #[derive(Debug, Default)]
 pub struct OpCounters {
+    /// Searches sent.
     pub searches: AtomicU64,
+    /// User binds sent.
     pub binds: AtomicU64,
 }
 
+/// One directory's connections: a shared search connection and a bounded bind pool.
 pub struct LdapPool {
     cfg: Arc<LdapRealmConfig>,
     bind_password: String,
@@ -34,10 +37,12 @@ pub struct LdapPool {
     service: tokio::sync::Mutex<Option<Ldap>>,
     binders: Semaphore,
     idle: Mutex<Vec<Ldap>>,
+    /// Operations sent so far.
     pub ops: OpCounters,
 }
 
 impl LdapPool {
+    /// A pool for `cfg` (reads the service password and CA now, connects later).
     pub fn new(cfg: Arc<LdapRealmConfig>) -> Result<Self, RealmError> {
         let bind_password = cfg.bind_password()?;
         let tls = match (&cfg.ca_file, cfg.tls) {
