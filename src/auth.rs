@@ -1,186 +1,199 @@
-//! Who is behind a request: read `Proxy-Authorization`, check it against the
-//! realms in order, and cache the verdict so a known user costs nothing.
+//! Who is behind a request: read `Proxy-Authorization`, pick the scheme, and
+//! let it check the credentials against the realm chain.
 //!
-//! Verdicts are cached under an HMAC-SHA256 of realm chain + user + password
-//! with a key drawn at start-up: the cache never holds a password, nor a hash
-//! anyone could attack offline after the process ends.
+//! This file is the dispatcher: it parses the header, routes to [`basic`],
+//! [`ntlm`] or [`negotiate`], and keeps the connection's [`AuthState`] (what
+//! a connection-bound scheme established, the Basic memo, the failure count)
+//! in step with the answer. Each scheme maps its own failures to
+//! [`AuthFailure`]; the proxy maps those to HTTP answers.
+//!
+//! `auth` imports `directory` (realms, identities) and `limit`, never `conn`:
+//! it is handed the connection's state and the client's address.
 
-pub mod blocking;
+mod basic;
 pub mod header;
-pub mod identity;
 pub mod negotiate;
+mod ntlm;
 pub mod ntlm_helper;
 pub mod ntlm_msg;
-pub mod realm_set;
+pub mod settings;
 pub mod spnego;
+pub mod state;
 pub mod throttle;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::HeaderValue;
 
-use crate::config::{AuthConfig, Scheme};
-use crate::directory::cache::{Lifetimes, Source, StaleCache, Unavailable};
-use crate::directory::{Realm, RealmVerdict};
+use crate::directory::{AccountProblem, Identity, RealmChain};
 use header::{BadCredentials, Presented};
-use identity::Authenticated;
-use realm_set::RealmSet;
+use settings::{AuthConfig, Scheme};
+pub use state::AuthState;
 
 /// Why a request did not authenticate. Each maps to one HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthFailure {
     /// No credentials: challenge.
     Missing,
-    /// Credentials we cannot read, or a scheme that is not enabled.
+    /// Credentials we cannot read.
     Malformed(BadCredentials),
+    /// A scheme that is not enabled (or not understood): challenge again.
     UnsupportedScheme(String),
     /// Wrong password or unknown user (never told apart to the client).
     Rejected {
+        /// The login presented, or `-` when none could be read.
         user: String,
     },
     /// No realm could answer and nothing was cached: 503.
     Unavailable {
+        /// The login presented.
         user: String,
+        /// Which realm failed, and how.
         reason: String,
     },
     /// The directory refused the account itself (disabled, expired, locked
     /// out...): 407, logged with that reason.
     AccountRefused {
+        /// The login presented.
         user: String,
-        problem: crate::directory::AccountProblem,
+        /// What the directory said is wrong with the account.
+        problem: AccountProblem,
     },
     /// Every password-check permit is taken: 503 with Retry-After.
     Busy {
+        /// The login presented.
         user: String,
+        /// Which bound was reached.
         reason: String,
     },
     /// Too many failed passwords for this user or from this address: 407
     /// without asking the realm.
     Throttled {
+        /// The login presented.
         user: String,
+        /// Which limit.
         why: throttle::Throttled,
     },
     /// A handshake in progress (NTLM type 2): 407 with this one challenge.
     Continue {
+        /// The whole `Proxy-Authenticate` value.
         challenge: String,
     },
 }
 
-/// Why a credential check has no verdict. Never cached: the next request
-/// asks again.
-#[derive(Debug, Clone, thiserror::Error)]
-enum CheckError {
-    #[error("{0}")]
-    Unavailable(Unavailable),
-    #[error("{0}")]
-    Busy(String),
-    #[error("{}", .0.as_str())]
-    Throttled(throttle::Throttled),
+impl AuthFailure {
+    /// Counts toward `auth.max_failures_per_connection`: credentials were
+    /// presented and refused, or a handshake was started (a connection that
+    /// starts handshake after handshake without finishing one is closed).
+    pub fn counts(&self) -> bool {
+        matches!(
+            self,
+            Self::Malformed(_)
+                | Self::Rejected { .. }
+                | Self::AccountRefused { .. }
+                | Self::Throttled { .. }
+                | Self::Continue { .. }
+        )
+    }
 }
 
-/// A credential check's cached outcome.
+/// How a request's identity was obtained, for policy and the access log.
 #[derive(Debug, Clone)]
-enum Outcome {
-    Verified(Arc<identity::Identity>),
-    /// Refused; `counts` toward the failure throttle when it was a wrong
-    /// password or an unknown user (not a disabled or expired account, whose
-    /// `account` problem is logged as the reason).
-    Rejected {
-        counts: bool,
-        account: Option<crate::directory::AccountProblem>,
-    },
+pub struct Authenticated {
+    /// Who.
+    pub identity: Arc<Identity>,
+    /// `basic`, `negotiate-kerberos` or `ntlm`.
+    pub scheme: &'static str,
+    /// Answered from the credential cache or the connection, without asking the realm.
+    pub cached: bool,
+    /// Established for the connection (Negotiate, NTLM), not just this request.
+    pub connection_bound: bool,
+    /// `Proxy-Authenticate: Negotiate <token>` to send back (mutual authentication).
+    pub mutual: Option<String>,
 }
 
-struct CredLifetimes {
-    ok: Duration,
-    failed: Duration,
-    grace: Duration,
-}
-
-impl Lifetimes<Outcome> for CredLifetimes {
-    fn fresh(&self, v: &Outcome) -> Duration {
-        match v {
-            Outcome::Verified(_) => self.ok,
-            Outcome::Rejected { .. } => self.failed,
-        }
-    }
-    fn grace(&self, v: &Outcome) -> Duration {
-        match v {
-            Outcome::Verified(_) => self.grace,
-            Outcome::Rejected { .. } => Duration::ZERO,
+impl Authenticated {
+    /// `x-auth-scheme`: the scheme, with `-cached` when no realm was asked.
+    pub fn log_scheme(&self) -> String {
+        if self.cached {
+            format!("{}-cached", self.scheme)
+        } else {
+            self.scheme.to_string()
         }
     }
 }
 
+/// Why the authenticator could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// `auth.basic_realm` cannot be sent in a `Proxy-Authenticate` header.
+    #[error("auth.basic_realm: {0}")]
+    BasicRealm(#[from] http::header::InvalidHeaderValue),
+}
+
+/// The configured schemes in front of the realm chain in force.
 pub struct Authenticator {
     cfg: AuthConfig,
     /// Swapped whole by [`Authenticator::replace_realms`] on reload.
-    realms: arc_swap::ArcSwap<RealmSet>,
-    creds: StaleCache<[u8; 32], Outcome, CheckError>,
-    throttle: throttle::Throttle,
+    realms: ArcSwap<RealmChain>,
+    basic: basic::Basic,
     challenges: Vec<HeaderValue>,
-    negotiate: Option<negotiate::Acceptor>,
-    ntlm: Option<Arc<ntlm_helper::HelperPool>>,
+    negotiate: Option<negotiate::Negotiate>,
+    ntlm: Option<ntlm::Ntlm>,
 }
 
 impl Authenticator {
-    pub fn new(cfg: &AuthConfig, realms: Vec<Realm>) -> Result<Self, String> {
+    /// The schemes `cfg` enables, checking against `realms`.
+    pub fn new(cfg: &AuthConfig, realms: RealmChain) -> Result<Self, AuthError> {
         let challenges = cfg
             .schemes
             .iter()
             .map(|s| match s {
-                Scheme::Basic => HeaderValue::from_str(&header::basic_challenge(&cfg.basic_realm))
-                    .map_err(|e| e.to_string()),
+                Scheme::Basic => HeaderValue::from_str(&header::basic_challenge(&cfg.basic_realm)),
                 Scheme::Negotiate => Ok(HeaderValue::from_static("Negotiate")),
                 Scheme::Ntlm => Ok(HeaderValue::from_static("NTLM")),
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            creds: StaleCache::new(
-                cfg.credential_cache_capacity,
-                CredLifetimes {
-                    ok: cfg.credential_ttl,
-                    failed: cfg.failure_ttl,
-                    grace: cfg.stale_grace,
-                },
-            ),
-            throttle: throttle::Throttle::new(&cfg.throttle),
+            basic: basic::Basic::new(cfg),
             cfg: cfg.clone(),
-            realms: arc_swap::ArcSwap::from_pointee(RealmSet::new(realms)?),
+            realms: ArcSwap::from_pointee(realms),
             challenges,
             negotiate: cfg
                 .negotiate
                 .as_ref()
                 .filter(|_| cfg.schemes.contains(&Scheme::Negotiate))
-                .map(negotiate::Acceptor::new),
+                .map(negotiate::Negotiate::new),
             ntlm: cfg
                 .schemes
                 .contains(&Scheme::Ntlm)
-                .then(|| ntlm_helper::HelperPool::new(&cfg.ntlm)),
+                .then(|| ntlm::Ntlm::new(&cfg.ntlm)),
         })
     }
 
     /// The realms in force (a snapshot: a reload does not change it).
-    pub fn realms(&self) -> Arc<RealmSet> {
+    pub fn realms(&self) -> Arc<RealmChain> {
         self.realms.load_full()
     }
 
-    /// Puts a new set of realms in force (SIGHUP). Verdicts cached under the
-    /// old set, on the credential cache and on open connections, are not
+    /// Puts a new realm chain in force (SIGHUP). Verdicts cached under the
+    /// old chain, on the credential cache and on open connections, are not
     /// used again: a changed password stops working at once.
-    pub fn replace_realms(&self, realms: Vec<Realm>) -> Result<(), String> {
-        self.realms.store(Arc::new(RealmSet::new(realms)?));
-        Ok(())
+    pub fn replace_realms(&self, realms: RealmChain) {
+        self.realms.store(Arc::new(realms));
     }
 
+    /// `auth.required`: whether requests no policy rule exempts must authenticate.
     pub fn required(&self) -> bool {
         self.cfg.required
     }
 
+    /// `auth.max_failures_per_connection`: counted failures after which the
+    /// refusal closes the connection.
     pub fn max_failures(&self) -> u32 {
         self.cfg.max_failures_per_connection
     }
@@ -192,22 +205,42 @@ impl Authenticator {
 
     /// Cache hit/load/stale counts of the credential cache.
     pub fn cache_counters(&self) -> &crate::directory::cache::Counters {
-        &self.creds.counters
+        self.basic.counters()
     }
 
     /// Authenticates from the request's `Proxy-Authorization` values, or from
-    /// the identity the connection already established (Negotiate).
+    /// the identity the connection already established (Negotiate, NTLM).
+    /// `state` follows the answer: a success binds or resets it, a failure
+    /// that [`AuthFailure::counts`] is counted there.
     pub async fn authenticate<'a>(
         &self,
-        mut values: impl Iterator<Item = &'a HeaderValue>,
-        conn: &crate::conn::ConnState,
+        values: impl Iterator<Item = &'a HeaderValue>,
+        state: &AuthState,
+        client: IpAddr,
     ) -> Result<Authenticated, AuthFailure> {
-        let on_connection = conn.identity();
+        let result = self.check(values, state, client).await;
+        match &result {
+            Ok(who) => state.succeeded(who),
+            Err(failure) if failure.counts() => {
+                state.failed();
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn check<'a>(
+        &self,
+        mut values: impl Iterator<Item = &'a HeaderValue>,
+        state: &AuthState,
+        client: IpAddr,
+    ) -> Result<Authenticated, AuthFailure> {
         let per_request = self.cfg.negotiate.as_ref().is_some_and(|n| n.per_request);
-        // The identity this connection established (Negotiate), unless every
-        // request must prove itself.
-        let bound = on_connection
-            .filter(|who| who.connection_bound && !per_request)
+        // The identity this connection established, unless every request
+        // must prove itself.
+        let bound = state
+            .bound()
+            .filter(|_| !per_request)
             .map(|who| Authenticated {
                 cached: true,
                 mutual: None,
@@ -220,23 +253,20 @@ impl Authenticator {
         // of a connection; once the connection is authenticated it is not
         // validated again (one GSS call, one replay-cache entry per connection).
         if let Some(who) = bound {
-            let scheme = value
-                .as_bytes()
-                .split(|b| *b == b' ')
-                .next()
-                .unwrap_or_default();
-            if scheme.eq_ignore_ascii_case(b"negotiate") {
+            let scheme = value.as_bytes().split(|b| *b == b' ').next();
+            if scheme.is_some_and(|s| s.eq_ignore_ascii_case(b"negotiate")) {
                 return Ok(who);
             }
         }
         if values.next().is_some() {
             return Err(AuthFailure::Malformed(BadCredentials::Empty));
         }
+        let chain = self.realms();
         // The same Basic header again on this connection: already verified.
         // (Unless the realms were reloaded since.)
-        if let Some(who) = conn
+        if let Some(who) = state
             .recall_basic(value, self.cfg.credential_ttl)
-            .filter(|who| self.realms().vouched_for(&who.identity))
+            .filter(|who| chain.vouched_for(&who.identity))
         {
             return Ok(Authenticated {
                 cached: true,
@@ -245,8 +275,11 @@ impl Authenticator {
         }
         match header::parse(value.as_bytes()).map_err(AuthFailure::Malformed)? {
             Presented::Basic(c) if self.cfg.schemes.contains(&Scheme::Basic) => {
-                let who = self.basic(&c.user, &c.password, conn.client.ip()).await?;
-                conn.remember_basic(value, &who);
+                let who = self
+                    .basic
+                    .check(&chain, &c.user, &c.password, client)
+                    .await?;
+                state.remember_basic(value, &who);
                 Ok(who)
             }
             Presented::Basic(_) => Err(AuthFailure::UnsupportedScheme("Basic".into())),
@@ -259,8 +292,10 @@ impl Authenticator {
                     .decode(credentials.trim())
                     .is_ok_and(|t| t.starts_with(b"NTLMSSP\0"));
                 match (&self.negotiate, &self.ntlm) {
-                    (_, Some(pool)) if raw_ntlm => self.ntlm(pool, credentials, conn, true).await,
-                    (Some(acceptor), _) => self.kerberos(acceptor, credentials).await,
+                    (_, Some(ntlm)) if raw_ntlm => {
+                        ntlm.step(&chain, credentials, state, client, true).await
+                    }
+                    (Some(negotiate), _) => negotiate.step(&chain, credentials).await,
                     _ => Err(AuthFailure::UnsupportedScheme(scheme.to_string())),
                 }
             }
@@ -268,287 +303,12 @@ impl Authenticator {
                 scheme,
                 credentials,
             } if scheme.eq_ignore_ascii_case("ntlm") => match &self.ntlm {
-                Some(pool) => self.ntlm(pool, credentials, conn, false).await,
+                Some(ntlm) => ntlm.step(&chain, credentials, state, client, false).await,
                 None => Err(AuthFailure::UnsupportedScheme(scheme.to_string())),
             },
             Presented::Other { scheme, .. } => {
                 Err(AuthFailure::UnsupportedScheme(scheme.to_string()))
             }
-        }
-    }
-
-    /// One step of an NTLM handshake, passed through to the domain by a
-    /// helper the connection leases from type 1 to type 3.
-    async fn ntlm(
-        &self,
-        pool: &Arc<ntlm_helper::HelperPool>,
-        token: &str,
-        conn: &crate::conn::ConnState,
-        via_negotiate: bool,
-    ) -> Result<Authenticated, AuthFailure> {
-        use ntlm_helper::Reply;
-        use ntlm_msg::NtlmMessage;
-        let token = token.trim();
-        let raw = match STANDARD.decode(token) {
-            Ok(raw) if raw.len() <= 16 * 1024 => raw,
-            _ => return Err(AuthFailure::Malformed(BadCredentials::NotBase64)),
-        };
-        let prefix = if via_negotiate { "Negotiate" } else { "NTLM" };
-        let unavailable = |user: &str, e: ntlm_helper::HelperError| AuthFailure::Unavailable {
-            user: user.to_string(),
-            reason: e.to_string(),
-        };
-        match ntlm_msg::parse(&raw) {
-            Ok(NtlmMessage::Negotiate { .. }) => {
-                // Half-open handshakes hold helpers: a few per client address.
-                let wait = self.cfg.ntlm.queue_timeout;
-                let Some(place) = pool.pending.take_within(conn.client.ip(), wait).await else {
-                    return Err(AuthFailure::Busy {
-                        user: "-".into(),
-                        reason: format!(
-                            "{} NTLM handshakes already pending from this address",
-                            self.cfg.ntlm.max_pending_per_address
-                        ),
-                    });
-                };
-                // A helper that breaks on its first question is replaced once.
-                let mut lease = pool.lease().await.map_err(|e| unavailable("-", e))?;
-                let mut answer = lease.ask(&format!("YR {token}")).await;
-                if let Err(ntlm_helper::HelperError::Broken(_)) = answer {
-                    lease = pool.lease().await.map_err(|e| unavailable("-", e))?;
-                    answer = lease.ask(&format!("YR {token}")).await;
-                }
-                match answer.map_err(|e| unavailable("-", e))? {
-                    Reply::Challenge(type2) => {
-                        conn.ntlm_started(lease, place, self.cfg.ntlm.handshake_timeout);
-                        Err(AuthFailure::Continue {
-                            challenge: format!("{prefix} {type2}"),
-                        })
-                    }
-                    Reply::Refused(why) | Reply::Accepted(why) => {
-                        tracing::warn!(reason = %why, "NTLM helper refused a type 1");
-                        Err(AuthFailure::Rejected { user: "-".into() })
-                    }
-                }
-            }
-            Ok(NtlmMessage::Authenticate(t3)) => {
-                let user = format!("{}\\{}", t3.domain, t3.user);
-                let pending = conn.ntlm_take();
-                if t3.anonymous || (t3.ntlm_v1 && !self.cfg.ntlm.allow_ntlmv1) {
-                    tracing::info!(%user, v1 = t3.ntlm_v1, anonymous = t3.anonymous, "NTLM response refused by policy");
-                    return Err(AuthFailure::Rejected { user });
-                }
-                let Some(mut lease) = pending else {
-                    tracing::debug!(%user, "NTLM type 3 without a handshake on this connection");
-                    return Err(AuthFailure::Rejected { user });
-                };
-                match lease.ask(&format!("KK {token}")).await {
-                    Ok(Reply::Accepted(account)) => self.ntlm_identity(account.trim()).await,
-                    Ok(Reply::Refused(why)) => {
-                        tracing::info!(%user, reason = %why, "NTLM authentication refused by the domain");
-                        Err(AuthFailure::Rejected { user })
-                    }
-                    Ok(Reply::Challenge(_)) => Err(AuthFailure::Rejected { user }),
-                    Err(e) => Err(unavailable(&user, e)),
-                }
-            }
-            Ok(NtlmMessage::Challenge { .. }) | Err(_) => {
-                Err(AuthFailure::Malformed(BadCredentials::NotBase64))
-            }
-        }
-    }
-
-    /// `DOMAIN\user` from the domain, as a directory identity.
-    async fn ntlm_identity(&self, account: &str) -> Result<Authenticated, AuthFailure> {
-        let mut unavailable = None;
-        for realm in self.realms().iter() {
-            match realm.lookup(account).await {
-                Ok(Some(identity)) => {
-                    return Ok(Authenticated {
-                        identity,
-                        scheme: "ntlm",
-                        cached: false,
-                        connection_bound: true,
-                        mutual: None,
-                    })
-                }
-                Ok(None) => {}
-                Err(u) => unavailable = Some(u),
-            }
-        }
-        Err(match unavailable {
-            Some(u) => AuthFailure::Unavailable {
-                user: account.into(),
-                reason: u.0,
-            },
-            None => AuthFailure::Rejected {
-                user: account.into(),
-            },
-        })
-    }
-
-    /// Accepts a Negotiate token and maps its principal to a directory user.
-    async fn kerberos(
-        &self,
-        acceptor: &negotiate::Acceptor,
-        token: &str,
-    ) -> Result<Authenticated, AuthFailure> {
-        let accepted = match acceptor.accept(token).await {
-            Ok(a) => a,
-            Err(negotiate::NegotiateError::Ntlm) => {
-                // Until the NTLM path exists, a fresh challenge.
-                return Err(AuthFailure::UnsupportedScheme("NTLM in Negotiate".into()));
-            }
-            Err(negotiate::NegotiateError::Busy) => {
-                return Err(AuthFailure::Unavailable {
-                    user: "-".into(),
-                    reason: "too many Negotiate validations at once".into(),
-                })
-            }
-            Err(e) => {
-                let spn = self
-                    .cfg
-                    .negotiate
-                    .as_ref()
-                    .and_then(|n| n.principal.clone())
-                    .unwrap_or_else(|| "any in keytab".into());
-                tracing::warn!(error = %e, service_principal = %spn, "Negotiate token rejected");
-                return Err(AuthFailure::Rejected { user: "-".into() });
-            }
-        };
-        let strip = self.cfg.negotiate.as_ref().is_none_or(|n| n.strip_realm);
-        let mut unavailable = None;
-        for realm in self.realms().iter() {
-            match realm.lookup_principal(&accepted.principal, strip).await {
-                Ok(Some(identity)) => {
-                    return Ok(Authenticated {
-                        identity,
-                        scheme: "negotiate-kerberos",
-                        cached: false,
-                        connection_bound: true,
-                        mutual: accepted.mutual,
-                    })
-                }
-                Ok(None) => {}
-                Err(u) => unavailable = Some(u),
-            }
-        }
-        match unavailable {
-            Some(u) => Err(AuthFailure::Unavailable {
-                user: accepted.principal,
-                reason: u.0,
-            }),
-            None => {
-                tracing::info!(principal = %accepted.principal, "Kerberos principal has no directory user");
-                Err(AuthFailure::Rejected {
-                    user: accepted.principal,
-                })
-            }
-        }
-    }
-
-    /// Checks a user name and password against the realms, through the
-    /// cache; a miss passes the failure throttle first.
-    pub async fn basic(
-        &self,
-        user: &str,
-        password: &str,
-        client: IpAddr,
-    ) -> Result<Authenticated, AuthFailure> {
-        let realms = self.realms();
-        let key = realms.cache_key(user, password);
-        // Every spelling of a login the realms would take for one user
-        // (`CORP\Alice`, `alice@corp`) counts as that user.
-        let who = identity::normalise(user, true, true);
-        let result = self
-            .creds
-            .get(key, || async {
-                self.throttle
-                    .check(&who, client)
-                    .map_err(CheckError::Throttled)?;
-                let outcome = self.verify_in_realms(&realms, user, password).await?;
-                if let Outcome::Rejected { counts: true, .. } = outcome {
-                    self.throttle.failed(&who, client);
-                }
-                Ok(outcome)
-            })
-            .await;
-        match result {
-            Ok((Outcome::Verified(identity), source)) => Ok(Authenticated {
-                identity,
-                scheme: "basic",
-                cached: source != Source::Loaded,
-                connection_bound: false,
-                mutual: None,
-            }),
-            Ok((Outcome::Rejected { account: None, .. }, _)) => Err(AuthFailure::Rejected {
-                user: user.to_string(),
-            }),
-            Ok((
-                Outcome::Rejected {
-                    account: Some(problem),
-                    ..
-                },
-                _,
-            )) => Err(AuthFailure::AccountRefused {
-                user: user.to_string(),
-                problem,
-            }),
-            Err(CheckError::Unavailable(u)) => Err(AuthFailure::Unavailable {
-                user: user.to_string(),
-                reason: u.0,
-            }),
-            Err(CheckError::Busy(reason)) => Err(AuthFailure::Busy {
-                user: user.to_string(),
-                reason,
-            }),
-            Err(CheckError::Throttled(why)) => Err(AuthFailure::Throttled {
-                user: user.to_string(),
-                why,
-            }),
-        }
-    }
-
-    /// Realms in order: the first that knows the user decides; a realm that
-    /// cannot answer makes the whole check unavailable unless a later one verifies.
-    async fn verify_in_realms(
-        &self,
-        realms: &[Realm],
-        user: &str,
-        password: &str,
-    ) -> Result<Outcome, CheckError> {
-        let mut unavailable = None;
-        for realm in realms {
-            match realm.verify(user, password).await {
-                RealmVerdict::Verified(id) => return Ok(Outcome::Verified(id)),
-                RealmVerdict::BadPassword => {
-                    return Ok(Outcome::Rejected {
-                        counts: true,
-                        account: None,
-                    })
-                }
-                RealmVerdict::Refused(problem) => {
-                    tracing::info!(realm = realm.name(), %user, reason = problem.as_str(), "the directory refused the account");
-                    return Ok(Outcome::Rejected {
-                        counts: false,
-                        account: Some(problem),
-                    });
-                }
-                RealmVerdict::Busy(reason) => return Err(CheckError::Busy(reason)),
-                RealmVerdict::UnknownUser => {}
-                RealmVerdict::Unavailable(u) => {
-                    tracing::warn!(realm = realm.name(), error = %u, "realm unavailable");
-                    unavailable = Some(u);
-                }
-            }
-        }
-        match unavailable {
-            Some(u) => Err(CheckError::Unavailable(u)),
-            // Nobody knows the user: a failure like a wrong password.
-            None => Ok(Outcome::Rejected {
-                counts: true,
-                account: None,
-            }),
         }
     }
 }

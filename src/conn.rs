@@ -1,15 +1,14 @@
 //! Per-connection state, shared by the connection task, its I/O guard and
-//! every request served on it. Later layers attach the authenticated
-//! identity here (NTLM and Negotiate authenticate a connection, not a request).
+//! every request served on it. Its authentication state is one value owned
+//! by `auth` (NTLM and Negotiate authenticate a connection, not a request).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::time::Instant;
 
-use crate::auth::identity::Authenticated;
-use crate::auth::ntlm_helper::Lease;
+use crate::auth::AuthState;
 use crate::error::ProxyError;
 
 pub mod slots;
@@ -45,36 +44,15 @@ pub struct ConnState {
     framing_error: Mutex<Option<ProxyError>>,
     /// The answer to the CONNECT in progress, and the guard waiting for it.
     connect: Mutex<(ConnectVerdict, Option<Waker>)>,
-    /// Consecutive failed authentication attempts.
-    auth_failures: AtomicU32,
-    /// The last identity established on this connection (NTLM and Negotiate
-    /// authenticate the connection; Basic re-presents on every request).
-    identity: Mutex<Option<Authenticated>>,
-    /// An NTLM handshake between its type 1 and type 3: the leased helper.
-    ntlm: Mutex<Option<PendingNtlm>>,
-    /// The last Basic credentials verified on this connection, as the exact
-    /// header bytes: a client re-sending them needs no hash and no cache lookup.
-    last_basic: Mutex<Option<(http::HeaderValue, Authenticated, Instant)>>,
+    /// Who the connection authenticated as, a handshake in progress, the
+    /// Basic memo and the failure count (see `auth::state`).
+    pub auth: AuthState,
     /// The upstream connection pinned to this one (origin NTLM/Negotiate);
     /// it closes when this state is dropped.
     pub pinned: crate::forward::pin::Slot,
     /// The connection's place under `listener.max_connections`, held until the
     /// last user of this state (a tunnel outlives its HTTP connection) is gone.
     _slot: Option<slots::Slot>,
-}
-
-/// A helper leased for this connection's NTLM handshake, with the client
-/// address's place among pending handshakes. A timer shares it: a handshake
-/// whose type 3 has not come within `handshake_timeout` is dropped there —
-/// helper and place given back — even if the client never sends another byte.
-pub struct PendingNtlm {
-    held: Arc<Mutex<Option<(Lease, slots::AddressSlot)>>>,
-}
-
-impl std::fmt::Debug for PendingNtlm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PendingNtlm").finish_non_exhaustive()
-    }
 }
 
 impl ConnState {
@@ -100,10 +78,7 @@ impl ConnState {
             requests: AtomicU64::new(0),
             framing_error: Mutex::new(None),
             connect: Mutex::new((ConnectVerdict::Pending, None)),
-            auth_failures: AtomicU32::new(0),
-            identity: Mutex::new(None),
-            ntlm: Mutex::new(None),
-            last_basic: Mutex::new(None),
+            auth: AuthState::new(),
             pinned: Default::default(),
             _slot: slot,
         })
@@ -135,80 +110,6 @@ impl ConnState {
                 v
             }
         }
-    }
-
-    /// Counts a failed attempt; returns how many in a row.
-    pub fn auth_failed(&self) -> u32 {
-        self.auth_failures.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    /// Binds an identity to the connection and resets the failure count.
-    pub fn auth_succeeded(&self, who: &Authenticated) {
-        self.auth_failures.store(0, Ordering::Relaxed);
-        *self.identity.lock().unwrap_or_else(|p| p.into_inner()) = Some(who.clone());
-    }
-
-    /// Keeps an NTLM handshake's helper until the type 3 arrives, or until
-    /// `expires_in` has passed, whichever is first. A handshake already
-    /// pending on this connection is dropped.
-    pub fn ntlm_started(
-        &self,
-        lease: Lease,
-        place: slots::AddressSlot,
-        expires_in: std::time::Duration,
-    ) {
-        let held = Arc::new(Mutex::new(Some((lease, place))));
-        let timer = Arc::downgrade(&held);
-        tokio::spawn(async move {
-            tokio::time::sleep(expires_in).await;
-            // Gone already when the type 3 took it or the connection closed.
-            if let Some(held) = timer.upgrade() {
-                if held
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                    .is_some()
-                {
-                    tracing::info!("NTLM handshake not completed in time: helper returned");
-                }
-            }
-        });
-        *self.ntlm.lock().unwrap_or_else(|p| p.into_inner()) = Some(PendingNtlm { held });
-    }
-
-    /// The helper of the handshake in progress, unless it expired.
-    pub fn ntlm_take(&self) -> Option<Lease> {
-        let p = self.ntlm.lock().unwrap_or_else(|p| p.into_inner()).take()?;
-        let taken = p.held.lock().unwrap_or_else(|p| p.into_inner()).take();
-        taken.map(|(lease, _place)| lease)
-    }
-
-    /// Remembers verified Basic credentials for this connection.
-    pub fn remember_basic(&self, value: &http::HeaderValue, who: &Authenticated) {
-        *self.last_basic.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((value.clone(), who.clone(), Instant::now()));
-    }
-
-    /// The identity of these exact Basic credentials, if this connection
-    /// verified them less than `ttl` ago.
-    pub fn recall_basic(
-        &self,
-        value: &http::HeaderValue,
-        ttl: std::time::Duration,
-    ) -> Option<Authenticated> {
-        let last = self.last_basic.lock().unwrap_or_else(|p| p.into_inner());
-        match &*last {
-            Some((v, who, at)) if v == value && at.elapsed() < ttl => Some(who.clone()),
-            _ => None,
-        }
-    }
-
-    /// The identity bound to this connection, if any.
-    pub fn identity(&self) -> Option<Authenticated> {
-        self.identity
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 
     /// Marks a request as started; the returned guard marks it finished when dropped

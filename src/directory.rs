@@ -1,24 +1,36 @@
 //! Where identities come from: realms (the local users file, LDAP/AD
-//! directories), each with its cached lookups.
+//! directories), each with its cached lookups, and the [`RealmChain`] that
+//! asks them in order.
+//!
+//! This side owns [`Identity`] and name normalisation; `auth` asks a chain
+//! and never the other way round (`directory` imports nothing from `auth`).
 
 pub mod cache;
+pub mod chain;
 pub mod config;
+pub mod error;
+pub mod identity;
 pub mod ldap;
 pub mod local;
 
 use std::sync::Arc;
 
-use crate::auth::blocking::BlockingSlots;
-use crate::auth::identity::Identity;
+use crate::limit::BlockingSlots;
 use cache::Unavailable;
 use config::RealmConfig;
+
+pub use chain::RealmChain;
+pub use error::RealmError;
+pub use identity::{Group, Identity};
 
 /// A realm's answer to a user name and password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RealmVerdict {
+    /// The password is right: this user.
     Verified(Arc<Identity>),
     /// Not in this realm: the next realm may know the user.
     UnknownUser,
+    /// The realm knows the user and the password is wrong.
     BadPassword,
     /// The password may be right but the account may not sign in (AD:
     /// disabled, expired, locked out, password expired): refused, logged
@@ -34,12 +46,19 @@ pub enum RealmVerdict {
 /// (Active Directory's sub-codes of invalidCredentials).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountProblem {
+    /// `ACCOUNTDISABLE` (AD 0x533).
     Disabled,
+    /// The account's expiry date has passed (0x701).
     Expired,
+    /// Locked out after too many wrong passwords (0x775).
     LockedOut,
+    /// The password's age is past the domain's maximum (0x532).
     PasswordExpired,
+    /// The user must set a new password first (0x773).
     MustChangePassword,
+    /// Outside the account's logon hours (0x530).
     LogonHours,
+    /// Not allowed from this workstation (0x531).
     Workstation,
 }
 
@@ -74,14 +93,16 @@ impl AccountProblem {
 
 /// One configured source of identities.
 pub enum Realm {
+    /// Users in a file (`kind = "local"`).
     Local(local::LocalRealm),
+    /// An LDAP or Active Directory server (`kind = "ldap"`).
     Ldap(Box<ldap::LdapRealm>),
 }
 
 impl Realm {
     /// Builds a realm; local realms check hashes through `hashing`, shared
     /// by all of them so the bound is per process.
-    pub fn build(cfg: &RealmConfig, hashing: &Arc<BlockingSlots>) -> Result<Self, String> {
+    pub fn build(cfg: &RealmConfig, hashing: &Arc<BlockingSlots>) -> Result<Self, RealmError> {
         Ok(match cfg {
             RealmConfig::Local(c) => Realm::Local(local::LocalRealm::load(c, hashing)?),
             RealmConfig::Ldap(c) => Realm::Ldap(Box::new(ldap::LdapRealm::new(c)?)),
@@ -92,13 +113,14 @@ impl Realm {
     /// sized by `auth.password_checks`.
     pub fn build_all(
         configs: &[RealmConfig],
-        auth: &crate::config::AuthConfig,
-    ) -> Result<Vec<Self>, String> {
-        let c = &auth.password_checks;
+        checks: &config::PasswordCheckConfig,
+    ) -> Result<Vec<Self>, RealmError> {
+        let c = checks;
         let hashing = Arc::new(BlockingSlots::new(c.permits(), c.queue_timeout));
         configs.iter().map(|r| Self::build(r, &hashing)).collect()
     }
 
+    /// The realm's `name`, as logs and identities carry it.
     pub fn name(&self) -> &str {
         match self {
             Realm::Local(r) => r.name(),
@@ -106,6 +128,8 @@ impl Realm {
         }
     }
 
+    /// Checks `user`'s password in this realm alone (see [`RealmChain::verify`]
+    /// for the rule across realms).
     pub async fn verify(&self, user: &str, password: &str) -> RealmVerdict {
         match self {
             Realm::Local(r) => r.verify(user, password).await,

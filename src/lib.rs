@@ -13,6 +13,7 @@ pub mod conn;
 pub mod directory;
 pub mod error;
 pub mod forward;
+pub mod limit;
 pub mod listener;
 pub mod outcome;
 pub mod policy;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use crate::auth::identity::{fold, folds_to, Identity};
+use crate::directory::identity::{fold, folds_to, Identity};
 use categories::Categories;
 use compile::{Atom, Layer, Rule};
 use file::{DefaultVerdict, LayerKind, PolicyFile};

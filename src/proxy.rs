@@ -37,8 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::accesslog::{AccessLog, AccessRecord};
-use crate::auth::identity::Authenticated;
-use crate::auth::Authenticator;
+use crate::auth::{Authenticated, Authenticator};
 use crate::body::ResponseBody;
 use crate::config::Config;
 use crate::conn::{ConnState, InFlight};
@@ -172,7 +171,7 @@ pub async fn serve(
                         // after handshake without finishing one is closed.
                         let counts =
                             e.is_auth_failure() || matches!(e, ProxyError::AuthContinue(_));
-                        let close = counts && conn.auth_failed() >= proxy.auth.max_failures();
+                        let close = counts && conn.auth.failures() >= proxy.auth.max_failures();
                         return Ok(authenticate::refuse(
                             &proxy, &conn, e, req, record, in_flight, close,
                         )

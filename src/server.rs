@@ -2,7 +2,6 @@
 //! requests and tunnels finish within the grace period, flush the log, return.
 
 pub mod runtime;
-pub mod settings;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -195,10 +194,7 @@ async fn reload_on_hangup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
             }
         };
         let count = realms.len();
-        if let Err(e) = proxy.auth.replace_realms(realms) {
-            tracing::error!(error = %e, "realm reload refused: the running policy and realms stay");
-            continue;
-        }
+        proxy.auth.replace_realms(realms);
         tracing::info!(realms = count, "realms reloaded");
         tracing::info!(source = %policy.source, "policy reloaded");
         proxy.policy.store(Arc::new(policy));
@@ -209,7 +205,7 @@ async fn reload_on_hangup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
 fn reload(
     path: Option<&std::path::Path>,
     listening: &[SocketAddr],
-) -> Result<(crate::policy::Policy, Vec<crate::directory::Realm>), (&'static str, String)> {
+) -> Result<(crate::policy::Policy, crate::directory::RealmChain), (&'static str, String)> {
     let config = Config::load(path).map_err(|e| ("config", e.to_string()))?;
     let runtime::Reloadable { policy, realms } =
         runtime::Reloadable::build(&config).map_err(|e| match e {

@@ -14,10 +14,13 @@ const MAX_BASIC_TOKEN: usize = 4096;
 /// What a client presented.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Presented<'a> {
+    /// Basic credentials, decoded and checked.
     Basic(BasicCredentials),
     /// Any other scheme (Negotiate, NTLM, ...), with its credentials text.
     Other {
+        /// The scheme as sent (`Negotiate`, `NTLM`...).
         scheme: &'a str,
+        /// Everything after the scheme, trimmed.
         credentials: &'a str,
     },
 }
@@ -25,7 +28,9 @@ pub enum Presented<'a> {
 /// A user name and password from a Basic header. `Debug` never shows the password.
 #[derive(PartialEq, Eq)]
 pub struct BasicCredentials {
+    /// The login as typed (`alice`, `CORP\\alice`, `alice@corp`).
     pub user: String,
+    /// Never empty (refused while parsing).
     pub password: String,
 }
 
@@ -40,20 +45,28 @@ impl std::fmt::Debug for BasicCredentials {
 /// Why a `Proxy-Authorization` value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadCredentials {
+    /// Nothing, or several `Proxy-Authorization` headers.
     #[error("empty Proxy-Authorization header")]
     Empty,
+    /// The token is not base64.
     #[error("Basic credentials are not valid base64")]
     NotBase64,
+    /// Longer than any real Basic header.
     #[error("Basic credentials too long")]
     TooLong,
+    /// The header or the decoded credentials are not UTF-8.
     #[error("Basic credentials are not UTF-8")]
     NotUtf8,
+    /// No `user:password` separator.
     #[error("Basic credentials have no ':' between user and password")]
     NoColon,
+    /// Nothing before the colon.
     #[error("Basic credentials have an empty user name")]
     EmptyUser,
+    /// Nothing after it: an LDAP bind with it would be unauthenticated, and succeed.
     #[error("Basic credentials have an empty password")]
     EmptyPassword,
+    /// Control characters, which no login holds and a log must not show.
     #[error("control characters in Basic credentials")]
     ControlCharacters,
 }

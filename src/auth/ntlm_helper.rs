@@ -13,8 +13,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::NtlmConfig;
-use crate::conn::slots::PerAddress;
+use super::settings::NtlmConfig;
+use crate::limit::PerAddress;
 
 /// What a helper answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +27,13 @@ pub enum Reply {
     Refused(String),
 }
 
+/// Why a helper gave no answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HelperError {
+    /// Every helper is leased and none came free within `queue_timeout`.
     #[error("all {0} NTLM helpers busy (too many handshakes queued)")]
     Busy(usize),
+    /// The helper crashed, hung, or said something we do not understand.
     #[error("NTLM helper failed: {0}")]
     Broken(String),
 }
@@ -41,6 +44,7 @@ struct Helper {
     stdout: BufReader<ChildStdout>,
 }
 
+/// Up to `max_helpers` helper processes, started on demand and reused.
 pub struct HelperPool {
     command: Vec<String>,
     max: usize,
@@ -63,7 +67,16 @@ pub struct Lease {
     _permit: OwnedSemaphorePermit,
 }
 
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("mid_handshake", &self.mid_handshake)
+            .finish_non_exhaustive()
+    }
+}
+
 impl HelperPool {
+    /// A pool for `auth.ntlm`; no helper starts until the first handshake.
     pub fn new(cfg: &NtlmConfig) -> Arc<Self> {
         Arc::new(Self {
             command: cfg.helper.clone(),
@@ -102,6 +115,29 @@ impl HelperPool {
             mid_handshake: false,
             _permit: permit,
         })
+    }
+
+    /// Helpers that could be leased now (not held by a handshake).
+    pub fn available(&self) -> usize {
+        self.slots.available_permits()
+    }
+
+    /// A lease with no helper process behind it (its `ask` fails), for tests
+    /// of what holds leases.
+    #[cfg(test)]
+    pub(crate) async fn lease_without_helper(self: &Arc<Self>) -> Lease {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        Lease {
+            pool: self.clone(),
+            helper: None,
+            mid_handshake: false,
+            _permit: permit,
+        }
     }
 
     fn spawn(&self) -> Result<Helper, HelperError> {

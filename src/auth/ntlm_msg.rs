@@ -8,18 +8,35 @@ const FLAG_UNICODE: u32 = 0x0000_0001;
 /// Longest name field we decode (domain, user, workstation).
 const MAX_NAME: usize = 512;
 
+/// One NTLMSSP message, as far as the proxy reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NtlmMessage {
-    Negotiate { flags: u32 },
-    Challenge { flags: u32, challenge: [u8; 8] },
+    /// Type 1: the client starts a handshake.
+    Negotiate {
+        /// The negotiate flags.
+        flags: u32,
+    },
+    /// Type 2: the server's challenge (never sent by a client).
+    Challenge {
+        /// The negotiate flags.
+        flags: u32,
+        /// The server's nonce.
+        challenge: [u8; 8],
+    },
+    /// Type 3: the client's response.
     Authenticate(Authenticate),
 }
 
+/// What a type 3 says about who answers, for policy and the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticate {
+    /// The negotiate flags.
     pub flags: u32,
+    /// The NetBIOS domain the client names.
     pub domain: String,
+    /// The user name the client names.
     pub user: String,
+    /// The client's host name, as it says.
     pub workstation: String,
     /// NT response length 24: NTLMv1 (or LM only when 0), weak.
     pub ntlm_v1: bool,
@@ -27,16 +44,22 @@ pub struct Authenticate {
     pub anonymous: bool,
 }
 
+/// Why bytes are not an NTLM message we accept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NtlmError {
+    /// No `NTLMSSP\0` signature.
     #[error("not an NTLMSSP message")]
     Signature,
+    /// Shorter than its fixed part.
     #[error("truncated NTLM message")]
     Truncated,
+    /// A message type other than 1, 2 or 3.
     #[error("unknown NTLM message type {0}")]
     Type(u32),
+    /// A field's offset or length points outside the message.
     #[error("NTLM field outside the message")]
     Field,
+    /// A name is not valid UTF-16 or is too long.
     #[error("NTLM name field not decodable")]
     Name,
 }

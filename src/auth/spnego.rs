@@ -12,13 +12,18 @@ const OID_MS_KRB5: &[u8] = &[0x2a, 0x86, 0x48, 0x82, 0xf7, 0x12, 0x01, 0x02, 0x0
 /// 1.3.6.1.4.1.311.2.2.10
 const OID_NTLM: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x02, 0x02, 0x0a];
 
+/// The mechanism a SPNEGO NegTokenInit prefers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mech {
+    /// Kerberos 5 (or Microsoft's variant OID of it).
     Kerberos,
+    /// NTLMSSP.
     Ntlm,
+    /// Anything else.
     Other,
 }
 
+/// What a Negotiate token is, from its framing alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
     /// A raw Kerberos AP-REQ wrapped in the GSS framing.
@@ -27,6 +32,7 @@ pub enum TokenKind {
     Spnego(Mech),
     /// Raw NTLMSSP (Windows without a ticket sends this under Negotiate).
     Ntlm,
+    /// None of these: refused without calling GSS.
     Unknown,
 }
 

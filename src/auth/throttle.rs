@@ -20,16 +20,19 @@ use std::sync::Arc;
 
 use moka::sync::Cache;
 
-use crate::config::ThrottleConfig;
+use super::settings::ThrottleConfig;
 
 /// Which limit refused a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Throttled {
+    /// `auth.throttle.user_failures` reached for the user name.
     User,
+    /// `auth.throttle.address_failures` reached for the client address.
     Address,
 }
 
 impl Throttled {
+    /// The reason, for the log.
     pub fn as_str(self) -> &'static str {
         match self {
             Throttled::User => "too many failed passwords for this user",
@@ -48,6 +51,7 @@ pub struct Throttle {
 }
 
 impl Throttle {
+    /// Empty counts under `auth.throttle`.
     pub fn new(cfg: &ThrottleConfig) -> Self {
         Self {
             cfg: cfg.clone(),

@@ -28,7 +28,7 @@ pub fn check(config: &Config) -> ExitCode {
         config
             .auth
             .schemes
-            .contains(&gatehouse::config::Scheme::Negotiate)
+            .contains(&gatehouse::auth::settings::Scheme::Negotiate)
     }) {
         match gatehouse::auth::negotiate::describe_keytab(n) {
             Ok(report) => println!("negotiate: {report}"),

@@ -6,8 +6,8 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use gatehouse::auth::identity::{Group, Identity};
 use gatehouse::config::Config;
+use gatehouse::directory::identity::{Group, Identity};
 use gatehouse::policy::{ConnectMode, Decision, Facts};
 use gatehouse::proxy::plan::{self, judge_detected, Plan, Progress, Settings};
 use gatehouse::resolve::Host;
@@ -69,14 +69,11 @@ fn header_map(headers: &[String]) -> Result<http::HeaderMap, String> {
 /// plus `--group`s.
 fn identity(built: &Runtime, user: &str, extra: &[String]) -> Identity {
     let realms = built.auth.realms();
-    let found = runtime().block_on(async {
-        for r in realms.iter() {
-            if let Ok(Some(id)) = r.lookup(user).await {
-                return Some((*id).clone());
-            }
-        }
-        None
-    });
+    let found = runtime()
+        .block_on(realms.lookup(user))
+        .ok()
+        .flatten()
+        .map(|id| (*id).clone());
     let mut id = found.unwrap_or_else(|| Identity {
         user: user.to_lowercase(),
         realm: "explain".into(),

@@ -143,7 +143,7 @@ fn main() -> ExitCode {
                 config
                     .auth
                     .schemes
-                    .contains(&gatehouse::config::Scheme::Negotiate)
+                    .contains(&gatehouse::auth::settings::Scheme::Negotiate)
             }) {
                 std::env::set_var("KRB5_KTNAME", format!("FILE:{}", n.keytab.display()));
             }

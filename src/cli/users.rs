@@ -4,10 +4,9 @@
 use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use gatehouse::config::Config;
-use gatehouse::directory::{Realm, RealmVerdict};
+use gatehouse::directory::{RealmChain, RealmError, RealmVerdict};
 
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -37,6 +36,7 @@ pub fn passwd(users: &Path, user: &str, groups: &[String]) -> ExitCode {
     let result = read_password(&format!("Password for {user}: "), true).and_then(|pw| {
         let groups = (!groups.is_empty()).then_some(groups);
         gatehouse::directory::local::set_password(users, user, &pw, groups)
+            .map_err(|e| e.to_string())
     });
     match result {
         Ok(()) => {
@@ -50,8 +50,8 @@ pub fn passwd(users: &Path, user: &str, groups: &[String]) -> ExitCode {
     }
 }
 
-pub fn realms(config: &Config) -> Result<Vec<Realm>, String> {
-    Realm::build_all(&config.realm_configs, &config.auth)
+fn realms(config: &Config) -> Result<RealmChain, RealmError> {
+    RealmChain::build(&config.realm_configs, &config.auth.password_checks)
 }
 
 /// `wbinfo -a` for the proxy: which realm accepts the user, with what groups.
@@ -70,12 +70,9 @@ pub fn auth_test(config: &Config, user: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let ok = runtime().block_on(async {
-        for realm in &realms {
-            let started = Instant::now();
-            let verdict = realm.verify(user, &password).await;
-            let took = started.elapsed();
-            match verdict {
+    let verdict =
+        runtime().block_on(
+            realms.verify_observed(user, &password, |realm, verdict, took| match verdict {
                 RealmVerdict::Verified(id) => {
                     println!("realm:  {}", realm.name());
                     println!("user:   {}", id.user);
@@ -86,14 +83,12 @@ pub fn auth_test(config: &Config, user: &str) -> ExitCode {
                         println!("  {}{how}  {}", g.name, g.dn.as_deref().unwrap_or(""));
                     }
                     println!("time:   {took:?}");
-                    return true;
                 }
                 RealmVerdict::UnknownUser => {
                     println!("realm {}: no such user ({took:?})", realm.name())
                 }
                 RealmVerdict::BadPassword => {
                     println!("realm {}: password refused ({took:?})", realm.name());
-                    return false;
                 }
                 RealmVerdict::Refused(why) => {
                     println!(
@@ -101,7 +96,6 @@ pub fn auth_test(config: &Config, user: &str) -> ExitCode {
                         realm.name(),
                         why.as_str()
                     );
-                    return false;
                 }
                 RealmVerdict::Unavailable(u) => {
                     println!("realm {}: unavailable: {u} ({took:?})", realm.name())
@@ -109,11 +103,9 @@ pub fn auth_test(config: &Config, user: &str) -> ExitCode {
                 RealmVerdict::Busy(why) => {
                     println!("realm {}: busy: {why} ({took:?})", realm.name())
                 }
-            }
-        }
-        false
-    });
-    if ok {
+            }),
+        );
+    if matches!(verdict, RealmVerdict::Verified(_)) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -23,7 +23,9 @@ pub struct Unavailable(pub String);
 /// Where an answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
+    /// Within its TTL.
     Fresh,
+    /// Just asked of the source.
     Loaded,
     /// Past its TTL, served because the source was unavailable or reloading.
     Stale,
@@ -57,14 +59,19 @@ impl<K, V> Expiry<K, Arc<Entry<V>>> for KeepFor {
 /// Hit/miss/stale counters, readable at any time.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Answers from the cache.
     pub hits: AtomicU64,
+    /// Answers loaded from the source.
     pub loads: AtomicU64,
+    /// Stale answers served.
     pub stale: AtomicU64,
 }
 
 /// How long a value stays fresh, and how long it may be served stale.
 pub trait Lifetimes<V>: Send + Sync + 'static {
+    /// How long `v` is served without asking the source.
     fn fresh(&self, v: &V) -> Duration;
+    /// How long past that `v` may be served while the source is down.
     fn grace(&self, v: &V) -> Duration;
 }
 
@@ -86,9 +93,11 @@ impl Drop for Reloading<'_> {
     }
 }
 
+/// A bounded cache that serves stale values while its source is down (see the module).
 pub struct StaleCache<K, V, E = Unavailable> {
     inner: moka::future::Cache<K, Arc<Entry<V>>>,
     life: Arc<dyn Lifetimes<V>>,
+    /// Hits, loads and stale serves so far.
     pub counters: Counters,
     _error: std::marker::PhantomData<fn() -> E>,
 }
@@ -99,6 +108,7 @@ where
     V: Clone + Send + Sync + 'static,
     E: LoadError,
 {
+    /// At most `capacity` entries, living as `life` says.
     pub fn new(capacity: u64, life: impl Lifetimes<V>) -> Self {
         Self {
             inner: moka::future::Cache::builder()
@@ -173,6 +183,7 @@ where
         Ok((e.value.clone(), source))
     }
 
+    /// Forgets `key`: the next `get` asks the source.
     pub async fn invalidate(&self, key: &K) {
         self.inner.invalidate(key).await;
     }
@@ -221,7 +232,8 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
-    #[tokio::test]
+    // Paused time: the abandoned refresh's timeout costs no real time.
+    #[tokio::test(start_paused = true)]
     async fn a_reload_dropped_midway_does_not_pin_the_stale_value() {
         let cache = StaleCache::<_, _, Unavailable>::new(
             100,

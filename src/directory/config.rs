@@ -7,15 +7,20 @@ use figment::providers::{Format, Toml};
 use figment::Figment;
 use serde::Deserialize;
 
+use super::error::RealmError;
+
 /// One realm file, tagged by `kind`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum RealmConfig {
+    /// `kind = "local"`: users in a file.
     Local(LocalRealmConfig),
+    /// `kind = "ldap"`: a directory.
     Ldap(Box<LdapRealmConfig>),
 }
 
 impl RealmConfig {
+    /// The realm's `name`.
     pub fn name(&self) -> &str {
         match self {
             RealmConfig::Local(c) => &c.name,
@@ -24,24 +29,30 @@ impl RealmConfig {
     }
 
     /// Reads and checks a realm file; errors name the file and the key.
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub fn load(path: &Path) -> Result<Self, RealmError> {
         let realm: RealmConfig = Figment::from(Toml::file_exact(path))
             .extract()
-            .map_err(|e| format!("realm file {}: {e}", path.display()))?;
-        realm
-            .validate()
-            .map_err(|e| format!("realm file {}: {e}", path.display()))?;
+            .map_err(|e| RealmError::File {
+                path: path.into(),
+                source: Box::new(e),
+            })?;
+        realm.validate().map_err(|(key, why)| RealmError::Key {
+            path: path.into(),
+            key,
+            why,
+        })?;
         Ok(realm)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// The offending key and what it allows.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         let name = self.name();
         if name.is_empty()
             || !name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         {
-            return Err("key `name`: letters, digits, '-', '_', '.'".into());
+            return Err(("name", "letters, digits, '-', '_', '.'".into()));
         }
         match self {
             RealmConfig::Local(_) => Ok(()),
@@ -54,11 +65,14 @@ impl RealmConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalRealmConfig {
+    /// The realm's name, in logs and identities: letters, digits, `-`, `_`, `.`.
     pub name: String,
     /// The users file (`gatehouse passwd` writes it).
     pub users_file: PathBuf,
+    /// Logins differing only in case are one user (Unicode case folding).
     #[serde(default = "yes")]
     pub case_insensitive: bool,
+    /// Take `DOMAIN\\user` and `user@DOMAIN` as `user` (for the listed `domains` only).
     #[serde(default = "yes")]
     pub strip_domain: bool,
     /// Domains this realm answers for: `DOMAIN\\user` and `user@DOMAIN` are its
@@ -71,6 +85,7 @@ fn yes() -> bool {
     true
 }
 
+/// How the connection to the directory is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LdapTls {
@@ -98,9 +113,11 @@ pub enum GroupStrategy {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LdapRealmConfig {
+    /// The realm's name, in logs and identities: letters, digits, `-`, `_`, `.`.
     pub name: String,
     /// Tried in order until one answers.
     pub urls: Vec<String>,
+    /// StartTLS, LDAPS or (lab only) clear text.
     pub tls: LdapTls,
     /// PEM CA bundle that signs the directory's certificate; system roots when unset.
     pub ca_file: Option<PathBuf>,
@@ -114,25 +131,34 @@ pub struct LdapRealmConfig {
     pub bind_password_file: Option<PathBuf>,
     /// ... or from an environment variable. Never inline.
     pub bind_password_env: Option<String>,
+    /// Where users are searched (subtree).
     pub user_base: String,
     /// `{user}` is replaced by the RFC 4515-escaped login name.
     pub user_filter: String,
+    /// The attribute holding the login (`uid`, `sAMAccountName`).
     pub login_attribute: String,
     /// Attribute holding the Kerberos principal (`userPrincipalName`, `krbPrincipalName`).
     pub principal_attribute: Option<String>,
+    /// Where groups are searched (subtree).
     pub group_base: String,
+    /// How groups, nested ones included, are found.
     pub group_strategy: GroupStrategy,
+    /// What a group entry is, for group searches.
     #[serde(default = "default_group_filter")]
     pub group_filter: String,
+    /// The group attribute naming its members' DNs.
     #[serde(default = "default_member_attribute")]
     pub member_attribute: String,
+    /// The group attribute that is its short name.
     #[serde(default = "default_cn")]
     pub group_name_attribute: String,
     /// Most levels of group nesting followed.
     #[serde(default = "default_depth")]
     pub nested_depth: usize,
+    /// Logins differing only in case are one user (Unicode case folding).
     #[serde(default = "yes")]
     pub case_insensitive: bool,
+    /// Take `DOMAIN\\user` and `user@DOMAIN` as `user` (for the listed `domains` only).
     #[serde(default = "yes")]
     pub strip_domain: bool,
     /// Domains this realm answers for: `DOMAIN\\user` (NTLM) and `user@REALM`
@@ -141,8 +167,10 @@ pub struct LdapRealmConfig {
     /// mapped to the local user of the same name.
     #[serde(default)]
     pub domains: Vec<String>,
+    /// Longest wait for a directory connection.
     #[serde(default = "secs5", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Longest wait for one search or bind.
     #[serde(default = "secs5", with = "humantime_serde")]
     pub operation_timeout: Duration,
     /// Connections used for password binds (searches share one service connection).
@@ -157,6 +185,7 @@ pub struct LdapRealmConfig {
     /// While the directory is down, cached users keep working this long past their TTL.
     #[serde(default = "hour", with = "humantime_serde")]
     pub stale_grace: Duration,
+    /// Most users (and group parents) cached.
     #[serde(default = "default_capacity")]
     pub cache_capacity: u64,
 }
@@ -193,9 +222,9 @@ fn default_capacity() -> u64 {
 }
 
 impl LdapRealmConfig {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.urls.is_empty() {
-            return Err("key `urls`: at least one directory URL".into());
+            return Err(("urls", "at least one directory URL".into()));
         }
         for u in &self.urls {
             let ok = match self.tls {
@@ -203,41 +232,75 @@ impl LdapRealmConfig {
                 LdapTls::Starttls | LdapTls::None => u.starts_with("ldap://"),
             };
             if !ok {
-                return Err(format!(
-                    "key `urls`: {u:?} does not match tls = {:?}",
-                    self.tls
-                ));
+                return Err(("urls", format!("{u:?} does not match tls = {:?}", self.tls)));
             }
         }
         if !self.user_filter.contains("{user}") {
-            return Err("key `user_filter`: must contain {user}".into());
+            return Err(("user_filter", "must contain {user}".into()));
         }
         if self.bind_password_file.is_some() == self.bind_password_env.is_some() {
-            return Err("keys `bind_password_file` / `bind_password_env`: set exactly one".into());
+            return Err((
+                "bind_password_file` / `bind_password_env",
+                "set exactly one".into(),
+            ));
         }
         if self.bind_pool_size == 0 || self.bind_pool_size > 256 {
-            return Err("key `bind_pool_size`: between 1 and 256".into());
+            return Err(("bind_pool_size", "between 1 and 256".into()));
         }
         if self.nested_depth > 64 {
-            return Err("key `nested_depth`: at most 64".into());
+            return Err(("nested_depth", "at most 64".into()));
         }
         Ok(())
     }
 
     /// The service account's password, from its file or variable.
-    pub fn bind_password(&self) -> Result<String, String> {
+    pub fn bind_password(&self) -> Result<String, RealmError> {
         if let Some(path) = &self.bind_password_file {
-            let pw = std::fs::read_to_string(path).map_err(|e| {
-                format!(
-                    "realm {}: bind_password_file {}: {e}",
-                    self.name,
-                    path.display()
-                )
-            })?;
+            let pw =
+                std::fs::read_to_string(path).map_err(|source| RealmError::BindPasswordFile {
+                    realm: self.name.clone(),
+                    path: path.clone(),
+                    source,
+                })?;
             return Ok(pw.trim_end_matches(['\r', '\n']).to_string());
         }
         let var = self.bind_password_env.as_deref().unwrap_or_default();
-        std::env::var(var)
-            .map_err(|_| format!("realm {}: environment variable {var} is not set", self.name))
+        std::env::var(var).map_err(|_| RealmError::BindPasswordEnv {
+            realm: self.name.clone(),
+            var: var.to_string(),
+        })
+    }
+}
+
+/// argon2 checks of the local realm run on at most `permits` blocking
+/// threads at once; each holds the hash's memory (19 MiB at the default
+/// parameters) while it runs, so memory is bounded by permits × that.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordCheckConfig {
+    /// Concurrent checks; 0 = half the CPU cores (at least one), so that a
+    /// flood of wrong passwords leaves the other half to the traffic.
+    pub permits: usize,
+    /// A check waits this long for a permit, then the request gets 503 with Retry-After.
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+}
+
+impl Default for PasswordCheckConfig {
+    fn default() -> Self {
+        Self {
+            permits: 0,
+            queue_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl PasswordCheckConfig {
+    /// The number of permits, with 0 resolved to the machine's cores.
+    pub fn permits(&self) -> usize {
+        match self.permits {
+            0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            n => n,
+        }
     }
 }

@@ -14,8 +14,9 @@ use ldap3::{ldap_escape, Scope};
 
 use super::cache::{Lifetimes, Source, StaleCache, Unavailable};
 use super::config::LdapRealmConfig;
+use super::error::RealmError;
 use super::RealmVerdict;
-use crate::auth::identity::{fold, login_in_realm, normalise, Identity};
+use crate::directory::identity::{fold, login_in_realm, normalise, Identity};
 use pool::LdapPool;
 
 /// Cached lookups: a found user lives `cache_ttl` (+ `stale_grace` while the
@@ -58,16 +59,19 @@ impl Lifetimes<groups::Parents> for GroupLifetimes {
     }
 }
 
+/// A directory realm: its connections and its cached look-ups.
 pub struct LdapRealm {
     name: Arc<str>,
     cfg: Arc<LdapRealmConfig>,
+    /// Connections to the directory.
     pub pool: LdapPool,
     users: StaleCache<String, Option<Arc<Identity>>>,
     parents: groups::ParentCache,
 }
 
 impl LdapRealm {
-    pub fn new(cfg: &LdapRealmConfig) -> Result<Self, String> {
+    /// A realm for `cfg`; nothing is connected until the first question.
+    pub fn new(cfg: &LdapRealmConfig) -> Result<Self, RealmError> {
         let cfg = Arc::new(cfg.clone());
         let users = StaleCache::new(
             cfg.cache_capacity,
@@ -93,10 +97,12 @@ impl LdapRealm {
         })
     }
 
+    /// The realm's `name`.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The user cache (for tests and counters).
     pub fn cache(&self) -> &StaleCache<String, Option<Arc<Identity>>> {
         &self.users
     }

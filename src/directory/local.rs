@@ -18,12 +18,16 @@ use argon2::Argon2;
 use serde::Deserialize;
 
 mod hashing;
+mod passwd;
+
+pub use passwd::set_password;
 
 use super::cache::Unavailable;
 use super::config::LocalRealmConfig;
+use super::error::{NameClash, RealmError};
 use super::RealmVerdict;
-use crate::auth::blocking::{BlockingSlots, SlotError};
-use crate::auth::identity::{fold, login_in_realm, normalise, Group, Identity};
+use crate::directory::identity::{fold, login_in_realm, normalise, Group, Identity};
+use crate::limit::{BlockingSlots, SlotError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +53,7 @@ struct LocalGroup {
     member_of: Vec<String>,
 }
 
+/// A realm of users and groups from a TOML file, passwords as argon2 hashes.
 pub struct LocalRealm {
     name: Arc<str>,
     cfg: LocalRealmConfig,
@@ -63,29 +68,38 @@ pub struct LocalRealm {
 }
 
 impl LocalRealm {
-    pub fn load(cfg: &LocalRealmConfig, hashing: &Arc<BlockingSlots>) -> Result<Self, String> {
+    /// Reads and checks the users file; hashes are checked through `hashing`.
+    pub fn load(cfg: &LocalRealmConfig, hashing: &Arc<BlockingSlots>) -> Result<Self, RealmError> {
         let path = &cfg.users_file;
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("users file {}: {e}", path.display()))?;
-        let file: UsersFile = toml_edit::de::from_str(&text)
-            .map_err(|e| format!("users file {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|source| RealmError::UsersRead {
+            path: path.clone(),
+            source,
+        })?;
+        let syntax = |e: Box<dyn std::error::Error + Send + Sync>| RealmError::UsersSyntax {
+            path: path.clone(),
+            source: e,
+        };
+        let file: UsersFile = toml_edit::de::from_str(&text).map_err(|e| syntax(e.into()))?;
+        let doc = toml_edit::ImDocument::parse(text.as_str()).map_err(|e| syntax(e.into()))?;
         // Two spellings of one name would make the password that works a
         // matter of hash-map order: refused, with both lines named.
-        unique_names(&text, "users", |u| {
+        unique_names(&doc, &text, "users", |u| {
             normalise(u, false, cfg.case_insensitive)
         })
-        .and_then(|()| unique_names(&text, "groups", fold))
-        .map_err(|e| format!("users file {}, {e}", path.display()))?;
+        .and_then(|()| unique_names(&doc, &text, "groups", fold))
+        .map_err(|clash| RealmError::SameName {
+            path: path.clone(),
+            clash,
+        })?;
         let name: Arc<str> = cfg.name.as_str().into();
         let groups: HashMap<String, &LocalGroup> =
             file.groups.iter().map(|(g, def)| (fold(g), def)).collect();
         let mut users = HashMap::new();
         for (login, u) in file.users {
-            PasswordHash::new(&u.password).map_err(|e| {
-                format!(
-                    "users file {}: user {login:?}: password is not an argon2 hash: {e}",
-                    path.display()
-                )
+            PasswordHash::new(&u.password).map_err(|why| RealmError::NotAHash {
+                path: path.clone(),
+                login: login.clone(),
+                why,
             })?;
             let key = normalise(&login, false, cfg.case_insensitive);
             let identity = Identity {
@@ -106,10 +120,12 @@ impl LocalRealm {
         })
     }
 
+    /// The realm's `name`.
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// Users in the file.
     pub fn user_count(&self) -> usize {
         self.users.len()
     }
@@ -177,6 +193,7 @@ impl LocalRealm {
         found
     }
 
+    /// The users file (`users_file`).
     pub fn users_file(&self) -> &Path {
         &self.cfg.users_file
     }
@@ -205,8 +222,12 @@ pub const DEMO: [(&str, &str, &str); 2] = [
 
 /// Checks that no two keys of `[table]` are one name under `norm`; the error
 /// names the line of each.
-fn unique_names(text: &str, table: &str, norm: impl Fn(&str) -> String) -> Result<(), String> {
-    let doc = toml_edit::ImDocument::parse(text).map_err(|e| e.to_string())?;
+fn unique_names(
+    doc: &toml_edit::ImDocument<&str>,
+    text: &str,
+    table: &str,
+    norm: impl Fn(&str) -> String,
+) -> Result<(), NameClash> {
     let Some(entries) = doc.get(table).and_then(|t| t.as_table_like()) else {
         return Ok(());
     };
@@ -225,13 +246,13 @@ fn unique_names(text: &str, table: &str, norm: impl Fn(&str) -> String) -> Resul
             } else {
                 (name, first)
             };
-            let kind = table.trim_end_matches('s');
-            return Err(format!(
-                "line {}: {kind} {b:?} is the same name as {a:?} on line {} (names are \
-                 compared case-insensitively): keep one",
-                line(b),
-                line(a)
-            ));
+            return Err(NameClash {
+                kind: if table == "users" { "user" } else { "group" },
+                name: b.to_string(),
+                line: line(b),
+                first: a.to_string(),
+                first_line: line(a),
+            });
         }
     }
     Ok(())
@@ -260,101 +281,19 @@ fn expand(direct: &[String], groups: &HashMap<String, &LocalGroup>) -> Vec<Group
     out
 }
 
-/// `gatehouse passwd`: adds or updates `user` in the users file with an argon2
-/// hash of `password`, keeping the file's comments and other entries.
-///
-/// An existing entry that is the same name in another case (`Alice` for
-/// `alice`) is the one updated, as the realm would take them for one user.
-/// The file holds password hashes: it is written whole to a new file with
-/// mode 0600 (or the old file's mode, if stricter) and owner kept, then
-/// renamed over the old one, so no reader sees it half-written or readable.
-pub fn set_password(
-    users_file: &Path,
-    user: &str,
-    password: &str,
-    groups: Option<&[String]>,
-) -> Result<(), String> {
-    if user.trim().is_empty() || user.contains(':') || user.chars().any(char::is_control) {
-        return Err("user name must be non-empty, without ':' or control characters".into());
-    }
-    if password.is_empty() {
-        return Err("empty passwords are not allowed".into());
-    }
-    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", users_file.display());
-    let (text, meta) = match std::fs::read_to_string(users_file) {
-        Ok(t) => (t, Some(std::fs::metadata(users_file).map_err(|e| at(&e))?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), None),
-        Err(e) => return Err(at(&e)),
-    };
-    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| at(&e))?;
-    let salt = SaltString::encode_b64(&random_salt()).map_err(|e| e.to_string())?;
-    let hash = Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map_err(|e| e.to_string())?
-        .to_string();
-    let users = doc.entry("users").or_insert(toml_edit::table());
-    let users = users.as_table_mut().ok_or("`users` is not a table")?;
-    users.set_implicit(true);
-    let same: Vec<String> = users
-        .iter()
-        .map(|(k, _)| k.to_string())
-        .filter(|k| fold(k) == fold(user))
-        .collect();
-    let key = match same.as_slice() {
-        [] => user.to_string(),
-        [one] => one.clone(),
-        _ => return Err(at(&format!("{same:?} are one user: keep one"))),
-    };
-    let entry = users.entry(&key).or_insert(toml_edit::table());
-    let entry = entry.as_table_mut().ok_or("user entry is not a table")?;
-    entry["password"] = toml_edit::value(hash);
-    if let Some(groups) = groups {
-        let mut arr = toml_edit::Array::new();
-        groups.iter().for_each(|g| arr.push(g.as_str()));
-        entry["groups"] = toml_edit::value(arr);
-    } else if !entry.contains_key("groups") {
-        entry["groups"] = toml_edit::value(toml_edit::Array::new());
-    }
-    replace_file(users_file, meta.as_ref(), doc.to_string().as_bytes()).map_err(|e| at(&e))
-}
-
-/// Writes `bytes` to a new private file beside `path` and renames it over
-/// `path`: mode 0600 at most (less if `old` was stricter), `old`'s owner.
-fn replace_file(path: &Path, old: Option<&std::fs::Metadata>, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    // Created 0600 by tempfile, under a name no one else can predict.
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    if let Some(old) = old {
-        let f = tmp.as_file();
-        f.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o600))?;
-        let mine = f.metadata()?;
-        if (mine.uid(), mine.gid()) != (old.uid(), old.gid()) {
-            std::os::unix::fs::fchown(f, Some(old.uid()), Some(old.gid()))?;
-        }
-    }
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
 /// An argon2 hash (default parameters, like `gatehouse passwd` writes) of a
 /// random password nobody knows.
-fn decoy_hash() -> Result<String, String> {
+fn decoy_hash() -> Result<String, RealmError> {
     let mut secret = [0u8; 32];
-    getrandom::fill(&mut secret).map_err(|e| format!("random decoy password: {e}"))?;
-    let salt = SaltString::encode_b64(&random_salt()).map_err(|e| e.to_string())?;
-    Argon2::default()
+    getrandom::fill(&mut secret).map_err(RealmError::Random)?;
+    let salt = SaltString::encode_b64(&random_salt()).map_err(RealmError::Hashing)?;
+    let hash = Argon2::default()
         .hash_password(&secret, &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+        .map_err(RealmError::Hashing)?;
+    Ok(hash.to_string())
 }
 
+/// Sixteen random bytes for an argon2 salt.
 fn random_salt() -> [u8; 16] {
     let mut salt = [0u8; 16];
     // The OS RNG failing is not something a proxy can recover from.

@@ -69,7 +69,7 @@ fn refuses_plaintext_passwords_in_the_file() {
         strip_domain: true,
         domains: vec![],
     };
-    let e = LocalRealm::load(&cfg, &slots()).err().unwrap();
+    let e = LocalRealm::load(&cfg, &slots()).err().unwrap().to_string();
     assert!(e.contains("eve") && e.contains("argon2"), "{e}");
 }
 
@@ -92,7 +92,10 @@ fn one_name_in_two_spellings_is_refused_with_both_lines() {
         "# users\n[users.\"Ärztin\"]\npassword = \"{hash}\"\n\n[users.\"ÄRZTIN\"]\npassword = \"{hash}\"\n"
     );
     std::fs::write(&file, text).unwrap();
-    let e = LocalRealm::load(&cfg(true), &slots()).err().unwrap();
+    let e = LocalRealm::load(&cfg(true), &slots())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("line 5") && e.contains("line 2"), "{e}");
     assert!(
         e.contains("ÄRZTIN") && e.contains(&file.display().to_string()),
@@ -107,7 +110,10 @@ fn one_name_in_two_spellings_is_refused_with_both_lines() {
     );
     // Group names are always one name whatever their case.
     std::fs::write(&file, "[groups.Telephony]\n[groups.telephony]\n").unwrap();
-    let e = LocalRealm::load(&cfg(false), &slots()).err().unwrap();
+    let e = LocalRealm::load(&cfg(false), &slots())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(
         e.contains("group \"telephony\"") && e.contains("line 2"),
         "{e}"

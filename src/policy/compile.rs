@@ -12,7 +12,7 @@ use regex::Regex;
 
 use super::file::{self, ActionName, PolicyFile, PortSpec};
 use super::Action;
-use crate::auth::identity::fold;
+use crate::directory::identity::fold;
 
 /// A policy mistake, located.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

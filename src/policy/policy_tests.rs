@@ -1,5 +1,5 @@
 use super::*;
-use crate::auth::identity::Group;
+use crate::directory::identity::Group;
 
 fn identity(user: &str, groups: &[&str]) -> Identity {
     Identity {

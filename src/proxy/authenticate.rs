@@ -8,8 +8,7 @@ use hyper::body::Incoming;
 use super::answer::answer_error;
 use super::Proxy;
 use crate::accesslog::AccessRecord;
-use crate::auth::identity::Authenticated;
-use crate::auth::AuthFailure;
+use crate::auth::{AuthFailure, Authenticated};
 use crate::body::ResponseBody;
 use crate::conn::{ConnState, InFlight};
 use crate::error::ProxyError;
@@ -23,12 +22,15 @@ pub(super) async fn authenticate(
     r: &mut AccessRecord,
 ) -> Result<Authenticated, ProxyError> {
     let presented = req.headers().get_all(header::PROXY_AUTHORIZATION).iter();
-    match proxy.auth.authenticate(presented, conn).await {
+    match proxy
+        .auth
+        .authenticate(presented, &conn.auth, conn.client.ip())
+        .await
+    {
         Ok(who) => {
             r.username = Some(who.identity.user.clone());
             r.auth_groups = who.identity.group_names();
             r.auth_scheme = Some(who.log_scheme());
-            conn.auth_succeeded(&who);
             Ok(who)
         }
         Err(AuthFailure::Missing) => Err(ProxyError::AuthRequired),

@@ -5,9 +5,10 @@
 //! accepts is one `run` starts with, and a reload is refused for exactly
 //! the reasons a start would be.
 
+use crate::auth::AuthError;
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::directory::Realm;
+use crate::directory::{RealmChain, RealmError};
 use crate::policy::Policy;
 use crate::resolve::{Refused, Resolver};
 use crate::tunnel::tls_check::TlsChecker;
@@ -20,10 +21,10 @@ pub enum BuildError {
     Policy(String),
     /// A realm cannot be built (its files, its directory settings).
     #[error("realm: {0}")]
-    Realm(String),
+    Realm(#[from] RealmError),
     /// The authenticator's own settings are refused.
     #[error("authentication: {0}")]
-    Auth(String),
+    Auth(#[from] AuthError),
     /// The certificate verifier cannot be built (`detection.ca_file`).
     #[error("detection: {0}")]
     Detection(String),
@@ -34,15 +35,14 @@ pub struct Reloadable {
     /// The compiled policy.
     pub policy: Policy,
     /// The realms, in `auth.realms` order.
-    pub realms: Vec<Realm>,
+    pub realms: RealmChain,
 }
 
 impl Reloadable {
     /// Compiles the policy and builds the realms the config names.
     pub fn build(config: &Config) -> Result<Self, BuildError> {
         let policy = Policy::load(&config.policy).map_err(BuildError::Policy)?;
-        let realms = Realm::build_all(&config.realm_configs, &config.auth)
-            .map_err(|e| BuildError::Realm(e.to_string()))?;
+        let realms = RealmChain::build(&config.realm_configs, &config.auth.password_checks)?;
         Ok(Self { policy, realms })
     }
 }
@@ -65,7 +65,7 @@ impl Runtime {
     /// Builds everything the config names; nothing listens yet.
     pub fn build(config: &Config) -> Result<Self, BuildError> {
         let Reloadable { policy, realms } = Reloadable::build(config)?;
-        let auth = Authenticator::new(&config.auth, realms).map_err(BuildError::Auth)?;
+        let auth = Authenticator::new(&config.auth, realms)?;
         let checker = TlsChecker::new(&config.detection).map_err(BuildError::Detection)?;
         Ok(Self {
             policy,

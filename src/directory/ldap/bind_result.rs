@@ -15,8 +15,11 @@ use crate::directory::AccountProblem;
 /// What a bind result says about the user's password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindOutcome {
+    /// The password is right.
     Success,
+    /// The password is wrong (or the user unknown to the directory).
     WrongPassword,
+    /// The password may be right but the account may not sign in.
     Account(AccountProblem),
     /// The directory did not judge the password; the reason, for the log.
     Trouble(String),

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use ldap3::ldap_escape;
 
 use super::pool::LdapPool;
-use crate::auth::identity::Group;
 use crate::directory::cache::{StaleCache, Unavailable};
 use crate::directory::config::{GroupStrategy, LdapRealmConfig};
+use crate::directory::identity::Group;
 
 /// AD's LDAP_MATCHING_RULE_IN_CHAIN: membership through any depth of nesting.
 const IN_CHAIN: &str = "1.2.840.113556.1.4.1941";

@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use super::bind_result::{classify, BindOutcome};
 use crate::directory::cache::Unavailable;
 use crate::directory::config::{LdapRealmConfig, LdapTls};
+use crate::directory::error::RealmError;
 
 /// LDAP result codes we act on (RFC 4511).
 const RC_SUCCESS: u32 = 0;
@@ -22,10 +23,13 @@ const RC_NO_SUCH_OBJECT: u32 = 32;
 /// Operations sent to the directory, for tests and benchmarks.
 #[derive(Debug, Default)]
 pub struct OpCounters {
+    /// Searches sent.
     pub searches: AtomicU64,
+    /// User binds sent.
     pub binds: AtomicU64,
 }
 
+/// One directory's connections: a shared search connection and a bounded bind pool.
 pub struct LdapPool {
     cfg: Arc<LdapRealmConfig>,
     bind_password: String,
@@ -33,11 +37,13 @@ pub struct LdapPool {
     service: tokio::sync::Mutex<Option<Ldap>>,
     binders: Semaphore,
     idle: Mutex<Vec<Ldap>>,
+    /// Operations sent so far.
     pub ops: OpCounters,
 }
 
 impl LdapPool {
-    pub fn new(cfg: Arc<LdapRealmConfig>) -> Result<Self, String> {
+    /// A pool for `cfg` (reads the service password and CA now, connects later).
+    pub fn new(cfg: Arc<LdapRealmConfig>) -> Result<Self, RealmError> {
         let bind_password = cfg.bind_password()?;
         let tls = match (&cfg.ca_file, cfg.tls) {
             (Some(ca), LdapTls::Starttls | LdapTls::Ldaps) => Some(Arc::new(client_config(ca)?)),
@@ -236,25 +242,25 @@ impl LdapPool {
 }
 
 /// rustls client config trusting only the CA bundle in `ca_file`.
-fn client_config(ca_file: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+fn client_config(ca_file: &std::path::Path) -> Result<rustls::ClientConfig, RealmError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::CertificateDer;
+    let bad = |why: &dyn std::fmt::Display| RealmError::CaFile {
+        path: ca_file.into(),
+        why: why.to_string(),
+    };
     let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(ca_file)
-        .map_err(|e| format!("ca_file {}: {e}", ca_file.display()))?;
+    let certs = CertificateDer::pem_file_iter(ca_file).map_err(|e| bad(&e))?;
     for cert in certs {
-        let cert = cert.map_err(|e| format!("ca_file {}: {e}", ca_file.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("ca_file {}: {e}", ca_file.display()))?;
+        let cert = cert.map_err(|e| bad(&e))?;
+        roots.add(cert).map_err(|e| bad(&e))?;
     }
     if roots.is_empty() {
-        return Err(format!("ca_file {}: no certificate", ca_file.display()));
+        return Err(bad(&"no certificate"));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth())
 }

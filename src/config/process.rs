@@ -1,4 +1,5 @@
-//! `[shutdown]` and `[log]`: the process's own settings.
+//! `[shutdown]` and `[log]`: the process's own settings, which belong to no
+//! one module.
 
 use std::time::Duration;
 

@@ -1,4 +1,8 @@
-//! Who is behind a request, as far as policy and the log are concerned.
+//! Who is behind a request, as far as policy and the log are concerned, and
+//! the one normalisation of names that realms, policy and groups share.
+//!
+//! Realms build identities; `auth` only says how one was obtained (see
+//! `auth::Authenticated`), so this lives on the directory side.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -26,6 +30,7 @@ pub struct Identity {
     pub realm: Arc<str>,
     /// Directory DN, when the realm is a directory.
     pub dn: Option<String>,
+    /// Direct and nested groups, as the realm resolved them.
     pub groups: Vec<Group>,
 }
 
@@ -41,31 +46,6 @@ impl Identity {
     /// Group names for the log's `cs-auth-group`.
     pub fn group_names(&self) -> Vec<String> {
         self.groups.iter().map(|g| g.name.clone()).collect()
-    }
-}
-
-/// How a request's identity was obtained, for the access log.
-#[derive(Debug, Clone)]
-pub struct Authenticated {
-    pub identity: Arc<Identity>,
-    /// `basic` (later: `negotiate-kerberos`, `ntlm`).
-    pub scheme: &'static str,
-    /// Answered from the credential cache or the connection, without asking the realm.
-    pub cached: bool,
-    /// Established for the connection (Negotiate, NTLM), not just this request.
-    pub connection_bound: bool,
-    /// `Proxy-Authenticate: Negotiate <token>` to send back (mutual authentication).
-    pub mutual: Option<String>,
-}
-
-impl Authenticated {
-    /// `x-auth-scheme`: the scheme, with `-cached` when no realm was asked.
-    pub fn log_scheme(&self) -> String {
-        if self.cached {
-            format!("{}-cached", self.scheme)
-        } else {
-            self.scheme.to_string()
-        }
     }
 }
 

@@ -15,8 +15,10 @@ use tokio::sync::Semaphore;
 /// Why bounded blocking work did not run or did not finish.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SlotError {
+    /// No permit came free within the wait; carries the number of permits.
     #[error("all {0} slots busy")]
     Busy(usize),
+    /// The blocking task panicked or was cancelled.
     #[error("blocking task failed: {0}")]
     Failed(String),
 }
@@ -30,6 +32,7 @@ pub struct BlockingSlots {
 }
 
 impl BlockingSlots {
+    /// `size` tasks at once; a caller waits at most `wait` for a permit.
     pub fn new(size: usize, wait: Duration) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(size)),

@@ -1,0 +1,158 @@
+//! `Proxy-Authorization: Basic`: a user name and password checked against the
+//! realm chain, through a credential cache and the failure throttle.
+//!
+//! Verdicts are cached under an HMAC-SHA256 of realm chain + user + password
+//! with a key drawn when the chain is built: the cache never holds a
+//! password, nor a hash anyone could attack offline after the process ends.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::settings::AuthConfig;
+use super::{throttle, AuthFailure, Authenticated};
+use crate::directory::cache::{Counters, Lifetimes, Source, StaleCache, Unavailable};
+use crate::directory::identity::{normalise, Identity};
+use crate::directory::{AccountProblem, RealmChain, RealmVerdict};
+
+/// Why a credential check has no verdict. Never cached: the next request
+/// asks again.
+#[derive(Debug, Clone, thiserror::Error)]
+enum CheckError {
+    #[error("{0}")]
+    Unavailable(Unavailable),
+    #[error("{0}")]
+    Busy(String),
+    #[error("{}", .0.as_str())]
+    Throttled(throttle::Throttled),
+}
+
+/// A credential check's cached outcome.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Verified(Arc<Identity>),
+    /// Refused; `counts` toward the failure throttle when it was a wrong
+    /// password or an unknown user (not a disabled or expired account, whose
+    /// `account` problem is logged as the reason).
+    Rejected {
+        counts: bool,
+        account: Option<AccountProblem>,
+    },
+}
+
+impl Outcome {
+    /// The chain's verdict as a cacheable outcome, or why there is none.
+    fn of(verdict: RealmVerdict) -> Result<Self, CheckError> {
+        Ok(match verdict {
+            RealmVerdict::Verified(id) => Outcome::Verified(id),
+            // Nobody knows the user: a failure like a wrong password.
+            RealmVerdict::BadPassword | RealmVerdict::UnknownUser => Outcome::Rejected {
+                counts: true,
+                account: None,
+            },
+            RealmVerdict::Refused(problem) => Outcome::Rejected {
+                counts: false,
+                account: Some(problem),
+            },
+            RealmVerdict::Busy(reason) => return Err(CheckError::Busy(reason)),
+            RealmVerdict::Unavailable(u) => return Err(CheckError::Unavailable(u)),
+        })
+    }
+}
+
+struct CredLifetimes {
+    ok: Duration,
+    failed: Duration,
+    grace: Duration,
+}
+
+impl Lifetimes<Outcome> for CredLifetimes {
+    fn fresh(&self, v: &Outcome) -> Duration {
+        match v {
+            Outcome::Verified(_) => self.ok,
+            Outcome::Rejected { .. } => self.failed,
+        }
+    }
+    fn grace(&self, v: &Outcome) -> Duration {
+        match v {
+            Outcome::Verified(_) => self.grace,
+            Outcome::Rejected { .. } => Duration::ZERO,
+        }
+    }
+}
+
+/// The credential cache and the failure throttle in front of the chain.
+pub(crate) struct Basic {
+    creds: StaleCache<[u8; 32], Outcome, CheckError>,
+    throttle: throttle::Throttle,
+}
+
+impl Basic {
+    pub(crate) fn new(cfg: &AuthConfig) -> Self {
+        Self {
+            creds: StaleCache::new(
+                cfg.credential_cache_capacity,
+                CredLifetimes {
+                    ok: cfg.credential_ttl,
+                    failed: cfg.failure_ttl,
+                    grace: cfg.stale_grace,
+                },
+            ),
+            throttle: throttle::Throttle::new(&cfg.throttle),
+        }
+    }
+
+    /// Hit/load/stale counts of the credential cache.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.creds.counters
+    }
+
+    /// Checks a user name and password against `chain`, through the cache;
+    /// a miss passes the failure throttle first.
+    pub(crate) async fn check(
+        &self,
+        chain: &RealmChain,
+        user: &str,
+        password: &str,
+        client: IpAddr,
+    ) -> Result<Authenticated, AuthFailure> {
+        let key = chain.cache_key(user, password);
+        // Every spelling of a login the realms would take for one user
+        // (`CORP\Alice`, `alice@corp`) counts as that user.
+        let who = normalise(user, true, true);
+        let result = self
+            .creds
+            .get(key, || async {
+                self.throttle
+                    .check(&who, client)
+                    .map_err(CheckError::Throttled)?;
+                let outcome = Outcome::of(chain.verify(user, password).await)?;
+                if let Outcome::Rejected { counts: true, .. } = outcome {
+                    self.throttle.failed(&who, client);
+                }
+                Ok(outcome)
+            })
+            .await;
+        let user = user.to_string();
+        match result {
+            Ok((Outcome::Verified(identity), source)) => Ok(Authenticated {
+                identity,
+                scheme: "basic",
+                cached: source != Source::Loaded,
+                connection_bound: false,
+                mutual: None,
+            }),
+            Ok((Outcome::Rejected { account: None, .. }, _)) => Err(AuthFailure::Rejected { user }),
+            Ok((
+                Outcome::Rejected {
+                    account: Some(problem),
+                    ..
+                },
+                _,
+            )) => Err(AuthFailure::AccountRefused { user, problem }),
+            Err(CheckError::Unavailable(u)) => Err(AuthFailure::Unavailable { user, reason: u.0 }),
+            Err(CheckError::Busy(reason)) => Err(AuthFailure::Busy { user, reason }),
+            Err(CheckError::Throttled(why)) => Err(AuthFailure::Throttled { user, why }),
+        }
+    }
+}

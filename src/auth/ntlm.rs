@@ -1,0 +1,153 @@
+//! `Proxy-Authorization: NTLM` (and raw NTLMSSP sent under `Negotiate`): each
+//! step passed through to the domain by a Samba helper that the connection
+//! leases from its type 1 to its type 3 (see [`super::ntlm_helper`]); the
+//! account the domain names is then looked up in the realm chain.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use super::header::BadCredentials;
+use super::ntlm_helper::{HelperError, HelperPool, Reply};
+use super::ntlm_msg::{self, NtlmMessage};
+use super::settings::NtlmConfig;
+use super::state::AuthState;
+use super::{AuthFailure, Authenticated};
+use crate::directory::RealmChain;
+
+/// Largest NTLM message we pass to a helper (a type 3 is a few hundred bytes).
+const MAX_TOKEN: usize = 16 * 1024;
+
+/// The NTLM scheme: its helper pool and settings.
+pub(crate) struct Ntlm {
+    pool: Arc<HelperPool>,
+    cfg: NtlmConfig,
+}
+
+impl Ntlm {
+    pub(crate) fn new(cfg: &NtlmConfig) -> Self {
+        Self {
+            pool: HelperPool::new(cfg),
+            cfg: cfg.clone(),
+        }
+    }
+
+    /// One step of a handshake: a type 1 gets a type 2 back as
+    /// [`AuthFailure::Continue`] and moves `state` to challenged; a type 3
+    /// completes the handshake `state` holds.
+    pub(crate) async fn step(
+        &self,
+        chain: &RealmChain,
+        token: &str,
+        state: &AuthState,
+        client: IpAddr,
+        via_negotiate: bool,
+    ) -> Result<Authenticated, AuthFailure> {
+        let token = token.trim();
+        let raw = match STANDARD.decode(token) {
+            Ok(raw) if raw.len() <= MAX_TOKEN => raw,
+            _ => return Err(AuthFailure::Malformed(BadCredentials::NotBase64)),
+        };
+        match ntlm_msg::parse(&raw) {
+            Ok(NtlmMessage::Negotiate { .. }) => {
+                let prefix = if via_negotiate { "Negotiate" } else { "NTLM" };
+                self.challenge(token, state, client, prefix).await
+            }
+            Ok(NtlmMessage::Authenticate(t3)) => {
+                let user = format!("{}\\{}", t3.domain, t3.user);
+                let pending = state.take_challenge();
+                if t3.anonymous || (t3.ntlm_v1 && !self.cfg.allow_ntlmv1) {
+                    tracing::info!(%user, v1 = t3.ntlm_v1, anonymous = t3.anonymous, "NTLM response refused by policy");
+                    return Err(AuthFailure::Rejected { user });
+                }
+                let Some(mut lease) = pending else {
+                    tracing::debug!(%user, "NTLM type 3 without a handshake on this connection");
+                    return Err(AuthFailure::Rejected { user });
+                };
+                match lease.ask(&format!("KK {token}")).await {
+                    Ok(Reply::Accepted(account)) => identity(chain, account.trim()).await,
+                    Ok(Reply::Refused(why)) => {
+                        tracing::info!(%user, reason = %why, "NTLM authentication refused by the domain");
+                        Err(AuthFailure::Rejected { user })
+                    }
+                    Ok(Reply::Challenge(_)) => Err(AuthFailure::Rejected { user }),
+                    Err(e) => Err(unavailable(&user, e)),
+                }
+            }
+            Ok(NtlmMessage::Challenge { .. }) | Err(_) => {
+                Err(AuthFailure::Malformed(BadCredentials::NotBase64))
+            }
+        }
+    }
+
+    /// A type 1: a place among the address's pending handshakes, a helper,
+    /// and the helper's type 2.
+    async fn challenge(
+        &self,
+        token: &str,
+        state: &AuthState,
+        client: IpAddr,
+        prefix: &str,
+    ) -> Result<Authenticated, AuthFailure> {
+        // Half-open handshakes hold helpers: a few per client address.
+        let wait = self.cfg.queue_timeout;
+        let Some(place) = self.pool.pending.take_within(client, wait).await else {
+            return Err(AuthFailure::Busy {
+                user: "-".into(),
+                reason: format!(
+                    "{} NTLM handshakes already pending from this address",
+                    self.cfg.max_pending_per_address
+                ),
+            });
+        };
+        // A helper that breaks on its first question is replaced once.
+        let pool = &self.pool;
+        let mut lease = pool.lease().await.map_err(|e| unavailable("-", e))?;
+        let mut answer = lease.ask(&format!("YR {token}")).await;
+        if let Err(HelperError::Broken(_)) = answer {
+            lease = pool.lease().await.map_err(|e| unavailable("-", e))?;
+            answer = lease.ask(&format!("YR {token}")).await;
+        }
+        match answer.map_err(|e| unavailable("-", e))? {
+            Reply::Challenge(type2) => {
+                state.challenge_sent(lease, place, self.cfg.handshake_timeout);
+                Err(AuthFailure::Continue {
+                    challenge: format!("{prefix} {type2}"),
+                })
+            }
+            Reply::Refused(why) | Reply::Accepted(why) => {
+                tracing::warn!(reason = %why, "NTLM helper refused a type 1");
+                Err(AuthFailure::Rejected { user: "-".into() })
+            }
+        }
+    }
+}
+
+fn unavailable(user: &str, e: HelperError) -> AuthFailure {
+    AuthFailure::Unavailable {
+        user: user.to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// `DOMAIN\user` from the domain, as a directory identity.
+async fn identity(chain: &RealmChain, account: &str) -> Result<Authenticated, AuthFailure> {
+    match chain.lookup(account).await {
+        Ok(Some(identity)) => Ok(Authenticated {
+            identity,
+            scheme: "ntlm",
+            cached: false,
+            connection_bound: true,
+            mutual: None,
+        }),
+        Ok(None) => Err(AuthFailure::Rejected {
+            user: account.into(),
+        }),
+        Err(u) => Err(AuthFailure::Unavailable {
+            user: account.into(),
+            reason: u.0,
+        }),
+    }
+}
