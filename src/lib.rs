@@ -1,8 +1,16 @@
 //! Gatehouse: an authenticating HTTP forward proxy for corporate networks.
 //!
-//! A request's path, as the modules show it:
-//! `listener` (accept, limits, framing) → `proxy` (the phases) → `policy`
-//! (decision) → `forward` (HTTP) or `tunnel` (CONNECT, relay) → `accesslog`.
+//! A request's path, as the modules show it (the README draws the same):
+//! `listener` (accept, limits, framing) → `proxy` (the phases: destination,
+//! loop check, then [`proxy::plan`] — a pure decision, shared with
+//! `gatehouse explain` — asking for `auth` against the `directory`, for one
+//! resolution (`resolve`), and finally refusing, forwarding (`forward`) or
+//! tunnelling (`tunnel::session`: detection, relay)) → `accesslog`, once per
+//! transaction, in the words of `outcome`.
+//!
+//! Start-up: `config` layers the settings each module owns;
+//! [`server::runtime::Runtime::build`] compiles them once for `run`, `check`,
+//! `explain` and reload.
 #![forbid(unsafe_code)]
 
 pub mod accesslog;
