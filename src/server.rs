@@ -41,8 +41,53 @@ pub enum StartError {
     #[error(transparent)]
     Build(#[from] runtime::BuildError),
     /// The demo accounts on a non-loopback listener.
-    #[error("{0}")]
-    DemoAccounts(String),
+    #[error(transparent)]
+    DemoAccounts(#[from] DemoAccounts),
+}
+
+/// Demo accounts in a users file while the proxy listens beyond loopback.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "realm {realm:?}: users file {file} has the demo account(s) {accounts} whose passwords \
+     are published in the README, and listener.addresses has {open}, which is not loopback. \
+     Change their passwords (gatehouse passwd --users {file} NAME) or remove them, or listen \
+     on 127.0.0.1 only"
+)]
+pub struct DemoAccounts {
+    /// The realm.
+    pub realm: String,
+    /// Its users file.
+    pub file: String,
+    /// The demo accounts found, comma-separated.
+    pub accounts: String,
+    /// The listener address that is not loopback.
+    pub open: SocketAddr,
+}
+
+/// Why a SIGHUP reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Build(#[from] runtime::BuildError),
+    #[error(transparent)]
+    DemoAccounts(#[from] DemoAccounts),
+    #[error("reload task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl ReloadError {
+    /// What was refused, for the log line: `config`, `policy` or `realm`.
+    fn what(&self) -> &'static str {
+        match self {
+            ReloadError::Config(_) => "config",
+            ReloadError::Build(runtime::BuildError::Realm(_)) | ReloadError::DemoAccounts(_) => {
+                "realm"
+            }
+            ReloadError::Build(_) | ReloadError::Task(_) => "policy",
+        }
+    }
 }
 
 /// The shipped demo accounts' passwords are in the README: they may serve
@@ -51,7 +96,7 @@ pub enum StartError {
 pub fn refuse_demo_accounts(
     listeners: &[SocketAddr],
     realms: &[crate::directory::Realm],
-) -> Result<(), String> {
+) -> Result<(), DemoAccounts> {
     let Some(open) = listeners
         .iter()
         .find(|a| !a.ip().to_canonical().is_loopback())
@@ -64,15 +109,12 @@ pub fn refuse_demo_accounts(
         };
         let demo = local.demo_accounts();
         if !demo.is_empty() {
-            let file = local.users_file().display();
-            return Err(format!(
-                "realm {:?}: users file {file} has the demo account(s) {} whose passwords \
-                 are published in the README, and listener.addresses has {open}, which is \
-                 not loopback. Change their passwords (gatehouse passwd --users {file} NAME) \
-                 or remove them, or listen on 127.0.0.1 only",
-                realm.name(),
-                demo.join(", ")
-            ));
+            return Err(DemoAccounts {
+                realm: realm.name().to_string(),
+                file: local.users_file().display().to_string(),
+                accounts: demo.join(", "),
+                open: *open,
+            });
         }
     }
     Ok(())
@@ -86,8 +128,7 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let config = Arc::new(config);
     let built = runtime::Runtime::build(&config)?;
-    refuse_demo_accounts(&config.listener.addresses, &built.auth.realms())
-        .map_err(StartError::DemoAccounts)?;
+    refuse_demo_accounts(&config.listener.addresses, &built.auth.realms())?;
     let mut listeners = Vec::new();
     for addr in &config.listener.addresses {
         let l = TcpListener::bind(addr)
@@ -185,10 +226,11 @@ async fn reload_on_hangup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
         let (path, listening) = (path.clone(), proxy.listening.clone());
         let loaded = tokio::task::spawn_blocking(move || reload(path.as_deref(), &listening))
             .await
-            .unwrap_or_else(|e| Err(("policy", format!("reload task: {e}"))));
+            .unwrap_or_else(|e| Err(e.into()));
         let (policy, realms) = match loaded {
             Ok(new) => new,
-            Err((what, e)) => {
+            Err(e) => {
+                let what = e.what();
                 tracing::error!(error = %e, "{what} reload refused: the running policy and realms stay");
                 continue;
             }
@@ -205,14 +247,10 @@ async fn reload_on_hangup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
 fn reload(
     path: Option<&std::path::Path>,
     listening: &[SocketAddr],
-) -> Result<(crate::policy::Policy, crate::directory::RealmChain), (&'static str, String)> {
-    let config = Config::load(path).map_err(|e| ("config", e.to_string()))?;
-    let runtime::Reloadable { policy, realms } =
-        runtime::Reloadable::build(&config).map_err(|e| match e {
-            runtime::BuildError::Realm(_) => ("realm", e.to_string()),
-            _ => ("policy", e.to_string()),
-        })?;
-    refuse_demo_accounts(listening, &realms).map_err(|e| ("realm", e))?;
+) -> Result<(crate::policy::Policy, crate::directory::RealmChain), ReloadError> {
+    let config = Config::load(path)?;
+    let runtime::Reloadable { policy, realms } = runtime::Reloadable::build(&config)?;
+    refuse_demo_accounts(listening, &realms)?;
     Ok((policy, realms))
 }
 

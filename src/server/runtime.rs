@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::directory::{RealmChain, RealmError};
 use crate::policy::Policy;
 use crate::resolve::{Refused, Resolver};
-use crate::tunnel::tls_check::TlsChecker;
+use crate::tunnel::tls_check::{TlsChecker, VerifierError};
 
 /// Why a config could not be built into a running proxy.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum BuildError {
     Auth(#[from] AuthError),
     /// The certificate verifier cannot be built (`detection.ca_file`).
     #[error("detection: {0}")]
-    Detection(String),
+    Detection(#[from] VerifierError),
 }
 
 /// What SIGHUP swaps in: the policy and the realms.
@@ -66,7 +66,7 @@ impl Runtime {
     pub fn build(config: &Config) -> Result<Self, BuildError> {
         let Reloadable { policy, realms } = Reloadable::build(config)?;
         let auth = Authenticator::new(&config.auth, realms)?;
-        let checker = TlsChecker::new(&config.detection).map_err(BuildError::Detection)?;
+        let checker = TlsChecker::new(&config.detection)?;
         Ok(Self {
             policy,
             auth,

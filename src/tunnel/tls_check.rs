@@ -59,26 +59,42 @@ pub struct TlsChecker {
     timeout: Duration,
 }
 
+/// Why the SSL check's verifier cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifierError {
+    /// `detection.ca_file` cannot be read or holds a certificate rustls refuses.
+    #[error("detection.ca_file {path}: {problem}")]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// rustls refuses the protocol versions asked for.
+    #[error("TLS client settings: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
 impl TlsChecker {
     /// A checker with the bundled roots plus `ca_file`.
-    pub fn new(cfg: &DetectionConfig) -> Result<Self, String> {
+    pub fn new(cfg: &DetectionConfig) -> Result<Self, VerifierError> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(path) = &cfg.ca_file {
             use rustls_pki_types::pem::PemObject;
-            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("detection.ca_file {}: {e}", path.display()))?;
+            let bad = |e: &dyn std::fmt::Display| VerifierError::CaFile {
+                path: path.clone(),
+                problem: e.to_string(),
+            };
+            let certs =
+                rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))?;
             for c in certs {
-                let c = c.map_err(|e| format!("detection.ca_file {}: {e}", path.display()))?;
-                roots
-                    .add(c)
-                    .map_err(|e| format!("detection.ca_file {}: {e}", path.display()))?;
+                roots.add(c.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
+            .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(Self {
