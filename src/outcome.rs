@@ -68,6 +68,17 @@ pub enum DetectionReason {
     NotTls,
     /// The certificate check could not complete (unreachable, timed out).
     CheckFailed,
+    /// The server did not send its first flight within `detection.check_timeout`.
+    ServerTimeout,
+    /// The server's first flight is over `detection.max_server_flight`.
+    ServerFlightTooLarge,
+    /// TLS records, but a handshake the parser cannot follow.
+    HandshakeInvalid,
+    /// A ServerHello that does not answer the client's offer (version,
+    /// cipher, key share).
+    HelloInconsistent,
+    /// The server answered the ClientHello with an alert.
+    HandshakeRefused,
 }
 
 impl DetectionReason {
@@ -84,6 +95,11 @@ impl DetectionReason {
             DetectionReason::DomainMismatch => "ssl_domain_mismatch",
             DetectionReason::NotTls => "protocol_not_tls",
             DetectionReason::CheckFailed => "ssl_check_failed",
+            DetectionReason::ServerTimeout => "ssl_server_timeout",
+            DetectionReason::ServerFlightTooLarge => "ssl_server_flight_too_large",
+            DetectionReason::HandshakeInvalid => "ssl_handshake_invalid",
+            DetectionReason::HelloInconsistent => "ssl_server_hello_inconsistent",
+            DetectionReason::HandshakeRefused => "ssl_handshake_refused",
         }
     }
 }

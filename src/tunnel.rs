@@ -4,13 +4,16 @@
 //! byte reaches the destination, then the [`relay`].
 
 pub mod detect;
+pub mod handshake;
 pub mod inspect;
 pub mod relay;
+pub mod server_flight;
 pub mod session;
 pub mod settings;
 #[cfg(target_os = "linux")]
 mod splice;
 pub mod tls_check;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::time::Duration;

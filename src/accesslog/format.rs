@@ -8,7 +8,7 @@ use super::settings::LogFormat;
 use crate::outcome::SAction;
 
 /// The ELFF fields, in the order every line writes them.
-pub const ELFF_FIELDS: &str = "date time time-taken c-ip cs-username cs-auth-group x-exception-id sc-filter-result cs-categories sc-status s-action cs-method cs-uri-scheme cs-host cs-uri-port cs-uri-path cs-uri-query cs(User-Agent) s-ip sc-bytes cs-bytes x-rule x-auth-scheme x-tags x-protocol x-sni x-ja3n";
+pub const ELFF_FIELDS: &str = "date time time-taken c-ip cs-username cs-auth-group x-exception-id sc-filter-result cs-categories sc-status s-action cs-method cs-uri-scheme cs-host cs-uri-port cs-uri-path cs-uri-query cs(User-Agent) s-ip sc-bytes cs-bytes x-rule x-auth-scheme x-tags x-protocol x-sni x-ja3n r-ip";
 
 /// The lines that open an ELFF file (or a new stdout stream).
 pub fn elff_header(now: std::time::SystemTime) -> String {
@@ -43,7 +43,8 @@ fn elff(out: &mut String, r: &AccessRecord) {
     let cats = r.categories.join(";");
     let port = r.port.to_string();
     let tags = r.tags.join(",");
-    let fields: [&str; 27] = [
+    let remote = r.remote_ip.map(|ip| ip.to_string()).unwrap_or_default();
+    let fields: [&str; 28] = [
         &date,
         &time,
         &r.time_taken_ms.to_string(),
@@ -71,6 +72,7 @@ fn elff(out: &mut String, r: &AccessRecord) {
         r.protocol.unwrap_or(""),
         r.sni.as_deref().unwrap_or(""),
         r.ja3n.as_deref().unwrap_or(""),
+        &remote,
     ];
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
@@ -143,7 +145,11 @@ fn squid(out: &mut String, r: &AccessRecord) {
     let hier = if r.host.is_empty() || r.action == SAction::TcpDenied {
         "HIER_NONE/-".to_string()
     } else {
-        format!("HIER_DIRECT/{}", r.host)
+        // Squid names the address it connected to.
+        match r.remote_ip {
+            Some(ip) => format!("HIER_DIRECT/{ip}"),
+            None => format!("HIER_DIRECT/{}", r.host),
+        }
     };
     let _ = write!(out, " {hier} -");
 }

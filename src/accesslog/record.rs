@@ -84,6 +84,9 @@ pub struct AccessRecord {
     pub sni: Option<String>,
     /// The client's JA3N fingerprint.
     pub ja3n: Option<String>,
+    /// The origin address dialled (ProxySG's `r-ip`): the one the policy
+    /// judged, the tunnel connected to and any probe used.
+    pub remote_ip: Option<IpAddr>,
 }
 
 impl AccessRecord {
@@ -117,6 +120,7 @@ impl AccessRecord {
             protocol: None,
             sni: None,
             ja3n: None,
+            remote_ip: None,
         }
     }
 

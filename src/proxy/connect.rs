@@ -18,6 +18,7 @@ use crate::directory::Identity;
 use crate::listener::guard::GuardedStream;
 use crate::policy::{Facts, Policy};
 use crate::tunnel::detect::Protocol;
+use crate::tunnel::handshake::Check;
 use crate::tunnel::inspect::Inspector;
 use crate::tunnel::session::{self, Detection, RelaySettings, TunnelEnd};
 use crate::tunnel::{self, relay};
@@ -69,6 +70,7 @@ pub(super) async fn connect(
         Ok(s) => s,
         Err(e) => return Err((e, record, in_flight)),
     };
+    record.remote_ip = server.peer_addr().ok().map(|a| a.ip());
     let on_upgrade = hyper::upgrade::on(&mut req);
     record.status = 200;
     let proxy2 = proxy.clone();
@@ -88,7 +90,7 @@ pub(super) async fn connect(
                 let mut pending = parts.read_buf.to_vec();
                 pending.extend_from_slice(&held);
                 drop((held, parts.read_buf));
-                run(&proxy, client, pending, server, &dial, detect).await
+                run(&proxy, client, pending, server, detect).await
             }
             Ok(Err(_)) | Err(_) => {
                 tracing::warn!("CONNECT upgrade failed or was not our socket");
@@ -110,7 +112,6 @@ async fn run(
     client: tokio::net::TcpStream,
     pending: Vec<u8>,
     server: tokio::net::TcpStream,
-    dial: &[SocketAddr],
     detect: Option<Judged>,
 ) -> TunnelEnd {
     let cfg = &proxy.config.tunnel;
@@ -143,11 +144,12 @@ async fn run(
     let detection = Detection {
         inspector: Inspector {
             cfg: &proxy.config.detection,
-            checker: &proxy.checker,
-            addrs: dial,
         },
-        host: &judged.host,
-        port: judged.port,
+        tls: Check {
+            cfg: &proxy.config.detection,
+            checker: &proxy.checker,
+            host: &judged.host,
+        },
         judge,
     };
     session::run(client, pending, server, Some(detection), &relay).await

@@ -26,6 +26,7 @@ pub(super) async fn forward(
     in_flight: InFlight,
 ) -> Result<Response<ResponseBody>, Failed> {
     let method = req.method().clone();
+    r.remote_ip = Some(addr.ip());
     let cs_bytes = Arc::new(AtomicU64::new(0));
     let cfg = &proxy.config.forward;
     let (resp, pinned) = match forward::forward(up, cfg, req, &target, addr, cs_bytes.clone()).await

@@ -56,6 +56,19 @@ pub struct ClientHello {
     /// JA3N fingerprint, hex: JA3 with the extension list sorted, so it is
     /// stable against the extension shuffling of Chrome and rustls.
     pub ja3n: String,
+    /// Offered cipher suites (GREASE left out).
+    pub ciphers: Vec<u16>,
+    /// Offered groups (`supported_groups`, GREASE left out).
+    pub groups: Vec<u16>,
+    /// Groups the client sent a TLS 1.3 key share for.
+    pub key_shares: Vec<u16>,
+    /// The legacy session ID (TLS 1.2 resumption by ID, or TLS 1.3's echo).
+    pub session_id: Vec<u8>,
+    /// The ClientHello carried a session ticket (TLS 1.2 resumption by ticket).
+    pub ticket: bool,
+    /// Bytes of the records that carry the ClientHello, from the start:
+    /// what may go to the server before the verdict.
+    pub record_bytes: usize,
 }
 
 /// The classifier's answer.
@@ -145,8 +158,12 @@ fn tls(buf: &[u8]) -> Classified {
             continue;
         }
         return Classified::Done(match parse_hello(&handshake[..msg_len + 4]) {
-            Some(hello) => Protocol::Tls(hello),
-            None => Protocol::Unknown,
+            // Another message sharing the last record would go out with it.
+            Some(hello) if handshake.len() == msg_len + 4 => Protocol::Tls(ClientHello {
+                record_bytes: at,
+                ..hello
+            }),
+            _ => Protocol::Unknown,
         });
     }
 }
@@ -188,6 +205,8 @@ fn parse_hello(msg: &[u8]) -> Option<ClientHello> {
             TlsExtension::EllipticCurves(g) => {
                 groups = g.iter().map(|g| g.0).filter(|g| !is_grease(*g)).collect()
             }
+            TlsExtension::KeyShare(raw) => hello.key_shares = key_share_groups(raw),
+            TlsExtension::SessionTicket(t) => hello.ticket = !t.is_empty(),
             TlsExtension::EcPointFormats(f) => formats = f.to_vec(),
             _ => {}
         }
@@ -201,6 +220,9 @@ fn parse_hello(msg: &[u8]) -> Option<ClientHello> {
         .map(|c| c.0)
         .filter(|c| !is_grease(*c))
         .collect();
+    hello.session_id = ch.session_id.map(<[u8]>::to_vec).unwrap_or_default();
+    hello.groups.clone_from(&groups);
+    hello.ciphers.clone_from(&ciphers);
     ext_ids.sort_unstable();
     let ja3 = format!(
         "{},{},{},{},{}",
@@ -215,6 +237,22 @@ fn parse_hello(msg: &[u8]) -> Option<ClientHello> {
         .map(|b| format!("{b:02x}"))
         .collect();
     Some(hello)
+}
+
+/// The groups of a ClientHello's `key_share` entries (RFC 8446 §4.2.8):
+/// a length, then (group, key length, key) triples.
+fn key_share_groups(raw: &[u8]) -> Vec<u16> {
+    let mut groups = Vec::new();
+    let mut rest = raw.get(2..).unwrap_or_default();
+    while let [g0, g1, l0, l1, tail @ ..] = rest {
+        let len = u16::from_be_bytes([*l0, *l1]) as usize;
+        let group = u16::from_be_bytes([*g0, *g1]);
+        if !is_grease(group) {
+            groups.push(group);
+        }
+        rest = tail.get(len..).unwrap_or_default();
+    }
+    groups
 }
 
 /// GREASE values (RFC 8701) are random noise and left out of fingerprints.

@@ -1,18 +1,16 @@
 //! Protocol detection on a CONNECT, between the `200` and the relay: read the
-//! client's first bytes (held, never forwarded), classify them, and for TLS
-//! run the SSL check. The outcome says whether to relay (replaying the held
-//! bytes) or to refuse — and the destination has seen nothing either way.
+//! client's first bytes (held, never forwarded), classify them, and ask the
+//! policy. The outcome says whether to relay (replaying the held bytes), to
+//! verify TLS on the tunnel's own connection, or to refuse — and the
+//! destination has seen nothing yet either way.
 
-use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
-use std::sync::Arc;
-
 use super::detect::{classify, Classified, Protocol};
 use super::settings::{DetectionConfig, OnSilence};
-use super::tls_check::TlsChecker;
 use crate::outcome::{DetectionReason, SAction};
 
 /// The post-detection policy's say on a detected protocol.
@@ -60,8 +58,14 @@ pub enum Outcome {
         replay: Vec<u8>,
         /// `TCP_ACCELERATED` for verified TLS, else `TCP_TUNNELED`.
         action: SAction,
-        /// The certificate verdict came from the cache.
-        cached: bool,
+    },
+    /// TLS the policy lets through if the server proves itself: verify it on
+    /// the tunnel's own connection ([`super::handshake`]).
+    VerifyTls {
+        /// What the ClientHello offered (and where its records end in `held`).
+        hello: super::detect::ClientHello,
+        /// Every client byte read so far, the ClientHello first.
+        held: Vec<u8>,
     },
     /// Close the client; nothing was sent upstream.
     Refuse {
@@ -72,26 +76,15 @@ pub enum Outcome {
     },
 }
 
-/// Reads, classifies and checks one tunnel's first bytes.
+/// Reads, classifies and judges one tunnel's first bytes.
 pub struct Inspector<'a> {
     /// `[detection]` settings: limits, timeout, what silence means.
     pub cfg: &'a DetectionConfig,
-    /// The SSL check, with its verdict cache.
-    pub checker: &'a TlsChecker,
-    /// The destination's decided addresses (the SSL check dials these).
-    pub addrs: &'a [SocketAddr],
 }
 
 impl Inspector<'_> {
     /// `held` holds client bytes already read (they are classified first).
-    pub async fn inspect<C, P>(
-        &self,
-        client: &mut C,
-        mut held: Vec<u8>,
-        host: &str,
-        port: u16,
-        policy: P,
-    ) -> Outcome
+    pub async fn inspect<C, P>(&self, client: &mut C, mut held: Vec<u8>, policy: P) -> Outcome
     where
         C: AsyncRead + Unpin,
         P: Fn(&Protocol) -> PolicySays,
@@ -132,7 +125,6 @@ impl Inspector<'_> {
                                     protocol: None,
                                     replay: held,
                                     action: SAction::TcpTunneled,
-                                    cached: false,
                                 },
                             };
                         }
@@ -153,33 +145,15 @@ impl Inspector<'_> {
                 protocol: Some(protocol),
                 replay: held,
                 action: SAction::TcpTunneled,
-                cached: false,
             },
-            Next::CheckCertificate => {
-                let sni = match &protocol {
-                    Protocol::Tls(hello) => hello.sni.clone(),
-                    _ => None,
-                };
-                let (verdict, cached) = self
-                    .checker
-                    .check(self.addrs, host, port, sni.as_deref())
-                    .await;
-                match verdict.reason() {
-                    None => Outcome::Pass {
-                        protocol: Some(protocol),
-                        replay: held,
-                        action: SAction::TcpAccelerated,
-                        cached,
-                    },
-                    Some(reason) => {
-                        tracing::info!(%host, port, ?sni, ?verdict, "TLS tunnel refused by the SSL check");
-                        Outcome::Refuse {
-                            protocol: Some(protocol),
-                            reason,
-                        }
-                    }
-                }
-            }
+            Next::CheckCertificate => match protocol {
+                Protocol::Tls(hello) => Outcome::VerifyTls { hello, held },
+                // next_step asks for a certificate only for TLS.
+                other => Outcome::Refuse {
+                    protocol: Some(other),
+                    reason: DetectionReason::ProtocolNotAllowed,
+                },
+            },
         }
     }
 }

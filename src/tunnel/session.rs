@@ -14,6 +14,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::detect::Protocol;
+use super::handshake::{self, Check, Verified};
 use super::inspect::{Inspector, Outcome, PolicySays};
 use super::relay::{self, Transfer};
 use crate::outcome::{DetectionReason, ExceptionId, SAction};
@@ -31,12 +32,10 @@ pub struct RelaySettings {
 
 /// Protocol detection for a tunnel the plan sent to `detect`.
 pub struct Detection<'a, P> {
-    /// Reads, classifies and checks the client's first bytes.
+    /// Reads, classifies and judges the client's first bytes.
     pub inspector: Inspector<'a>,
-    /// The CONNECT host (the certificate's name when there is no SNI).
-    pub host: &'a str,
-    /// The CONNECT port.
-    pub port: u16,
+    /// Verifies TLS on the tunnel's own connection.
+    pub tls: Check<'a>,
     /// The policy's say on what was detected.
     pub judge: P,
 }
@@ -102,17 +101,15 @@ pub async fn run<P>(
 where
     P: Fn(&Protocol) -> PolicySays,
 {
+    // Bytes already through before the relay: the ClientHello sent ahead to
+    // the server, the server's flight released to the client.
+    let (mut sent_ahead, mut released) = (0u64, 0u64);
     let (protocol, action, replay) = match detection {
         None => (None, SAction::TcpTunneled, pending),
         Some(d) => {
-            // Boxed: the detection future (rustls handshake state included) is
-            // large, and an undetected tunnel should not carry its size.
-            let outcome =
-                Box::pin(
-                    d.inspector
-                        .inspect(&mut client, pending, d.host, d.port, d.judge),
-                )
-                .await;
+            // Boxed: the detection future (TLS verification and probe state
+            // included) is large, and an undetected tunnel should not carry it.
+            let outcome = Box::pin(d.inspector.inspect(&mut client, pending, d.judge)).await;
             match outcome {
                 // Neither side has seen a byte of the other's: just close.
                 Outcome::Refuse { protocol, reason } => {
@@ -122,8 +119,29 @@ where
                     protocol,
                     replay,
                     action,
-                    ..
                 } => (protocol, action, replay),
+                Outcome::VerifyTls { hello, mut held } => {
+                    let verdict =
+                        Box::pin(handshake::verify(&mut server, &held, &hello, &d.tls)).await;
+                    let sent = hello.record_bytes.min(held.len());
+                    let protocol = Some(Protocol::Tls(hello));
+                    match verdict {
+                        // The server saw the ClientHello only; the client nothing.
+                        Verified::Refuse(reason) => return TunnelEnd::refused(protocol, reason),
+                        Verified::Pass { flight, how } => {
+                            tracing::debug!(how, "TLS tunnel verified");
+                            if let Err(e) = client.write_all(&flight).await {
+                                tracing::debug!(error = %e, "client closed before the server's flight");
+                                return TunnelEnd::broken(protocol, 0);
+                            }
+                            released = flight.len() as u64;
+                            sent_ahead = sent as u64;
+                            // The ClientHello went already; the rest is still held.
+                            let rest = held.split_off(sent);
+                            (protocol, SAction::TcpAccelerated, rest)
+                        }
+                    }
+                }
             }
         }
     };
@@ -131,7 +149,7 @@ where
     if !replay.is_empty() {
         if let Err(e) = server.write_all(&replay).await {
             tracing::debug!(error = %e, "upstream closed before the replay");
-            return TunnelEnd::broken(protocol, 0);
+            return TunnelEnd::broken(protocol, sent_ahead);
         }
     }
     drop(replay);
@@ -144,8 +162,8 @@ where
     )
     .await;
     let mut end = TunnelEnd::new(protocol, action);
-    end.cs_bytes = out.client_to_server + replayed;
-    end.sc_bytes = out.server_to_client;
+    end.cs_bytes = out.client_to_server + replayed + sent_ahead;
+    end.sc_bytes = out.server_to_client + released;
     if out.end == relay::End::Idle {
         end.exception = Some(ExceptionId::TunnelIdleTimeout);
     }

@@ -60,12 +60,23 @@ pub struct DetectionConfig {
     pub max_bytes: usize,
     /// A client that says nothing (server-speaks-first protocols).
     pub on_silence: OnSilence,
-    /// The certificate check's connect + handshake time.
+    /// The server's first flight must arrive within this (read on the
+    /// tunnel's own socket); a probe's connect + handshake too.
     #[serde(with = "humantime_serde")]
     pub check_timeout: Duration,
-    /// How long a certificate verdict per (host, port, SNI) is reused.
+    /// Most server bytes held while its first flight (ServerHello …
+    /// ServerHelloDone, certificate chain included) is read; beyond: refused.
+    pub max_server_flight: usize,
+    /// How long a probe's verdict per (address, port, SNI) is reused (TLS 1.3
+    /// and resumptions this proxy did not see verified).
     #[serde(with = "humantime_serde")]
     pub verdict_ttl: Duration,
+    /// How long the session ID of a TLS ≤ 1.2 handshake verified on the wire
+    /// lets a resumption of it pass without a probe.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Most sessions remembered (oldest forgotten first).
+    pub max_sessions: u64,
     /// Extra CA certificates (PEM) trusted besides the bundled web roots.
     pub ca_file: Option<PathBuf>,
 }
@@ -78,7 +89,10 @@ impl Default for DetectionConfig {
             max_bytes: 16 * 1024,
             on_silence: OnSilence::Deny,
             check_timeout: Duration::from_secs(10),
+            max_server_flight: 128 * 1024,
             verdict_ttl: Duration::from_secs(600),
+            session_ttl: Duration::from_secs(3600),
+            max_sessions: 100_000,
             ca_file: None,
         }
     }
@@ -107,9 +121,17 @@ impl DetectionConfig {
         if !(512..=super::detect::MAX_HELLO).contains(&self.max_bytes) {
             return Err(invalid("detection.max_bytes", "between 512 and 65536"));
         }
+        if !(4096..=1024 * 1024).contains(&self.max_server_flight) {
+            return Err(invalid(
+                "detection.max_server_flight",
+                "between 4096 and 1048576",
+            ));
+        }
         nonzero(&[
             ("detection.timeout", self.timeout),
             ("detection.check_timeout", self.check_timeout),
+            ("detection.verdict_ttl", self.verdict_ttl),
+            ("detection.session_ttl", self.session_ttl),
         ])
     }
 }

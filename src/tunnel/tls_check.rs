@@ -1,21 +1,27 @@
-//! The SSL check: does the destination present a valid certificate for the
-//! name the client asked for? A separate verification handshake (rustls,
-//! web roots plus the configured CA bundle) answers it before a single client
-//! byte is sent; verdicts are cached per (host, port, SNI).
+//! The SSL check's state and its probe. TLS ≤ 1.2 is verified on the
+//! tunnel's own connection ([`super::handshake`]); what that cannot see —
+//! a TLS 1.3 certificate (encrypted), or the original of a resumed session
+//! this proxy never saw — is checked by a probe: a verification handshake
+//! (rustls, the same [`Verifier`]) to **the address the tunnel is connected
+//! to**, with the client's SNI and ALPN, its verdict cached per (address,
+//! port, SNI) for `detection.verdict_ttl`. The session IDs of full
+//! handshakes verified on the wire are remembered, bounded, so a resumption
+//! of one passes without a probe.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use rustls::{CertificateError, Error as TlsError};
-use rustls_pki_types::ServerName;
+use rustls::Error as TlsError;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::settings::DetectionConfig;
+pub use super::verify::VerifierError;
+use super::verify::{self, Verifier};
 use crate::outcome::DetectionReason;
 
 /// What the destination's TLS looks like.
@@ -49,83 +55,83 @@ impl CertVerdict {
     }
 }
 
-type Key = (String, u16, Option<String>);
+/// A probe verdict's key: the address dialled and the SNI asked.
+type Key = (SocketAddr, Option<String>);
+/// A remembered session: where, for which SNI, which session ID.
+type Session = (SocketAddr, Option<String>, Vec<u8>);
 
-/// The SSL check: a handshake with the destination, verified as rustls
-/// verifies, with the verdict cached per (host, port, SNI).
+/// The SSL check: the verifier, the probe with its verdict cache, and the
+/// sessions verified on the wire.
 pub struct TlsChecker {
-    connector: tokio_rustls::TlsConnector,
+    verifier: Verifier,
+    config: Arc<rustls::ClientConfig>,
     cache: moka::future::Cache<Key, CertVerdict>,
+    sessions: moka::sync::Cache<Session, ()>,
     timeout: Duration,
-}
-
-/// Why the SSL check's verifier cannot be built.
-#[derive(Debug, thiserror::Error)]
-pub enum VerifierError {
-    /// `detection.ca_file` cannot be read or holds a certificate rustls refuses.
-    #[error("detection.ca_file {path}: {problem}")]
-    CaFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// What is wrong with it.
-        problem: String,
-    },
-    /// rustls refuses the protocol versions asked for.
-    #[error("TLS client settings: {0}")]
-    Tls(#[from] rustls::Error),
 }
 
 impl TlsChecker {
     /// A checker with the bundled roots plus `ca_file`.
     pub fn new(cfg: &DetectionConfig) -> Result<Self, VerifierError> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(path) = &cfg.ca_file {
-            use rustls_pki_types::pem::PemObject;
-            let bad = |e: &dyn std::fmt::Display| VerifierError::CaFile {
-                path: path.clone(),
-                problem: e.to_string(),
-            };
-            let certs =
-                rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))?;
-            for c in certs {
-                roots.add(c.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
-            }
-        }
+        let verifier = Verifier::new(cfg.ca_file.as_deref())?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.rustls())
             .with_no_client_auth();
         Ok(Self {
-            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            verifier,
+            config: Arc::new(config),
             cache: moka::future::Cache::builder()
                 .max_capacity(50_000)
                 .time_to_live(cfg.verdict_ttl)
+                .build(),
+            sessions: moka::sync::Cache::builder()
+                .max_capacity(cfg.max_sessions)
+                .time_to_live(cfg.session_ttl)
                 .build(),
             timeout: cfg.check_timeout,
         })
     }
 
-    /// The verdict for `host:port` with the client's `sni`, cached; a
-    /// handshake goes to `addrs`, the addresses the policy judged.
+    /// The verifier every check uses.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// Remembers a session ID from a full handshake verified on the wire.
+    pub fn remember(&self, addr: SocketAddr, sni: Option<&str>, session_id: &[u8]) {
+        if !session_id.is_empty() {
+            self.sessions
+                .insert((addr, sni.map(str::to_owned), session_id.to_vec()), ());
+        }
+    }
+
+    /// Was this session's full handshake verified here, at this address, for this SNI?
+    pub fn seen(&self, addr: SocketAddr, sni: Option<&str>, session_id: &[u8]) -> bool {
+        !session_id.is_empty()
+            && self
+                .sessions
+                .contains_key(&(addr, sni.map(str::to_owned), session_id.to_vec()))
+    }
+
+    /// The probe's verdict for the server at `addr` — the address the tunnel
+    /// is connected to, never a new resolution — for `name` (the SNI, else
+    /// the CONNECT host), offering `alpn`; cached per (address, SNI).
     /// Returns the verdict and whether it came from the cache.
-    pub async fn check(
+    pub async fn probe(
         &self,
-        addrs: &[SocketAddr],
-        host: &str,
-        port: u16,
+        addr: SocketAddr,
+        name: &str,
         sni: Option<&str>,
+        alpn: &[String],
     ) -> (CertVerdict, bool) {
-        let key = (
-            host.to_ascii_lowercase(),
-            port,
-            sni.map(str::to_ascii_lowercase),
-        );
+        let key = (addr, sni.map(str::to_ascii_lowercase));
         if let Some(v) = self.cache.get(&key).await {
             return (v, true);
         }
-        let verdict = self.handshake(addrs, host, port, sni).await;
+        let verdict = self.handshake(addr, name, alpn).await;
         // A destination we could not reach is asked again next time.
         if !matches!(verdict, CertVerdict::Unreachable(_)) {
             self.cache.insert(key, verdict.clone()).await;
@@ -133,30 +139,24 @@ impl TlsChecker {
         (verdict, false)
     }
 
-    async fn handshake(
-        &self,
-        addrs: &[SocketAddr],
-        host: &str,
-        port: u16,
-        sni: Option<&str>,
-    ) -> CertVerdict {
-        let name = sni.unwrap_or(host);
-        let server_name = match name.parse::<IpAddr>() {
-            Ok(ip) => ServerName::IpAddress(ip.into()),
-            Err(_) => match ServerName::try_from(name.to_string()) {
-                Ok(n) => n,
-                Err(_) => {
-                    return CertVerdict::Invalid(format!("{name:?} is not a valid server name"))
-                }
-            },
+    async fn handshake(&self, addr: SocketAddr, name: &str, alpn: &[String]) -> CertVerdict {
+        let Some(server_name) = verify::server_name(name) else {
+            return CertVerdict::Invalid(format!("{name:?} is not a valid server name"));
+        };
+        let connector = if alpn.is_empty() {
+            tokio_rustls::TlsConnector::from(self.config.clone())
+        } else {
+            let mut c = (*self.config).clone();
+            c.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+            tokio_rustls::TlsConnector::from(Arc::new(c))
         };
         let attempt = async {
-            let tcp = super::dial(addrs, &format!("{host}:{port}"), self.timeout)
+            let tcp = TcpStream::connect(addr)
                 .await
                 .map_err(|e| CertVerdict::Unreachable(e.to_string()))?;
             let recorder = FirstBytes::new(tcp);
             let seen = recorder.seen.clone();
-            match self.connector.connect(server_name, recorder).await {
+            match connector.connect(server_name, recorder).await {
                 Ok(_) => Ok(CertVerdict::Valid),
                 Err(e) => Err(classify_failure(
                     &e,
@@ -167,7 +167,7 @@ impl TlsChecker {
         match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(v)) | Ok(Err(v)) => v,
             Err(_) => CertVerdict::Unreachable(format!(
-                "no TLS handshake with {host}:{port} within {:?}",
+                "no TLS handshake with {addr} within {:?}",
                 self.timeout
             )),
         }
@@ -180,12 +180,10 @@ fn classify_failure(e: &io::Error, first: &[u8]) -> CertVerdict {
     let tls = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<TlsError>());
-    if let Some(TlsError::InvalidCertificate(c)) = tls {
-        return match c {
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                CertVerdict::DomainMismatch
-            }
-            other => CertVerdict::Invalid(format!("{other:?}")),
+    if let Some(err @ TlsError::InvalidCertificate(c)) = tls {
+        return match verify::reason(err) {
+            DetectionReason::DomainMismatch => CertVerdict::DomainMismatch,
+            _ => CertVerdict::Invalid(format!("{c:?}")),
         };
     }
     match first {
@@ -250,6 +248,7 @@ impl AsyncWrite for FirstBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::CertificateError;
 
     fn tls_err(e: TlsError) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidData, e)
