@@ -345,12 +345,15 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
             .map_or("auth.required".to_string(), |r| format!("rule {r}"))
     );
     let d = policy.decide(&facts);
-    for (layer, rule) in &d.trace {
+    for ((layer, rule), entries) in d.trace.iter().zip(&d.entries) {
         println!(
             "layer {layer:?}: {}",
             rule.as_deref()
                 .map_or("no rule matched".to_string(), |r| format!("rule {r:?}"))
         );
+        for e in entries {
+            println!("  matched {e}");
+        }
     }
     let verdict = match &d.verdict {
         Verdict::Allow => "ALLOW".to_string(),

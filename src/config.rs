@@ -559,7 +559,8 @@ impl Config {
             config.realm_configs.push(realm);
         }
         // The policy is compiled here too, so `check` and start-up refuse a bad one.
-        crate::policy::Policy::load(&config.policy).map_err(|e| invalid("policy", e))?;
+        crate::policy::Policy::load(&config.policy)
+            .map_err(|e| invalid("policy", e.to_string()))?;
         Ok(config)
     }
 

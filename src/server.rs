@@ -113,7 +113,8 @@ pub async fn run(
         log: log.clone(),
         auth,
         policy: arc_swap::ArcSwap::from_pointee(
-            crate::policy::Policy::load(&config.policy).map_err(StartError::Policy)?,
+            crate::policy::Policy::load(&config.policy)
+                .map_err(|e| StartError::Policy(e.to_string()))?,
         ),
         checker: crate::tunnel::tls_check::TlsChecker::new(&config.detection)
             .map_err(StartError::Policy)?,
@@ -212,7 +213,8 @@ fn reload(
 ) -> Result<(crate::policy::Policy, Vec<crate::directory::Realm>), (&'static str, String)> {
     // The config's own checks include the policy's: both are "policy" here.
     let config = Config::load(path).map_err(|e| ("policy", e.to_string()))?;
-    let policy = crate::policy::Policy::load(&config.policy).map_err(|e| ("policy", e))?;
+    let policy =
+        crate::policy::Policy::load(&config.policy).map_err(|e| ("policy", e.to_string()))?;
     let realms = crate::directory::Realm::build_all(&config.realm_configs, &config.auth)
         .map_err(|e| ("realm", e))?;
     refuse_demo_accounts(listening, &realms).map_err(|e| ("realm", e))?;

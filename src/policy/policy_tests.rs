@@ -297,13 +297,14 @@ fn mistakes_name_the_rule_and_field() {
         ("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r1\"\naction=\"allow\"\nprotocol=[\"quic\"]\n", "field `protocol`"),
     ];
     for (text, want) in cases {
-        let e = Policy::from_toml(text).unwrap_err();
+        let e = Policy::from_toml(text).unwrap_err().to_string();
         assert!(e.contains("rule \"r1\"") && e.contains(want), "{want}: {e}");
     }
     let e = Policy::from_toml(
         "[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r\"\nacton=\"allow\"\n",
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("acton"), "{e}");
 }
 
