@@ -319,3 +319,7 @@ fn allowed_layer(cfg: &PolicyConfig) -> Option<Layer> {
 #[cfg(test)]
 #[path = "policy/policy_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "policy/reference_tests.rs"]
+mod reference_tests;
