@@ -401,3 +401,30 @@ action = "tunnel"
         Some("tunnel-strasse")
     );
 }
+
+#[test]
+fn the_shipped_blocklist_example_loads_and_names_its_entries() {
+    let cfg = PolicyConfig {
+        file: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/blocklists-policy.toml")),
+        ..Default::default()
+    };
+    let p = Policy::load(&cfg).unwrap();
+    let mut q = Req::connect("x.ads.example");
+    q.method = "GET";
+    let d = p.decide(&q.facts());
+    assert_eq!(d.verdict_rule.as_deref(), Some("blocked-domains"));
+    assert_eq!(
+        d.entries[0][0].to_string(),
+        "host .ads.example from lists/blocked-domains.txt:4"
+    );
+    let mut q = Req::connect("fine.example");
+    q.addrs = vec!["198.51.100.7".parse().unwrap()];
+    let d = p.decide(&q.facts());
+    assert_eq!(d.verdict_rule.as_deref(), Some("blocked-networks"));
+    assert_eq!(
+        d.entries[0][0].to_string(),
+        "dest 198.51.100.7/32 from lists/bad-nets.txt:3"
+    );
+    assert!(p.decide(&Req::connect("ads.example.org").facts()).verdict == Verdict::Allow);
+    assert!(p.decide(&Req::connect("a.tracker.example").facts()).verdict != Verdict::Allow);
+}
