@@ -84,6 +84,7 @@ def cleanup():
     while squids and time.time() < end:
         squids = [p for p in squids if os.path.exists(f"/proc/{p}")]
         time.sleep(0.1)
+    shutil.rmtree(f"{work}/policy", ignore_errors=True)  # the generated lists: ~25 MB
     if os.path.exists(f"{work}/slapd/run.pid"):
         subprocess.run([os.path.join(ROOT, "integration/lab/slapd"), "stop", f"{work}/slapd"])
     time.sleep(1)

@@ -78,6 +78,16 @@ pub struct HostSet {
 }
 
 impl HostSet {
+    /// An empty set with room for `exact` names and `suffix` domains, so a
+    /// big list is not rehashed (and its old tables left in the heap) as it grows.
+    pub fn with_capacity(exact: usize, suffix: usize) -> Self {
+        HostSet {
+            exact: HashMap::with_capacity(exact),
+            suffix: HashMap::with_capacity(suffix),
+            ..HostSet::default()
+        }
+    }
+
     /// Adds a pattern read at `line`; the first of duplicates is kept.
     pub fn insert(&mut self, p: Pattern, line: u32) {
         match p {

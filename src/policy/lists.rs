@@ -50,7 +50,15 @@ fn read(object: &str, path: &Path) -> Result<String, ListError> {
 /// `shown` is the path as the policy writes it, for `explain`.
 pub fn read_hosts(object: &str, path: &Path, shown: &str) -> Result<HostSet, ListError> {
     let text = read(object, path)?;
-    let mut set = HostSet::default();
+    let (mut exact, mut suffix) = (0, 0);
+    for (_, entry) in entries(&text) {
+        if entry.starts_with('.') {
+            suffix += 1;
+        } else {
+            exact += 1;
+        }
+    }
+    let mut set = HostSet::with_capacity(exact, suffix);
     set.origin = Origin {
         file: Some(Arc::from(shown)),
     };
