@@ -70,7 +70,7 @@ def cleanup():
         except ProcessLookupError:
             pass
     squids = []
-    for pidfile in ("sq1", "sq2", "sq_auth", "sq_ldap"):
+    for pidfile in ("sq1", "sq2", "sq_auth", "sq_ldap", "sq_pol_none", "sq_pol_domains", "sq_pol_cidrs"):
         f = os.path.join(work, pidfile, "squid.pid")
         if os.path.exists(f):
             try:

@@ -44,7 +44,10 @@ pub struct PolicyFile {
 /// lists and threat feeds run to millions of lines and change daily; a
 /// SIGHUP reloads them with the policy).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a list of strings, { host_file = \"FILE\" } or { dest_file = \"FILE\" }"
+)]
 pub enum Object {
     /// `name = ["a", "b"]`: used in any field.
     List(Vec<String>),

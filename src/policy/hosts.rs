@@ -65,6 +65,14 @@ fn ip_pattern(suffix: bool, ip: IpAddr, s: &str) -> Result<Pattern, String> {
     Ok(Pattern::Exact(host::fold(ip).to_string()))
 }
 
+/// Which kind of pattern matched.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Exact,
+    Suffix,
+    Regex,
+}
+
 /// A set of host patterns. Each entry keeps the line it was read from
 /// (0 when written in the policy file) for `explain`.
 #[derive(Debug, Default)]
@@ -127,22 +135,34 @@ impl HostSet {
         !self.regexes.is_empty()
     }
 
-    /// Does any pattern match `host`?
+    /// Does any pattern match `host`? (No allocation for a canonical host.)
     pub fn matches(&self, host: &str) -> bool {
-        self.find(host).is_some()
+        self.hit(host).is_some()
     }
 
     /// The most specific matching pattern and its line: an exact name, else
     /// the longest suffix, else the first regex.
     pub fn find(&self, host: &str) -> Option<(Pattern, u32)> {
+        let (kind, text, line) = self.hit(host)?;
+        let text = text.to_string();
+        let p = match kind {
+            Kind::Exact => Pattern::Exact(text),
+            Kind::Suffix => Pattern::Suffix(text),
+            Kind::Regex => Pattern::Regex(text),
+        };
+        Some((p, line))
+    }
+
+    /// [`find`](Self::find), borrowing the pattern's text from the set.
+    fn hit(&self, host: &str) -> Option<(Kind, &str, u32)> {
         let h = lookup_form(host);
-        if let Some(line) = self.exact.get(h.as_ref()) {
-            return Some((Pattern::Exact(h.into_owned()), *line));
+        if let Some((k, line)) = self.exact.get_key_value(h.as_ref()) {
+            return Some((Kind::Exact, k, *line));
         }
         if !self.suffix.is_empty() {
             for tail in tails(&h) {
-                if let Some(line) = self.suffix.get(tail) {
-                    return Some((Pattern::Suffix(tail.to_string()), *line));
+                if let Some((k, line)) = self.suffix.get_key_value(tail) {
+                    return Some((Kind::Suffix, k, *line));
                 }
             }
         }
@@ -150,7 +170,7 @@ impl HostSet {
         // Regexes see the host as the old matcher did: trailing dots gone, case kept.
         let i = set.matches(host.trim_end_matches('.')).iter().next()?;
         let (re, line) = &self.regexes[i];
-        Some((Pattern::Regex(re.to_string()), *line))
+        Some((Kind::Regex, re, *line))
     }
 
     /// The matched entry, as `explain` shows it.

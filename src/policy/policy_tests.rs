@@ -428,3 +428,32 @@ fn the_shipped_blocklist_example_loads_and_names_its_entries() {
     assert!(p.decide(&Req::connect("ads.example.org").facts()).verdict == Verdict::Allow);
     assert!(p.decide(&Req::connect("a.tracker.example").facts()).verdict != Verdict::Allow);
 }
+
+#[test]
+fn list_file_objects_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts.txt");
+    std::fs::write(&hosts, "example.com\n").unwrap();
+    let rule = |field: &str| {
+        format!("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r\"\n{field} = [\"@x\"]\naction=\"deny\"\n")
+    };
+    let obj = |o: &str| format!("[objects]\nx = {o}\n");
+    let h = format!("{{ host_file = {:?} }}", hosts.display().to_string());
+    let cases = [
+        (obj(&h) + &rule("host"), None),
+        (obj(&h) + &rule("sni"), None),
+        (obj(&h) + &rule("dest"), Some("holds names, not addresses")),
+        (obj(&h) + &rule("group"), Some("is a list file")),
+        (obj("{ host_file = \"/nonexistent/x.txt\" }") + &rule("host"), Some("/nonexistent/x.txt")),
+        (obj("{ host_file = \"a\", dest_file = \"b\" }"), Some("one of host_file or dest_file")),
+        (obj("{ hosts_file = \"a\" }"), Some("{ host_file = \"FILE\" }")),
+    ];
+    for (text, want) in cases {
+        match (Policy::from_toml(&text), want) {
+            (Ok(_), None) => {}
+            (Err(e), Some(want)) => assert!(e.to_string().contains(want), "{want}: {e}"),
+            (Ok(_), Some(want)) => panic!("accepted, wanted {want}: {text}"),
+            (Err(e), None) => panic!("{e}: {text}"),
+        }
+    }
+}
