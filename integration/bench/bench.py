@@ -514,7 +514,7 @@ def policy_report(lines):
     base = {w: med("policy_none", w, "rps")[0] for w in ("gatehouse", "squid_w1")}
     lines += ["", f"Policy at scale: 1 KiB GETs by name, {POLICY_DOMAINS:,} domains / {POLICY_CIDRS:,} CIDRs from files, "
               f"{POLICY_RULES:,} rules; req/s median (min–max), ratios within this run", "",
-              "| policy | gatehouse req/s | squid w1 req/s | gatehouse / squid w1 | gatehouse / its no-policy | squid / its no-policy | gatehouse CPU µs/req |",
+              "| policy | gatehouse req/s | squid w1 req/s | gatehouse / squid w1 | gatehouse / its no-policy | squid / its no-policy | CPU µs/req gatehouse, squid w1 |",
               "|---|---|---|---|---|---|---|"]
     for name in ("none", "domains", "cidrs", "rules"):
         t = f"policy_{name}"
@@ -526,10 +526,12 @@ def policy_report(lines):
                 m, lo, hi = med(t, w, "rps")
                 cell[w] = (m, f"{m:.0f} ({lo:.0f}–{hi:.0f})")
         g, s = cell.get("gatehouse", (None, "–")), cell.get("squid_w1", (None, "–"))
-        cpu = med(t, "gatehouse", "cpu_us_per_req")[0]
+        cpu = f"{med(t, 'gatehouse', 'cpu_us_per_req')[0]:.1f}"
+        if "squid_w1" in results[t]:
+            cpu += f", {med(t, 'squid_w1', 'cpu_us_per_req')[0]:.1f}"
         vs_squid = f"{g[0] / s[0]:.2f}×" if g[0] and s[0] else "–"
         squid_own = f"{s[0] / base['squid_w1']:.2f}×" if s[0] else "–"
-        lines.append(f"| {name} | {g[1]} | {s[1]} | {vs_squid} | {g[0] / base['gatehouse']:.2f}× | {squid_own} | {cpu:.1f} |")
+        lines.append(f"| {name} | {g[1]} | {s[1]} | {vs_squid} | {g[0] / base['gatehouse']:.2f}× | {squid_own} | {cpu} |")
     pl = {w: r[0] for w, r in results["policy_load"].items()}
     lines += ["", "| start-up with | gatehouse to listening | gatehouse RSS | squid w1 to listening | squid w1 RSS |", "|---|---|---|---|---|"]
     for name in ("none", "domains", "cidrs", "rules"):
@@ -604,7 +606,12 @@ def report():
     lines.append("Tunnel errors: none." if not errs else "Tunnel errors (failed tunnels, not counted in rates): " + "; ".join(errs))
     print("\n".join(lines))
     json.dump({"date": ts, "cores": os.cpu_count(), "reps": REPS, "duration_s": DUR, "results": results},
-              open("bench-results.json", "w"), indent=1)
+              open(results_file(), "w"), indent=1)
+
+
+def results_file():
+    """A run of some tests (TESTS=...) does not overwrite the full run's results."""
+    return "bench-results.json" if not ONLY else f"bench-results-{'-'.join(sorted(ONLY))}.json"
 
 
 if __name__ == "__main__":
