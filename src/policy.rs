@@ -147,7 +147,7 @@ impl Policy {
             layers.push(layer);
         }
         let categories = match &cfg.categories {
-            Some(p) => Categories::load(p).map_err(LoadError::Categories)?,
+            Some(p) => Categories::load(p)?,
             None => Categories::default(),
         };
         Ok(Self {

@@ -54,6 +54,6 @@ pub enum LoadError {
         source: ListError,
     },
     /// The category database is wrong.
-    #[error("{0}")]
-    Categories(String),
+    #[error(transparent)]
+    Categories(#[from] super::categories::CategoryError),
 }

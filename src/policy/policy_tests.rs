@@ -444,9 +444,18 @@ fn list_file_objects_are_checked() {
         (obj(&h) + &rule("sni"), None),
         (obj(&h) + &rule("dest"), Some("holds names, not addresses")),
         (obj(&h) + &rule("group"), Some("is a list file")),
-        (obj("{ host_file = \"/nonexistent/x.txt\" }") + &rule("host"), Some("/nonexistent/x.txt")),
-        (obj("{ host_file = \"a\", dest_file = \"b\" }"), Some("one of host_file or dest_file")),
-        (obj("{ hosts_file = \"a\" }"), Some("{ host_file = \"FILE\" }")),
+        (
+            obj("{ host_file = \"/nonexistent/x.txt\" }") + &rule("host"),
+            Some("/nonexistent/x.txt"),
+        ),
+        (
+            obj("{ host_file = \"a\", dest_file = \"b\" }"),
+            Some("one of host_file or dest_file"),
+        ),
+        (
+            obj("{ hosts_file = \"a\" }"),
+            Some("{ host_file = \"FILE\" }"),
+        ),
     ];
     for (text, want) in cases {
         match (Policy::from_toml(&text), want) {
