@@ -9,7 +9,15 @@
 
 pub mod categories;
 pub mod compile;
+pub mod entry;
+pub mod error;
 pub mod file;
+pub mod hosts;
+pub mod index;
+pub mod lists;
+pub mod nets;
+mod objects;
+pub mod rule;
 pub mod settings;
 
 use std::net::IpAddr;
@@ -18,10 +26,13 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use crate::directory::identity::{fold, folds_to, Identity};
+use crate::directory::identity::{fold, Identity};
 use categories::Categories;
-use compile::{Atom, Layer, Rule};
+pub use entry::{EntrySource, MatchedEntry};
+pub use error::{LoadError, PolicyError};
 use file::{DefaultVerdict, LayerKind, PolicyFile};
+use index::Layer;
+use rule::{Atom, Rule};
 use settings::PolicyConfig;
 
 /// What a rule tells the proxy to do.
@@ -66,6 +77,11 @@ pub struct Decision {
     pub tags: Vec<Arc<str>>,
     /// Each layer and the rule that matched in it, for `explain`.
     pub trace: Vec<(Arc<str>, Option<Arc<str>>)>,
+    /// For each entry of `trace`, in the same order: the list entries that
+    /// made its rule's host, SNI, destination and client conditions hold
+    /// (`host .example.com from lists/blocked.txt:1234`); empty when the
+    /// layer matched no rule or its rule has no such condition.
+    pub entries: Vec<Vec<MatchedEntry>>,
 }
 
 impl Decision {
@@ -113,12 +129,21 @@ pub struct Policy {
 impl Policy {
     /// Loads and compiles the policy the config names, with the
     /// `allowed_groups`/`allowed_users` shortcut as a last layer.
-    pub fn load(cfg: &PolicyConfig) -> Result<Self, String> {
-        let (file, source) = match &cfg.file {
-            Some(path) => (read_file(path)?, path.display().to_string()),
-            None => (PolicyFile::default(), "built-in policy".to_string()),
+    /// List files (`host_file`, `dest_file`) are read relative to the policy file.
+    pub fn load(cfg: &PolicyConfig) -> Result<Self, LoadError> {
+        let (file, source, base) = match &cfg.file {
+            Some(path) => (
+                read_file(path)?,
+                path.display().to_string(),
+                path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            ),
+            None => (
+                PolicyFile::default(),
+                "built-in policy".to_string(),
+                ".".into(),
+            ),
         };
-        let mut layers = compile::compile(&file, &source).map_err(|e| e.to_string())?;
+        let mut layers = compile::compile(&file, &source, &base)?;
         if let Some(layer) = allowed_layer(cfg) {
             layers.push(layer);
         }
@@ -134,11 +159,20 @@ impl Policy {
         })
     }
 
-    /// Compiles a policy from TOML text (tests, `explain`).
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        let file: PolicyFile = toml_edit::de::from_str(text).map_err(|e| e.to_string())?;
+    /// Compiles a policy from TOML text (tests); list files are read
+    /// relative to the current directory.
+    pub fn from_toml(text: &str) -> Result<Self, LoadError> {
+        Self::from_toml_indexed(text, index::INDEX_FROM)
+    }
+
+    /// [`from_toml`](Self::from_toml), indexing layers of at least `index_from` rules.
+    pub fn from_toml_indexed(text: &str, index_from: usize) -> Result<Self, LoadError> {
+        let file: PolicyFile = toml_edit::de::from_str(text).map_err(|e| LoadError::Syntax {
+            source_name: "policy".into(),
+            message: e.to_string(),
+        })?;
         Ok(Self {
-            layers: compile::compile(&file, "policy").map_err(|e| e.to_string())?,
+            layers: compile::compile_indexed(&file, "policy", Path::new("."), index_from)?,
             default: file.default,
             categories: Categories::default(),
             source: "policy".into(),
@@ -165,7 +199,7 @@ impl Policy {
             .iter()
             .filter(|l| l.kind == LayerKind::Authentication)
         {
-            if let Some(rule) = layer.rules.iter().find(|r| matches(r, facts)) {
+            if let Some(rule) = layer.first_match(facts) {
                 match rule.action {
                     Action::Authenticate => need = (true, Some(rule.name.clone())),
                     Action::NoAuthenticate => need = (false, Some(rule.name.clone())),
@@ -192,11 +226,14 @@ impl Policy {
             connect_rule: None,
             tags: Vec::new(),
             trace: Vec::new(),
+            entries: Vec::new(),
         };
         for layer in self.layers.iter().filter(|l| l.kind == LayerKind::Access) {
-            let hit = layer.rules.iter().find(|r| matches(r, facts));
+            let hit = layer.first_match(facts);
             d.trace
                 .push((layer.name.clone(), hit.map(|r| r.name.clone())));
+            d.entries
+                .push(hit.map(|r| r.entries(facts)).unwrap_or_default());
             let Some(rule) = hit else { continue };
             match &rule.action {
                 Action::Allow => d.verdict = Verdict::Allow,
@@ -226,10 +263,15 @@ impl Policy {
     }
 }
 
-fn read_file(path: &Path) -> Result<PolicyFile, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("policy {}: {e}", path.display()))?;
-    toml_edit::de::from_str(&text).map_err(|e| format!("policy {}: {e}", path.display()))
+fn read_file(path: &Path) -> Result<PolicyFile, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml_edit::de::from_str(&text).map_err(|e| LoadError::Syntax {
+        source_name: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// `allowed_groups = [...]` / `allowed_users = [...]`: the seed's rule —
@@ -238,7 +280,7 @@ fn allowed_layer(cfg: &PolicyConfig) -> Option<Layer> {
     if cfg.allowed_groups.is_empty() && cfg.allowed_users.is_empty() {
         return None;
     }
-    let no_ua = compile::HeaderCond {
+    let no_ua = rule::HeaderCond {
         name: http::header::USER_AGENT,
         re: regex::Regex::new("^$").expect("a constant regex"),
     };
@@ -248,10 +290,10 @@ fn allowed_layer(cfg: &PolicyConfig) -> Option<Layer> {
         .map(|g| Atom::Group(fold(g)))
         .chain(cfg.allowed_users.iter().map(|u| Atom::User(fold(u))))
         .collect();
-    Some(Layer {
-        name: "allowed-groups".into(),
-        kind: LayerKind::Access,
-        rules: vec![Rule {
+    Some(Layer::new(
+        "allowed-groups".into(),
+        LayerKind::Access,
+        vec![Rule {
             name: "allowed-groups-tunnel".into(),
             authenticated: None,
             users: None,
@@ -271,83 +313,14 @@ fn allowed_layer(cfg: &PolicyConfig) -> Option<Layer> {
             action: Action::Tunnel,
             tag: None,
         }],
-    })
-}
-
-fn atom_matches(a: &Atom, f: &Facts<'_>) -> bool {
-    match a {
-        Atom::User(u) => f.identity.is_some_and(|i| folds_to(&i.user, u)),
-        Atom::Group(g) => f.identity.is_some_and(|i| i.in_group(g)),
-        Atom::Realm(r) => f.identity.is_some_and(|i| folds_to(&i.realm, r)),
-        Atom::Client(n) => n.contains(&f.client),
-        Atom::Method(m) => f.method.eq_ignore_ascii_case(m),
-        Atom::Header(h) => h.iter().all(|c| c.matches(f.headers)),
-    }
-}
-
-/// A `dest` condition against every address the destination resolved to.
-/// A rule that restricts (deny, detect, authenticate, tag) matches when any
-/// address is in its ranges; a rule that grants (allow, tunnel,
-/// no-authenticate) only when all are, and there are some. Either way a name
-/// with one address inside and one outside cannot slip past: the proxy may
-/// dial any of them.
-fn dest_matches(r: &Rule, nets: &[ipnet::IpNet], addrs: &[IpAddr]) -> bool {
-    let inside = |ip: &IpAddr| nets.iter().any(|n| n.contains(ip));
-    match r.action {
-        Action::Allow | Action::Tunnel | Action::NoAuthenticate => {
-            !addrs.is_empty() && addrs.iter().all(inside)
-        }
-        Action::Deny { .. } | Action::Detect | Action::Authenticate | Action::Tag => {
-            addrs.iter().any(inside)
-        }
-    }
-}
-
-/// Every condition present must hold.
-fn matches(r: &Rule, f: &Facts<'_>) -> bool {
-    let id = f.identity;
-    let any = |list: &Option<Vec<String>>, pred: &dyn Fn(&str) -> bool| {
-        list.as_ref().is_none_or(|l| l.iter().any(|x| pred(x)))
-    };
-    if r.needs_detection() && f.detected.is_none() {
-        return false;
-    }
-    r.authenticated.is_none_or(|want| want == id.is_some())
-        && any(&r.users, &|u| id.is_some_and(|i| folds_to(&i.user, u)))
-        && any(&r.groups, &|g| id.is_some_and(|i| i.in_group(g)))
-        && any(&r.realms, &|x| id.is_some_and(|i| folds_to(&i.realm, x)))
-        && r.clients
-            .as_ref()
-            .is_none_or(|l| l.iter().any(|n| n.contains(&f.client)))
-        && any(&r.methods, &|m| f.method.eq_ignore_ascii_case(m))
-        && r.hosts
-            .as_ref()
-            .is_none_or(|l| l.iter().any(|h| h.matches(f.host)))
-        && r.dests.as_ref().is_none_or(|l| dest_matches(r, l, f.addrs))
-        && r.ports
-            .as_ref()
-            .is_none_or(|l| l.iter().any(|(a, b)| (*a..=*b).contains(&f.port)))
-        && r.headers.iter().all(|h| h.matches(f.headers))
-        && r.sources.as_ref().is_none_or(|objs| {
-            objs.iter().any(|all| {
-                all.iter()
-                    .all(|alts| alts.iter().any(|a| atom_matches(a, f)))
-            })
-        })
-        && any(&r.categories, &|c| {
-            f.categories.iter().any(|x| folds_to(x, c))
-        })
-        && r.time.as_ref().is_none_or(|t| t.matches(f.now))
-        && any(&r.protocols, &|p| {
-            f.detected.is_some_and(|(proto, _)| proto == p)
-        })
-        && r.snis.as_ref().is_none_or(|l| {
-            f.detected
-                .and_then(|(_, sni)| sni)
-                .is_some_and(|sni| l.iter().any(|h| h.matches(sni)))
-        })
+        index::INDEX_FROM,
+    ))
 }
 
 #[cfg(test)]
 #[path = "policy/policy_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "policy/reference_tests.rs"]
+mod reference_tests;

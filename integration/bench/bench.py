@@ -19,7 +19,9 @@ ONLY = {t for t in os.environ.get("TESTS", "").split(",") if t}
 
 def want(test):
     return not ONLY or test in ONLY or any(test.startswith(t) for t in ONLY)
-P = dict(ldap=21389, gh_ldap=21134, sq_ldap=21135, origin=21080, echo=21090, pong=21091, tls=21092, gh_detect=21133, gh=21130, gh_auth=21131, sq1=21128, sq2=21129, sq_auth=21132)
+P = dict(ldap=21389, gh_ldap=21134, sq_ldap=21135, origin=21080, echo=21090, pong=21091, tls=21092, gh_detect=21133, gh=21130, gh_auth=21131, sq1=21128, sq2=21129, sq_auth=21132,
+         gh_pol_none=21140, gh_pol_domains=21141, gh_pol_cidrs=21142, gh_pol_rules=21143,
+         sq_pol_none=21144, sq_pol_domains=21145, sq_pol_cidrs=21146)
 USER, PASSWORD = "bench", "bench-password"
 work = tempfile.mkdtemp(prefix="gatehouse-bench-")
 procs = []
@@ -69,7 +71,7 @@ def cleanup():
         except ProcessLookupError:
             pass
     squids = []
-    for pidfile in ("sq1", "sq2", "sq_auth", "sq_ldap"):
+    for pidfile in ("sq1", "sq2", "sq_auth", "sq_ldap", "sq_pol_none", "sq_pol_domains", "sq_pol_cidrs"):
         f = os.path.join(work, pidfile, "squid.pid")
         if os.path.exists(f):
             try:
@@ -83,6 +85,7 @@ def cleanup():
     while squids and time.time() < end:
         squids = [p for p in squids if os.path.exists(f"/proc/{p}")]
         time.sleep(0.1)
+    shutil.rmtree(f"{work}/policy", ignore_errors=True)  # the generated lists: ~25 MB
     if os.path.exists(f"{work}/slapd/run.pid"):
         subprocess.run([os.path.join(ROOT, "integration/lab/slapd"), "stop", f"{work}/slapd"])
     time.sleep(1)
@@ -152,7 +155,7 @@ def origin_count():
     return sum(1 for _ in open(f"{work}/nginx.log"))
 
 
-def squid(name, port, workers, auth, ldap=False):
+def squid(name, port, workers, auth, ldap=False, extra="", wait=20):
     d = f"{work}/{name}"
     os.makedirs(d, exist_ok=True)
     shutil.chown(d, "proxy", "proxy")
@@ -186,7 +189,7 @@ acl localnet src 127.0.0.0/8
 acl bench_ports port {P['echo']} {P['pong']} {P['origin']} {P['tls']}
 acl CONNECT method CONNECT
 http_access deny CONNECT !bench_ports
-{auth_conf}http_access allow localnet
+{auth_conf}{extra}http_access allow localnet
 http_access deny all
 forwarded_for delete
 via on
@@ -194,7 +197,7 @@ shutdown_lifetime 1 seconds
 """
     open(f"{d}/squid.conf", "w").write(conf)
     subprocess.run(["squid", "-f", f"{d}/squid.conf"], check=True)
-    wait_port(port)
+    wait_port(port, wait)
 
 
 def squid_pids(name):
@@ -202,7 +205,7 @@ def squid_pids(name):
     return [int(x) for x in out.split()]
 
 
-def gatehouse(name, port, auth, detect=False, realm=None):
+def gatehouse(name, port, auth, detect=False, realm=None, extra="", wait=20):
     users = f"{work}/users.toml"
     if not os.path.exists(users):
         subprocess.run([GH, "passwd", "--users", users, USER], input=PASSWORD + "\n", text=True, check=True, capture_output=True)
@@ -223,10 +226,10 @@ ca_file = "{work}/bench-ca.pem"
 path = "{work}/{name}.access.log"
 [log]
 level = "warn"
-{auth_conf}"""
+{auth_conf}{extra}"""
     open(f"{work}/{name}.toml", "w").write(conf)
     p = start([GH, "run", "--config", f"{work}/{name}.toml"], name)
-    wait_port(port)
+    wait_port(port, wait)
     return p.pid
 
 
@@ -402,6 +405,9 @@ def run():
                 results.setdefault(f"ldap_{phase}", {})[who] = [
                     {"rate": float(m.group(1)), "requests": int(m.group(2)), "errors": int(m.group(3)),
                      "searches": srch, "binds": bind}]
+    # 8. policy at scale: big lists from files and many rules, against no policy
+    if want("policy"):
+        policy_scale()
     # 6. memory: idle authenticated tunnels (once; 9000 = the fd limit's worth)
     count = int(os.environ.get("IDLE_TUNNELS", "9000"))
     for who, port, pid_key in () if not want("idle_tunnels") else (("gatehouse", P["gh_auth"], "gatehouse_auth"), ("squid_w1", P["sq_auth"], "squid_auth")):
@@ -417,6 +423,122 @@ def run():
     for who in ("gatehouse", "squid_w1", "squid_w2"):
         results.setdefault("peak_rss", {})[who] = [{"mib": rss_mib(pids[who], "VmHWM")}]
     report()
+
+
+POLICY_DOMAINS = int(os.environ.get("POLICY_DOMAINS", "1000000"))
+POLICY_CIDRS = int(os.environ.get("POLICY_CIDRS", "100000"))
+POLICY_RULES = int(os.environ.get("POLICY_RULES", "10000"))
+ORIGIN_NAME = "origin.bench.test"
+
+
+def policy_lists():
+    """Deterministic lists: half exact names, half `.domain`s, none overlapping and none
+    matching the origin; /28s from 11.0.0.0 up (not the origin's 127.0.0.1); rules each
+    filed under a user, a host, a group or a port, then one rule that does match."""
+    d = f"{work}/policy"
+    os.makedirs(d, exist_ok=True)
+    with open(f"{d}/domains.txt", "w") as f:
+        f.write("# generated block list\n")
+        for i in range(POLICY_DOMAINS):
+            f.write(f"blk{i:07d}.example{i % 997}.test\n" if i % 2 else f".sub{i:07d}.test\n")
+    with open(f"{d}/cidrs.txt", "w") as f:
+        base = 11 << 24
+        for i in range(POLICY_CIDRS):
+            a = base + i * 16
+            f.write(f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}/28\n")
+    rules = ['default = "allow"', "[objects]", 'domains = { host_file = "domains.txt" }',
+             'cidrs = { dest_file = "cidrs.txt" }']
+    open(f"{d}/domains.toml", "w").write("\n".join(rules[:3] + ['[[layers]]', 'name = "blocklist"', '[[layers.rules]]',
+        'name = "blocked-domains"', 'host = ["@domains"]', 'action = "deny"', '']))
+    open(f"{d}/cidrs.toml", "w").write("\n".join(rules[:2] + rules[3:] + ['[[layers]]', 'name = "blocklist"', '[[layers.rules]]',
+        'name = "blocked-nets"', 'dest = ["@cidrs"]', 'action = "deny"', '']))
+    out = ['default = "deny"', '[[layers]]', 'name = "many"']
+    for i in range(POLICY_RULES):
+        cond = [f'user = ["u{i}"]\nhost = ["h{i}.test"]', f'host = [".d{i}.test"]',
+                f'group = ["g{i}"]\nmethod = ["GET"]', f'port = [{8000 + i % 50}]\nclient = ["10.{i % 250}.0.0/16"]'][i % 4]
+        out.append(f'[[layers.rules]]\nname = "r{i}"\n{cond}\naction = "{"deny" if i % 3 else "allow"}"')
+    out.append(f'[[layers.rules]]\nname = "allow-origin"\nhost = ["{ORIGIN_NAME}"]\naction = "allow"\n')
+    open(f"{d}/rules.toml", "w").write("\n".join(out))
+    open(f"{d}/hosts", "w").write(f"127.0.0.1 {ORIGIN_NAME}\n")
+    shutil.chown(d, "proxy", "proxy")
+
+
+def policy_scale():
+    """1 KiB GETs by name through: no policy; a 1M-domain host_file; a 100k-CIDR dest_file;
+    10k rules — Gatehouse against Squid with the same lists (`dstdomain`/`dst` from files).
+    Start-up time (to listening) and RSS are taken per proxy; the list's share is the
+    difference from the same proxy without it."""
+    d = f"{work}/policy"
+    policy_lists()
+    resolver = f'[resolver]\nsystem = false\nhosts = {{ "{ORIGIN_NAME}" = ["127.0.0.1"] }}\n'
+    squid_hosts = f"hosts_file {d}/hosts\n"
+    setups = [
+        ("none", "", "", "", 0),
+        ("domains", f'[policy]\nfile = "{d}/domains.toml"\n', f'acl big dstdomain "{d}/domains.txt"\nhttp_access deny big\n',
+         "squid", POLICY_DOMAINS),
+        ("cidrs", f'[policy]\nfile = "{d}/cidrs.toml"\n', f'acl big dst "{d}/cidrs.txt"\nhttp_access deny big\n',
+         "squid", POLICY_CIDRS),
+        ("rules", f'[policy]\nfile = "{d}/rules.toml"\n', None, None, POLICY_RULES),
+    ]
+    procs_by = {}
+    for name, gh_extra, sq_extra, _, entries in setups:
+        t0 = time.time()
+        pid = gatehouse(f"gh_pol_{name}", P[f"gh_pol_{name}"], False, extra=resolver + gh_extra, wait=120)
+        load = time.time() - t0
+        procs_by[("gatehouse", name)] = ([pid], P[f"gh_pol_{name}"])
+        record("policy_load", f"gatehouse_{name}", {"load_s": load, "rss_mib": rss_mib([pid]), "entries": entries})
+        if sq_extra is not None:
+            t0 = time.time()
+            squid(f"sq_pol_{name}", P[f"sq_pol_{name}"], 1, False, extra=squid_hosts + sq_extra, wait=300)
+            load = time.time() - t0
+            pids = squid_pids(f"sq_pol_{name}")
+            procs_by[("squid_w1", name)] = (pids, P[f"sq_pol_{name}"])
+            record("policy_load", f"squid_w1_{name}", {"load_s": load, "rss_mib": rss_mib(pids), "entries": entries})
+    url = f"http://{ORIGIN_NAME}:{P['origin']}/1k.bin"
+    for rep in range(REPS):
+        print(f"# policy repetition {rep + 1}/{REPS}", file=sys.stderr)
+        # Alternating: each setup's Gatehouse, then its Squid, so drift hits both alike.
+        for name, *_ in setups:
+            for who in ("gatehouse", "squid_w1"):
+                if (who, name) not in procs_by:
+                    continue
+                pids, port = procs_by[(who, name)]
+                c0 = cpu_seconds(pids)
+                r = wrk(port, url)
+                r["cpu_us_per_req"] = (cpu_seconds(pids) - c0) * 1e6 / max(r["requests"], 1)
+                record(f"policy_{name}", who, r)
+
+
+def policy_report(lines):
+    if "policy_none" not in results:
+        return
+    base = {w: med("policy_none", w, "rps")[0] for w in ("gatehouse", "squid_w1")}
+    lines += ["", f"Policy at scale: 1 KiB GETs by name, {POLICY_DOMAINS:,} domains / {POLICY_CIDRS:,} CIDRs from files, "
+              f"{POLICY_RULES:,} rules; req/s median (min–max), ratios within this run", "",
+              "| policy | gatehouse req/s | squid w1 req/s | gatehouse / squid w1 | gatehouse / its no-policy | squid / its no-policy | CPU µs/req gatehouse, squid w1 |",
+              "|---|---|---|---|---|---|---|"]
+    for name in ("none", "domains", "cidrs", "rules"):
+        t = f"policy_{name}"
+        if t not in results:
+            continue
+        cell = {}
+        for w in ("gatehouse", "squid_w1"):
+            if w in results[t]:
+                m, lo, hi = med(t, w, "rps")
+                cell[w] = (m, f"{m:.0f} ({lo:.0f}–{hi:.0f})")
+        g, s = cell.get("gatehouse", (None, "–")), cell.get("squid_w1", (None, "–"))
+        cpu = f"{med(t, 'gatehouse', 'cpu_us_per_req')[0]:.1f}"
+        if "squid_w1" in results[t]:
+            cpu += f", {med(t, 'squid_w1', 'cpu_us_per_req')[0]:.1f}"
+        vs_squid = f"{g[0] / s[0]:.2f}×" if g[0] and s[0] else "–"
+        squid_own = f"{s[0] / base['squid_w1']:.2f}×" if s[0] else "–"
+        lines.append(f"| {name} | {g[1]} | {s[1]} | {vs_squid} | {g[0] / base['gatehouse']:.2f}× | {squid_own} | {cpu} |")
+    pl = {w: r[0] for w, r in results["policy_load"].items()}
+    lines += ["", "| start-up with | gatehouse to listening | gatehouse RSS | squid w1 to listening | squid w1 RSS |", "|---|---|---|---|---|"]
+    for name in ("none", "domains", "cidrs", "rules"):
+        g, s = pl.get(f"gatehouse_{name}"), pl.get(f"squid_w1_{name}")
+        sq = f"{s['load_s']:.2f} s | {s['rss_mib']:.1f} MiB" if s else "– | –"
+        lines.append(f"| {name} | {g['load_s']:.2f} s | {g['rss_mib']:.1f} MiB | {sq} |")
 
 
 def med(test, who, key):
@@ -469,6 +591,7 @@ def report():
             lines.append(f"| {phase} | req/s | {g['rate']:.0f} | {q['rate']:.0f} | {g['rate'] / max(q['rate'], 1e-9):.2f}× |")
             for k in ("searches", "binds"):
                 lines.append(f"| {phase} | {k} per request | {g[k] / max(g['requests'], 1):.3f} | {q[k] / max(q['requests'], 1):.3f} | – |")
+    policy_report(lines)
     lines.append("")
     it = results.get("idle_tunnels")
     if it:
@@ -484,7 +607,12 @@ def report():
     lines.append("Tunnel errors: none." if not errs else "Tunnel errors (failed tunnels, not counted in rates): " + "; ".join(errs))
     print("\n".join(lines))
     json.dump({"date": ts, "cores": os.cpu_count(), "reps": REPS, "duration_s": DUR, "results": results},
-              open("bench-results.json", "w"), indent=1)
+              open(results_file(), "w"), indent=1)
+
+
+def results_file():
+    """A run of some tests (TESTS=...) does not overwrite the full run's results."""
+    return "bench-results.json" if not ONLY else f"bench-results-{'-'.join(sorted(ONLY))}.json"
 
 
 if __name__ == "__main__":

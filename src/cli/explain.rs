@@ -113,12 +113,15 @@ fn print_identity(identity: Option<&Identity>) {
 }
 
 fn print_trace(d: &Decision) {
-    for (layer, rule) in &d.trace {
+    for ((layer, rule), entries) in d.trace.iter().zip(&d.entries) {
         println!(
             "layer {layer:?}: {}",
             rule.as_deref()
                 .map_or("no rule matched".to_string(), |r| format!("rule {r:?}"))
         );
+        for e in entries {
+            println!("  matched {e}");
+        }
     }
 }
 

@@ -9,10 +9,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use prefix_trie::joint::map::JointPrefixMap;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -31,28 +32,78 @@ struct Entry {
     cidrs: Vec<String>,
 }
 
-#[derive(Debug, Default)]
+/// Domains (suffix lookups in a hash map) and ranges (a prefix trie) to
+/// category names: a lookup costs the same for a big database as a small one.
+#[derive(Default)]
 pub struct Categories {
     domains: HashMap<String, Vec<Arc<str>>>,
-    nets: Vec<(IpNet, Arc<str>)>,
+    nets: JointPrefixMap<IpNet, Vec<Arc<str>>>,
+}
+
+impl std::fmt::Debug for Categories {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Categories")
+            .field("domains", &self.domains.len())
+            .field("nets", &self.nets.len())
+            .finish()
+    }
+}
+
+/// Why the category database could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum CategoryError {
+    /// The file could not be read.
+    #[error("categories {}: {source}", path.display())]
+    Read {
+        /// The database file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid database.
+    #[error("categories{}: {message}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Invalid {
+        /// The database file, when read from one.
+        path: Option<PathBuf>,
+        /// What is wrong (TOML error, or the category and entry).
+        message: String,
+    },
+}
+
+fn invalid(message: String) -> CategoryError {
+    CategoryError::Invalid {
+        path: None,
+        message,
+    }
 }
 
 impl Categories {
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("categories {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("categories {}: {e}", path.display()))
+    /// Reads and parses the database file.
+    pub fn load(path: &Path) -> Result<Self, CategoryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CategoryError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            CategoryError::Invalid { message, .. } => CategoryError::Invalid {
+                path: Some(path.to_path_buf()),
+                message,
+            },
+            other => other,
+        })
     }
 
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let file: CategoryFile = toml_edit::de::from_str(text).map_err(|e| e.to_string())?;
+    /// Parses a database from TOML text.
+    pub fn parse(text: &str) -> Result<Self, CategoryError> {
+        let file: CategoryFile =
+            toml_edit::de::from_str(text).map_err(|e| invalid(e.to_string()))?;
         let mut db = Categories::default();
         for (name, entry) in file.categories {
             let name: Arc<str> = name.into();
             for d in entry.domains {
                 let d = d.trim_matches('.').to_ascii_lowercase();
                 if d.is_empty() {
-                    return Err(format!("category {name:?}: empty domain"));
+                    return Err(invalid(format!("category {name:?}: empty domain")));
                 }
                 db.domains.entry(d).or_default().push(name.clone());
             }
@@ -60,13 +111,13 @@ impl Categories {
                 let net = c
                     .parse::<IpNet>()
                     .or_else(|_| c.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("category {name:?}: {c:?} is not a CIDR"))?;
-                db.nets.push((net.trunc(), name.clone()));
+                    .map_err(|_| invalid(format!("category {name:?}: {c:?} is not a CIDR")))?;
+                let names = db.nets.entry(net.trunc()).or_insert_with(Vec::new);
+                if !names.contains(&name) {
+                    names.push(name.clone());
+                }
             }
         }
-        // Longest prefix first, so the most specific range is listed first.
-        db.nets
-            .sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
         Ok(db)
     }
 
@@ -80,10 +131,11 @@ impl Categories {
             }
         };
         for ip in addrs {
-            self.nets
-                .iter()
-                .filter(|(n, _)| n.contains(ip))
-                .for_each(|(_, c)| push(c));
+            // Every range holding the address, the most specific first.
+            let covering: Vec<_> = self.nets.cover(&IpNet::from(*ip)).collect();
+            for (_, names) in covering.into_iter().rev() {
+                names.iter().for_each(&mut push);
+            }
         }
         if host.parse::<IpAddr>().is_ok() {
             return out;
@@ -107,6 +159,7 @@ impl Categories {
         !self.nets.is_empty()
     }
 
+    /// No domains and no ranges.
     pub fn is_empty(&self) -> bool {
         self.domains.is_empty() && self.nets.is_empty()
     }
@@ -144,5 +197,26 @@ mod tests {
         assert_eq!(by_addr, vec![Arc::<str>::from("Internet Telephony")]);
         assert!(db.has_ranges());
         assert!(Categories::parse("[categories.x]\ncidrs = [\"nope\"]\n").is_err());
+    }
+
+    #[test]
+    fn every_covering_range_counts_most_specific_first() {
+        let db = Categories::parse(
+            "[categories.Wide]\ncidrs = [\"10.0.0.0/8\", \"10.1.0.0/16\"]\n\
+             [categories.Narrow]\ncidrs = [\"10.1.0.0/16\", \"10.1.2.3\"]\n",
+        )
+        .unwrap();
+        let names = |ip: &str| -> Vec<String> {
+            db.lookup("x.test", &[ip.parse().unwrap()])
+                .iter()
+                .map(|c| c.to_string())
+                .collect()
+        };
+        assert_eq!(names("10.1.2.3"), ["Narrow", "Wide"]);
+        assert_eq!(names("10.1.9.9"), ["Narrow", "Wide"]);
+        assert_eq!(names("10.9.9.9"), ["Wide"]);
+        assert!(names("11.0.0.1").is_empty());
+        let e = Categories::parse("[categories.x]\ncidrs = [\"nope\"]\n").unwrap_err();
+        assert!(e.to_string().contains("\"nope\""), "{e}");
     }
 }

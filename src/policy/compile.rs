@@ -1,204 +1,31 @@
 //! Compiling a policy file into matchers: regexes built once, object
-//! references expanded, CIDRs parsed, time zones looked up. Every mistake is
-//! reported with its layer, rule and field.
+//! references expanded, list files read, CIDRs parsed, time zones looked
+//! up. Every mistake is reported with its layer, rule and field (or list
+//! file and line).
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use http::HeaderName;
-use ipnet::IpNet;
 use regex::Regex;
 
+use super::error::{err, LoadError, PolicyError};
 use super::file::{self, ActionName, PolicyFile, PortSpec};
+use super::index::{Layer, INDEX_FROM};
+use super::nets::parse_net;
+use super::objects::Objects;
+use super::rule::{Atom, HeaderCond, Rule, TimeCond};
 use super::Action;
 use crate::directory::identity::fold;
 
-/// A policy mistake, located.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{place}: {message}")]
-pub struct PolicyError {
-    pub place: String,
-    pub message: String,
-}
-
-fn err(place: &str, message: impl Into<String>) -> PolicyError {
-    PolicyError {
-        place: place.to_string(),
-        message: message.into(),
-    }
-}
-
-/// `example.com` exactly, `.example.com` and its subdomains, or `re:` a regex.
-#[derive(Debug, Clone)]
-pub enum HostPattern {
-    Exact(String),
-    Suffix(String),
-    Regex(Regex),
-}
-
-impl HostPattern {
-    fn parse(s: &str, place: &str) -> Result<Self, PolicyError> {
-        if let Some(re) = s.strip_prefix("re:") {
-            let re = Regex::new(&format!("(?i){re}"))
-                .map_err(|e| err(place, format!("bad regex {re:?}: {e}")))?;
-            return Ok(HostPattern::Regex(re));
-        }
-        let s = s.trim_end_matches('.').to_ascii_lowercase();
-        if s.is_empty() {
-            return Err(err(place, "empty host pattern"));
-        }
-        Ok(if s.starts_with('.') {
-            HostPattern::Suffix(s)
-        } else {
-            HostPattern::Exact(s)
-        })
-    }
-
-    pub fn matches(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.');
-        match self {
-            HostPattern::Exact(h) => host.eq_ignore_ascii_case(h),
-            HostPattern::Suffix(s) => {
-                let lower = host.to_ascii_lowercase();
-                lower.ends_with(s.as_str()) || lower == s[1..]
-            }
-            HostPattern::Regex(re) => re.is_match(host),
-        }
-    }
-}
-
-/// A header that must match a regex; an absent header is the empty string.
-#[derive(Debug, Clone)]
-pub struct HeaderCond {
-    pub name: HeaderName,
-    pub re: Regex,
-}
-
-impl HeaderCond {
-    pub fn matches(&self, headers: &http::HeaderMap) -> bool {
-        let mut values = headers.get_all(&self.name).iter().peekable();
-        if values.peek().is_none() {
-            return self.re.is_match("");
-        }
-        let joined: Vec<String> = values
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect();
-        self.re.is_match(&joined.join(", "))
-    }
-}
-
-/// One alternative of a combined object.
-#[derive(Debug, Clone)]
-pub enum Atom {
-    /// User, group and realm names are held [`fold`]ed.
-    User(String),
-    Group(String),
-    Realm(String),
-    Client(IpNet),
-    Method(String),
-    Header(Vec<HeaderCond>),
-}
-
-#[derive(Debug, Clone)]
-pub struct TimeCond {
-    /// Bit per weekday, Monday = bit 0; 0 means every day.
-    pub days: u8,
-    pub from: Option<jiff::civil::Time>,
-    pub to: Option<jiff::civil::Time>,
-    pub tz: jiff::tz::TimeZone,
-}
-
-impl TimeCond {
-    pub fn matches(&self, now: jiff::Timestamp) -> bool {
-        let local = now.to_zoned(self.tz.clone());
-        let day = local.weekday().to_monday_zero_offset() as u8;
-        if self.days != 0 && self.days & (1 << day) == 0 {
-            return false;
-        }
-        let t = local.time();
-        match (self.from, self.to) {
-            (Some(f), Some(to)) if f <= to => f <= t && t < to,
-            (Some(f), Some(to)) => t >= f || t < to, // wraps midnight
-            (Some(f), None) => t >= f,
-            (None, Some(to)) => t < to,
-            (None, None) => true,
-        }
-    }
-}
-
-/// A rule, ready to evaluate.
-#[derive(Debug, Clone)]
-pub struct Rule {
-    pub name: Arc<str>,
-    pub authenticated: Option<bool>,
-    /// Names, [`fold`]ed (as are `categories`).
-    pub users: Option<Vec<String>>,
-    pub groups: Option<Vec<String>>,
-    pub realms: Option<Vec<String>>,
-    pub clients: Option<Vec<IpNet>>,
-    pub methods: Option<Vec<String>>,
-    pub hosts: Option<Vec<HostPattern>>,
-    pub dests: Option<Vec<IpNet>>,
-    pub ports: Option<Vec<(u16, u16)>>,
-    pub headers: Vec<HeaderCond>,
-    pub sources: Option<Vec<Arc<Vec<Vec<Atom>>>>>,
-    pub categories: Option<Vec<String>>,
-    pub time: Option<TimeCond>,
-    pub protocols: Option<Vec<String>>,
-    pub snis: Option<Vec<HostPattern>>,
-    pub action: Action,
-    pub tag: Option<Arc<str>>,
-}
-
-impl Rule {
-    /// Conditions that need an authenticated identity.
-    pub fn needs_identity(&self) -> bool {
-        self.authenticated.is_some()
-            || self.users.is_some()
-            || self.groups.is_some()
-            || self.realms.is_some()
-            || self.sources.is_some()
-    }
-
-    /// Conditions only known after protocol detection.
-    pub fn needs_detection(&self) -> bool {
-        self.protocols.is_some() || self.snis.is_some()
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Layer {
-    pub name: Arc<str>,
-    pub kind: file::LayerKind,
-    pub rules: Vec<Rule>,
-}
-
 struct Ctx<'a> {
     file: &'a PolicyFile,
+    objects: Objects<'a>,
     combined: BTreeMap<String, Arc<Vec<Vec<Atom>>>>,
 }
 
 impl Ctx<'_> {
-    /// Expands `@object` references.
-    fn expand(&self, list: &[String], place: &str) -> Result<Vec<String>, PolicyError> {
-        let mut out = Vec::new();
-        for item in list {
-            match item.strip_prefix('@') {
-                Some(name) => {
-                    let obj = self
-                        .file
-                        .objects
-                        .get(name)
-                        .ok_or_else(|| err(place, format!("no object named {name:?}")))?;
-                    out.extend(obj.iter().cloned());
-                }
-                None => out.push(item.clone()),
-            }
-        }
-        Ok(out)
-    }
-
     fn named_headers(&self, name: &str, place: &str) -> Result<Vec<HeaderCond>, PolicyError> {
         let h = self
             .file
@@ -209,7 +36,8 @@ impl Ctx<'_> {
     }
 }
 
-fn header_conds(
+/// Header conditions from `name = "regex"` pairs.
+pub fn header_conds(
     map: &BTreeMap<String, String>,
     place: &str,
 ) -> Result<Vec<HeaderCond>, PolicyError> {
@@ -223,15 +51,6 @@ fn header_conds(
         .collect()
 }
 
-fn cidr(s: &str, place: &str) -> Result<IpNet, PolicyError> {
-    if let Ok(n) = s.parse::<IpNet>() {
-        return Ok(n.trunc());
-    }
-    s.parse::<IpAddr>()
-        .map(IpNet::from)
-        .map_err(|_| err(place, format!("{s:?} is not an address or CIDR")))
-}
-
 fn lower(v: Vec<String>) -> Vec<String> {
     v.into_iter().map(|s| s.to_lowercase()).collect()
 }
@@ -241,10 +60,22 @@ fn folded(v: Vec<String>) -> Vec<String> {
     v.iter().map(|s| fold(s)).collect()
 }
 
-/// Compiles a whole policy file. Nothing is partially applied: it is all or an error.
-pub fn compile(file: &PolicyFile, source: &str) -> Result<Vec<Layer>, PolicyError> {
+/// Compiles a whole policy file; list files are read relative to `base`.
+/// Nothing is partially applied: it is all or an error.
+pub fn compile(file: &PolicyFile, source: &str, base: &Path) -> Result<Vec<Layer>, LoadError> {
+    compile_indexed(file, source, base, INDEX_FROM)
+}
+
+/// [`compile`], indexing layers of at least `index_from` rules (tests index every layer).
+pub fn compile_indexed(
+    file: &PolicyFile,
+    source: &str,
+    base: &Path,
+    index_from: usize,
+) -> Result<Vec<Layer>, LoadError> {
     let mut ctx = Ctx {
         file,
+        objects: Objects::load(file, source, base)?,
         combined: BTreeMap::new(),
     };
     for (name, c) in &file.combined {
@@ -256,13 +87,13 @@ pub fn compile(file: &PolicyFile, source: &str) -> Result<Vec<Layer>, PolicyErro
                 let (kind, value) = r
                     .split_once(':')
                     .ok_or_else(|| err(&place, format!("{r:?} is not kind:value")))?;
-                let values = ctx.expand(&[value.to_string()], &place)?;
+                let values = ctx.objects.expand(&[value.to_string()], &place)?;
                 for v in values {
                     any.push(match kind {
                         "user" => Atom::User(fold(&v)),
                         "group" => Atom::Group(fold(&v)),
                         "realm" => Atom::Realm(fold(&v)),
-                        "client" => Atom::Client(cidr(&v, &place)?),
+                        "client" => Atom::Client(parse_net(&v).map_err(|m| err(&place, m))?),
                         "method" => Atom::Method(v.to_ascii_uppercase()),
                         "header" => Atom::Header(ctx.named_headers(&v, &place)?),
                         k => {
@@ -271,13 +102,14 @@ pub fn compile(file: &PolicyFile, source: &str) -> Result<Vec<Layer>, PolicyErro
                                 format!(
                                 "unknown kind {k:?} (user, group, realm, client, method, header)"
                             ),
-                            ))
+                            )
+                            .into())
                         }
                     });
                 }
             }
             if any.is_empty() {
-                return Err(err(&place, "an empty alternative can never match"));
+                return Err(err(&place, "an empty alternative can never match").into());
             }
             all.push(any);
         }
@@ -290,10 +122,9 @@ pub fn compile(file: &PolicyFile, source: &str) -> Result<Vec<Layer>, PolicyErro
         for rule in &layer.rules {
             let place = format!("{source}: layer {:?}, rule {:?}", layer.name, rule.name);
             if !names.insert(rule.name.clone()) {
-                return Err(err(
-                    &place,
-                    "rule names must be unique (the log names the rule)",
-                ));
+                return Err(
+                    err(&place, "rule names must be unique (the log names the rule)").into(),
+                );
             }
             let r = compile_rule(&ctx, rule, &place)?;
             if layer.kind == file::LayerKind::Authentication {
@@ -301,24 +132,26 @@ pub fn compile(file: &PolicyFile, source: &str) -> Result<Vec<Layer>, PolicyErro
                     return Err(err(
                         &place,
                         "an authentication layer cannot use identity or detection conditions",
-                    ));
+                    )
+                    .into());
                 }
                 if !matches!(
                     r.action,
                     Action::Authenticate | Action::NoAuthenticate | Action::Tag
                 ) {
-                    return Err(err(&place, "field `action`: an authentication layer takes authenticate or no-authenticate"));
+                    return Err(err(&place, "field `action`: an authentication layer takes authenticate or no-authenticate").into());
                 }
             } else if matches!(r.action, Action::Authenticate | Action::NoAuthenticate) {
-                return Err(err(&place, "field `action`: (no-)authenticate belongs in a layer with kind = \"authentication\""));
+                return Err(err(&place, "field `action`: (no-)authenticate belongs in a layer with kind = \"authentication\"").into());
             }
             rules.push(r);
         }
-        layers.push(Layer {
-            name: layer.name.as_str().into(),
-            kind: layer.kind,
+        layers.push(Layer::new(
+            layer.name.as_str().into(),
+            layer.kind,
             rules,
-        });
+            index_from,
+        ));
     }
     Ok(layers)
 }
@@ -326,17 +159,18 @@ pub fn compile(file: &PolicyFile, source: &str) -> Result<Vec<Layer>, PolicyErro
 fn compile_rule(ctx: &Ctx<'_>, r: &file::Rule, place: &str) -> Result<Rule, PolicyError> {
     let field = |f: &str| format!("{place}, field `{f}`");
     let list = |v: &Option<Vec<String>>, f: &str| -> Result<Option<Vec<String>>, PolicyError> {
-        v.as_ref().map(|v| ctx.expand(v, &field(f))).transpose()
+        v.as_ref()
+            .map(|v| ctx.objects.expand(v, &field(f)))
+            .transpose()
     };
-    let hosts =
-        |v: &Option<Vec<String>>, f: &str| -> Result<Option<Vec<HostPattern>>, PolicyError> {
-            list(v, f)?
-                .map(|v| v.iter().map(|h| HostPattern::parse(h, &field(f))).collect())
-                .transpose()
-        };
-    let nets = |v: &Option<Vec<String>>, f: &str| -> Result<Option<Vec<IpNet>>, PolicyError> {
-        list(v, f)?
-            .map(|v| v.iter().map(|c| cidr(c, &field(f))).collect())
+    let hosts = |v: &Option<Vec<String>>, f: &str| {
+        v.as_ref()
+            .map(|v| ctx.objects.hosts(v, &field(f)))
+            .transpose()
+    };
+    let nets = |v: &Option<Vec<String>>, f: &str| {
+        v.as_ref()
+            .map(|v| ctx.objects.nets(v, &field(f)))
             .transpose()
     };
     let mut headers = match &r.header {

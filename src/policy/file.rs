@@ -4,6 +4,8 @@
 //! default = "allow"                       # verdict when no layer decides
 //! [objects]                               # named lists, used as "@name" in rules
 //! skype_groups = ["Skype Users"]
+//! blocked = { host_file = "lists/blocked-domains.txt" }  # one name or .suffix a line
+//! bad_nets = { dest_file = "lists/bad-nets.txt" }        # one address or CIDR a line
 //! [headers.no_user_agent]                 # named header conditions
 //! "User-Agent" = "^$"                     # an absent header is the empty string
 //! [combined.skype_source]                 # AND of ORs of "kind:value" references
@@ -19,6 +21,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -28,13 +31,39 @@ pub struct PolicyFile {
     #[serde(default)]
     pub default: DefaultVerdict,
     #[serde(default)]
-    pub objects: BTreeMap<String, Vec<String>>,
+    pub objects: BTreeMap<String, Object>,
     #[serde(default)]
     pub headers: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(default)]
     pub combined: BTreeMap<String, Combined>,
     #[serde(default)]
     pub layers: Vec<Layer>,
+}
+
+/// A named list: written inline, or kept in a file beside the policy (block
+/// lists and threat feeds run to millions of lines and change daily; a
+/// SIGHUP reloads them with the policy).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a list of strings, { host_file = \"FILE\" } or { dest_file = \"FILE\" }"
+)]
+pub enum Object {
+    /// `name = ["a", "b"]`: used in any field.
+    List(Vec<String>),
+    /// `name = { host_file = "..." }` or `{ dest_file = "..." }`.
+    File(ListFile),
+}
+
+/// A list file, relative to the policy file: one entry a line, `#` starts
+/// a comment, blank lines are skipped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListFile {
+    /// Host names, `.example.com` for the domain and its subdomains; used in `host` and `sni`.
+    pub host_file: Option<PathBuf>,
+    /// Addresses and CIDRs; used in `dest` and `client`.
+    pub dest_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

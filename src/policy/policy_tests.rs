@@ -297,13 +297,14 @@ fn mistakes_name_the_rule_and_field() {
         ("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r1\"\naction=\"allow\"\nprotocol=[\"quic\"]\n", "field `protocol`"),
     ];
     for (text, want) in cases {
-        let e = Policy::from_toml(text).unwrap_err();
+        let e = Policy::from_toml(text).unwrap_err().to_string();
         assert!(e.contains("rule \"r1\"") && e.contains(want), "{want}: {e}");
     }
     let e = Policy::from_toml(
         "[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r\"\nacton=\"allow\"\n",
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("acton"), "{e}");
 }
 
@@ -399,4 +400,69 @@ action = "tunnel"
         p.decide(&r.facts()).connect_rule.as_deref(),
         Some("tunnel-strasse")
     );
+}
+
+#[test]
+fn the_shipped_blocklist_example_loads_and_names_its_entries() {
+    let cfg = PolicyConfig {
+        file: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/blocklists-policy.toml")),
+        ..Default::default()
+    };
+    let p = Policy::load(&cfg).unwrap();
+    let mut q = Req::connect("x.ads.example");
+    q.method = "GET";
+    let d = p.decide(&q.facts());
+    assert_eq!(d.verdict_rule.as_deref(), Some("blocked-domains"));
+    assert_eq!(
+        d.entries[0][0].to_string(),
+        "host .ads.example from lists/blocked-domains.txt:4"
+    );
+    let mut q = Req::connect("fine.example");
+    q.addrs = vec!["198.51.100.7".parse().unwrap()];
+    let d = p.decide(&q.facts());
+    assert_eq!(d.verdict_rule.as_deref(), Some("blocked-networks"));
+    assert_eq!(
+        d.entries[0][0].to_string(),
+        "dest 198.51.100.7/32 from lists/bad-nets.txt:3"
+    );
+    assert!(p.decide(&Req::connect("ads.example.org").facts()).verdict == Verdict::Allow);
+    assert!(p.decide(&Req::connect("a.tracker.example").facts()).verdict != Verdict::Allow);
+}
+
+#[test]
+fn list_file_objects_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts.txt");
+    std::fs::write(&hosts, "example.com\n").unwrap();
+    let rule = |field: &str| {
+        format!("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r\"\n{field} = [\"@x\"]\naction=\"deny\"\n")
+    };
+    let obj = |o: &str| format!("[objects]\nx = {o}\n");
+    let h = format!("{{ host_file = {:?} }}", hosts.display().to_string());
+    let cases = [
+        (obj(&h) + &rule("host"), None),
+        (obj(&h) + &rule("sni"), None),
+        (obj(&h) + &rule("dest"), Some("holds names, not addresses")),
+        (obj(&h) + &rule("group"), Some("is a list file")),
+        (
+            obj("{ host_file = \"/nonexistent/x.txt\" }") + &rule("host"),
+            Some("/nonexistent/x.txt"),
+        ),
+        (
+            obj("{ host_file = \"a\", dest_file = \"b\" }"),
+            Some("one of host_file or dest_file"),
+        ),
+        (
+            obj("{ hosts_file = \"a\" }"),
+            Some("{ host_file = \"FILE\" }"),
+        ),
+    ];
+    for (text, want) in cases {
+        match (Policy::from_toml(&text), want) {
+            (Ok(_), None) => {}
+            (Err(e), Some(want)) => assert!(e.to_string().contains(want), "{want}: {e}"),
+            (Ok(_), Some(want)) => panic!("accepted, wanted {want}: {text}"),
+            (Err(e), None) => panic!("{e}: {text}"),
+        }
+    }
 }

@@ -18,7 +18,7 @@ use crate::tunnel::tls_check::{TlsChecker, VerifierError};
 pub enum BuildError {
     /// The policy (file, list files, categories) does not compile.
     #[error("policy: {0}")]
-    Policy(String),
+    Policy(#[from] crate::policy::LoadError),
     /// A realm cannot be built (its files, its directory settings).
     #[error("realm: {0}")]
     Realm(#[from] RealmError),
@@ -41,7 +41,7 @@ pub struct Reloadable {
 impl Reloadable {
     /// Compiles the policy and builds the realms the config names.
     pub fn build(config: &Config) -> Result<Self, BuildError> {
-        let policy = Policy::load(&config.policy).map_err(BuildError::Policy)?;
+        let policy = Policy::load(&config.policy)?;
         let realms = RealmChain::build(&config.realm_configs, &config.auth.password_checks)?;
         Ok(Self { policy, realms })
     }

@@ -1,0 +1,298 @@
+//! A compiled rule and how it matches [`Facts`]: every condition present
+//! must hold (AND); each list matches when any of its entries does (OR).
+//! Host, SNI, destination and client conditions are sets (`hosts.rs`,
+//! `nets.rs`), so a million-entry list costs a hash lookup per label.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::HeaderName;
+use ipnet::IpNet;
+use regex::Regex;
+
+use super::entry::MatchedEntry;
+use super::hosts::HostSet;
+use super::nets::NetSet;
+use super::{Action, Facts};
+use crate::directory::identity::folds_to;
+
+/// A header that must match a regex; an absent header is the empty string.
+#[derive(Debug, Clone)]
+pub struct HeaderCond {
+    /// The header.
+    pub name: HeaderName,
+    /// Matched against its values joined with `, `.
+    pub re: Regex,
+}
+
+impl HeaderCond {
+    /// Does the request's header (or its absence) match?
+    pub fn matches(&self, headers: &http::HeaderMap) -> bool {
+        let mut values = headers.get_all(&self.name).iter().peekable();
+        if values.peek().is_none() {
+            return self.re.is_match("");
+        }
+        let joined: Vec<String> = values
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        self.re.is_match(&joined.join(", "))
+    }
+}
+
+/// One alternative of a combined object.
+#[derive(Debug, Clone)]
+pub enum Atom {
+    /// User, group and realm names are held [`fold`](crate::directory::identity::fold)ed.
+    User(String),
+    /// A group, folded.
+    Group(String),
+    /// A realm, folded.
+    Realm(String),
+    /// A client range.
+    Client(IpNet),
+    /// A method, uppercase.
+    Method(String),
+    /// Header conditions, all of which must hold.
+    Header(Vec<HeaderCond>),
+}
+
+impl Atom {
+    fn matches(&self, f: &Facts<'_>) -> bool {
+        match self {
+            Atom::User(u) => f.identity.is_some_and(|i| folds_to(&i.user, u)),
+            Atom::Group(g) => f.identity.is_some_and(|i| i.in_group(g)),
+            Atom::Realm(r) => f.identity.is_some_and(|i| folds_to(&i.realm, r)),
+            Atom::Client(n) => n.contains(&f.client),
+            Atom::Method(m) => f.method.eq_ignore_ascii_case(m),
+            Atom::Header(h) => h.iter().all(|c| c.matches(f.headers)),
+        }
+    }
+}
+
+/// Weekdays and a time-of-day window in a time zone.
+#[derive(Debug, Clone)]
+pub struct TimeCond {
+    /// Bit per weekday, Monday = bit 0; 0 means every day.
+    pub days: u8,
+    /// Start of the window (inclusive).
+    pub from: Option<jiff::civil::Time>,
+    /// End of the window (exclusive); before `from` it wraps midnight.
+    pub to: Option<jiff::civil::Time>,
+    /// The zone the window is in.
+    pub tz: jiff::tz::TimeZone,
+}
+
+impl TimeCond {
+    /// Is `now` inside the window?
+    pub fn matches(&self, now: jiff::Timestamp) -> bool {
+        let local = now.to_zoned(self.tz.clone());
+        let day = local.weekday().to_monday_zero_offset() as u8;
+        if self.days != 0 && self.days & (1 << day) == 0 {
+            return false;
+        }
+        let t = local.time();
+        match (self.from, self.to) {
+            (Some(f), Some(to)) if f <= to => f <= t && t < to,
+            (Some(f), Some(to)) => t >= f || t < to, // wraps midnight
+            (Some(f), None) => t >= f,
+            (None, Some(to)) => t < to,
+            (None, None) => true,
+        }
+    }
+}
+
+/// A `host` or `sni` condition: the rule's own patterns and the objects it
+/// names, each a set shared with every rule naming the same object.
+#[derive(Debug, Clone, Default)]
+pub struct HostCond {
+    /// The sets; the condition holds when any of them matches.
+    pub sets: Vec<Arc<HostSet>>,
+}
+
+impl HostCond {
+    /// Does any set match `host`?
+    pub fn matches(&self, host: &str) -> bool {
+        self.sets.iter().any(|s| s.matches(host))
+    }
+
+    /// The entry that matched.
+    pub fn entry(&self, field: &'static str, host: &str) -> Option<MatchedEntry> {
+        self.sets.iter().find_map(|s| s.entry(field, host))
+    }
+
+    /// Total number of patterns.
+    pub fn len(&self) -> usize {
+        self.sets.iter().map(|s| s.len()).sum()
+    }
+
+    /// No patterns at all (the condition never holds).
+    pub fn is_empty(&self) -> bool {
+        self.sets.iter().all(|s| s.is_empty())
+    }
+}
+
+/// A `dest` or `client` condition: ranges, as sets.
+#[derive(Debug, Clone, Default)]
+pub struct NetCond {
+    /// The sets; an address is inside when any of them holds it.
+    pub sets: Vec<Arc<NetSet>>,
+}
+
+impl NetCond {
+    /// Is `ip` inside?
+    pub fn contains(&self, ip: &IpAddr) -> bool {
+        self.sets.iter().any(|s| s.contains(ip))
+    }
+
+    /// The entry that holds `ip`.
+    pub fn entry(&self, field: &'static str, ip: &IpAddr) -> Option<MatchedEntry> {
+        self.sets.iter().find_map(|s| s.entry(field, ip))
+    }
+}
+
+/// A rule, ready to evaluate.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Unique in the policy; the log's `x-rule`.
+    pub name: Arc<str>,
+    /// Must the request be (un)authenticated?
+    pub authenticated: Option<bool>,
+    /// Names, [`fold`](crate::directory::identity::fold)ed (as are `groups`, `realms`, `categories`).
+    pub users: Option<Vec<String>>,
+    /// Group names, folded.
+    pub groups: Option<Vec<String>>,
+    /// Realm names, folded.
+    pub realms: Option<Vec<String>>,
+    /// Client address ranges.
+    pub clients: Option<NetCond>,
+    /// Methods, uppercase.
+    pub methods: Option<Vec<String>>,
+    /// Destination host patterns.
+    pub hosts: Option<HostCond>,
+    /// Ranges the resolved addresses are checked against.
+    pub dests: Option<NetCond>,
+    /// Inclusive port ranges.
+    pub ports: Option<Vec<(u16, u16)>>,
+    /// Header conditions, all of which must hold.
+    pub headers: Vec<HeaderCond>,
+    /// Combined objects: any of them, each an AND of ORs.
+    pub sources: Option<Vec<Arc<Vec<Vec<Atom>>>>>,
+    /// Category names, folded.
+    pub categories: Option<Vec<String>>,
+    /// Time window.
+    pub time: Option<TimeCond>,
+    /// Detected protocols (`tls`, `http`, `ssh`, `unknown`).
+    pub protocols: Option<Vec<String>>,
+    /// TLS SNI patterns.
+    pub snis: Option<HostCond>,
+    /// What the rule does when it matches.
+    pub action: Action,
+    /// A tag for the log.
+    pub tag: Option<Arc<str>>,
+}
+
+impl Rule {
+    /// Conditions that need an authenticated identity.
+    pub fn needs_identity(&self) -> bool {
+        self.authenticated.is_some()
+            || self.users.is_some()
+            || self.groups.is_some()
+            || self.realms.is_some()
+            || self.sources.is_some()
+    }
+
+    /// Conditions only known after protocol detection.
+    pub fn needs_detection(&self) -> bool {
+        self.protocols.is_some() || self.snis.is_some()
+    }
+
+    /// Does every condition present hold?
+    pub fn matches(&self, f: &Facts<'_>) -> bool {
+        let id = f.identity;
+        let any = |list: &Option<Vec<String>>, pred: &dyn Fn(&str) -> bool| {
+            list.as_ref().is_none_or(|l| l.iter().any(|x| pred(x)))
+        };
+        if self.needs_detection() && f.detected.is_none() {
+            return false;
+        }
+        self.authenticated.is_none_or(|want| want == id.is_some())
+            && any(&self.users, &|u| id.is_some_and(|i| folds_to(&i.user, u)))
+            && any(&self.groups, &|g| id.is_some_and(|i| i.in_group(g)))
+            && any(&self.realms, &|x| id.is_some_and(|i| folds_to(&i.realm, x)))
+            && self.clients.as_ref().is_none_or(|c| c.contains(&f.client))
+            && any(&self.methods, &|m| f.method.eq_ignore_ascii_case(m))
+            && self.hosts.as_ref().is_none_or(|h| h.matches(f.host))
+            && self
+                .dests
+                .as_ref()
+                .is_none_or(|d| self.dest_matches(d, f.addrs))
+            && self
+                .ports
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|(a, b)| (*a..=*b).contains(&f.port)))
+            && self.headers.iter().all(|h| h.matches(f.headers))
+            && self.sources.as_ref().is_none_or(|objs| {
+                objs.iter()
+                    .any(|all| all.iter().all(|alts| alts.iter().any(|a| a.matches(f))))
+            })
+            && any(&self.categories, &|c| {
+                f.categories.iter().any(|x| folds_to(x, c))
+            })
+            && self.time.as_ref().is_none_or(|t| t.matches(f.now))
+            && any(&self.protocols, &|p| {
+                f.detected.is_some_and(|(proto, _)| proto == p)
+            })
+            && self.snis.as_ref().is_none_or(|l| {
+                f.detected
+                    .and_then(|(_, sni)| sni)
+                    .is_some_and(|sni| l.matches(sni))
+            })
+    }
+
+    /// A `dest` condition against every address the destination resolved
+    /// to. A rule that restricts (deny, detect, authenticate, tag) matches
+    /// when any address is in its ranges; a rule that grants (allow, tunnel,
+    /// no-authenticate) only when all are, and there are some. Either way a
+    /// name with one address inside and one outside cannot slip past: the
+    /// proxy may dial any of them.
+    fn dest_matches(&self, nets: &NetCond, addrs: &[IpAddr]) -> bool {
+        if self.grants() {
+            !addrs.is_empty() && addrs.iter().all(|ip| nets.contains(ip))
+        } else {
+            addrs.iter().any(|ip| nets.contains(ip))
+        }
+    }
+
+    /// Allow, tunnel and no-authenticate grant; the rest restrict.
+    pub fn grants(&self) -> bool {
+        matches!(
+            self.action,
+            Action::Allow | Action::Tunnel | Action::NoAuthenticate
+        )
+    }
+
+    /// The list entries behind this (matching) rule's host, SNI, destination
+    /// and client conditions, for `explain`.
+    pub fn entries(&self, f: &Facts<'_>) -> Vec<MatchedEntry> {
+        let mut out = Vec::new();
+        if let Some(h) = &self.hosts {
+            out.extend(h.entry("host", f.host));
+        }
+        if let (Some(s), Some((_, Some(sni)))) = (&self.snis, f.detected) {
+            out.extend(s.entry("sni", sni));
+        }
+        if let Some(d) = &self.dests {
+            for ip in f.addrs {
+                if let Some(e) = d.entry("dest", ip) {
+                    if !out.contains(&e) {
+                        out.push(e);
+                    }
+                }
+            }
+        }
+        if let Some(c) = &self.clients {
+            out.extend(c.entry("client", &f.client));
+        }
+        out
+    }
+}
