@@ -23,7 +23,7 @@ const MAX_RECORD: usize = 1 << 14;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Protocol {
     /// TLS, with what its ClientHello said.
-    Tls(ClientHello),
+    Tls(Box<ClientHello>),
     /// Plain HTTP.
     Http,
     /// SSH.
@@ -159,10 +159,10 @@ fn tls(buf: &[u8]) -> Classified {
         }
         return Classified::Done(match parse_hello(&handshake[..msg_len + 4]) {
             // Another message sharing the last record would go out with it.
-            Some(hello) if handshake.len() == msg_len + 4 => Protocol::Tls(ClientHello {
+            Some(hello) if handshake.len() == msg_len + 4 => Protocol::Tls(Box::new(ClientHello {
                 record_bytes: at,
                 ..hello
-            }),
+            })),
             _ => Protocol::Unknown,
         });
     }

@@ -31,7 +31,7 @@ fn refragment(hello: &[u8], size: usize) -> Vec<u8> {
 
 fn tls_of(buf: &[u8]) -> ClientHello {
     match classify(buf) {
-        Classified::Done(Protocol::Tls(h)) => h,
+        Classified::Done(Protocol::Tls(h)) => *h,
         other => panic!("expected TLS, got {other:?}"),
     }
 }

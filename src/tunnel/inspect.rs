@@ -63,7 +63,7 @@ pub enum Outcome {
     /// the tunnel's own connection ([`super::handshake`]).
     VerifyTls {
         /// What the ClientHello offered (and where its records end in `held`).
-        hello: super::detect::ClientHello,
+        hello: Box<super::detect::ClientHello>,
         /// Every client byte read so far, the ClientHello first.
         held: Vec<u8>,
     },

@@ -97,10 +97,7 @@ pub fn read_flight(buf: &[u8]) -> Flight {
             _ => return Flight::Invalid("not a handshake record"),
         }
         // Every whole message in the reassembled handshake bytes, in order.
-        loop {
-            let [_, l0, l1, l2, ..] = handshake[..] else {
-                break;
-            };
+        while let [_, l0, l1, l2, ..] = handshake[..] {
             let msg_len = u32::from_be_bytes([0, l0, l1, l2]) as usize + 4;
             if handshake.len() < msg_len {
                 break;
