@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,38 +76,60 @@ pub fn self_signed(names: &[&str]) -> (Vec<CertificateDer<'static>>, PrivateKeyD
 pub async fn tls_origin(
     chain: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
 ) -> SocketAddr {
+    tls_origin_counting(chain, rustls::DEFAULT_VERSIONS).await.0
+}
+
+/// A rustls acceptor for `chain`, speaking only `versions`.
+pub fn acceptor(
+    chain: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> tokio_rustls::TlsAcceptor {
     let cfg = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(chain.0, chain.1)
         .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+}
+
+/// Completes a TLS handshake on `tcp`, greets, then echoes.
+pub async fn serve_tls(acceptor: tokio_rustls::TlsAcceptor, tcp: TcpStream) {
+    let Ok(mut tls) = acceptor.accept(tcp).await else {
+        return;
+    };
+    if tls.write_all(b"hello over tls\n").await.is_err() {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = tls.read(&mut buf).await {
+        if n == 0 || tls.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// A TLS origin speaking only `versions`, with the count of TCP connections
+/// it accepted (the tunnels' and any probe's).
+pub async fn tls_origin_counting(
+    chain: (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    let acceptor = acceptor(chain, versions);
     let listener = super::bind_free().await;
     let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                if tls.write_all(b"hello over tls\n").await.is_err() {
-                    return;
-                }
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = tls.read(&mut buf).await {
-                    if n == 0 || tls.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            });
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(serve_tls(acceptor.clone(), tcp));
         }
     });
-    addr
+    (addr, accepted)
 }
 
 /// Everything a test server received, per connection.
@@ -126,7 +149,7 @@ impl Received {
     }
 }
 
-async fn recording_server(
+pub async fn recording_server(
     greeting: fn(&[u8]) -> Vec<u8>,
     speaks_first: bool,
 ) -> (SocketAddr, Received) {
@@ -172,7 +195,7 @@ async fn recording_server(
 }
 
 /// A TLS 1.2 ServerHello followed by ServerHelloDone: no Certificate.
-fn server_hello_without_certificate(_: &[u8]) -> Vec<u8> {
+pub fn server_hello_without_certificate(_: &[u8]) -> Vec<u8> {
     let mut hello = vec![0x03, 0x03];
     hello.extend_from_slice(&[0x42; 32]); // random
     hello.push(0); // no session id
