@@ -74,9 +74,17 @@ async fn evasive_client(proxy: SocketAddr, dest: &str, sni: &str) -> Vec<u8> {
     reply
 }
 
-/// Plays the certificate-less fake on `tcp`: reads the ClientHello, answers
-/// a ServerHello + ServerHelloDone, records everything the client sends.
-async fn play_fake(mut tcp: TcpStream, seen: Received) {
+/// What a fake answers a ClientHello with.
+type FakeFlight = fn(&[u8]) -> Vec<u8>;
+
+/// Plays a fake on `tcp`: reads the ClientHello, answers `flight` (by
+/// default a certificate-less ServerHello + ServerHelloDone), records
+/// everything the client sends.
+async fn play_fake(tcp: TcpStream, seen: Received) {
+    play(tcp, seen, server_hello_without_certificate).await
+}
+
+async fn play(mut tcp: TcpStream, seen: Received, flight: FakeFlight) {
     let idx = {
         let mut all = seen.0.lock().unwrap();
         all.push(Vec::new());
@@ -91,21 +99,23 @@ async fn play_fake(mut tcp: TcpStream, seen: Received) {
         seen.0.lock().unwrap()[idx].extend_from_slice(&buf[..n]);
         if !answered {
             answered = true;
-            if tcp
-                .write_all(&server_hello_without_certificate(&buf[..n]))
-                .await
-                .is_err()
-            {
+            if tcp.write_all(&flight(&buf[..n])).await.is_err() {
                 break;
             }
         }
     }
 }
 
-/// A server genuine (TLS 1.2, a valid certificate) for its first `genuine`
-/// connections, a certificate-less fake after: the verdict-cache attack.
-async fn chameleon(ca: &TestCa, genuine: usize) -> (SocketAddr, Received) {
-    let tls = acceptor(ca.leaf(&[NAME]), &[&rustls::version::TLS12]);
+/// A server genuine (TLS `versions`, a valid certificate) for its first
+/// `genuine` connections, a fake answering `fake` after: the verdict-cache
+/// attack.
+async fn chameleon(
+    ca: &TestCa,
+    genuine: usize,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    fake: FakeFlight,
+) -> (SocketAddr, Received) {
+    let tls = acceptor(ca.leaf(&[NAME]), versions);
     let listener = bind_free().await;
     let addr = listener.local_addr().unwrap();
     let seen = Received::default();
@@ -117,7 +127,7 @@ async fn chameleon(ca: &TestCa, genuine: usize) -> (SocketAddr, Received) {
             if n <= genuine {
                 tokio::spawn(serve_tls(tls.clone(), tcp));
             } else {
-                tokio::spawn(play_fake(tcp, rec.clone()));
+                tokio::spawn(play(tcp, rec.clone(), fake));
             }
         }
     });
@@ -219,7 +229,13 @@ async fn tls13_is_probed_at_the_dialled_address_once_per_sni() {
 async fn a_server_genuine_until_its_verdict_is_cached_is_caught_when_it_switches() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new(dir.path());
-    let (node, seen) = chameleon(&ca, 2).await;
+    let (node, seen) = chameleon(
+        &ca,
+        2,
+        &[&rustls::version::TLS12],
+        server_hello_without_certificate,
+    )
+    .await;
     let gh = proxy(
         dir.path(),
         &ca,
@@ -490,4 +506,34 @@ async fn a_resumption_nobody_saw_verified_does_not_pass_unchecked() {
     let l = &gh.log_lines(1)[0];
     assert_eq!(l["s-action"], "TCP_DENIED");
     assert_ne!(l["x-exception-id"], "-");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls13_verdict_does_not_vouch_for_a_tls12_resumption() {
+    // Genuine TLS 1.3 for a tunnel and its probe (a verdict is cached for
+    // the address and SNI), then a TLS 1.2 "resumption" with no certificate.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let (node, seen) = chameleon(&ca, 2, &[&rustls::version::TLS13], resumed_flight).await;
+    let gh = proxy(
+        dir.path(),
+        &ca,
+        &[node.port()],
+        &format!("\"{NAME}\" = [\"127.0.0.1\"]"),
+    );
+    let dest = format!("{NAME}:{}", node.port());
+    assert_eq!(
+        rustls_client(gh.addr(), &dest, NAME, &ca).await.unwrap(),
+        "hello over tls\n"
+    );
+    let reply = evasive_client(gh.addr(), &dest, NAME).await;
+    assert!(reply.is_empty(), "{reply:?}");
+    assert!(!seen.any_contains(PAYLOAD_MARKER));
+    assert_eq!(
+        seen.connections(),
+        2,
+        "the tunnel's connection and a TLS 1.2 probe"
+    );
+    let lines = gh.log_lines(2);
+    assert_eq!(lines[1]["s-action"], "TCP_DENIED");
 }

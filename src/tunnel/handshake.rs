@@ -10,6 +10,10 @@
 //! - TLS 1.3: the certificate is encrypted, so the ServerHello must answer
 //!   the client's offer and a probe to the same address decides.
 //!
+//! A probe speaks the version the tunnel's ServerHello chose, and its
+//! verdict is kept per (address, SNI, version): a TLS 1.3 verdict never
+//! vouches for a TLS 1.2 resumption.
+//!
 //! What a probe cannot prove for TLS 1.3: that the server shows this client
 //! what it showed the probe. A server that recognises its own clients passes;
 //! only interception proves such traffic.
@@ -23,7 +27,7 @@ use tokio::time::Instant;
 use super::detect::ClientHello;
 use super::server_flight::{read_flight, Flight, ServerHello};
 use super::settings::DetectionConfig;
-use super::tls_check::TlsChecker;
+use super::tls_check::{ProbeVersion, TlsChecker};
 use crate::outcome::DetectionReason;
 
 /// What the on-the-wire check needs.
@@ -134,11 +138,11 @@ async fn judge(
             if checker.seen(addr, sni, &sh.session_id) {
                 return Ok("resumption of a session verified here");
             }
-            probe(check, addr, name, hello).await
+            probe(check, addr, name, hello, ProbeVersion::Tls12).await
         }
         Flight::Tls13(sh) => {
             answers_offer(sh, hello)?;
-            probe(check, addr, name, hello).await
+            probe(check, addr, name, hello, ProbeVersion::Tls13).await
         }
         Flight::Alert => Err(DetectionReason::HandshakeRefused),
         Flight::NotTls => Err(DetectionReason::NotTls),
@@ -155,10 +159,11 @@ async fn probe(
     addr: SocketAddr,
     name: &str,
     hello: &ClientHello,
+    version: ProbeVersion,
 ) -> Result<&'static str, DetectionReason> {
     let (verdict, cached) = check
         .checker
-        .probe(addr, name, hello.sni.as_deref(), &hello.alpn)
+        .probe(addr, name, hello.sni.as_deref(), &hello.alpn, version)
         .await;
     match verdict.reason() {
         None if cached => Ok("probe verdict (cached) for this address"),

@@ -55,8 +55,18 @@ impl CertVerdict {
     }
 }
 
-/// A probe verdict's key: the address dialled and the SNI asked.
-type Key = (SocketAddr, Option<String>);
+/// A probe verdict's key: the address dialled, the SNI asked, and the TLS
+/// version probed — a TLS 1.3 verdict never vouches for a ≤ 1.2 session.
+type Key = (SocketAddr, Option<String>, ProbeVersion);
+
+/// Which TLS the probe speaks: the version the tunnel's ServerHello chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProbeVersion {
+    /// TLS 1.3 (a full TLS 1.3 handshake whose certificate is encrypted).
+    Tls13,
+    /// TLS 1.2 (a resumption this proxy never saw verified).
+    Tls12,
+}
 /// A remembered session: where, for which SNI, which session ID.
 type Session = (SocketAddr, Option<String>, Vec<u8>);
 
@@ -65,6 +75,7 @@ type Session = (SocketAddr, Option<String>, Vec<u8>);
 pub struct TlsChecker {
     verifier: Verifier,
     config: Arc<rustls::ClientConfig>,
+    config12: Arc<rustls::ClientConfig>,
     cache: moka::future::Cache<Key, CertVerdict>,
     sessions: moka::sync::Cache<Session, ()>,
     timeout: Duration,
@@ -75,14 +86,19 @@ impl TlsChecker {
     pub fn new(cfg: &DetectionConfig) -> Result<Self, VerifierError> {
         let verifier = Verifier::new(cfg.ca_file.as_deref())?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier.rustls())
-            .with_no_client_auth();
+        let config = |versions: &[&'static rustls::SupportedProtocolVersion]| {
+            Ok::<_, VerifierError>(Arc::new(
+                rustls::ClientConfig::builder_with_provider(provider.clone())
+                    .with_protocol_versions(versions)?
+                    .dangerous()
+                    .with_custom_certificate_verifier(verifier.rustls())
+                    .with_no_client_auth(),
+            ))
+        };
         Ok(Self {
+            config: config(&[&rustls::version::TLS13])?,
+            config12: config(&[&rustls::version::TLS12])?,
             verifier,
-            config: Arc::new(config),
             cache: moka::future::Cache::builder()
                 .max_capacity(50_000)
                 .time_to_live(cfg.verdict_ttl)
@@ -118,20 +134,22 @@ impl TlsChecker {
 
     /// The probe's verdict for the server at `addr` — the address the tunnel
     /// is connected to, never a new resolution — for `name` (the SNI, else
-    /// the CONNECT host), offering `alpn`; cached per (address, SNI).
-    /// Returns the verdict and whether it came from the cache.
+    /// the CONNECT host), offering `alpn`, speaking `version`; cached per
+    /// (address, SNI, version). Returns the verdict and whether it came from
+    /// the cache.
     pub async fn probe(
         &self,
         addr: SocketAddr,
         name: &str,
         sni: Option<&str>,
         alpn: &[String],
+        version: ProbeVersion,
     ) -> (CertVerdict, bool) {
-        let key = (addr, sni.map(str::to_ascii_lowercase));
+        let key = (addr, sni.map(str::to_ascii_lowercase), version);
         if let Some(v) = self.cache.get(&key).await {
             return (v, true);
         }
-        let verdict = self.handshake(addr, name, alpn).await;
+        let verdict = self.handshake(addr, name, alpn, version).await;
         // A destination we could not reach is asked again next time.
         if !matches!(verdict, CertVerdict::Unreachable(_)) {
             self.cache.insert(key, verdict.clone()).await;
@@ -139,14 +157,24 @@ impl TlsChecker {
         (verdict, false)
     }
 
-    async fn handshake(&self, addr: SocketAddr, name: &str, alpn: &[String]) -> CertVerdict {
+    async fn handshake(
+        &self,
+        addr: SocketAddr,
+        name: &str,
+        alpn: &[String],
+        version: ProbeVersion,
+    ) -> CertVerdict {
         let Some(server_name) = verify::server_name(name) else {
             return CertVerdict::Invalid(format!("{name:?} is not a valid server name"));
         };
+        let config = match version {
+            ProbeVersion::Tls13 => &self.config,
+            ProbeVersion::Tls12 => &self.config12,
+        };
         let connector = if alpn.is_empty() {
-            tokio_rustls::TlsConnector::from(self.config.clone())
+            tokio_rustls::TlsConnector::from(config.clone())
         } else {
-            let mut c = (*self.config).clone();
+            let mut c = (**config).clone();
             c.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
             tokio_rustls::TlsConnector::from(Arc::new(c))
         };
