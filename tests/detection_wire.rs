@@ -361,14 +361,14 @@ async fn bind_free_on(ip: &str) -> TcpListener {
     TcpListener::bind((ip, 0)).await.unwrap()
 }
 
-/// Python's `ssl` (OpenSSL) at TLS 1.2: one full handshake (direct to the
+/// Python's `ssl` (OpenSSL) at TLS 1.2 (or 1.3): one full handshake (direct to the
 /// origin, or through the proxy), then a resumption of that session through
 /// the proxy. Prints `reused=<bool> greeting=<text>` per connection.
 const PY_RESUME: &str = r#"
 import socket, ssl, sys
-proxy_port, origin_port, name, cafile, auth, first_direct = sys.argv[1:7]
+proxy_port, origin_port, name, cafile, auth, first_direct, maxver = sys.argv[1:8]
 ctx = ssl.create_default_context(cafile=cafile)
-ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+ctx.maximum_version = ssl.TLSVersion.TLSv1_3 if maxver == "1.3" else ssl.TLSVersion.TLSv1_2
 def tunnel():
     s = socket.create_connection(("127.0.0.1", int(proxy_port)), timeout=10)
     s.sendall(f"CONNECT {name}:{origin_port} HTTP/1.1\r\nHost: {name}:{origin_port}\r\nUser-Agent: python\r\nProxy-Authorization: {auth}\r\n\r\n".encode())
@@ -397,7 +397,13 @@ for i in range(2):
     t.close()
 "#;
 
-fn python_resume(proxy: SocketAddr, origin: SocketAddr, ca: &TestCa, first_direct: bool) -> String {
+fn python_resume(
+    proxy: SocketAddr,
+    origin: SocketAddr,
+    ca: &TestCa,
+    first_direct: bool,
+    max_version: &str,
+) -> String {
     let out = std::process::Command::new("python3")
         .args([
             "-c",
@@ -408,6 +414,7 @@ fn python_resume(proxy: SocketAddr, origin: SocketAddr, ca: &TestCa, first_direc
             ca.pem_path.to_str().unwrap(),
             &basic("bob:bob-pw"),
             if first_direct { "1" } else { "0" },
+            max_version,
         ])
         .output()
         .expect("python3 runs");
@@ -433,7 +440,7 @@ async fn a_real_client_resumes_a_session_verified_here_without_a_probe() {
     );
     let (gh_addr, o) = (gh.addr(), origin);
     let ca_ = &ca;
-    let out = tokio::task::block_in_place(|| python_resume(gh_addr, o, ca_, false));
+    let out = tokio::task::block_in_place(|| python_resume(gh_addr, o, ca_, false, "1.2"));
     assert_eq!(
         out,
         "reused=False greeting=hello over tls\nreused=True greeting=hello over tls\n"
@@ -449,7 +456,7 @@ async fn a_real_client_resumes_a_session_verified_here_without_a_probe() {
         .all(|l| l["s-action"] == "TCP_ACCELERATED"));
     // A session the proxy never saw verified (the first handshake went
     // direct): its resumption is checked by a probe of the same address.
-    let out = tokio::task::block_in_place(|| python_resume(gh_addr, o, ca_, true));
+    let out = tokio::task::block_in_place(|| python_resume(gh_addr, o, ca_, true, "1.2"));
     assert_eq!(
         out,
         "reused=False greeting=hello over tls\nreused=True greeting=hello over tls\n"
@@ -536,4 +543,94 @@ async fn a_tls13_verdict_does_not_vouch_for_a_tls12_resumption() {
     );
     let lines = gh.log_lines(2);
     assert_eq!(lines[1]["s-action"], "TCP_DENIED");
+}
+
+/// An OpenSSL TLS server (Python's `ssl`) speaking at most `max_version`:
+/// greets, then waits for the client to close. Prints its port first.
+const PY_ORIGIN: &str = r#"
+import socket, ssl, sys, threading
+cert, key, maxver = sys.argv[1:4]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+ctx.maximum_version = ssl.TLSVersion.TLSv1_3 if maxver == "1.3" else ssl.TLSVersion.TLSv1_2
+srv = socket.create_server(("127.0.0.1", 0))
+print(srv.getsockname()[1], flush=True)
+def serve(c):
+    try:
+        t = ctx.wrap_socket(c, server_side=True)
+        t.sendall(b"hello over tls\n")
+        t.recv(1)
+    except (ssl.SSLError, OSError):
+        pass
+    finally:
+        c.close()
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// Kills the OpenSSL origin when the test ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn openssl_origin(dir: &std::path::Path, ca: &TestCa, max_version: &str) -> (Child, SocketAddr) {
+    use std::io::BufRead;
+    let (cert, key) = ca.leaf_pem(dir, &[NAME]);
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            PY_ORIGIN,
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            max_version,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line.trim().parse().expect("the origin printed its port");
+    (Child(child), SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openssl_clients_and_servers_pass_at_tls12_and_tls13_with_resumption() {
+    for version in ["1.2", "1.3"] {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = TestCa::new(dir.path());
+        let (_origin, addr) = openssl_origin(dir.path(), &ca, version);
+        let gh = proxy(
+            dir.path(),
+            &ca,
+            &[addr.port()],
+            &format!("\"{NAME}\" = [\"127.0.0.1\"]"),
+        );
+        let (gh_addr, ca_) = (gh.addr(), &ca);
+        let out = tokio::task::block_in_place(|| python_resume(gh_addr, addr, ca_, false, version));
+        assert_eq!(
+            out, "reused=False greeting=hello over tls\nreused=True greeting=hello over tls\n",
+            "TLS {version}"
+        );
+        // rustls through the same proxy, to the OpenSSL server.
+        assert_eq!(
+            rustls_client(gh.addr(), &format!("{NAME}:{}", addr.port()), NAME, &ca)
+                .await
+                .unwrap(),
+            "hello over tls\n"
+        );
+        assert!(
+            gh.log_lines(3)
+                .iter()
+                .all(|l| l["s-action"] == "TCP_ACCELERATED"),
+            "TLS {version}"
+        );
+    }
 }

@@ -61,6 +61,22 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// A leaf for `names` written as PEM files in `dir` (for servers that
+    /// are not rustls): (certificate path, key path).
+    pub fn leaf_pem(&self, dir: &std::path::Path, names: &[&str]) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (cert_path, key_path) = (dir.join("leaf.pem"), dir.join("leaf.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+}
+
 /// A self-signed certificate for `names`.
 pub fn self_signed(names: &[&str]) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
     let ck =
