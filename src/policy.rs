@@ -12,6 +12,7 @@ pub mod compile;
 pub mod entry;
 pub mod error;
 pub mod file;
+pub mod fingerprint;
 pub mod hosts;
 pub mod index;
 pub mod lists;
@@ -112,8 +113,36 @@ pub struct Facts<'a> {
     pub headers: &'a HeaderMap,
     pub categories: &'a [Arc<str>],
     pub now: jiff::Timestamp,
-    /// After protocol detection on a CONNECT: the protocol and the TLS SNI.
-    pub detected: Option<(&'a str, Option<&'a str>)>,
+    /// After protocol detection on a CONNECT: what the client's first bytes said.
+    pub detected: Option<Detected<'a>>,
+}
+
+/// What protocol detection saw of a CONNECT's client, for the rules that
+/// look at it (`protocol`, `sni`, `ja4`, `ja3n`, `tls_version`, `alpn`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Detected<'a> {
+    /// `tls`, `http`, `ssh` or `unknown`.
+    pub protocol: &'a str,
+    /// The TLS SNI, when sent.
+    pub sni: Option<&'a str>,
+    /// JA4 of the ClientHello.
+    pub ja4: Option<&'a str>,
+    /// JA3N of the ClientHello.
+    pub ja3n: Option<&'a str>,
+    /// The highest TLS version offered (`1.3`, `1.2`, …).
+    pub tls_version: Option<&'a str>,
+    /// The ALPN protocols offered.
+    pub alpn: &'a [String],
+}
+
+impl<'a> Detected<'a> {
+    /// A protocol seen without TLS facts.
+    pub fn protocol(protocol: &'a str) -> Self {
+        Detected {
+            protocol,
+            ..Detected::default()
+        }
+    }
 }
 
 /// A compiled policy.
@@ -310,6 +339,7 @@ fn allowed_layer(cfg: &PolicyConfig) -> Option<Layer> {
             time: None,
             protocols: None,
             snis: None,
+            fingerprints: Vec::new(),
             action: Action::Tunnel,
             tag: None,
         }],

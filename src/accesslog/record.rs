@@ -84,6 +84,8 @@ pub struct AccessRecord {
     pub sni: Option<String>,
     /// The client's JA3N fingerprint.
     pub ja3n: Option<String>,
+    /// JA4 of the CONNECT's ClientHello.
+    pub ja4: Option<String>,
     /// The origin address dialled (ProxySG's `r-ip`): the one the policy
     /// judged, the tunnel connected to and any probe used.
     pub remote_ip: Option<IpAddr>,
@@ -120,6 +122,7 @@ impl AccessRecord {
             protocol: None,
             sni: None,
             ja3n: None,
+            ja4: None,
             remote_ip: None,
         }
     }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use gatehouse::config::Config;
 use gatehouse::directory::identity::{Group, Identity};
-use gatehouse::policy::{ConnectMode, Decision, Facts};
+use gatehouse::policy::{ConnectMode, Decision, Detected, Facts};
 use gatehouse::proxy::plan::{self, judge_detected, Plan, Progress, Settings};
 use gatehouse::resolve::Host;
 use gatehouse::server::runtime::Runtime;
@@ -34,6 +34,14 @@ pub struct ExplainRequest {
     pub protocol: Option<String>,
     /// For CONNECT with TLS: the SNI.
     pub sni: Option<String>,
+    /// For CONNECT with TLS: the JA4.
+    pub ja4: Option<String>,
+    /// For CONNECT with TLS: the JA3N.
+    pub ja3n: Option<String>,
+    /// For CONNECT with TLS: the highest version offered.
+    pub tls_version: Option<String>,
+    /// For CONNECT with TLS: the ALPN protocols offered.
+    pub alpn: Vec<String>,
 }
 
 fn target(method: &str, url: &str) -> Result<(Host, u16), String> {
@@ -279,16 +287,26 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
     print_plan(&p);
     if let (Some(proto), Plan::Tunnel { detect: true, .. }) = (&q.protocol, &p) {
         let after = Facts {
-            detected: Some((proto.as_str(), q.sni.as_deref())),
+            detected: Some(Detected {
+                protocol: proto,
+                sni: q.sni.as_deref(),
+                ja4: q.ja4.as_deref(),
+                ja3n: q.ja3n.as_deref(),
+                tls_version: q.tls_version.as_deref(),
+                alpn: &q.alpn,
+            }),
             ..facts
         };
-        let says = judge_detected(policy, &after);
+        let (says, rule) = judge_detected(policy, &after);
         let line = match next_step(&says, proto == "tls") {
             Next::Refuse(reason) => format!("DENY {}", reason.as_str()),
             Next::CheckCertificate => "TLS: passes if the server's certificate is valid".into(),
             Next::Pass => format!("ALLOW {proto}"),
         };
-        println!("after detection ({proto}): {line}");
+        match rule {
+            Some(rule) => println!("after detection ({proto}): {line} (rule {rule:?})"),
+            None => println!("after detection ({proto}): {line}"),
+        }
     }
     ExitCode::SUCCESS
 }

@@ -73,6 +73,18 @@ enum Command {
         /// For CONNECT with TLS: the ClientHello's SNI.
         #[arg(long)]
         sni: Option<String>,
+        /// For CONNECT with TLS: the ClientHello's JA4 (the access log's `x-ja4`).
+        #[arg(long)]
+        ja4: Option<String>,
+        /// For CONNECT with TLS: the ClientHello's JA3N (`x-ja3n`).
+        #[arg(long)]
+        ja3n: Option<String>,
+        /// For CONNECT with TLS: the highest version offered (1.0 … 1.3).
+        #[arg(long)]
+        tls_version: Option<String>,
+        /// For CONNECT with TLS: an ALPN protocol offered (repeatable).
+        #[arg(long)]
+        alpn: Vec<String>,
     },
     /// Check a user's password against the configured realms and show the
     /// DN and groups found. The password is read from the terminal or stdin.
@@ -109,6 +121,10 @@ fn main() -> ExitCode {
             client,
             protocol,
             sni,
+            ja4,
+            ja3n,
+            tls_version,
+            alpn,
         } => with_config(config, |config| {
             explain::explain(
                 config,
@@ -121,6 +137,10 @@ fn main() -> ExitCode {
                     client,
                     protocol,
                     sni,
+                    ja4,
+                    ja3n,
+                    tls_version,
+                    alpn,
                 },
             )
         }),

@@ -12,6 +12,7 @@ use regex::Regex;
 
 use super::error::{err, LoadError, PolicyError};
 use super::file::{self, ActionName, PolicyFile, PortSpec};
+use super::fingerprint::{Field, TextCond};
 use super::index::{Layer, INDEX_FROM};
 use super::nets::parse_net;
 use super::objects::Objects;
@@ -215,6 +216,18 @@ fn compile_rule(ctx: &Ctx<'_>, r: &file::Rule, place: &str) -> Result<Rule, Poli
             format!("{p:?}: one of tls, http, ssh, unknown"),
         ));
     }
+    let mut fingerprints = Vec::new();
+    for (values, name, f) in [
+        (&r.ja4, "ja4", Field::Ja4),
+        (&r.ja3n, "ja3n", Field::Ja3n),
+        (&r.tls_version, "tls_version", Field::TlsVersion),
+        (&r.alpn, "alpn", Field::Alpn),
+    ] {
+        if let Some(values) = list(values, name)? {
+            let cond = TextCond::compile(f, &values).map_err(|m| err(&field(name), m))?;
+            fingerprints.push((f, cond));
+        }
+    }
     let action = match r.action {
         ActionName::Allow => Action::Allow,
         ActionName::Tunnel => Action::Tunnel,
@@ -275,6 +288,7 @@ fn compile_rule(ctx: &Ctx<'_>, r: &file::Rule, place: &str) -> Result<Rule, Poli
             .transpose()?,
         protocols,
         snis: hosts(&r.sni, "sni")?,
+        fingerprints,
         action,
         tag: r.tag.as_deref().map(Into::into),
     })

@@ -160,6 +160,14 @@ pub struct Rule {
     pub time: Option<TimeWindow>,
     pub protocol: Option<Vec<String>>,
     pub sni: Option<Vec<String>>,
+    /// JA4 fingerprints of the client's ClientHello (exact or `re:`).
+    pub ja4: Option<Vec<String>>,
+    /// JA3N fingerprints (exact or `re:`).
+    pub ja3n: Option<Vec<String>>,
+    /// The highest TLS version the client offered: `1.0` … `1.3`.
+    pub tls_version: Option<Vec<String>>,
+    /// ALPN protocols the client offered (any of them).
+    pub alpn: Option<Vec<String>>,
     pub action: ActionName,
     pub status: Option<u16>,
     pub reason: Option<String>,

@@ -273,14 +273,81 @@ action = "deny"
     let r = Req::connect("x");
     assert_eq!(p.decide(&r.facts()).verdict_rule, None);
     let mut f = r.facts();
-    f.detected = Some(("http", None));
+    f.detected = Some(Detected::protocol("http"));
     let d = p.decide(&f);
     assert_eq!(
         (d.verdict_rule.as_deref(), d.verdict_by_detection),
         (Some("plain-http-ok"), true)
     );
-    f.detected = Some(("tls", Some("www.bad.example")));
+    f.detected = Some(Detected {
+        protocol: "tls",
+        sni: Some("www.bad.example"),
+        ..Detected::default()
+    });
     assert!(matches!(p.decide(&f).verdict, Verdict::Deny { .. }));
+}
+
+#[test]
+fn fingerprint_rules_match_what_the_client_hello_said() {
+    let p = Policy::from_toml(
+        r#"[objects]
+tunnel-tools = ["t13d1715h2_5b57614c22b0_3d5424432f57", "re:t12i.*"]
+[[layers]]
+name = "tls"
+[[layers.rules]]
+name = "no-tunnel-tools"
+ja4 = ["@tunnel-tools"]
+action = "deny"
+[[layers.rules]]
+name = "no-old-tls"
+tls_version = ["1.0", "1.1"]
+action = "deny"
+[[layers.rules]]
+name = "h2-only-by-ja3n"
+alpn = ["h2"]
+ja3n = ["0123456789abcdef0123456789abcdef"]
+action = "deny"
+"#,
+    )
+    .unwrap();
+    let r = Req::connect("x");
+    let alpn = vec!["h2".to_string()];
+    let tls = |ja4: &'static str, version: &'static str| Detected {
+        protocol: "tls",
+        ja4: Some(ja4),
+        ja3n: Some("ffffffffffffffffffffffffffffffff"),
+        tls_version: Some(version),
+        ..Detected::default()
+    };
+    let rule = |d: Detected<'_>| {
+        let mut f = r.facts();
+        f.detected = Some(d);
+        p.decide(&f).verdict_rule
+    };
+    assert_eq!(
+        rule(tls("t13d1715h2_5b57614c22b0_3d5424432f57", "1.3")).as_deref(),
+        Some("no-tunnel-tools")
+    );
+    assert_eq!(
+        rule(tls("t12i0406h1_000000000000_000000000000", "1.2")).as_deref(),
+        Some("no-tunnel-tools")
+    );
+    assert_eq!(
+        rule(tls("t13d1516h2_8daaf6152771_e5627efa2ab1", "1.3")),
+        None
+    );
+    assert_eq!(
+        rule(tls("t13d1516h2_8daaf6152771_e5627efa2ab1", "1.1")).as_deref(),
+        Some("no-old-tls")
+    );
+    // Both conditions of a rule must hold: ALPN alone is not enough.
+    let mut d = tls("t13d1516h2_8daaf6152771_e5627efa2ab1", "1.3");
+    d.alpn = &alpn;
+    assert_eq!(rule(d), None);
+    d.ja3n = Some("0123456789ABCDEF0123456789ABCDEF");
+    assert_eq!(rule(d).as_deref(), Some("h2-only-by-ja3n"));
+    // Not TLS: no fingerprint to match.
+    assert_eq!(rule(Detected::protocol("ssh")), None);
 }
 
 #[test]
@@ -295,6 +362,8 @@ fn mistakes_name_the_rule_and_field() {
         ("[[layers]]\nname=\"l\"\nkind=\"authentication\"\n[[layers.rules]]\nname=\"r1\"\ngroup=[\"x\"]\naction=\"no-authenticate\"\n", "authentication layer"),
         ("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r1\"\naction=\"allow\"\n[[layers.rules]]\nname=\"r1\"\naction=\"allow\"\n", "unique"),
         ("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r1\"\naction=\"allow\"\nprotocol=[\"quic\"]\n", "field `protocol`"),
+        ("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r1\"\naction=\"deny\"\nja4=[\"t13d\"]\n", "field `ja4`"),
+        ("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r1\"\naction=\"deny\"\ntls_version=[\"1.4\"]\n", "field `tls_version`"),
     ];
     for (text, want) in cases {
         let e = Policy::from_toml(text).unwrap_err().to_string();

@@ -11,9 +11,10 @@ use ipnet::IpNet;
 use regex::Regex;
 
 use super::entry::MatchedEntry;
+use super::fingerprint::{Field, TextCond};
 use super::hosts::HostSet;
 use super::nets::NetSet;
-use super::{Action, Facts};
+use super::{Action, Detected, Facts};
 use crate::directory::identity::folds_to;
 
 /// A header that must match a regex; an absent header is the empty string.
@@ -185,6 +186,8 @@ pub struct Rule {
     pub protocols: Option<Vec<String>>,
     /// TLS SNI patterns.
     pub snis: Option<HostCond>,
+    /// ClientHello facts: JA4, JA3N, highest version offered, ALPN offered.
+    pub fingerprints: Vec<(Field, TextCond)>,
     /// What the rule does when it matches.
     pub action: Action,
     /// A tag for the log.
@@ -203,7 +206,7 @@ impl Rule {
 
     /// Conditions only known after protocol detection.
     pub fn needs_detection(&self) -> bool {
-        self.protocols.is_some() || self.snis.is_some()
+        self.protocols.is_some() || self.snis.is_some() || !self.fingerprints.is_empty()
     }
 
     /// Does every condition present hold?
@@ -240,12 +243,16 @@ impl Rule {
             })
             && self.time.as_ref().is_none_or(|t| t.matches(f.now))
             && any(&self.protocols, &|p| {
-                f.detected.is_some_and(|(proto, _)| proto == p)
+                f.detected.is_some_and(|d| d.protocol == p)
             })
             && self.snis.as_ref().is_none_or(|l| {
                 f.detected
-                    .and_then(|(_, sni)| sni)
+                    .and_then(|d| d.sni)
                     .is_some_and(|sni| l.matches(sni))
+            })
+            && self.fingerprints.iter().all(|(field, c)| {
+                f.detected
+                    .is_some_and(|d| fingerprint_matches(*field, c, &d))
             })
     }
 
@@ -278,7 +285,7 @@ impl Rule {
         if let Some(h) = &self.hosts {
             out.extend(h.entry("host", f.host));
         }
-        if let (Some(s), Some((_, Some(sni)))) = (&self.snis, f.detected) {
+        if let (Some(s), Some(sni)) = (&self.snis, f.detected.and_then(|d| d.sni)) {
             out.extend(s.entry("sni", sni));
         }
         if let Some(d) = &self.dests {
@@ -294,5 +301,16 @@ impl Rule {
             out.extend(c.entry("client", &f.client));
         }
         out
+    }
+}
+
+/// A fingerprint condition against what detection saw; a fact the client
+/// did not give (no TLS, no ALPN) matches nothing.
+fn fingerprint_matches(field: Field, c: &TextCond, d: &Detected<'_>) -> bool {
+    match field {
+        Field::Ja4 => d.ja4.is_some_and(|v| c.matches(v)),
+        Field::Ja3n => d.ja3n.is_some_and(|v| c.matches(v)),
+        Field::TlsVersion => d.tls_version.is_some_and(|v| c.matches(v)),
+        Field::Alpn => d.alpn.iter().any(|v| c.matches(v)),
     }
 }

@@ -3,20 +3,20 @@
 //! The session's one [`TunnelEnd`] is logged here, once.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use super::plan::judge_detected;
+use super::plan::{detected, judge_detected};
 use super::{Failed, Proxy};
 use crate::accesslog::{AccessRecord, FilterResult};
 use crate::body::ResponseBody;
 use crate::conn::{ConnState, InFlight};
 use crate::directory::Identity;
 use crate::listener::guard::GuardedStream;
-use crate::policy::{Facts, Policy};
+use crate::policy::{Detected, Facts, Policy};
 use crate::tunnel::detect::Protocol;
 use crate::tunnel::handshake::Check;
 use crate::tunnel::inspect::Inspector;
@@ -37,7 +37,7 @@ pub(super) struct Judged {
 }
 
 impl Judged {
-    fn facts<'a>(&'a self, detected: Option<(&'a str, Option<&'a str>)>) -> Facts<'a> {
+    fn facts<'a>(&'a self, detected: Option<Detected<'a>>) -> Facts<'a> {
         Facts {
             identity: self.identity.as_deref(),
             client: self.client,
@@ -76,6 +76,8 @@ pub(super) async fn connect(
     let proxy2 = proxy.clone();
     proxy.tunnels.spawn(async move {
         let _in_flight = in_flight;
+        // The rule that judged what detection found, when one did.
+        let judged_by = OnceLock::new();
         let proxy = proxy2;
         // Take the raw socket back from hyper (with any bytes already read),
         // so detection and the relay work on the socket itself.
@@ -90,13 +92,16 @@ pub(super) async fn connect(
                 let mut pending = parts.read_buf.to_vec();
                 pending.extend_from_slice(&held);
                 drop((held, parts.read_buf));
-                run(&proxy, client, pending, server, detect).await
+                run(&proxy, client, pending, server, detect, &judged_by).await
             }
             Ok(Err(_)) | Err(_) => {
                 tracing::warn!("CONNECT upgrade failed or was not our socket");
                 TunnelEnd::broken(None, 0)
             }
         };
+        if let Some(rule) = judged_by.into_inner() {
+            record.rule = Some(rule.to_string());
+        }
         log_end(&proxy, record, end);
     });
     conn.answer_connect(true);
@@ -113,6 +118,7 @@ async fn run(
     pending: Vec<u8>,
     server: tokio::net::TcpStream,
     detect: Option<Judged>,
+    judged_by: &OnceLock<Arc<str>>,
 ) -> TunnelEnd {
     let cfg = &proxy.config.tunnel;
     let relay = RelaySettings {
@@ -135,11 +141,11 @@ async fn run(
         .await;
     };
     let judge = |p: &Protocol| {
-        let sni = match p {
-            Protocol::Tls(h) => h.sni.as_deref(),
-            _ => None,
-        };
-        judge_detected(&judged.policy, &judged.facts(Some((p.name(), sni))))
+        let (says, rule) = judge_detected(&judged.policy, &judged.facts(Some(detected(p))));
+        if let Some(rule) = rule {
+            let _ = judged_by.set(rule);
+        }
+        says
     };
     let detection = Detection {
         inspector: Inspector {
@@ -165,6 +171,7 @@ fn log_end(proxy: &Proxy, mut record: AccessRecord, end: TunnelEnd) {
         if let Protocol::Tls(h) = p {
             record.sni.clone_from(&h.sni);
             record.ja3n = Some(h.ja3n.clone());
+            record.ja4 = Some(h.ja4.clone());
         }
     }
     record.action = end.action;

@@ -11,8 +11,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::error::ProxyError;
-use crate::policy::{ConnectMode, Decision, Facts, Policy, Verdict};
+use crate::policy::{ConnectMode, Decision, Detected, Facts, Policy, Verdict};
 use crate::resolve::Refused;
+use crate::tunnel::detect::Protocol;
 use crate::tunnel::inspect::PolicySays;
 
 /// The request-level settings a plan depends on, besides the policy.
@@ -161,12 +162,30 @@ pub fn plan(policy: &Policy, settings: &Settings<'_>, facts: &Facts<'_>, at: Pro
     }
 }
 
-/// The policy's say on what detection found: `facts.detected` set.
-pub fn judge_detected(policy: &Policy, facts: &Facts<'_>) -> PolicySays {
+/// The policy's say on what detection found (`facts.detected` set), and
+/// the rule that said it — the log's `x-rule` for the tunnel.
+pub fn judge_detected(policy: &Policy, facts: &Facts<'_>) -> (PolicySays, Option<Arc<str>>) {
     let d = policy.decide(facts);
-    match d.verdict {
+    let says = match d.verdict {
         Verdict::Deny { reason, .. } => PolicySays::Deny(reason),
         Verdict::Allow if d.verdict_by_detection => PolicySays::Allow,
         Verdict::Allow => PolicySays::Nothing,
+    };
+    let rule = d.verdict_by_detection.then_some(d.verdict_rule).flatten();
+    (says, rule)
+}
+
+/// The facts detection found, as the policy sees them.
+pub fn detected(p: &Protocol) -> Detected<'_> {
+    match p {
+        Protocol::Tls(h) => Detected {
+            protocol: p.name(),
+            sni: h.sni.as_deref(),
+            ja4: Some(&h.ja4),
+            ja3n: Some(&h.ja3n),
+            tls_version: Some(h.tls_version()),
+            alpn: &h.alpn,
+        },
+        other => Detected::protocol(other.name()),
     }
 }

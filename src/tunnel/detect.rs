@@ -56,6 +56,8 @@ pub struct ClientHello {
     /// JA3N fingerprint, hex: JA3 with the extension list sorted, so it is
     /// stable against the extension shuffling of Chrome and rustls.
     pub ja3n: String,
+    /// JA4 fingerprint ([`super::ja4`]).
+    pub ja4: String,
     /// Offered cipher suites (GREASE left out).
     pub ciphers: Vec<u16>,
     /// Offered groups (`supported_groups`, GREASE left out).
@@ -69,6 +71,20 @@ pub struct ClientHello {
     /// Bytes of the records that carry the ClientHello, from the start:
     /// what may go to the server before the verdict.
     pub record_bytes: usize,
+}
+
+impl ClientHello {
+    /// The highest version offered, as policy rules name it (`1.3`, `1.2`, …).
+    pub fn tls_version(&self) -> &'static str {
+        match self.versions.iter().max().copied().unwrap_or(0) {
+            0x0304 => "1.3",
+            0x0303 => "1.2",
+            0x0302 => "1.1",
+            0x0301 => "1.0",
+            0x0300 => "ssl3",
+            _ => "unknown",
+        }
+    }
 }
 
 /// The classifier's answer.
@@ -180,6 +196,7 @@ fn parse_hello(msg: &[u8]) -> Option<ClientHello> {
     };
     let mut hello = ClientHello::default();
     let (mut ext_ids, mut groups, mut formats) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut alpn_first, mut sigs, mut has_sni) = (None, Vec::new(), false);
     for ext in &extensions {
         let id = TlsExtensionType::from(ext).0;
         if !is_grease(id) {
@@ -187,6 +204,7 @@ fn parse_hello(msg: &[u8]) -> Option<ClientHello> {
         }
         match ext {
             TlsExtension::SNI(names) => {
+                has_sni = true;
                 hello.sni = names
                     .iter()
                     .find(|(t, _)| t.0 == 0)
@@ -194,6 +212,7 @@ fn parse_hello(msg: &[u8]) -> Option<ClientHello> {
                     .map(|n| n.trim_end_matches('.').to_ascii_lowercase());
             }
             TlsExtension::ALPN(protos) => {
+                alpn_first = protos.first().copied();
                 hello.alpn = protos
                     .iter()
                     .map(|p| String::from_utf8_lossy(p).into_owned())
@@ -208,6 +227,9 @@ fn parse_hello(msg: &[u8]) -> Option<ClientHello> {
             TlsExtension::KeyShare(raw) => hello.key_shares = key_share_groups(raw),
             TlsExtension::SessionTicket(t) => hello.ticket = !t.is_empty(),
             TlsExtension::EcPointFormats(f) => formats = f.to_vec(),
+            TlsExtension::SignatureAlgorithms(s) => {
+                sigs = s.iter().copied().filter(|s| !is_grease(*s)).collect()
+            }
             _ => {}
         }
     }
@@ -223,6 +245,14 @@ fn parse_hello(msg: &[u8]) -> Option<ClientHello> {
     hello.session_id = ch.session_id.map(<[u8]>::to_vec).unwrap_or_default();
     hello.groups.clone_from(&groups);
     hello.ciphers.clone_from(&ciphers);
+    hello.ja4 = super::ja4::ja4(&super::ja4::Ja4Input {
+        versions: &hello.versions,
+        sni: has_sni,
+        ciphers: &ciphers,
+        extensions: &ext_ids,
+        alpn_first,
+        signature_algorithms: &sigs,
+    });
     ext_ids.sort_unstable();
     let ja3 = format!(
         "{},{},{},{},{}",
