@@ -12,8 +12,9 @@
 //!                                          GETs with Basic credentials of users u<FIRST>..u<FIRST+COUNT-1>
 //!                                          (password pw-<n>) over keep-alive connections: each once
 //!                                          (a cold pass), or round-robin for SECONDS
-//!   loadgen tls-origin ADDR CA_PEM_OUT     TLS origin for *.bench.test (its own CA, written to CA_PEM_OUT);
-//!                                          reads 5 bytes, answers "pong\n", closes first
+//!   loadgen tls-origin ADDR CA_PEM_OUT [ADDR12]
+//!                                          TLS origin for *.bench.test (its own CA, written to CA_PEM_OUT);
+//!                                          reads 5 bytes, answers "pong\n", closes first; ADDR12 speaks TLS 1.2 only
 //!   loadgen tls-rate PROXY|direct TARGET CLIENTS SECONDS CA_PEM warm|cold [USER:PASS]
 //!                                          CONNECT + TLS handshake + ping/pong + close, in a loop;
 //!                                          warm: one SNI; cold: a new SNI (new verdict) per tunnel
@@ -79,7 +80,10 @@ async fn main() -> Res<()> {
             )
             .await
         }
-        "tls-origin" => tls::origin(arg(1).parse()?, arg(2)).await,
+        "tls-origin" => {
+            let addr12 = args.get(3).map(|a| a.parse()).transpose()?;
+            tls::origin(arg(1).parse()?, arg(2), addr12).await
+        }
         "tls-rate" => {
             tls::rate(
                 arg(1),

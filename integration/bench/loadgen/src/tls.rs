@@ -18,7 +18,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-pub async fn origin(addr: SocketAddr, ca_out: String) -> Res<()> {
+/// The TLS origin: `addr` speaks TLS 1.3 (and 1.2), `addr12` (if given)
+/// TLS 1.2 only, both with the same certificate from the same CA.
+pub async fn origin(addr: SocketAddr, ca_out: String, addr12: Option<SocketAddr>) -> Res<()> {
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name
@@ -31,14 +33,26 @@ pub async fn origin(addr: SocketAddr, ca_out: String) -> Res<()> {
         .signed_by(&key, &issuer)?;
     let chain: Vec<CertificateDer<'static>> = vec![leaf.der().clone()];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let cfg = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    // The CA goes out before the port opens: a caller that waits for the port has it.
+    let acceptor = |versions: &[&'static rustls::SupportedProtocolVersion]| -> Res<_> {
+        let cfg = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)?
+            .with_no_client_auth()
+            .with_single_cert(chain.clone(), key.clone_key())?;
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+    };
+    let default = acceptor(rustls::DEFAULT_VERSIONS)?;
+    let tls12 = acceptor(&[&rustls::version::TLS12])?;
+    // The CA goes out before the ports open: a caller that waits for a port has it.
     std::fs::write(&ca_out, ca_cert.pem())?;
     let l = TcpListener::bind(addr).await?;
+    if let Some(a) = addr12 {
+        let l12 = TcpListener::bind(a).await?;
+        tokio::spawn(serve(l12, tls12));
+    }
+    serve(l, default).await
+}
+
+async fn serve(l: TcpListener, acceptor: tokio_rustls::TlsAcceptor) -> Res<()> {
     loop {
         let (s, _) = l.accept().await?;
         let acceptor = acceptor.clone();
