@@ -12,6 +12,7 @@
 //! [`server::runtime::Runtime::build`] compiles them once for `run`, `check`,
 //! `explain` and reload.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod accesslog;
 pub mod auth;

@@ -39,42 +39,64 @@ use settings::PolicyConfig;
 /// What a rule tells the proxy to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// Allow the request.
     Allow,
+    /// Refuse it.
     Deny {
+        /// The answer's status.
         status: u16,
+        /// The `x-exception-id`.
         reason: Arc<str>,
     },
     /// CONNECT without protocol detection (raw tunnel).
     Tunnel,
     /// CONNECT with protocol detection.
     Detect,
+    /// Require authentication.
     Authenticate,
+    /// Do not require authentication.
     NoAuthenticate,
     /// Only adds a tag to the log.
     Tag,
 }
 
+/// Allowed, or refused with a status and reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// Allowed.
     Allow,
-    Deny { status: u16, reason: Arc<str> },
+    /// Refused.
+    Deny {
+        /// The answer's status.
+        status: u16,
+        /// The `x-exception-id`.
+        reason: Arc<str>,
+    },
 }
 
+/// How an allowed CONNECT is relayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectMode {
+    /// With protocol detection.
     Detect,
+    /// As a raw tunnel.
     Tunnel,
 }
 
 /// The policy's answer, with the rules that gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
+    /// Allowed or refused.
     pub verdict: Verdict,
+    /// The rule that gave the verdict (none: the default).
     pub verdict_rule: Option<Arc<str>>,
     /// The verdict came from a rule that looked at the detected protocol.
     pub verdict_by_detection: bool,
+    /// For a CONNECT: detect or tunnel.
     pub connect: ConnectMode,
+    /// The rule that chose `connect`.
     pub connect_rule: Option<Arc<str>>,
+    /// Tags from `tag` rules, for the log.
     pub tags: Vec<Arc<str>>,
     /// Each layer and the rule that matched in it, for `explain`.
     pub trace: Vec<(Arc<str>, Option<Arc<str>>)>,
@@ -101,17 +123,24 @@ impl Decision {
 /// What the proxy knows when it decides.
 #[derive(Debug, Clone)]
 pub struct Facts<'a> {
+    /// The authenticated user, if any.
     pub identity: Option<&'a Identity>,
+    /// The client's address.
     pub client: IpAddr,
+    /// The request method.
     pub method: &'a str,
     /// The canonical host name or address literal (host patterns match it).
     pub host: &'a str,
     /// The addresses `host` resolved to — the ones that will be dialled.
     /// `dest` conditions match these; empty before resolution.
     pub addrs: &'a [IpAddr],
+    /// The destination port.
     pub port: u16,
+    /// The request's headers.
     pub headers: &'a HeaderMap,
+    /// The destination's URL categories.
     pub categories: &'a [Arc<str>],
+    /// When the request is decided (time windows).
     pub now: jiff::Timestamp,
     /// After protocol detection on a CONNECT: what the client's first bytes said.
     pub detected: Option<Detected<'a>>,
@@ -150,6 +179,7 @@ impl<'a> Detected<'a> {
 pub struct Policy {
     layers: Vec<Layer>,
     default: DefaultVerdict,
+    /// The URL category database (`[policy] categories`).
     pub categories: Categories,
     /// Where it came from, for messages.
     pub source: String,

@@ -152,6 +152,7 @@ pub fn parse(b: &[u8]) -> Result<NtlmMessage, NtlmError> {
     }
 }
 
+/// Builders of NTLM messages for other modules' tests.
 #[cfg(test)]
 pub mod tests {
     use super::*;

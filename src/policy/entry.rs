@@ -39,6 +39,7 @@ impl fmt::Display for MatchedEntry {
 /// number (0 for an entry written in the policy), four bytes each.
 #[derive(Debug, Clone, Default)]
 pub struct Origin {
+    /// The list file, as the policy names it; `None` for inline entries.
     pub file: Option<Arc<str>>,
 }
 

@@ -25,17 +25,23 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+/// A whole policy file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
+    /// The verdict when no layer decides.
     #[serde(default)]
     pub default: DefaultVerdict,
+    /// Named lists, used as `@name` in rules.
     #[serde(default)]
     pub objects: BTreeMap<String, Object>,
+    /// Named header conditions (`header name → regex`), used in `headers`.
     #[serde(default)]
     pub headers: BTreeMap<String, BTreeMap<String, String>>,
+    /// Combined objects (an AND of ORs), used in `source`.
     #[serde(default)]
     pub combined: BTreeMap<String, Combined>,
+    /// The layers, in order: a later layer refines an earlier one.
     #[serde(default)]
     pub layers: Vec<Layer>,
 }
@@ -66,11 +72,14 @@ pub struct ListFile {
     pub dest_file: Option<PathBuf>,
 }
 
+/// The verdict when no layer's rule decides.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DefaultVerdict {
+    /// Allow (the built-in checks and authentication still apply).
     #[default]
     Allow,
+    /// Deny with `policy_denied`.
     Deny,
 }
 
@@ -78,9 +87,11 @@ pub enum DefaultVerdict {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Combined {
+    /// Each inner list is an OR of `kind:value` references; all must hold.
     pub all: Vec<Vec<String>>,
 }
 
+/// What a layer decides.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LayerKind {
@@ -91,24 +102,35 @@ pub enum LayerKind {
     Access,
 }
 
+/// A named, ordered list of rules: the first that matches decides the layer.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Layer {
+    /// Its name, in `explain` and errors.
     pub name: String,
+    /// Authentication or access.
     #[serde(default)]
     pub kind: LayerKind,
+    /// The rules, first match wins.
     #[serde(default)]
     pub rules: Vec<Rule>,
 }
 
+/// A rule's `action`, as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ActionName {
+    /// `allow`.
     Allow,
+    /// `deny` (with `status` and `reason`).
     Deny,
+    /// `tunnel`: a CONNECT without protocol detection.
     Tunnel,
+    /// `detect`: a CONNECT with protocol detection.
     Detect,
+    /// `authenticate` (authentication layers).
     Authenticate,
+    /// `no-authenticate` (authentication layers).
     NoAuthenticate,
     /// Only tags the transaction; decides nothing.
     Tag,
@@ -118,7 +140,9 @@ pub enum ActionName {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum PortSpec {
+    /// `443`.
     One(u16),
+    /// `"443"` or `"8000-8100"`.
     Text(String),
 }
 
@@ -126,10 +150,14 @@ pub enum PortSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeWindow {
+    /// `mon` … `sun`; every day when empty.
     #[serde(default)]
     pub days: Vec<String>,
+    /// `HH:MM`, from midnight when absent.
     pub from: Option<String>,
+    /// `HH:MM`, to midnight when absent; before `from` wraps midnight.
     pub to: Option<String>,
+    /// An IANA time zone name.
     #[serde(default = "utc")]
     pub tz: String,
 }
@@ -143,22 +171,39 @@ fn utc() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
+    /// Unique within its layer; the log's `x-rule`.
     pub name: String,
+    /// Only (un)authenticated requests.
     pub authenticated: Option<bool>,
+    /// User names (folded).
     pub user: Option<Vec<String>>,
+    /// Group names, nested membership included (folded).
     pub group: Option<Vec<String>>,
+    /// Realm names (folded).
     pub realm: Option<Vec<String>>,
+    /// Client addresses and CIDRs (or `@dest_file` objects).
     pub client: Option<Vec<String>>,
+    /// Request methods.
     pub method: Option<Vec<String>>,
+    /// Destination hosts: `name`, `.domain`, `re:regex`, `@objects`.
     pub host: Option<Vec<String>>,
+    /// CIDRs the destination's resolved addresses are checked against.
     pub dest: Option<Vec<String>>,
+    /// Destination ports or ranges.
     pub port: Option<Vec<PortSpec>>,
+    /// Inline header conditions: header name → regex.
     pub header: Option<BTreeMap<String, String>>,
+    /// Named header conditions.
     pub headers: Option<Vec<String>>,
+    /// Combined objects.
     pub source: Option<Vec<String>>,
+    /// URL categories.
     pub category: Option<Vec<String>>,
+    /// A weekday and time-of-day window.
     pub time: Option<TimeWindow>,
+    /// After detection: `tls`, `http`, `ssh`, `unknown`.
     pub protocol: Option<Vec<String>>,
+    /// After detection: TLS SNI patterns, as `host`.
     pub sni: Option<Vec<String>>,
     /// JA4 fingerprints of the client's ClientHello (exact or `re:`).
     pub ja4: Option<Vec<String>>,
@@ -168,8 +213,12 @@ pub struct Rule {
     pub tls_version: Option<Vec<String>>,
     /// ALPN protocols the client offered (any of them).
     pub alpn: Option<Vec<String>>,
+    /// What the rule does.
     pub action: ActionName,
+    /// For `deny`: the status (4xx/5xx, not 407; default 403).
     pub status: Option<u16>,
+    /// For `deny`: the `x-exception-id` (default `policy_denied`).
     pub reason: Option<String>,
+    /// For `tag`: the tag logged in `x-tags`.
     pub tag: Option<String>,
 }

@@ -16,16 +16,23 @@ pub enum ListError {
     /// The file could not be read.
     #[error("object {object:?}: {}: {source}", file.display())]
     Read {
+        /// The object that names the file.
         object: String,
+        /// The file.
         file: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
     /// A line is not an entry of its kind.
     #[error("object {object:?}: {}:{line}: {message}", file.display())]
     Line {
+        /// The object that names the file.
         object: String,
+        /// The file.
         file: PathBuf,
+        /// 1-based line number.
         line: u32,
+        /// What is wrong with it.
         message: String,
     },
 }
