@@ -7,8 +7,9 @@ going direct, both measured in the same run.
 import base64, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-# GATEHOUSE_BIN runs another build (a baseline commit, say) in the same harness.
-GH = os.environ.get("GATEHOUSE_BIN") or os.path.join(ROOT, "target/release/gatehouse")
+# BENCH_GATEHOUSE_BIN runs another build (a baseline commit, say) in the same harness
+# (not GATEHOUSE_*: Gatehouse reads that prefix as config and refuses unknown keys).
+GH = os.environ.get("BENCH_GATEHOUSE_BIN") or os.path.join(ROOT, "target/release/gatehouse")
 LOADGEN = os.path.join(ROOT, "integration/bench/loadgen/target/release/gatehouse-loadgen")
 REPS = int(os.environ.get("REPS", "3"))
 DUR = int(os.environ.get("DURATION", "10"))
