@@ -16,6 +16,7 @@ use crate::accesslog::settings::AccessLogConfig;
 use crate::auth::settings::AuthConfig;
 use crate::directory::config::RealmConfig;
 use crate::forward::settings::ForwardConfig;
+use crate::intercept::settings::InterceptConfig;
 use crate::listener::settings::ListenerConfig;
 use crate::policy::settings::PolicyConfig;
 use crate::resolve::settings::{DestinationsConfig, ResolverConfig};
@@ -78,6 +79,9 @@ pub struct Config {
     /// `[detection]`.
     #[serde(default)]
     pub detection: DetectionConfig,
+    /// `[intercept]`.
+    #[serde(default)]
+    pub intercept: InterceptConfig,
     /// The realm files named by `auth.realms`, loaded and checked with the config.
     #[serde(skip)]
     pub realm_configs: Vec<RealmConfig>,
@@ -126,6 +130,7 @@ impl Config {
         self.forward.validate()?;
         self.tunnel.validate()?;
         self.detection.validate()?;
+        self.intercept.validate()?;
         self.resolver.validate()?;
         self.accesslog.validate()?;
         self.log.validate()?;

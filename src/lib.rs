@@ -22,6 +22,7 @@ pub mod conn;
 pub mod directory;
 pub mod error;
 pub mod forward;
+pub mod intercept;
 pub mod limit;
 pub mod listener;
 pub mod outcome;

@@ -151,6 +151,37 @@ pub enum ExceptionId {
     TunnelIdleTimeout,
     /// Protocol detection refused the tunnel.
     Detection(DetectionReason),
+    /// An intercepted tunnel failed on the client's side, or inside.
+    Intercept(InterceptProblem),
+}
+
+/// What went wrong in an intercepted tunnel, apart from the upstream's
+/// certificate (a [`DetectionReason`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InterceptProblem {
+    /// The client refused the minted certificate (pinning, or the CA not trusted).
+    ClientRejectedCertificate,
+    /// The client's TLS handshake failed otherwise (versions, ciphers, ALPN).
+    ClientHandshake,
+    /// What the client sent inside the decrypted stream is not HTTP/1.1.
+    NotHttp,
+    /// An inner request's Host names another server than the tunnel's.
+    DomainFronting,
+    /// The policy intercepts, but no CA is configured.
+    Unavailable,
+}
+
+impl InterceptProblem {
+    /// The log's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InterceptProblem::ClientRejectedCertificate => "ssl_client_cert_rejected",
+            InterceptProblem::ClientHandshake => "ssl_client_handshake_failed",
+            InterceptProblem::NotHttp => "protocol_not_http",
+            InterceptProblem::DomainFronting => "domain_fronting",
+            InterceptProblem::Unavailable => "intercept_unavailable",
+        }
+    }
 }
 
 impl ExceptionId {
@@ -180,6 +211,7 @@ impl ExceptionId {
             GatewayTimeout => "gateway_timeout",
             TunnelIdleTimeout => "tunnel_idle_timeout",
             Detection(reason) => reason.as_str(),
+            Intercept(problem) => problem.as_str(),
         }
     }
 }

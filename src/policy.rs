@@ -52,6 +52,10 @@ pub enum Action {
     Tunnel,
     /// CONNECT with protocol detection.
     Detect,
+    /// CONNECT decrypted (TLS interception).
+    Intercept,
+    /// CONNECT exempt from interception: detected as usual.
+    Bypass,
     /// Require authentication.
     Authenticate,
     /// Do not require authentication.
@@ -81,6 +85,8 @@ pub enum ConnectMode {
     Detect,
     /// As a raw tunnel.
     Tunnel,
+    /// Decrypted: each request inside judged and logged.
+    Intercept,
 }
 
 /// The policy's answer, with the rules that gave it.
@@ -144,6 +150,9 @@ pub struct Facts<'a> {
     pub now: jiff::Timestamp,
     /// After protocol detection on a CONNECT: what the client's first bytes said.
     pub detected: Option<Detected<'a>>,
+    /// The full URL of an HTTP request (`https://…` inside an intercepted
+    /// tunnel); `None` for a CONNECT.
+    pub url: Option<&'a str>,
 }
 
 /// What protocol detection saw of a CONNECT's client, for the rules that
@@ -250,6 +259,15 @@ impl Policy {
             .any(|r| r.dests.is_some() || (r.categories.is_some() && self.categories.has_ranges()))
     }
 
+    /// The first rule that intercepts, if any (interception needs a CA).
+    pub fn intercept_rule(&self) -> Option<&str> {
+        self.layers
+            .iter()
+            .flat_map(|l| l.rules.iter())
+            .find(|r| r.action == Action::Intercept)
+            .map(|r| &*r.name)
+    }
+
     /// Must this request authenticate? Authentication layers refine `required`.
     pub fn needs_auth(&self, facts: &Facts<'_>, required: bool) -> (bool, Option<Arc<str>>) {
         let mut need = (required, None);
@@ -303,7 +321,8 @@ impl Policy {
                     }
                 }
                 Action::Tunnel => d.connect = ConnectMode::Tunnel,
-                Action::Detect => d.connect = ConnectMode::Detect,
+                Action::Detect | Action::Bypass => d.connect = ConnectMode::Detect,
+                Action::Intercept => d.connect = ConnectMode::Intercept,
                 Action::Authenticate | Action::NoAuthenticate | Action::Tag => {}
             }
             match &rule.action {
@@ -311,7 +330,9 @@ impl Policy {
                     d.verdict_rule = Some(rule.name.clone());
                     d.verdict_by_detection = rule.needs_detection();
                 }
-                Action::Tunnel | Action::Detect => d.connect_rule = Some(rule.name.clone()),
+                Action::Tunnel | Action::Detect | Action::Intercept | Action::Bypass => {
+                    d.connect_rule = Some(rule.name.clone())
+                }
                 _ => {}
             }
             if let Some(t) = &rule.tag {
@@ -370,6 +391,7 @@ fn allowed_layer(cfg: &PolicyConfig) -> Option<Layer> {
             protocols: None,
             snis: None,
             fingerprints: Vec::new(),
+            urls: None,
             action: Action::Tunnel,
             tag: None,
         }],

@@ -67,6 +67,8 @@ pub struct Proxy {
     pub policy: arc_swap::ArcSwap<Policy>,
     /// The SSL check for detected TLS tunnels.
     pub checker: TlsChecker,
+    /// TLS interception, when `[intercept]` names a CA.
+    pub interceptor: Option<crate::intercept::Interceptor>,
     /// Addresses we listen on, for loop detection.
     pub listening: Vec<SocketAddr>,
     /// Cancelled when the shutdown grace period is over: tunnels close.
@@ -138,6 +140,8 @@ pub async fn serve(
     let mut at = Progress::default();
     let mut addrs = Vec::new();
     let mut who: Option<Authenticated> = None;
+    // `url` rules see the absolute URL of a plain HTTP request.
+    let url = (!is_connect).then(|| req.uri().to_string());
     let (next, categories) = loop {
         let categories = policy.categories.lookup(&host, &addrs);
         let facts = Facts {
@@ -151,6 +155,7 @@ pub async fn serve(
             categories: &categories,
             now,
             detected: None,
+            url: url.as_deref(),
         };
         match plan::plan(&policy, &settings, &facts, at) {
             Plan::Resolve => match destination::resolve(&proxy, &dest).await {
@@ -200,7 +205,8 @@ pub async fn serve(
         (Plan::Tunnel { decision, detect }, _) => {
             record.rule = decision.rule_names();
             record.tags = decision.tags.iter().map(|t| t.to_string()).collect();
-            let judged = detect.then(|| connect::Judged {
+            let intercept = decision.connect == crate::policy::ConnectMode::Intercept;
+            let judged = (detect || intercept).then(|| connect::Judged {
                 policy: policy.clone(),
                 identity: who.as_ref().map(|w| w.identity.clone()),
                 headers: req.headers().clone(),
@@ -210,7 +216,12 @@ pub async fn serve(
                 port: dest.port,
                 client: conn.client.ip(),
             });
-            connect::connect(&proxy, &conn, req, dial, judged, record, in_flight).await
+            let mode = match judged {
+                Some(j) if intercept => connect::Mode::Intercept(j),
+                Some(j) => connect::Mode::Detect(j),
+                None => connect::Mode::Raw,
+            };
+            connect::connect(&proxy, &conn, req, dial, mode, record, in_flight).await
         }
         (Plan::Forward(decision), Some(target)) => {
             record.rule = decision.rule_names();

@@ -155,6 +155,7 @@ pub async fn run(
         auth: built.auth,
         policy: arc_swap::ArcSwap::from_pointee(built.policy),
         checker: built.checker,
+        interceptor: built.interceptor,
         listening: listening.clone(),
         hard_stop: CancellationToken::new(),
         tunnels: TaskTracker::new(),

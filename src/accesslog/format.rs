@@ -8,7 +8,7 @@ use super::settings::LogFormat;
 use crate::outcome::SAction;
 
 /// The ELFF fields, in the order every line writes them.
-pub const ELFF_FIELDS: &str = "date time time-taken c-ip cs-username cs-auth-group x-exception-id sc-filter-result cs-categories sc-status s-action cs-method cs-uri-scheme cs-host cs-uri-port cs-uri-path cs-uri-query cs(User-Agent) s-ip sc-bytes cs-bytes x-rule x-auth-scheme x-tags x-protocol x-sni x-ja3n r-ip x-ja4";
+pub const ELFF_FIELDS: &str = "date time time-taken c-ip cs-username cs-auth-group x-exception-id sc-filter-result cs-categories sc-status s-action cs-method cs-uri-scheme cs-host cs-uri-port cs-uri-path cs-uri-query cs(User-Agent) s-ip sc-bytes cs-bytes x-rule x-auth-scheme x-tags x-protocol x-sni x-ja3n r-ip x-ja4 x-intercepted";
 
 /// The lines that open an ELFF file (or a new stdout stream).
 pub fn elff_header(now: std::time::SystemTime) -> String {
@@ -44,7 +44,7 @@ fn elff(out: &mut String, r: &AccessRecord) {
     let port = r.port.to_string();
     let tags = r.tags.join(",");
     let remote = r.remote_ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let fields: [&str; 29] = [
+    let fields: [&str; 30] = [
         &date,
         &time,
         &r.time_taken_ms.to_string(),
@@ -74,6 +74,7 @@ fn elff(out: &mut String, r: &AccessRecord) {
         r.ja3n.as_deref().unwrap_or(""),
         &remote,
         r.ja4.as_deref().unwrap_or(""),
+        if r.intercepted { "1" } else { "" },
     ];
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {

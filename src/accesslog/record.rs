@@ -89,6 +89,8 @@ pub struct AccessRecord {
     /// The origin address dialled (ProxySG's `r-ip`): the one the policy
     /// judged, the tunnel connected to and any probe used.
     pub remote_ip: Option<IpAddr>,
+    /// A request decrypted from an intercepted tunnel (ELFF `x-intercepted`).
+    pub intercepted: bool,
 }
 
 impl AccessRecord {
@@ -124,6 +126,7 @@ impl AccessRecord {
             ja3n: None,
             ja4: None,
             remote_ip: None,
+            intercepted: false,
         }
     }
 

@@ -156,6 +156,13 @@ fn print_plan(p: &Plan) {
                 d.verdict_rule.as_deref().unwrap_or("default")
             );
             let (plan, action) = match p {
+                Plan::Tunnel { .. } if d.connect == ConnectMode::Intercept => {
+                    line.push_str(&format!(
+                        ", CONNECT: intercept (rule {})",
+                        d.connect_rule.as_deref().unwrap_or("-")
+                    ));
+                    ("intercept", "TCP_TUNNELED, each request inside its own line")
+                }
                 Plan::Tunnel { detect: false, .. } => {
                     let why = match (d.connect, &d.connect_rule) {
                         (ConnectMode::Tunnel, Some(r)) => format!("rule {r}"),
@@ -250,6 +257,7 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
         auth_required: config.auth.required,
         detection: config.detection.enabled,
     };
+    let url = (method != "CONNECT").then(|| q.url.clone());
     let facts = Facts {
         identity: None,
         client: q.client,
@@ -261,6 +269,7 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
         categories: &categories,
         now: jiff::Timestamp::now(),
         detected: None,
+        url: url.as_deref(),
     };
     let mut at = Progress {
         resolved: true,

@@ -88,6 +88,11 @@ enum Command {
         #[arg(long)]
         alpn: Vec<String>,
     },
+    /// The TLS interception CA.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Check a user's password against the configured realms and show the
     /// DN and groups found. The password is read from the terminal or stdin.
     AuthTest {
@@ -95,6 +100,17 @@ enum Command {
         config: Option<PathBuf>,
         #[arg(long)]
         user: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create a CA for interception: DIR/ca.pem (give it to clients to
+    /// trust) and DIR/ca.key (0600; name both in `[intercept]`).
+    Init {
+        /// The directory to write them in (created if missing).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -146,6 +162,24 @@ fn main() -> ExitCode {
                 },
             )
         }),
+        Command::Ca {
+            command: CaCommand::Init { out },
+        } => match gatehouse::intercept::ca::init(&out) {
+            Ok((cert, key)) => {
+                println!("CA certificate: {} (give it to clients to trust)", cert.display());
+                println!("CA key:         {} (0600; keep it on this host only)", key.display());
+                println!(
+                    "then in the config:\n[intercept]\nca_cert = {:?}\nca_key = {:?}",
+                    cert.display().to_string(),
+                    key.display().to_string()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("gatehouse ca init: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::AuthTest { config, user } => {
             with_config(config, |config| users::auth_test(config, &user))
         }

@@ -228,10 +228,15 @@ fn compile_rule(ctx: &Ctx<'_>, r: &file::Rule, place: &str) -> Result<Rule, Poli
             fingerprints.push((f, cond));
         }
     }
+    let urls = list(&r.url, "url")?
+        .map(|v| regex::RegexSet::new(v).map_err(|e| err(&field("url"), format!("bad regex: {e}"))))
+        .transpose()?;
     let action = match r.action {
         ActionName::Allow => Action::Allow,
         ActionName::Tunnel => Action::Tunnel,
         ActionName::Detect => Action::Detect,
+        ActionName::Intercept => Action::Intercept,
+        ActionName::Bypass => Action::Bypass,
         ActionName::Authenticate => Action::Authenticate,
         ActionName::NoAuthenticate => Action::NoAuthenticate,
         ActionName::Tag => Action::Tag,
@@ -289,6 +294,7 @@ fn compile_rule(ctx: &Ctx<'_>, r: &file::Rule, place: &str) -> Result<Rule, Poli
         protocols,
         snis: hosts(&r.sni, "sni")?,
         fingerprints,
+        urls,
         action,
         tag: r.tag.as_deref().map(Into::into),
     })

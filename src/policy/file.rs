@@ -132,6 +132,10 @@ pub enum ActionName {
     Authenticate,
     /// `no-authenticate` (authentication layers).
     NoAuthenticate,
+    /// `intercept`: a CONNECT decrypted, each request inside judged and logged.
+    Intercept,
+    /// `bypass`: a CONNECT exempt from interception (detected as usual).
+    Bypass,
     /// Only tags the transaction; decides nothing.
     Tag,
 }
@@ -205,6 +209,9 @@ pub struct Rule {
     pub protocol: Option<Vec<String>>,
     /// After detection: TLS SNI patterns, as `host`.
     pub sni: Option<Vec<String>>,
+    /// Regexes over the full URL (`http://…`, or `https://…` inside an
+    /// intercepted tunnel); a CONNECT has no URL and never matches.
+    pub url: Option<Vec<String>>,
     /// JA4 fingerprints of the client's ClientHello (exact or `re:`).
     pub ja4: Option<Vec<String>>,
     /// JA3N fingerprints (exact or `re:`).

@@ -63,6 +63,7 @@ impl Req {
             categories: &self.cats,
             now: self.now,
             detected: None,
+            url: None,
         }
     }
 }

@@ -235,6 +235,7 @@ proptest! {
                 categories: &[],
                 now: jiff::Timestamp::UNIX_EPOCH,
                 detected: None,
+                url: None,
             };
             let layer = &indexed.layers[0];
             let want = layer.rules.iter().find(|r| reference_matches(r, &f)).map(|r| &r.name);

@@ -188,6 +188,8 @@ pub struct Rule {
     pub snis: Option<HostCond>,
     /// ClientHello facts: JA4, JA3N, highest version offered, ALPN offered.
     pub fingerprints: Vec<(Field, TextCond)>,
+    /// Regexes over the request's full URL.
+    pub urls: Option<regex::RegexSet>,
     /// What the rule does when it matches.
     pub action: Action,
     /// A tag for the log.
@@ -250,6 +252,10 @@ impl Rule {
                     .and_then(|d| d.sni)
                     .is_some_and(|sni| l.matches(sni))
             })
+            && self
+                .urls
+                .as_ref()
+                .is_none_or(|set| f.url.is_some_and(|u| set.is_match(u)))
             && self.fingerprints.iter().all(|(field, c)| {
                 f.detected
                     .is_some_and(|d| fingerprint_matches(*field, c, &d))
@@ -274,7 +280,7 @@ impl Rule {
     pub fn grants(&self) -> bool {
         matches!(
             self.action,
-            Action::Allow | Action::Tunnel | Action::NoAuthenticate
+            Action::Allow | Action::Tunnel | Action::NoAuthenticate | Action::Bypass
         )
     }
 

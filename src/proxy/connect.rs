@@ -16,7 +16,8 @@ use crate::body::ResponseBody;
 use crate::conn::{ConnState, InFlight};
 use crate::directory::Identity;
 use crate::listener::guard::GuardedStream;
-use crate::policy::{Detected, Facts, Policy};
+use crate::intercept::session::Inner;
+use crate::policy::{Detected, Facts, Policy, Verdict};
 use crate::tunnel::detect::Protocol;
 use crate::tunnel::handshake::Check;
 use crate::tunnel::inspect::Inspector;
@@ -49,18 +50,48 @@ impl Judged {
             categories: &self.categories,
             now: jiff::Timestamp::now(),
             detected,
+            url: None,
+        }
+    }
+
+    /// The policy on one request decrypted from the tunnel: the tunnel's
+    /// identity and destination, the request's method and full URL.
+    fn inner(&self, method: &http::Method, url: &str) -> Inner {
+        let facts = Facts {
+            method: method.as_str(),
+            url: Some(url),
+            ..self.facts(None)
+        };
+        let d = self.policy.decide(&facts);
+        let rule = d.rule_names();
+        match d.verdict {
+            Verdict::Deny { status, reason } => Inner::Deny {
+                status,
+                reason,
+                rule,
+            },
+            Verdict::Allow => Inner::Allow { rule },
         }
     }
 }
 
-/// Dials, answers `200`, and spawns the session; `detect` is `None` for a
-/// raw tunnel.
+/// How the tunnel is relayed after its `200`.
+pub(super) enum Mode {
+    /// Raw.
+    Raw,
+    /// With protocol detection, judged again on what it finds.
+    Detect(Judged),
+    /// Decrypted, each request inside judged.
+    Intercept(Judged),
+}
+
+/// Dials, answers `200`, and spawns the session in `mode`.
 pub(super) async fn connect(
     proxy: &Arc<Proxy>,
     conn: &ConnState,
     mut req: Request<Incoming>,
     dial: Vec<SocketAddr>,
-    detect: Option<Judged>,
+    mode: Mode,
     mut record: AccessRecord,
     in_flight: InFlight,
 ) -> Result<Response<ResponseBody>, Failed> {
@@ -92,7 +123,16 @@ pub(super) async fn connect(
                 let mut pending = parts.read_buf.to_vec();
                 pending.extend_from_slice(&held);
                 drop((held, parts.read_buf));
-                run(&proxy, client, pending, server, detect, &judged_by).await
+                match mode {
+                    Mode::Raw => run(&proxy, client, pending, server, None, &judged_by).await,
+                    Mode::Detect(j) => {
+                        run(&proxy, client, pending, server, Some(j), &judged_by).await
+                    }
+                    Mode::Intercept(j) => {
+                        record.intercepted = true;
+                        intercept(&proxy, client, pending, server, j, &record).await
+                    }
+                }
             }
             Ok(Err(_)) | Err(_) => {
                 tracing::warn!("CONNECT upgrade failed or was not our socket");
@@ -159,6 +199,43 @@ async fn run(
         judge,
     };
     session::run(client, pending, server, Some(detection), &relay).await
+}
+
+/// An intercepted tunnel: the CONNECT's record is each inner line's template.
+async fn intercept(
+    proxy: &Proxy,
+    client: tokio::net::TcpStream,
+    pending: Vec<u8>,
+    server: tokio::net::TcpStream,
+    judged: Judged,
+    record: &AccessRecord,
+) -> TunnelEnd {
+    let Some(interceptor) = &proxy.interceptor else {
+        // Start-up refuses an intercepting policy without a CA; fail closed anyway.
+        return crate::intercept::session::unavailable();
+    };
+    let cfg = &proxy.config;
+    let judged = Arc::new(judged);
+    let session = crate::intercept::session::Session {
+        interceptor,
+        host: &judged.host.clone(),
+        port: judged.port,
+        judge: {
+            let judged = judged.clone();
+            Box::new(move |m, url| judged.inner(m, url))
+        },
+        template: record.clone(),
+        log: proxy.log.clone(),
+        via: cfg.forward.via_pseudonym.clone(),
+        response_timeout: cfg.forward.response_timeout,
+        hello_timeout: cfg.detection.timeout,
+        handshake_timeout: cfg.detection.check_timeout,
+        max_hello: cfg.detection.max_bytes,
+        header_timeout: cfg.listener.header_read_timeout,
+        max_header_bytes: cfg.listener.max_header_bytes,
+        hard_stop: proxy.hard_stop.clone(),
+    };
+    crate::intercept::session::run(session, client, pending, server).await
 }
 
 /// The judge type of an undetected session (never called).

@@ -28,6 +28,12 @@ pub enum BuildError {
     /// The certificate verifier cannot be built (`detection.ca_file`).
     #[error("detection: {0}")]
     Detection(#[from] VerifierError),
+    /// The interception CA cannot be used (`[intercept]`).
+    #[error("{0}")]
+    Intercept(#[from] crate::intercept::InterceptError),
+    /// The policy intercepts, but `[intercept]` names no CA.
+    #[error("policy: rule {0:?} intercepts, but [intercept] names no ca_cert/ca_key")]
+    InterceptWithoutCa(String),
 }
 
 /// What SIGHUP swaps in: the policy and the realms.
@@ -42,6 +48,13 @@ impl Reloadable {
     /// Compiles the policy and builds the realms the config names.
     pub fn build(config: &Config) -> Result<Self, BuildError> {
         let policy = Policy::load(&config.policy)?;
+        // A policy that intercepts with no CA to intercept with is refused
+        // here, at start-up and on SIGHUP alike.
+        if config.intercept.ca_cert.is_none() {
+            if let Some(rule) = policy.intercept_rule() {
+                return Err(BuildError::InterceptWithoutCa(rule.to_string()));
+            }
+        }
         let realms = RealmChain::build(&config.realm_configs, &config.auth.password_checks)?;
         Ok(Self { policy, realms })
     }
@@ -55,6 +68,8 @@ pub struct Runtime {
     pub auth: Authenticator,
     /// The SSL check's verifier and verdict cache.
     pub checker: TlsChecker,
+    /// TLS interception, when `[intercept]` names a CA.
+    pub interceptor: Option<crate::intercept::Interceptor>,
     /// Destination names to addresses.
     pub resolver: Resolver,
     /// `destinations.refuse`.
@@ -67,10 +82,13 @@ impl Runtime {
         let Reloadable { policy, realms } = Reloadable::build(config)?;
         let auth = Authenticator::new(&config.auth, realms)?;
         let checker = TlsChecker::new(&config.detection)?;
+        let interceptor =
+            crate::intercept::Interceptor::build(&config.intercept, checker.verifier().rustls())?;
         Ok(Self {
             policy,
             auth,
             checker,
+            interceptor,
             resolver: Resolver::new(&config.resolver),
             refused: Refused::new(&config.destinations.refuse),
         })
