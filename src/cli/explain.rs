@@ -161,7 +161,10 @@ fn print_plan(p: &Plan) {
                         ", CONNECT: intercept (rule {})",
                         d.connect_rule.as_deref().unwrap_or("-")
                     ));
-                    ("intercept", "TCP_TUNNELED, each request inside its own line")
+                    (
+                        "intercept",
+                        "TCP_TUNNELED, each request inside its own line",
+                    )
                 }
                 Plan::Tunnel { detect: false, .. } => {
                     let why = match (d.connect, &d.connect_rule) {

@@ -166,8 +166,14 @@ fn main() -> ExitCode {
             command: CaCommand::Init { out },
         } => match gatehouse::intercept::ca::init(&out) {
             Ok((cert, key)) => {
-                println!("CA certificate: {} (give it to clients to trust)", cert.display());
-                println!("CA key:         {} (0600; keep it on this host only)", key.display());
+                println!(
+                    "CA certificate: {} (give it to clients to trust)",
+                    cert.display()
+                );
+                println!(
+                    "CA key:         {} (0600; keep it on this host only)",
+                    key.display()
+                );
                 println!(
                     "then in the config:\n[intercept]\nca_cert = {:?}\nca_key = {:?}",
                     cert.display().to_string(),

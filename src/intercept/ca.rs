@@ -7,9 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::CertificateDer;
 
 /// Why the CA could not be made or loaded.
@@ -65,7 +63,8 @@ pub fn init(dir: &Path) -> Result<(PathBuf, PathBuf), CaError> {
         message,
     };
     let key = KeyPair::generate().map_err(|e| invalid(e.to_string()))?;
-    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| invalid(e.to_string()))?;
+    let mut params =
+        CertificateParams::new(Vec::<String>::new()).map_err(|e| invalid(e.to_string()))?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     params
@@ -77,7 +76,9 @@ pub fn init(dir: &Path) -> Result<(PathBuf, PathBuf), CaError> {
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(3650);
-    let cert = params.self_signed(&key).map_err(|e| invalid(e.to_string()))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| invalid(e.to_string()))?;
     std::fs::create_dir_all(dir).map_err(|source| CaError::Io {
         path: dir.to_path_buf(),
         source,
@@ -166,6 +167,9 @@ mod tests {
         // Another CA's key does not sign for this certificate.
         let other = tempfile::tempdir().unwrap();
         let (_, other_key) = init(other.path()).unwrap();
-        assert!(matches!(load(&cert, &other_key), Err(CaError::Invalid { .. })));
+        assert!(matches!(
+            load(&cert, &other_key),
+            Err(CaError::Invalid { .. })
+        ));
     }
 }

@@ -66,7 +66,9 @@ impl Minter {
     ) -> Result<Arc<CertifiedKey>, MintError> {
         let key = name.to_ascii_lowercase();
         self.cache
-            .try_get_with(key.clone(), async { self.mint(&key, upstream).map(Arc::new) })
+            .try_get_with(key.clone(), async {
+                self.mint(&key, upstream).map(Arc::new)
+            })
             .await
             .map_err(|e| (*e).clone())
     }
@@ -76,7 +78,11 @@ impl Minter {
         self.minted.load(Ordering::Relaxed)
     }
 
-    fn mint(&self, name: &str, upstream: Option<&CertificateDer<'_>>) -> Result<CertifiedKey, MintError> {
+    fn mint(
+        &self,
+        name: &str,
+        upstream: Option<&CertificateDer<'_>>,
+    ) -> Result<CertifiedKey, MintError> {
         let fail = |message: String| MintError {
             name: name.to_string(),
             message,
@@ -124,8 +130,12 @@ fn copy_upstream(params: &mut CertificateParams, der: &CertificateDer<'_>) {
                     d.to_string().try_into().ok().map(SanType::DnsName)
                 }
                 x509_parser::extensions::GeneralName::IPAddress(b) => match b.len() {
-                    4 => <[u8; 4]>::try_from(*b).ok().map(|a| SanType::IpAddress(a.into())),
-                    16 => <[u8; 16]>::try_from(*b).ok().map(|a| SanType::IpAddress(a.into())),
+                    4 => <[u8; 4]>::try_from(*b)
+                        .ok()
+                        .map(|a| SanType::IpAddress(a.into())),
+                    16 => <[u8; 16]>::try_from(*b)
+                        .ok()
+                        .map(|a| SanType::IpAddress(a.into())),
                     _ => None,
                 },
                 _ => None,
@@ -190,8 +200,8 @@ mod tests {
     async fn upstream_names_and_validity_are_copied() {
         let m = minter(8);
         let up_key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec!["a.example.test".into(), "b.example.test".into()])
-            .unwrap();
+        let mut p =
+            CertificateParams::new(vec!["a.example.test".into(), "b.example.test".into()]).unwrap();
         p.not_before = time::OffsetDateTime::from_unix_timestamp(1_767_225_600).unwrap();
         p.not_after = time::OffsetDateTime::from_unix_timestamp(1_798_761_600).unwrap();
         let up = p.self_signed(&up_key).unwrap();
@@ -206,7 +216,10 @@ mod tests {
             .iter()
             .map(|n| n.to_string())
             .collect();
-        assert_eq!(names, ["DNSName(a.example.test)", "DNSName(b.example.test)"]);
+        assert_eq!(
+            names,
+            ["DNSName(a.example.test)", "DNSName(b.example.test)"]
+        );
         assert_eq!(parsed.validity().not_after.timestamp(), 1_798_761_600);
         assert_eq!(leaf.cert.len(), 2, "leaf, then the CA");
     }

@@ -26,7 +26,7 @@ use crate::accesslog::{AccessLog, AccessRecord, FilterResult};
 use crate::body::{Finish, RequestBody, ResponseBody};
 use crate::forward::headers;
 use crate::outcome::{DetectionReason, ExceptionId, InterceptProblem, SAction};
-use crate::tunnel::detect::{classify, ClientHello, Classified, Protocol};
+use crate::tunnel::detect::{classify, Classified, ClientHello, Protocol};
 use crate::tunnel::session::TunnelEnd;
 use crate::tunnel::verify;
 
@@ -93,8 +93,7 @@ pub async fn run(
     pending: Vec<u8>,
     server: TcpStream,
 ) -> TunnelEnd {
-    let (held, hello) = match read_hello(&mut client, pending, s.max_hello, s.hello_timeout).await
-    {
+    let (held, hello) = match read_hello(&mut client, pending, s.max_hello, s.hello_timeout).await {
         Ok(h) => h,
         Err((protocol, reason)) => return end(protocol, Some(ExceptionId::Detection(reason))),
     };
@@ -112,7 +111,10 @@ pub async fn run(
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(error = %e, "no certificate to intercept with");
-            return end(protocol, Some(ExceptionId::Intercept(InterceptProblem::Unavailable)));
+            return end(
+                protocol,
+                Some(ExceptionId::Intercept(InterceptProblem::Unavailable)),
+            );
         }
     };
     let client_tls = match accept_client(s.interceptor, leaf, client, held).await {
@@ -169,7 +171,10 @@ pub async fn run(
 
 /// The end of a tunnel the policy intercepts with no CA configured.
 pub fn unavailable() -> TunnelEnd {
-    end(None, Some(ExceptionId::Intercept(InterceptProblem::Unavailable)))
+    end(
+        None,
+        Some(ExceptionId::Intercept(InterceptProblem::Unavailable)),
+    )
 }
 
 fn end(protocol: Option<Protocol>, exception: Option<ExceptionId>) -> TunnelEnd {
@@ -201,7 +206,9 @@ async fn read_hello(
     loop {
         match classify(&held) {
             Classified::Done(Protocol::Tls(h)) => return Ok((held, h)),
-            Classified::Done(other) => return Err((Some(other), DetectionReason::ProtocolNotAllowed)),
+            Classified::Done(other) => {
+                return Err((Some(other), DetectionReason::ProtocolNotAllowed))
+            }
             Classified::NeedMore(_) if held.len() >= max => {
                 return Err((None, DetectionReason::ProtocolNotAllowed))
             }
@@ -330,7 +337,10 @@ struct Ctx {
     served: AtomicU64,
 }
 
-async fn inner(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+async fn inner(
+    ctx: Arc<Ctx>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
     ctx.served
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut r = ctx.template.clone();
@@ -362,13 +372,25 @@ async fn inner(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Response<Respons
         });
         if !host.trim_end_matches('.').eq_ignore_ascii_case(&ctx.name) {
             let problem = ExceptionId::Intercept(InterceptProblem::DomainFronting);
-            return Ok(answer(&ctx, r, StatusCode::MISDIRECTED_REQUEST, problem, None));
+            return Ok(answer(
+                &ctx,
+                r,
+                StatusCode::MISDIRECTED_REQUEST,
+                problem,
+                None,
+            ));
         }
     }
     if req.headers().contains_key(header::CONTENT_LENGTH)
         && req.headers().contains_key(header::TRANSFER_ENCODING)
     {
-        return Ok(answer(&ctx, r, StatusCode::BAD_REQUEST, ExceptionId::InvalidRequest, None));
+        return Ok(answer(
+            &ctx,
+            r,
+            StatusCode::BAD_REQUEST,
+            ExceptionId::InvalidRequest,
+            None,
+        ));
     }
     match (ctx.judge)(req.method(), &url) {
         Inner::Deny {
@@ -415,7 +437,12 @@ async fn forward(
     let req = Request::from_parts(parts, RequestBody::new(body, cs_bytes.clone()));
     let mut origin = ctx.origin.lock().await;
     let o = match &mut *origin {
-        Err(reason) => return Err((StatusCode::BAD_GATEWAY, ExceptionId::Detection(reason.clone()))),
+        Err(reason) => {
+            return Err((
+                StatusCode::BAD_GATEWAY,
+                ExceptionId::Detection(reason.clone()),
+            ))
+        }
         Ok(o) => o,
     };
     r.remote_ip = Some(o.addr.ip());
@@ -449,7 +476,10 @@ async fn forward(
         log: ctx.log.clone(),
         cs_bytes: Some(cs_bytes),
     };
-    Ok(Response::from_parts(parts, ResponseBody::upstream(body).logged(finish)))
+    Ok(Response::from_parts(
+        parts,
+        ResponseBody::upstream(body).logged(finish),
+    ))
 }
 
 async fn reconnect(ctx: &Ctx, addr: SocketAddr, name: &str) -> Result<Origin, DetectionReason> {
@@ -463,10 +493,12 @@ async fn reconnect(ctx: &Ctx, addr: SocketAddr, name: &str) -> Result<Origin, De
     let tls = tokio::time::timeout(ctx.handshake_timeout, connector.connect(server_name, tcp))
         .await
         .map_err(|_| DetectionReason::ServerTimeout)?
-        .map_err(|e| match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-            Some(err @ rustls::Error::InvalidCertificate(_)) => verify::reason(err),
-            _ => DetectionReason::HandshakeInvalid,
-        })?;
+        .map_err(
+            |e| match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                Some(err @ rustls::Error::InvalidCertificate(_)) => verify::reason(err),
+                _ => DetectionReason::HandshakeInvalid,
+            },
+        )?;
     Origin::handshake(tls, addr, name.to_string())
         .await
         .map_err(|_| DetectionReason::HandshakeInvalid)
@@ -490,7 +522,10 @@ fn answer(
     let mut resp = Response::new(ResponseBody::full(Bytes::from(text)));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     if let Ok(v) = HeaderValue::from_str(id.as_str()) {
         h.insert("x-exception-id", v);
     }
