@@ -221,3 +221,238 @@ async fn requests_inside_https_are_judged_forwarded_and_logged() {
         ("POST", "11")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_origin_whose_certificate_fails_gets_the_proxys_error_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let (selfsigned, seen_self) = https_origin(self_signed(&[NAME])).await;
+    let (wrong_name, seen_wrong) = https_origin(ca.leaf(&["other.example.test"])).await;
+    let l = lab(
+        dir.path(),
+        &ca,
+        &[selfsigned.port(), wrong_name.port()],
+        INTERCEPT_BOB,
+        "",
+    );
+    let cacert = l.proxy_ca.to_str().unwrap();
+    for (origin, reason) in [
+        (selfsigned, "ssl_server_cert_invalid"),
+        (wrong_name, "ssl_domain_mismatch"),
+    ] {
+        let url = format!("https://{NAME}:{}/", origin.port());
+        let (_, out) = tokio::task::block_in_place(|| {
+            curl(
+                l.gh.addr(),
+                &["--cacert", cacert, "-w", "\n[%{http_code}]", &url],
+            )
+        });
+        assert!(out.contains(reason) && out.contains("[502]"), "{out}");
+        assert!(!out.contains("hello from origin"), "{out}");
+    }
+    assert!(seen_self.lock().unwrap().is_empty() && seen_wrong.lock().unwrap().is_empty());
+    let lines = l.gh.log_lines(4);
+    let errors: Vec<&str> = lines
+        .iter()
+        .filter(|x| x["cs-method"] == "GET")
+        .map(|x| x["x-exception-id"].as_str())
+        .collect();
+    assert_eq!(errors, ["ssl_server_cert_invalid", "ssl_domain_mismatch"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_refuses_the_minted_certificate_is_logged_and_nothing_reaches_the_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let (origin, seen) = https_origin(ca.leaf(&[NAME])).await;
+    let l = lab(dir.path(), &ca, &[origin.port()], INTERCEPT_BOB, "");
+    // curl without the proxy's CA: it refuses the minted leaf.
+    let url = format!("https://{NAME}:{}/", origin.port());
+    let (ok, out) = tokio::task::block_in_place(|| curl(l.gh.addr(), &[&url]));
+    assert!(!ok, "{out}");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "no request reached the origin"
+    );
+    let line = &l.gh.log_lines(1)[0];
+    assert_eq!(line["cs-method"], "CONNECT");
+    assert_eq!(line["x-exception-id"], "ssl_client_cert_rejected");
+    assert_eq!(line["x-intercepted"], "1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_allowed_group_still_tunnels_raw_and_a_certless_fake_is_caught_when_intercepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let (node, seen) = supernode().await;
+    let policy = "[[layers]]\nname = \"https\"\n[[layers.rules]]\nname = \"intercept-all\"\n\
+                  method = [\"CONNECT\"]\naction = \"intercept\"\n";
+    // `extra` lands in [policy]: the seed's rule, as a last layer.
+    let l = lab(
+        dir.path(),
+        &ca,
+        &[node.port()],
+        policy,
+        "allowed_groups = [\"Skype Users\"]\n",
+    );
+    // alice (Skype Users, no User-Agent): the raw tunnel of the seed.
+    let r = skype(l.gh.addr(), node, &basic("alice:alice-pw")).await;
+    assert!(
+        r.reply.starts_with(&[0x16, 0x03, 0x03]),
+        "alice's Skype tunnels"
+    );
+    assert!(seen.any_contains(PAYLOAD_MARKER));
+    let before = seen.connections();
+    // bob is intercepted: the proxy's own handshake with the fake fails (no
+    // certificate), and nothing of bob's reaches it.
+    let r = skype(l.gh.addr(), node, &basic("bob:bob-pw")).await;
+    assert!(
+        !r.reply
+            .windows(5)
+            .any(|w| w == [0x16, 0x03, 0x03, 0x00, 0x2d]),
+        "bob never sees the fake's hello"
+    );
+    assert_eq!(
+        seen.connections(),
+        before + 1,
+        "the proxy's own handshake only"
+    );
+    let last = seen.0.lock().unwrap().last().cloned().unwrap();
+    assert!(!last
+        .windows(PAYLOAD_MARKER.len())
+        .any(|w| w == PAYLOAD_MARKER));
+    let lines = l.gh.log_lines(2);
+    let alice = lines.iter().find(|x| x["cs-username"] == "alice").unwrap();
+    assert_eq!(alice["s-action"], "TCP_TUNNELED");
+    assert_eq!(alice["x-rule"], "allowed-groups-tunnel");
+    assert_eq!(alice["x-intercepted"], "-");
+    let bob = lines.iter().find(|x| x["cs-username"] == "bob").unwrap();
+    assert_eq!(bob["x-intercepted"], "1");
+    assert_eq!(bob["s-action"], "TCP_DENIED");
+}
+
+/// Python's `http.client` through the proxy's CONNECT, trusting the proxy's CA.
+const PY_CLIENT: &str = r#"
+import base64, http.client, ssl, sys
+proxy_port, origin_port, name, cafile = sys.argv[1:5]
+ctx = ssl.create_default_context(cafile=cafile)
+c = http.client.HTTPSConnection("127.0.0.1", int(proxy_port), context=ctx, timeout=10)
+auth = base64.b64encode(b"bob:bob-pw").decode()
+c.set_tunnel(name, int(origin_port), headers={"Proxy-Authorization": "Basic " + auth})
+for path in ("/", "/admin", "/echo"):
+    body = b"from python" if path == "/echo" else None
+    c.request("POST" if body else "GET", path, body=body)
+    r = c.getresponse()
+    print(r.status, r.read().decode().strip().splitlines()[0])
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_http_client_through_an_intercepting_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let (origin, seen) = https_origin(ca.leaf(&[NAME])).await;
+    let l = lab(dir.path(), &ca, &[origin.port()], INTERCEPT_BOB, "");
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new("python3")
+            .args(["-c", PY_CLIENT])
+            .arg(l.gh.addr().port().to_string())
+            .arg(origin.port().to_string())
+            .arg(NAME)
+            .arg(&l.proxy_ca)
+            .output()
+            .unwrap()
+    });
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text,
+        "200 hello from origin\n403 403 Forbidden\n200 from python\n"
+    );
+    assert_eq!(*seen.lock().unwrap(), ["GET /", "POST /echo"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_for_another_host_inside_the_tunnel_is_refused_as_fronting() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let (origin, seen) = https_origin(ca.leaf(&[NAME])).await;
+    let l = lab(dir.path(), &ca, &[origin.port()], INTERCEPT_BOB, "");
+    let url = format!("https://{NAME}:{}/", origin.port());
+    let cacert = l.proxy_ca.to_str().unwrap();
+    let (_, out) = tokio::task::block_in_place(|| {
+        curl(
+            l.gh.addr(),
+            &[
+                "--cacert",
+                cacert,
+                "-H",
+                "Host: blocked.example.test",
+                "-w",
+                "\n[%{http_code}]",
+                &url,
+            ],
+        )
+    });
+    assert!(
+        out.contains("domain_fronting") && out.contains("[421]"),
+        "{out}"
+    );
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+#[test]
+fn an_intercepting_policy_needs_a_ca_and_the_ca_key_must_be_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, INTERCEPT_BOB).unwrap();
+    let check = |cfg: &str| {
+        let path = dir.path().join("gatehouse.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let base = format!(
+        "{}[policy]\nfile = \"{}\"\n",
+        local_realm(dir.path()),
+        policy.display()
+    );
+    let (ok, err) = check(&base);
+    assert!(
+        !ok && err.contains("intercept-bob") && err.contains("[intercept]"),
+        "{err}"
+    );
+    // `gatehouse ca init` makes the CA; a group-readable key is refused.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["ca", "init", "--out"])
+        .arg(dir.path().join("ca"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (cert, key) = (dir.path().join("ca/ca.pem"), dir.path().join("ca/ca.key"));
+    let with_ca = format!(
+        "{base}[intercept]\nca_cert = \"{}\"\nca_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let (ok, err) = check(&with_ca);
+    assert!(ok, "{err}");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, err) = check(&with_ca);
+    assert!(!ok && err.contains("chmod 600"), "{err}");
+}
