@@ -17,6 +17,8 @@
 //! `[intercept]`'s ([`settings`]).
 
 pub mod ca;
+mod handshake;
+mod inner;
 pub mod mint;
 mod rewind;
 pub mod session;

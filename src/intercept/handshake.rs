@@ -1,0 +1,126 @@
+//! The two handshakes of an intercepted tunnel: the proxy's own with the
+//! origin (verified, on the dialled socket) and the client's with a minted
+//! leaf (its ClientHello replayed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use rustls::server::{ClientHello as RustlsHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::net::TcpStream;
+
+use super::rewind::Rewind;
+use super::Interceptor;
+use crate::outcome::{DetectionReason, InterceptProblem};
+use crate::tunnel::detect::{classify, Classified, ClientHello, Protocol};
+use crate::tunnel::verify;
+
+/// Reads until the client's first bytes are a whole ClientHello; anything
+/// else is refused (the policy intercepts TLS only).
+pub(super) async fn read_hello(
+    client: &mut TcpStream,
+    mut held: Vec<u8>,
+    max: usize,
+    timeout: Duration,
+) -> Result<(Vec<u8>, Box<ClientHello>), (Option<Protocol>, DetectionReason)> {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match classify(&held) {
+            Classified::Done(Protocol::Tls(h)) => return Ok((held, h)),
+            Classified::Done(other) => {
+                return Err((Some(other), DetectionReason::ProtocolNotAllowed))
+            }
+            Classified::NeedMore(_) if held.len() >= max => {
+                return Err((None, DetectionReason::ProtocolNotAllowed))
+            }
+            Classified::NeedMore(_) => {}
+        }
+        let mut limited = (&mut *client).take((max - held.len()) as u64);
+        match tokio::time::timeout_at(deadline, limited.read_buf(&mut held)).await {
+            Err(_) => return Err((None, DetectionReason::Timeout)),
+            Ok(Ok(0)) => return Err((None, DetectionReason::ClientClosed)),
+            Ok(Err(_)) => return Err((None, DetectionReason::ClientError)),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+pub(super) type OriginTls = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// The proxy's own handshake with the origin; its leaf on success.
+pub(super) async fn connect_origin(
+    i: &Interceptor,
+    server: TcpStream,
+    name: &str,
+    timeout: Duration,
+) -> Result<(OriginTls, Option<CertificateDer<'static>>), DetectionReason> {
+    let server_name = verify::server_name(name).ok_or(DetectionReason::CertInvalid)?;
+    let connector = tokio_rustls::TlsConnector::from(i.upstream.clone());
+    match tokio::time::timeout(timeout, connector.connect(server_name, server)).await {
+        Err(_) => Err(DetectionReason::ServerTimeout),
+        Ok(Err(e)) => {
+            let reason = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                Some(err @ rustls::Error::InvalidCertificate(_)) => verify::reason(err),
+                Some(rustls::Error::AlertReceived(_)) => DetectionReason::HandshakeRefused,
+                Some(_) => DetectionReason::HandshakeInvalid,
+                None => DetectionReason::CheckFailed,
+            };
+            tracing::info!(name, error = %e, reason = reason.as_str(), "intercepted origin refused");
+            Err(reason)
+        }
+        Ok(Ok(tls)) => {
+            let leaf = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.clone().into_owned());
+            Ok((tls, leaf))
+        }
+    }
+}
+
+/// A resolver that always answers the one minted leaf.
+#[derive(Debug)]
+struct Fixed(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for Fixed {
+    fn resolve(&self, _: RustlsHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+pub(super) type ClientTls = tokio_rustls::server::TlsStream<Rewind<TcpStream>>;
+
+/// The client's handshake with the minted leaf, its ClientHello replayed.
+pub(super) async fn accept_client(
+    i: &Interceptor,
+    leaf: Arc<CertifiedKey>,
+    client: TcpStream,
+    held: Vec<u8>,
+) -> Result<ClientTls, InterceptProblem> {
+    let cfg = rustls::ServerConfig::builder_with_provider(i.provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|_| InterceptProblem::Unavailable)?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Fixed(leaf)));
+    let mut cfg = cfg;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    acceptor
+        .accept(Rewind::new(held, client))
+        .await
+        .map_err(|e| {
+            use rustls::AlertDescription as A;
+            let problem = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                Some(rustls::Error::AlertReceived(
+                    A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::DecryptError,
+                )) => InterceptProblem::ClientRejectedCertificate,
+                _ => InterceptProblem::ClientHandshake,
+            };
+            tracing::info!(error = %e, reason = problem.as_str(), "intercepted client's handshake failed");
+            problem
+        })
+}
