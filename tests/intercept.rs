@@ -99,7 +99,7 @@ fn lab(dir: &std::path::Path, ca: &TestCa, ports: &[u16], policy: &str, extra: &
     std::fs::write(&policy_path, policy).unwrap();
     let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
     let cfg = format!(
-        "{}[resolver]\nsystem = false\nhosts = {{ \"{NAME}\" = [\"127.0.0.1\"] }}\n\
+        "{}[resolver]\nsystem = false\nhosts = {{ \"{NAME}\" = [\"127.0.0.1\"], \"bank.example.test\" = [\"127.0.0.1\"] }}\n\
          [tunnel]\nallowed_ports = [{}]\n\
          [detection]\nenabled = true\ntimeout = \"3s\"\nca_file = \"{}\"\n\
          [intercept]\nca_cert = \"{}\"\nca_key = \"{}\"\n\
@@ -455,4 +455,77 @@ fn an_intercepting_policy_needs_a_ca_and_the_ca_key_must_be_private() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let (ok, err) = check(&with_ca);
     assert!(!ok && err.contains("chmod 600"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bypassed_hosts_are_detected_not_decrypted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let bank = "bank.example.test";
+    let (origin, seen) = https_origin(ca.leaf(&[NAME, bank])).await;
+    let policy = format!(
+        "[[layers]]\nname = \"https\"\n\
+         [[layers.rules]]\nname = \"no-bank-interception\"\nmethod = [\"CONNECT\"]\nhost = [\"{bank}\"]\naction = \"bypass\"\n\
+         [[layers.rules]]\nname = \"intercept-all\"\nmethod = [\"CONNECT\"]\naction = \"intercept\"\n"
+    );
+    let l = lab(dir.path(), &ca, &[origin.port()], &policy, "");
+    // The bank's own certificate reaches the client: it trusts the origin's
+    // CA, not the proxy's.
+    let url = format!("https://{bank}:{}/", origin.port());
+    let origin_ca = ca.pem_path.to_str().unwrap();
+    let (ok, out) =
+        tokio::task::block_in_place(|| curl(l.gh.addr(), &["--cacert", origin_ca, &url]));
+    assert!(ok && out.contains("hello from origin"), "{out}");
+    assert_eq!(*seen.lock().unwrap(), ["GET /"]);
+    let line = &l.gh.log_lines(1)[0];
+    assert_eq!(line["s-action"], "TCP_ACCELERATED");
+    assert_eq!(line["x-intercepted"], "-");
+    assert_eq!(line["x-rule"], "no-bank-interception");
+}
+
+/// Completes TLS with the minted leaf, then speaks SSH inside.
+const PY_NOT_HTTP: &str = r#"
+import base64, socket, ssl, sys
+proxy_port, origin_port, name, cafile = sys.argv[1:5]
+s = socket.create_connection(("127.0.0.1", int(proxy_port)), timeout=10)
+auth = base64.b64encode(b"bob:bob-pw").decode()
+s.sendall(f"CONNECT {name}:{origin_port} HTTP/1.1\r\nHost: {name}\r\nProxy-Authorization: Basic {auth}\r\n\r\n".encode())
+head = b""
+while not head.endswith(b"\r\n\r\n"):
+    head += s.recv(1)
+t = ssl.create_default_context(cafile=cafile).wrap_socket(s, server_hostname=name)
+t.sendall(b"SSH-2.0-OpenSSH_9.2\r\n\x00\x00\x01\x00garbage\r\n\r\n")
+try:
+    print(len(t.recv(4096)))
+except (ssl.SSLError, OSError):
+    print("closed")
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn not_http_inside_an_intercepted_tunnel_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let (origin, seen) = https_origin(ca.leaf(&[NAME])).await;
+    let l = lab(dir.path(), &ca, &[origin.port()], INTERCEPT_BOB, "");
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new("python3")
+            .args(["-c", PY_NOT_HTTP])
+            .arg(l.gh.addr().port().to_string())
+            .arg(origin.port().to_string())
+            .arg(NAME)
+            .arg(&l.proxy_ca)
+            .output()
+            .unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "nothing reached the origin"
+    );
+    let line = &l.gh.log_lines(1)[0];
+    assert_eq!(line["x-exception-id"], "protocol_not_http");
 }
