@@ -20,7 +20,7 @@ ONLY = {t for t in os.environ.get("TESTS", "").split(",") if t}
 
 def want(test):
     return not ONLY or test in ONLY or any(test.startswith(t) for t in ONLY)
-P = dict(ldap=21389, gh_ldap=21134, sq_ldap=21135, origin=21080, echo=21090, pong=21091, tls=21092, tls12=21093, gh_detect=21133, gh=21130, gh_auth=21131, sq1=21128, sq2=21129, sq_auth=21132,
+P = dict(ldap=21389, gh_ldap=21134, sq_ldap=21135, origin=21080, echo=21090, pong=21091, tls=21092, tls12=21093, https=21094, gh_intercept=21136, sq_bump=21137, gh_detect=21133, gh=21130, gh_auth=21131, sq1=21128, sq2=21129, sq_auth=21132,
          gh_pol_none=21140, gh_pol_domains=21141, gh_pol_cidrs=21142, gh_pol_rules=21143,
          sq_pol_none=21144, sq_pol_domains=21145, sq_pol_cidrs=21146)
 USER, PASSWORD = "bench", "bench-password"
@@ -72,7 +72,7 @@ def cleanup():
         except ProcessLookupError:
             pass
     squids = []
-    for pidfile in ("sq1", "sq2", "sq_auth", "sq_ldap", "sq_pol_none", "sq_pol_domains", "sq_pol_cidrs"):
+    for pidfile in ("sq1", "sq2", "sq_auth", "sq_ldap", "sq_pol_none", "sq_pol_domains", "sq_pol_cidrs", "sq_bump"):
         f = os.path.join(work, pidfile, "squid.pid")
         if os.path.exists(f):
             try:
@@ -306,6 +306,7 @@ def loadgen(*args, timeout=600):
 
 
 results = {}
+INTERCEPT_SQUID = "?"
 
 
 def record(test, who, value):
@@ -412,6 +413,9 @@ def run():
     # 8. policy at scale: big lists from files and many rules, against no policy
     if want("policy"):
         policy_scale()
+    # 9. TLS interception: Gatehouse `intercept` against Squid's `ssl_bump bump`
+    if want("intercept"):
+        intercept_scale()
     # 6. memory: idle authenticated tunnels (once; 9000 = the fd limit's worth)
     count = int(os.environ.get("IDLE_TUNNELS", "9000"))
     for who, port, pid_key in () if not want("idle_tunnels") else (("gatehouse", P["gh_auth"], "gatehouse_auth"), ("squid_w1", P["sq_auth"], "squid_auth")):
@@ -513,6 +517,147 @@ def policy_scale():
                 record(f"policy_{name}", who, r)
 
 
+def openssl_ca(name, cn):
+    """A CA (ECDSA P-256) made with openssl: {work}/{name}.pem and .key (0600)."""
+    key, pem = f"{work}/{name}.key", f"{work}/{name}.pem"
+    sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", key, "-out", pem, "-subj", f"/CN={cn}", "-days", "30",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+    os.chmod(key, 0o600)
+    return pem, key
+
+
+def squid_openssl():
+    """Debian's squid-openssl (ssl_bump), unpacked beside the installed squid: the packages conflict."""
+    root = f"{work}/squid-openssl"
+    if not os.path.exists(f"{root}/usr/sbin/squid"):
+        subprocess.run(["apt-get", "download", "-q", "squid-openssl"], cwd=work, check=True, capture_output=True)
+        deb = [f for f in os.listdir(work) if f.startswith("squid-openssl_") and f.endswith(".deb")][0]
+        subprocess.run(["dpkg", "-x", f"{work}/{deb}", root], check=True)
+    return root
+
+
+def intercept_scale():
+    """1 KiB GETs over HTTPS through an intercepting proxy (nginx with TLS as the origin):
+    requests/s on kept-alive tunnels, and new tunnels/s (CONNECT, handshake with a leaf from a
+    warm cache, one GET) — Gatehouse `intercept` vs Squid 5.7 (squid-openssl) `ssl_bump bump`."""
+    origin_ca, origin_ca_key = openssl_ca("origin-ca", "Bench Origin CA")
+    sh(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", f"{work}/origin.key", "-out", f"{work}/origin.csr", "-subj", "/CN=www.bench.test"])
+    open(f"{work}/origin.ext", "w").write("subjectAltName=DNS:www.bench.test\n")
+    sh(["openssl", "x509", "-req", "-in", f"{work}/origin.csr", "-CA", origin_ca, "-CAkey", origin_ca_key,
+        "-CAcreateserial", "-out", f"{work}/origin.pem", "-days", "30", "-extfile", f"{work}/origin.ext"])
+    conf = f"""worker_processes 1; daemon off; pid {work}/nginx-tls.pid; error_log {work}/nginx-tls.err;
+events {{ worker_connections 20000; }}
+http {{ access_log {work}/nginx-tls.log; keepalive_requests 1000000;
+  server {{ listen 127.0.0.1:{P['https']} ssl; ssl_certificate {work}/origin.pem; ssl_certificate_key {work}/origin.key;
+           ssl_session_cache off; ssl_session_tickets off; root {work}/www; }} }}"""
+    open(f"{work}/nginx-tls.conf", "w").write(conf)
+    start(["nginx", "-c", f"{work}/nginx-tls.conf"], "nginx-tls")
+    wait_port(P["https"])
+    proxy_ca, proxy_key = openssl_ca("proxy-ca", "Bench Interception CA")
+    open(f"{work}/intercept-policy.toml", "w").write(
+        '[[layers]]\nname = "https"\n[[layers.rules]]\nname = "intercept-all"\nmethod = ["CONNECT"]\naction = "intercept"\n')
+    open(f"{work}/gh_intercept.toml", "w").write(f"""[listener]
+addresses = ["127.0.0.1:{P['gh_intercept']}"]
+max_connections = 19000
+max_connections_per_address = 19000
+[tunnel]
+allowed_ports = [{P['https']}]
+[resolver]
+system = false
+hosts = {{ "www.bench.test" = ["127.0.0.1"] }}
+[detection]
+ca_file = "{origin_ca}"
+[intercept]
+ca_cert = "{proxy_ca}"
+ca_key = "{proxy_key}"
+[policy]
+file = "{work}/intercept-policy.toml"
+[accesslog]
+path = "{work}/gh_intercept.access.log"
+[log]
+level = "warn"
+[auth]
+required = false
+realms = ["{work}/local.toml"]
+""")
+    ghi = start([GH, "run", "--config", f"{work}/gh_intercept.toml"], "gh_intercept")
+    wait_port(P["gh_intercept"])
+    root = squid_openssl()
+    version = sh([f"{root}/usr/sbin/squid", "-v"]).splitlines()[0]
+    d = f"{work}/sq_bump"
+    os.makedirs(d, exist_ok=True)
+    certgen = f"{root}/usr/lib/squid/security_file_certgen"
+    sh([certgen, "-c", "-s", f"{d}/ssl_db", "-M", "16MB"])
+    open(f"{work}/hosts", "w").write("127.0.0.1 www.bench.test\n")
+    for f in (d, proxy_key):
+        shutil.chown(f, "proxy", "proxy")
+    subprocess.run(["chown", "-R", "proxy:proxy", d], check=True)
+    open(f"{d}/squid.conf", "w").write(f"""http_port 127.0.0.1:{P['sq_bump']} ssl-bump tls-cert={proxy_ca} tls-key={proxy_key} generate-host-certificates=on dynamic_cert_mem_cache_size=16MB
+sslcrtd_program {certgen} -s {d}/ssl_db -M 16MB
+sslcrtd_children 4
+acl step1 at_step SslBump1
+ssl_bump peek step1
+ssl_bump bump all
+tls_outgoing_options cafile={origin_ca}
+sslproxy_cert_error deny all
+hosts_file {work}/hosts
+workers 1
+pid_filename {d}/squid.pid
+cache_log {d}/cache.log
+access_log daemon:{d}/access.log squid
+coredump_dir {d}
+cache deny all
+cache_mem 8 MB
+max_filedescriptors 20000
+acl localnet src 127.0.0.0/8
+acl CONNECT method CONNECT
+acl https_port port {P['https']}
+http_access deny CONNECT !https_port
+http_access allow localnet
+http_access deny all
+shutdown_lifetime 1 seconds
+""")
+    subprocess.run([f"{root}/usr/sbin/squid", "-f", f"{d}/squid.conf"], check=True)
+    wait_port(P["sq_bump"])
+    time.sleep(1)
+    pids = {"gatehouse": [ghi.pid], "squid_bump": squid_pids("sq_bump")}
+    global INTERCEPT_SQUID
+    INTERCEPT_SQUID = version
+    for rep in range(REPS):
+        print(f"# intercept repetition {rep + 1}/{REPS}", file=sys.stderr)
+        for mode in ("keepalive", "new"):
+            for who, port in (("gatehouse", P["gh_intercept"]), ("squid_bump", P["sq_bump"])):
+                c0 = cpu_seconds(pids[who])
+                before = sum(1 for _ in open(f"{work}/nginx-tls.log"))
+                out = loadgen("https-rate", f"127.0.0.1:{port}", f"www.bench.test:{P['https']}", "www.bench.test",
+                              CONNS, DUR, proxy_ca, mode)
+                m = re.search(r"rate ([\d.]+) done (\d+) errors (\d+)", out)
+                cpu = (cpu_seconds(pids[who]) - c0) * 1e6 / max(int(m.group(2)), 1)
+                arrived = sum(1 for _ in open(f"{work}/nginx-tls.log")) - before
+                if arrived < int(m.group(2)):
+                    print(f"# {who} {mode}: {m.group(2)} counted, {arrived} arrived at the origin", file=sys.stderr)
+                record(f"intercept_{mode}", who, {"rate": float(m.group(1)), "errors": int(m.group(3)), "cpu_us": cpu,
+                                                  "arrived": arrived, "done": int(m.group(2))})
+
+
+def intercept_report(lines):
+    if "intercept_keepalive" not in results:
+        return
+    lines += ["", f"TLS interception, 1 KiB GETs over HTTPS (nginx origin), {CONNS} clients; Squid: {INTERCEPT_SQUID} (squid-openssl), ssl_bump bump", "",
+              "| test | metric | gatehouse | squid bump | gatehouse / squid |", "|---|---|---|---|---|"]
+    for test, unit in (("intercept_keepalive", "requests/s (kept-alive tunnels)"), ("intercept_new", "new tunnels/s (one GET each)")):
+        for key, label, fmt in (("rate", unit, "{:.0f}"), ("cpu_us", "CPU µs per request", "{:.1f}"), ("errors", "errors", "{:.0f}")):
+            g = med(test, "gatehouse", key)
+            q = med(test, "squid_bump", key)
+            ratio = f"{g[0] / q[0]:.2f}×" if q[0] else "–"
+            lines.append(f"| {test} | {label} | {fmt.format(g[0])} ({fmt.format(g[1])}–{fmt.format(g[2])}) | {fmt.format(q[0])} ({fmt.format(q[1])}–{fmt.format(q[2])}) | {ratio} |")
+    short = [f"{t} {w}" for t in ("intercept_keepalive", "intercept_new") for w, rs in results[t].items()
+             if any(r["arrived"] < r["done"] for r in rs)]
+    lines.append("Origin check (nginx TLS log): " + ("every counted request arrived." if not short else "short: " + ", ".join(short)))
+
+
 def policy_report(lines):
     if "policy_none" not in results:
         return
@@ -600,6 +745,7 @@ def report():
             for k in ("searches", "binds"):
                 lines.append(f"| {phase} | {k} per request | {g[k] / max(g['requests'], 1):.3f} | {q[k] / max(q['requests'], 1):.3f} | – |")
     policy_report(lines)
+    intercept_report(lines)
     lines.append("")
     it = results.get("idle_tunnels")
     if it:

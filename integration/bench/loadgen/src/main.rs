@@ -18,6 +18,9 @@
 //!   loadgen tls-rate PROXY|direct TARGET CLIENTS SECONDS CA_PEM warm|cold [USER:PASS]
 //!                                          CONNECT + TLS handshake + ping/pong + close, in a loop;
 //!                                          warm: one SNI; cold: a new SNI (new verdict) per tunnel
+//!   loadgen https-rate PROXY HOST:PORT NAME CLIENTS SECONDS CA_PEM keepalive|new [USER:PASS]
+//!                                          GET /1k.bin over TLS through CONNECT: kept-alive
+//!                                          requests per second, or a new tunnel per request
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +31,7 @@ use base64::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod https;
 mod tls;
 mod users;
 
@@ -93,6 +97,19 @@ async fn main() -> Res<()> {
                 arg(5),
                 arg(6) == "cold",
                 args.get(7).cloned(),
+            )
+            .await
+        }
+        "https-rate" => {
+            https::rate(
+                arg(1),
+                arg(2),
+                arg(3),
+                arg(4).parse()?,
+                arg(5).parse()?,
+                arg(6),
+                arg(7) == "keepalive",
+                args.get(8).cloned(),
             )
             .await
         }

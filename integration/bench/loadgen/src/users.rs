@@ -96,7 +96,11 @@ pub async fn run(
 
 /// One request and its response (head parsed by httparse, body by Content-Length).
 /// Returns the status and whether the connection stays open.
-async fn exchange(s: &mut TcpStream, req: &[u8], buf: &mut Vec<u8>) -> Res<(u16, bool)> {
+pub(crate) async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    s: &mut S,
+    req: &[u8],
+    buf: &mut Vec<u8>,
+) -> Res<(u16, bool)> {
     s.write_all(req).await?;
     buf.clear();
     let mut chunk = [0u8; 4096];
