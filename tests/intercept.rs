@@ -529,3 +529,75 @@ async fn not_http_inside_an_intercepted_tunnel_is_refused() {
     let line = &l.gh.log_lines(1)[0];
     assert_eq!(line["x-exception-id"], "protocol_not_http");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_hello_decides_interception_by_sni() {
+    // No CONNECT-time rule intercepts: the decision waits for the ClientHello
+    // (the detection classifier), where an SNI rule intercepts or bypasses.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let bank = "bank.example.test";
+    let (origin, seen) = https_origin(ca.leaf(&[NAME, bank])).await;
+    let policy = format!(
+        "[[layers]]\nname = \"https\"\n\
+         [[layers.rules]]\nname = \"bypass-bank\"\nsni = [\"{bank}\"]\naction = \"bypass\"\n\
+         [[layers.rules]]\nname = \"intercept-by-sni\"\nsni = [\".example.test\"]\naction = \"intercept\"\n"
+    );
+    let l = lab(dir.path(), &ca, &[origin.port()], &policy, "");
+    let proxy_ca = l.proxy_ca.to_str().unwrap();
+    let origin_ca = ca.pem_path.to_str().unwrap();
+    let (ok, out) = tokio::task::block_in_place(|| {
+        curl(
+            l.gh.addr(),
+            &[
+                "--cacert",
+                proxy_ca,
+                &format!("https://{NAME}:{}/", origin.port()),
+            ],
+        )
+    });
+    assert!(
+        ok && out.contains("hello from origin"),
+        "intercepted: {out}"
+    );
+    let (ok, out) = tokio::task::block_in_place(|| {
+        curl(
+            l.gh.addr(),
+            &[
+                "--cacert",
+                origin_ca,
+                &format!("https://{bank}:{}/", origin.port()),
+            ],
+        )
+    });
+    assert!(
+        ok && out.contains("hello from origin"),
+        "bypassed, the bank's own certificate: {out}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    let lines = l.gh.log_lines(3);
+    let inner = lines.iter().find(|x| x["cs-method"] == "GET").unwrap();
+    assert_eq!(
+        (inner["cs-host"].as_str(), inner["x-intercepted"].as_str()),
+        (NAME, "1")
+    );
+    let connects: Vec<(&str, &str, &str)> = lines
+        .iter()
+        .filter(|x| x["cs-method"] == "CONNECT")
+        .map(|x| {
+            (
+                x["x-sni"].as_str(),
+                x["x-intercepted"].as_str(),
+                x["x-rule"].as_str(),
+            )
+        })
+        .collect();
+    assert!(
+        connects.contains(&(NAME, "1", "intercept-by-sni")),
+        "{connects:?}"
+    );
+    assert!(
+        connects.iter().any(|c| c.0 == bank && c.1 == "-"),
+        "{connects:?}"
+    );
+}

@@ -314,6 +314,7 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
             Next::Refuse(reason) => format!("DENY {}", reason.as_str()),
             Next::CheckCertificate => "TLS: passes if the server's certificate is valid".into(),
             Next::Pass => format!("ALLOW {proto}"),
+            Next::Intercept => "INTERCEPT: decrypted, each request inside judged".into(),
         };
         match rule {
             Some(rule) => println!("after detection ({proto}): {line} (rule {rule:?})"),

@@ -21,7 +21,8 @@ use crate::policy::{Detected, Facts, Policy, Verdict};
 use crate::tunnel::detect::Protocol;
 use crate::tunnel::handshake::Check;
 use crate::tunnel::inspect::Inspector;
-use crate::tunnel::session::{self, Detection, RelaySettings, TunnelEnd};
+use crate::tunnel::session::{self, Detection, Ended, RelaySettings, TunnelEnd};
+use crate::tunnel::settings::{DetectionConfig, OnSilence};
 use crate::tunnel::{self, relay};
 
 /// What a detected tunnel needs from its request to ask the policy again
@@ -123,16 +124,16 @@ pub(super) async fn connect(
                 let mut pending = parts.read_buf.to_vec();
                 pending.extend_from_slice(&held);
                 drop((held, parts.read_buf));
-                match mode {
-                    Mode::Raw => run(&proxy, client, pending, server, None, &judged_by).await,
-                    Mode::Detect(j) => {
-                        run(&proxy, client, pending, server, Some(j), &judged_by).await
-                    }
-                    Mode::Intercept(j) => {
-                        record.intercepted = true;
-                        intercept(&proxy, client, pending, server, j, &record).await
-                    }
-                }
+                run(
+                    &proxy,
+                    client,
+                    pending,
+                    server,
+                    mode,
+                    &judged_by,
+                    &mut record,
+                )
+                .await
             }
             Ok(Err(_)) | Err(_) => {
                 tracing::warn!("CONNECT upgrade failed or was not our socket");
@@ -157,8 +158,9 @@ async fn run(
     client: tokio::net::TcpStream,
     pending: Vec<u8>,
     server: tokio::net::TcpStream,
-    detect: Option<Judged>,
+    mode: Mode,
     judged_by: &OnceLock<Arc<str>>,
+    record: &mut AccessRecord,
 ) -> TunnelEnd {
     let cfg = &proxy.config.tunnel;
     let relay = RelaySettings {
@@ -170,15 +172,29 @@ async fn run(
         },
         hard_stop: proxy.hard_stop.clone(),
     };
-    let Some(judged) = detect else {
-        return session::run(
-            client,
-            pending,
-            server,
-            None::<Detection<'_, Judge>>,
-            &relay,
-        )
-        .await;
+    let (judged, intercepting) = match mode {
+        Mode::Raw => {
+            let raw = None::<Detection<'_, Judge>>;
+            return match session::run(client, pending, server, raw, &relay).await {
+                Ended::Done(end) => end,
+                // Only detection hands over.
+                Ended::Intercept { .. } => TunnelEnd::broken(None, 0),
+            };
+        }
+        Mode::Detect(j) => (j, false),
+        Mode::Intercept(j) => (j, true),
+    };
+    // A tunnel the CONNECT's rules intercept is not let through silent:
+    // whatever `on_silence` says for detected tunnels.
+    let silence_denied;
+    let detection_cfg = if intercepting {
+        silence_denied = DetectionConfig {
+            on_silence: OnSilence::Deny,
+            ..proxy.config.detection.clone()
+        };
+        &silence_denied
+    } else {
+        &proxy.config.detection
     };
     let judge = |p: &Protocol| {
         let (says, rule) = judge_detected(&judged.policy, &judged.facts(Some(detected(p))));
@@ -188,9 +204,7 @@ async fn run(
         says
     };
     let detection = Detection {
-        inspector: Inspector {
-            cfg: &proxy.config.detection,
-        },
+        inspector: Inspector { cfg: detection_cfg },
         tls: Check {
             cfg: &proxy.config.detection,
             checker: &proxy.checker,
@@ -198,14 +212,25 @@ async fn run(
         },
         judge,
     };
-    session::run(client, pending, server, Some(detection), &relay).await
+    match session::run(client, pending, server, Some(detection), &relay).await {
+        Ended::Done(end) => end,
+        Ended::Intercept {
+            client,
+            held,
+            server,
+        } => {
+            record.intercepted = true;
+            intercept(proxy, client, held, server, judged, record).await
+        }
+    }
 }
 
-/// An intercepted tunnel: the CONNECT's record is each inner line's template.
+/// An intercepted tunnel, handed over by detection with nothing sent on:
+/// the CONNECT's record is each inner line's template.
 async fn intercept(
     proxy: &Proxy,
     client: tokio::net::TcpStream,
-    pending: Vec<u8>,
+    held: Vec<u8>,
     server: tokio::net::TcpStream,
     judged: Judged,
     record: &AccessRecord,
@@ -216,9 +241,10 @@ async fn intercept(
     };
     let cfg = &proxy.config;
     let judged = Arc::new(judged);
+    let host = judged.host.clone();
     let session = crate::intercept::session::Session {
         interceptor,
-        host: &judged.host.clone(),
+        host: &host,
         port: judged.port,
         judge: {
             let judged = judged.clone();
@@ -235,7 +261,7 @@ async fn intercept(
         max_header_bytes: cfg.listener.max_header_bytes,
         hard_stop: proxy.hard_stop.clone(),
     };
-    crate::intercept::session::run(session, client, pending, server).await
+    crate::intercept::session::run(session, client, held, server).await
 }
 
 /// The judge type of an undetected session (never called).

@@ -166,13 +166,19 @@ pub fn plan(policy: &Policy, settings: &Settings<'_>, facts: &Facts<'_>, at: Pro
 /// the rule that said it — the log's `x-rule` for the tunnel.
 pub fn judge_detected(policy: &Policy, facts: &Facts<'_>) -> (PolicySays, Option<Arc<str>>) {
     let d = policy.decide(facts);
-    let says = match d.verdict {
-        Verdict::Deny { reason, .. } => PolicySays::Deny(reason),
-        Verdict::Allow if d.verdict_by_detection => PolicySays::Allow,
-        Verdict::Allow => PolicySays::Nothing,
+    let tls = facts.detected.is_some_and(|x| x.protocol == "tls");
+    let (says, rule) = match d.verdict {
+        Verdict::Deny { reason, .. } => (PolicySays::Deny(reason), d.verdict_rule),
+        // The CONNECT's mode, with what the ClientHello said known (an SNI
+        // or fingerprint rule may intercept, or bypass, here).
+        Verdict::Allow if tls && d.connect == ConnectMode::Intercept => {
+            (PolicySays::Intercept, d.connect_rule)
+        }
+        Verdict::Allow if d.verdict_by_detection => (PolicySays::Allow, d.verdict_rule),
+        Verdict::Allow => (PolicySays::Nothing, None),
     };
-    let rule = d.verdict_by_detection.then_some(d.verdict_rule).flatten();
-    (says, rule)
+    let by_detection = d.verdict_by_detection || says == PolicySays::Intercept;
+    (says, rule.filter(|_| by_detection))
 }
 
 /// The facts detection found, as the policy sees them.

@@ -22,6 +22,8 @@ pub enum PolicySays {
     Deny(Arc<str>),
     /// No detection rule decided.
     Nothing,
+    /// The policy intercepts this TLS tunnel: decrypt it (`crate::intercept`).
+    Intercept,
 }
 
 /// What detection does next with a classified protocol, given the policy's
@@ -34,6 +36,8 @@ pub enum Next {
     CheckCertificate,
     /// Relay: a rule allowed this protocol.
     Pass,
+    /// TLS the policy intercepts: hand the tunnel over, nothing sent yet.
+    Intercept,
 }
 
 /// A rule's deny wins; TLS goes to the certificate check; anything else
@@ -41,9 +45,12 @@ pub enum Next {
 pub fn next_step(says: &PolicySays, is_tls: bool) -> Next {
     match says {
         PolicySays::Deny(reason) => Next::Refuse(DetectionReason::Denied(reason.clone())),
+        PolicySays::Intercept if is_tls => Next::Intercept,
         _ if is_tls => Next::CheckCertificate,
         PolicySays::Allow => Next::Pass,
-        PolicySays::Nothing => Next::Refuse(DetectionReason::ProtocolNotAllowed),
+        PolicySays::Nothing | PolicySays::Intercept => {
+            Next::Refuse(DetectionReason::ProtocolNotAllowed)
+        }
     }
 }
 
@@ -63,6 +70,13 @@ pub enum Outcome {
     /// the tunnel's own connection ([`super::handshake`]).
     VerifyTls {
         /// What the ClientHello offered (and where its records end in `held`).
+        hello: Box<super::detect::ClientHello>,
+        /// Every client byte read so far, the ClientHello first.
+        held: Vec<u8>,
+    },
+    /// TLS the policy intercepts: nothing was sent upstream.
+    Intercept {
+        /// What the ClientHello offered.
         hello: Box<super::detect::ClientHello>,
         /// Every client byte read so far, the ClientHello first.
         held: Vec<u8>,
@@ -145,6 +159,13 @@ impl Inspector<'_> {
                 protocol: Some(protocol),
                 replay: held,
                 action: SAction::TcpTunneled,
+            },
+            Next::Intercept => match protocol {
+                Protocol::Tls(hello) => Outcome::Intercept { hello, held },
+                other => Outcome::Refuse {
+                    protocol: Some(other),
+                    reason: DetectionReason::ProtocolNotAllowed,
+                },
             },
             Next::CheckCertificate => match protocol {
                 Protocol::Tls(hello) => Outcome::VerifyTls { hello, held },

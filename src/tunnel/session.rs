@@ -87,6 +87,28 @@ impl TunnelEnd {
     }
 }
 
+/// How a session ended: done, or handed over to interception with nothing
+/// sent to either side.
+pub enum Ended {
+    /// The tunnel is over.
+    Done(TunnelEnd),
+    /// The policy intercepts this TLS tunnel.
+    Intercept {
+        /// The client's socket.
+        client: TcpStream,
+        /// Every client byte read (the ClientHello first), none sent on.
+        held: Vec<u8>,
+        /// The dialled server, untouched.
+        server: TcpStream,
+    },
+}
+
+impl From<TunnelEnd> for Ended {
+    fn from(end: TunnelEnd) -> Self {
+        Ended::Done(end)
+    }
+}
+
 /// Runs the tunnel between `client` and the already dialled `server`.
 /// `pending` are client bytes read past the CONNECT head: with detection
 /// they are classified first; either way they reach the server only when
@@ -97,7 +119,7 @@ pub async fn run<P>(
     mut server: TcpStream,
     detection: Option<Detection<'_, P>>,
     relay: &RelaySettings,
-) -> TunnelEnd
+) -> Ended
 where
     P: Fn(&Protocol) -> PolicySays,
 {
@@ -113,7 +135,14 @@ where
             match outcome {
                 // Neither side has seen a byte of the other's: just close.
                 Outcome::Refuse { protocol, reason } => {
-                    return TunnelEnd::refused(protocol, reason)
+                    return TunnelEnd::refused(protocol, reason).into()
+                }
+                Outcome::Intercept { held, .. } => {
+                    return Ended::Intercept {
+                        client,
+                        held,
+                        server,
+                    }
                 }
                 Outcome::Pass {
                     protocol,
@@ -127,12 +156,14 @@ where
                     let protocol = Some(Protocol::Tls(hello));
                     match verdict {
                         // The server saw the ClientHello only; the client nothing.
-                        Verified::Refuse(reason) => return TunnelEnd::refused(protocol, reason),
+                        Verified::Refuse(reason) => {
+                            return TunnelEnd::refused(protocol, reason).into()
+                        }
                         Verified::Pass { flight, how } => {
                             tracing::debug!(how, "TLS tunnel verified");
                             if let Err(e) = client.write_all(&flight).await {
                                 tracing::debug!(error = %e, "client closed before the server's flight");
-                                return TunnelEnd::broken(protocol, 0);
+                                return TunnelEnd::broken(protocol, 0).into();
                             }
                             released = flight.len() as u64;
                             sent_ahead = sent as u64;
@@ -149,7 +180,7 @@ where
     if !replay.is_empty() {
         if let Err(e) = server.write_all(&replay).await {
             tracing::debug!(error = %e, "upstream closed before the replay");
-            return TunnelEnd::broken(protocol, sent_ahead);
+            return TunnelEnd::broken(protocol, sent_ahead).into();
         }
     }
     drop(replay);
@@ -167,5 +198,5 @@ where
     if out.end == relay::End::Idle {
         end.exception = Some(ExceptionId::TunnelIdleTimeout);
     }
-    end
+    end.into()
 }
