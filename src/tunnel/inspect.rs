@@ -22,7 +22,7 @@ pub enum PolicySays {
     Deny(Arc<str>),
     /// No detection rule decided.
     Nothing,
-    /// The policy intercepts this TLS tunnel: decrypt it (`crate::intercept`).
+    /// The policy intercepts this TLS tunnel: decrypt it (the proxy hands the tunnel to interception).
     Intercept,
 }
 
