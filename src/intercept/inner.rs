@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -192,7 +192,7 @@ async fn forward(
     headers::add_via(&mut parts.headers, parts.version, &ctx.via);
     parts.version = http::Version::HTTP_11;
     r.status = parts.status.as_u16();
-    r.action = if cacheable(&method, &parts.headers) {
+    r.action = if headers::cacheable(&method, &parts.headers) {
         SAction::TcpMiss
     } else {
         SAction::TcpNcMiss
@@ -271,19 +271,4 @@ fn answer(
     r.finish();
     ctx.log.write(r);
     resp
-}
-
-/// ProxySG's MISS vs NC_MISS, as for plain HTTP.
-fn cacheable(method: &Method, h: &http::HeaderMap) -> bool {
-    let private = h
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            let v = v.to_ascii_lowercase();
-            v.contains("no-store") || v.contains("private")
-        });
-    (method == Method::GET || method == Method::HEAD)
-        && !private
-        && !h.contains_key(header::SET_COOKIE)
 }

@@ -5,14 +5,14 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use http::{header, Method, Request, Response};
+use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::{Failed, Proxy};
 use crate::accesslog::AccessRecord;
 use crate::body::{Finish, ResponseBody};
 use crate::conn::InFlight;
-use crate::forward;
+use crate::forward::{self, headers};
 use crate::outcome::SAction;
 
 #[allow(clippy::too_many_arguments)]
@@ -36,7 +36,7 @@ pub(super) async fn forward(
     };
     r.status = resp.status().as_u16();
     // Squid: what a pinned (per-user) connection brings is never cacheable.
-    r.action = if !pinned && cacheable(&method, &resp) {
+    r.action = if !pinned && headers::cacheable(&method, resp.headers()) {
         SAction::TcpMiss
     } else {
         SAction::TcpNcMiss
@@ -47,20 +47,4 @@ pub(super) async fn forward(
         cs_bytes: Some(cs_bytes),
     };
     Ok(resp.map(|b| b.logged(finish).in_flight(in_flight)))
-}
-
-/// ProxySG's MISS vs NC_MISS: could a cache have stored this response?
-fn cacheable(method: &Method, resp: &Response<ResponseBody>) -> bool {
-    let cc = resp
-        .headers()
-        .get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            let v = v.to_ascii_lowercase();
-            v.contains("no-store") || v.contains("private")
-        });
-    (method == Method::GET || method == Method::HEAD)
-        && !cc
-        && !resp.headers().contains_key(header::SET_COOKIE)
 }
