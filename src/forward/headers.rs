@@ -53,6 +53,22 @@ pub fn via_names(headers: &HeaderMap, pseudonym: &str) -> bool {
         .any(|received_by| received_by.eq_ignore_ascii_case(pseudonym))
 }
 
+/// ProxySG's MISS vs NC_MISS: could a cache have stored this response (a
+/// GET or HEAD answer without `no-store`, `private` or `Set-Cookie`)?
+pub fn cacheable(method: &http::Method, response: &HeaderMap) -> bool {
+    let private = response
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            let v = v.to_ascii_lowercase();
+            v.contains("no-store") || v.contains("private")
+        });
+    (method == http::Method::GET || method == http::Method::HEAD)
+        && !private
+        && !response.contains_key(http::header::SET_COOKIE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,20 +124,4 @@ mod tests {
         assert!(via_names(&h, "fred"));
         assert!(!via_names(&h, "1.0"));
     }
-}
-
-/// ProxySG's MISS vs NC_MISS: could a cache have stored this response (a
-/// GET or HEAD answer without `no-store`, `private` or `Set-Cookie`)?
-pub fn cacheable(method: &http::Method, response: &HeaderMap) -> bool {
-    let private = response
-        .get_all(http::header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            let v = v.to_ascii_lowercase();
-            v.contains("no-store") || v.contains("private")
-        });
-    (method == http::Method::GET || method == http::Method::HEAD)
-        && !private
-        && !response.contains_key(http::header::SET_COOKIE)
 }
