@@ -89,13 +89,19 @@ pub struct Config {
 
 impl Config {
     /// Loads `path` (or the embedded default when `None`), applies
-    /// `GATEHOUSE_SECTION__KEY` environment overrides, and validates the result.
+    /// `GATEHOUSE_SECTION__KEY` environment overrides (variables without
+    /// `__` are ignored), and validates the result.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let base = match path {
             Some(p) => Figment::from(Toml::file_exact(p)),
             None => Figment::from(Toml::string(DEFAULT_CONFIG)),
         };
-        Self::from_figment(base.merge(Env::prefixed("GATEHOUSE_").split("__")))
+        // Only `GATEHOUSE_<SECTION>__<KEY>` is config: other variables that
+        // share the prefix (`GATEHOUSE_BIN`, say) are not ours to refuse.
+        let env = Env::prefixed("GATEHOUSE_")
+            .filter(|k| k.as_str().contains("__"))
+            .split("__");
+        Self::from_figment(base.merge(env))
     }
 
     /// Parses a TOML string with no environment overrides (tests, `explain`).
@@ -153,8 +159,21 @@ mod tests {
     #[test]
     fn embedded_default_is_valid() {
         let c = Config::from_toml(DEFAULT_CONFIG).unwrap();
-        assert_eq!(c.tunnel.allowed_ports, vec![443]);
+        assert!(c.tunnel.allowed_ports.contains(443) && !c.tunnel.allowed_ports.contains(444));
         assert_eq!(c.listener.addresses[0].port(), 3128);
+    }
+
+    #[test]
+    fn allowed_ports_take_ranges() {
+        let c =
+            Config::from_toml("[tunnel]\nallowed_ports = [443, \"8000-8999\", \"563\"]\n").unwrap();
+        let p = &c.tunnel.allowed_ports;
+        assert!(p.contains(443) && p.contains(563) && p.contains(8000) && p.contains(8999));
+        assert!(!p.contains(80) && !p.contains(9000) && !p.contains(7999));
+        for bad in ["\"9-1\"", "\"http\"", "0", "\"0-10\""] {
+            let e = Config::from_toml(&format!("[tunnel]\nallowed_ports = [{bad}]\n")).unwrap_err();
+            assert!(e.to_string().contains("allowed_ports"), "{bad}: {e}");
+        }
     }
 
     #[test]

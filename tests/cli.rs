@@ -131,3 +131,37 @@ async fn curl_through_the_proxy() {
     assert_eq!(lines[0]["cs(User-Agent)"].split('/').next(), Some("curl"));
     assert!(lines.iter().any(|l| l["s-action"] == "TCP_TUNNELED"));
 }
+
+#[test]
+fn only_section_key_environment_variables_are_config() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let check = |vars: &[(&str, &str)]| {
+        let mut cmd = gatehouse();
+        cmd.current_dir(root)
+            .args(["check", "--config", "config/gatehouse.toml"]);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Another tool's variable with our prefix is none of our business.
+    let (ok, err) = check(&[("GATEHOUSE_BIN", "/opt/gatehouse/bin")]);
+    assert!(ok, "{err}");
+    // SECTION__KEY is an override, checked like the file.
+    let (ok, err) = check(&[("GATEHOUSE_TUNNEL__ALLOWED_PORTZ", "[443]")]);
+    assert!(!ok && err.contains("allowed_portz"), "{err}");
+    let (ok, err) = check(&[("GATEHOUSE_LOG__LEVEL", "debug")]);
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn diagnostics_to_a_pipe_carry_no_colour_codes() {
+    let gh = Gatehouse::start("", "");
+    gh.wait_stderr("listening", 1);
+    let err = gh.stderr();
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+}

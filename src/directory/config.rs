@@ -36,6 +36,16 @@ impl RealmConfig {
                 path: path.into(),
                 source: Box::new(e),
             })?;
+        let mut realm = realm;
+        if let RealmConfig::Ldap(c) = &mut realm {
+            c.tls = c.tls_setting.unwrap_or_else(|| {
+                if c.urls.first().is_some_and(|u| u.starts_with("ldaps://")) {
+                    LdapTls::Ldaps
+                } else {
+                    LdapTls::Starttls
+                }
+            });
+        }
         realm.validate().map_err(|(key, why)| RealmError::Key {
             path: path.into(),
             key,
@@ -86,10 +96,11 @@ fn yes() -> bool {
 }
 
 /// How the connection to the directory is protected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LdapTls {
-    /// `ldap://` upgraded with StartTLS.
+    /// `ldap://` upgraded with StartTLS (the default for `ldap://` URLs).
+    #[default]
     Starttls,
     /// `ldaps://` URLs (TLS from the first byte).
     Ldaps,
@@ -117,7 +128,13 @@ pub struct LdapRealmConfig {
     pub name: String,
     /// Tried in order until one answers.
     pub urls: Vec<String>,
-    /// StartTLS, LDAPS or (lab only) clear text.
+    /// StartTLS, LDAPS or (lab only) clear text, as the file says it
+    /// (`tls`); when it says nothing, from the URLs' scheme (see [`Self::tls`]).
+    #[serde(rename = "tls", default)]
+    pub tls_setting: Option<LdapTls>,
+    /// The protection in force: `tls` if given, else `ldaps` for `ldaps://`
+    /// URLs and StartTLS for `ldap://` (never clear text unless asked).
+    #[serde(skip)]
     pub tls: LdapTls,
     /// PEM CA bundle that signs the directory's certificate; system roots when unset.
     pub ca_file: Option<PathBuf>,
@@ -302,5 +319,47 @@ impl PasswordCheckConfig {
             0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
             n => n,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ldap_realm(urls: &str, tls: &str) -> Result<LdapTls, RealmError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("realm.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "kind = \"ldap\"\nname = \"corp\"\nurls = [{urls}]\n{tls}\
+                 bind_dn = \"cn=svc\"\nbind_password_env = \"X\"\nuser_base = \"ou=people\"\n\
+                 user_filter = \"(uid={{user}})\"\nlogin_attribute = \"uid\"\n\
+                 group_base = \"ou=groups\"\ngroup_strategy = \"memberof\"\n"
+            ),
+        )
+        .unwrap();
+        match RealmConfig::load(&path)? {
+            RealmConfig::Ldap(c) => Ok(c.tls),
+            RealmConfig::Local(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn tls_follows_the_url_scheme_unless_given() {
+        assert_eq!(
+            ldap_realm("\"ldap://dc:389\"", "").unwrap(),
+            LdapTls::Starttls
+        );
+        assert_eq!(
+            ldap_realm("\"ldaps://dc:636\"", "").unwrap(),
+            LdapTls::Ldaps
+        );
+        assert_eq!(
+            ldap_realm("\"ldap://127.0.0.1:389\"", "tls = \"none\"\n").unwrap(),
+            LdapTls::None
+        );
+        // A scheme that contradicts the setting is still refused.
+        assert!(ldap_realm("\"ldaps://dc:636\"", "tls = \"starttls\"\n").is_err());
     }
 }

@@ -20,7 +20,7 @@ use crate::tunnel::inspect::PolicySays;
 #[derive(Debug, Clone, Copy)]
 pub struct Settings<'a> {
     /// `tunnel.allowed_ports`: CONNECT to any other port is refused first.
-    pub connect_ports: &'a [u16],
+    pub connect_ports: &'a crate::tunnel::settings::Ports,
     /// `destinations.refuse`, checked against every resolved address.
     pub refused: &'a Refused,
     /// Where this proxy listens: a destination that is the proxy is a loop.
@@ -107,7 +107,7 @@ fn refuse(error: ProxyError, rule: Option<String>) -> Plan {
 /// proxy query DNS); authentication; resolution; the access layers.
 pub fn plan(policy: &Policy, settings: &Settings<'_>, facts: &Facts<'_>, at: Progress) -> Plan {
     let connect = facts.method == "CONNECT";
-    if connect && !settings.connect_ports.contains(&facts.port) {
+    if connect && !settings.connect_ports.contains(facts.port) {
         return refuse(
             ProxyError::PortNotAllowed(facts.port),
             Some("builtin:connect-ports".into()),

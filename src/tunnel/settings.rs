@@ -11,8 +11,9 @@ use crate::settings::{invalid, nonzero, Invalid};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TunnelConfig {
-    /// Destination ports a CONNECT may reach; anything else is 403.
-    pub allowed_ports: Vec<u16>,
+    /// Destination ports a CONNECT may reach (`443`, or ranges like
+    /// `"8000-8999"`, as Squid's `Safe_ports`); anything else is 403.
+    pub allowed_ports: Ports,
     /// Time to connect to the destination.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -29,7 +30,7 @@ pub struct TunnelConfig {
 impl Default for TunnelConfig {
     fn default() -> Self {
         Self {
-            allowed_ports: vec![443],
+            allowed_ports: Ports(vec![(443, 443)]),
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             splice: false,
@@ -105,13 +106,55 @@ impl TunnelConfig {
             ("tunnel.connect_timeout", self.connect_timeout),
             ("tunnel.idle_timeout", self.idle_timeout),
         ])?;
-        if self.allowed_ports.contains(&0) {
+        if self.allowed_ports.contains(0) {
             return Err(invalid(
                 "tunnel.allowed_ports",
                 "port 0 is not a destination",
             ));
         }
         Ok(())
+    }
+}
+
+/// One entry of a port list as written: `443` or `"8000-8999"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum PortEntry {
+    One(u16),
+    Text(String),
+}
+
+/// Ports and inclusive port ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Vec<PortEntry>")]
+pub struct Ports(pub Vec<(u16, u16)>);
+
+impl Ports {
+    /// Is `port` one of them?
+    pub fn contains(&self, port: u16) -> bool {
+        self.0.iter().any(|(a, b)| (*a..=*b).contains(&port))
+    }
+}
+
+impl TryFrom<Vec<PortEntry>> for Ports {
+    type Error = String;
+
+    fn try_from(entries: Vec<PortEntry>) -> Result<Self, String> {
+        let range = |t: &str| -> Option<(u16, u16)> {
+            let (a, b) = t.split_once('-').unwrap_or((t, t));
+            let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+            (a <= b).then_some((a, b))
+        };
+        entries
+            .into_iter()
+            .map(|e| match e {
+                PortEntry::One(p) => Ok((p, p)),
+                PortEntry::Text(t) => {
+                    range(&t).ok_or_else(|| format!("{t:?}: a port or a range like \"8000-8999\""))
+                }
+            })
+            .collect::<Result<_, _>>()
+            .map(Ports)
     }
 }
 
