@@ -29,12 +29,19 @@ enum Msg {
     Close,
 }
 
+/// Something that sees every record as it is written (the metrics).
+pub trait Observe: Send + Sync + 'static {
+    /// One finished transaction.
+    fn observe(&self, record: &AccessRecord);
+}
+
 /// Handle to the access log writer; cheap to clone.
 #[derive(Clone)]
 pub struct AccessLog {
     tx: SyncSender<Msg>,
     dropped: Arc<AtomicU64>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    observer: Option<Arc<dyn Observe>>,
 }
 
 impl AccessLog {
@@ -57,12 +64,22 @@ impl AccessLog {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
             thread: Arc::new(Mutex::new(Some(thread))),
+            observer: None,
         })
+    }
+
+    /// Every record written from now on is shown to `observer` too.
+    pub fn observed_by(mut self, observer: Arc<dyn Observe>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Queues one record; never blocks.
     pub fn write(&self, mut record: AccessRecord) {
         record.finish();
+        if let Some(o) = &self.observer {
+            o.observe(&record);
+        }
         match self.tx.try_send(Msg::Line(Box::new(record))) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {

@@ -13,6 +13,7 @@ use figment::Figment;
 use serde::Deserialize;
 
 use crate::accesslog::settings::AccessLogConfig;
+use crate::admin::settings::AdminConfig;
 use crate::auth::settings::AuthConfig;
 use crate::directory::config::RealmConfig;
 use crate::forward::settings::ForwardConfig;
@@ -82,6 +83,9 @@ pub struct Config {
     /// `[intercept]`.
     #[serde(default)]
     pub intercept: InterceptConfig,
+    /// `[admin]`.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// The realm files named by `auth.realms`, loaded and checked with the config.
     #[serde(skip)]
     pub realm_configs: Vec<RealmConfig>,
@@ -137,6 +141,15 @@ impl Config {
         self.tunnel.validate()?;
         self.detection.validate()?;
         self.intercept.validate()?;
+        self.admin.validate()?;
+        if let Some(a) = self.admin.address {
+            if self.listener.addresses.contains(&a) {
+                return Err(invalid(
+                    "admin.address",
+                    format!("{a} is a proxy listener: the admin endpoints need their own address"),
+                ));
+            }
+        }
         self.resolver.validate()?;
         self.accesslog.validate()?;
         self.log.validate()?;

@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod accesslog;
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod forward;
 pub mod intercept;
 pub mod limit;
 pub mod listener;
+pub mod metrics;
 pub mod outcome;
 pub mod policy;
 pub mod proxy;

@@ -143,10 +143,24 @@ pub async fn run(
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect();
-    let log = AccessLog::open(&config.accesslog).map_err(|source| StartError::AccessLog {
+    let mut log = AccessLog::open(&config.accesslog).map_err(|source| StartError::AccessLog {
         path: config.accesslog.path.clone(),
         source,
     })?;
+    let admin_listener = match config.admin.address {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    let metrics = admin_listener
+        .as_ref()
+        .map(|_| Arc::new(crate::metrics::Metrics::new()));
+    if let Some(m) = &metrics {
+        log = log.observed_by(m.clone());
+    }
     let proxy = Arc::new(Proxy {
         client: crate::forward::client(&config.forward),
         resolver: built.resolver,
@@ -180,10 +194,40 @@ pub async fn run(
     for a in &listening {
         tracing::info!(address = %a, "listening");
     }
-    let reloader = tokio::spawn(reload_on_hangup(proxy.clone(), config_path));
+    let admin_stop = CancellationToken::new();
+    if let (Some(listener), Some(metrics)) = (admin_listener, metrics.clone()) {
+        let (acc2, proxy2, proxy3, proxy4) =
+            (acc.clone(), proxy.clone(), proxy.clone(), proxy.clone());
+        let max = config.listener.max_connections as i64;
+        let admin = crate::admin::Admin {
+            metrics,
+            live: crate::metrics::Live {
+                connections: Box::new(move || max - acc2.slots.available_permits() as i64),
+                tunnels: Box::new(move || proxy2.tunnels.len() as i64),
+                leaves_minted: Box::new(move || {
+                    proxy3
+                        .interceptor
+                        .as_ref()
+                        .map_or(0, |i| i.minter.minted() as i64)
+                }),
+            },
+            realms: Box::new(move || proxy4.auth.realms()),
+            probe_timeout: config.admin.probe_timeout,
+        };
+        if let Ok(a) = listener.local_addr() {
+            tracing::info!(address = %a, "admin endpoints (/metrics, /healthz, /readyz)");
+        }
+        tokio::spawn(crate::admin::serve(
+            listener,
+            Arc::new(admin),
+            admin_stop.clone(),
+        ));
+    }
+    let reloader = tokio::spawn(reload_on_hangup(proxy.clone(), config_path, metrics));
 
     stop.cancelled().await;
     reloader.abort();
+    admin_stop.cancel();
     let grace = config.shutdown.grace_period;
     tracing::info!(grace = ?grace, "shutting down: no new connections");
     acc.graceful.cancel();
@@ -216,7 +260,11 @@ pub async fn run(
 /// (every realm file, every users file) whole, and swaps both in. Anything
 /// bad changes nothing (the running policy and realms stay, the reason is
 /// logged); requests already decided keep the policy they started with.
-async fn reload_on_hangup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
+async fn reload_on_hangup(
+    proxy: Arc<Proxy>,
+    path: Option<std::path::PathBuf>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP: reload disabled");
         return;
@@ -233,6 +281,9 @@ async fn reload_on_hangup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
             Err(e) => {
                 let what = e.what();
                 tracing::error!(error = %e, "{what} reload refused: the running policy and realms stay");
+                if let Some(m) = &metrics {
+                    m.reload(false);
+                }
                 continue;
             }
         };
@@ -241,6 +292,9 @@ async fn reload_on_hangup(proxy: Arc<Proxy>, path: Option<std::path::PathBuf>) {
         tracing::info!(realms = count, "realms reloaded");
         tracing::info!(source = %policy.source, "policy reloaded");
         proxy.policy.store(Arc::new(policy));
+        if let Some(m) = &metrics {
+            m.reload(true);
+        }
     }
 }
 

@@ -1,0 +1,106 @@
+//! The admin listener (off by default; its own address, never a proxy
+//! port): `/metrics` (Prometheus text), `/healthz` (the process answers),
+//! `/readyz` (the proxy listeners are up and every directory realm answers
+//! a probe; 503 naming the realms that do not).
+
+pub mod settings;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::directory::{Realm, RealmChain};
+use crate::metrics::{Live, Metrics};
+
+/// What the admin endpoints read.
+pub struct Admin {
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    /// Scrape-time values.
+    pub live: Live,
+    /// The realms now in use (they change on SIGHUP).
+    pub realms: Box<dyn Fn() -> Arc<RealmChain> + Send + Sync>,
+    /// A realm probe's deadline.
+    pub probe_timeout: Duration,
+}
+
+/// Serves the admin endpoints on `listener` until `stop`.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = stop.cancelled() => return,
+        };
+        let Ok((tcp, _)) = accepted else { continue };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| answer(admin.clone(), req));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tcp), service);
+            let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
+        });
+    }
+}
+
+async fn answer(
+    admin: Arc<Admin>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (status, ctype, body) = match req.uri().path() {
+        "/metrics" => (
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            admin.metrics.render(&admin.live),
+        ),
+        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" => {
+            let problems = realm_problems(&admin).await;
+            if problems.is_empty() {
+                (StatusCode::OK, "text/plain", "ready\n".into())
+            } else {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    problems.join("\n") + "\n",
+                )
+            }
+        }
+        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = ctype.parse() {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    Ok(resp)
+}
+
+/// Each directory realm that does not answer a probe in time, and why.
+async fn realm_problems(admin: &Admin) -> Vec<String> {
+    let realms = (admin.realms)();
+    let mut problems = Vec::new();
+    for realm in realms.iter() {
+        if let Realm::Ldap(r) = realm {
+            match tokio::time::timeout(admin.probe_timeout, r.probe()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => problems.push(format!("realm {}: {e}", r.name())),
+                Err(_) => problems.push(format!(
+                    "realm {}: no answer within {:?}",
+                    r.name(),
+                    admin.probe_timeout
+                )),
+            }
+        }
+    }
+    problems
+}

@@ -1,0 +1,169 @@
+//! Prometheus metrics (prometheus-client), fed by what the proxy already
+//! produces: every access record (transactions by `s-action` and scheme,
+//! bytes, refusals by exception id — authentication, detection and policy
+//! reasons among them — intercepted requests), reload results, and gauges
+//! read at scrape time (open connections, open tunnels, leaves minted).
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::accesslog::{AccessRecord, Observe};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Transaction {
+    s_action: &'static str,
+    scheme: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Direction {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    result: &'static str,
+}
+
+/// Values only known at scrape time.
+pub struct Live {
+    /// Client connections open now.
+    pub connections: Box<dyn Fn() -> i64 + Send + Sync>,
+    /// CONNECT tunnels open now.
+    pub tunnels: Box<dyn Fn() -> i64 + Send + Sync>,
+    /// Interception leaves signed since start.
+    pub leaves_minted: Box<dyn Fn() -> i64 + Send + Sync>,
+}
+
+/// The proxy's metrics.
+pub struct Metrics {
+    registry: Registry,
+    transactions: Family<Transaction, Counter>,
+    bytes: Family<Direction, Counter>,
+    refusals: Family<Reason, Counter>,
+    intercepted: Counter,
+    reloads: Family<Outcome, Counter>,
+    connections: Gauge,
+    tunnels: Gauge,
+    leaves: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("gatehouse");
+        let m = Metrics {
+            transactions: Family::default(),
+            bytes: Family::default(),
+            refusals: Family::default(),
+            intercepted: Counter::default(),
+            reloads: Family::default(),
+            connections: Gauge::default(),
+            tunnels: Gauge::default(),
+            leaves: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "transactions",
+            "Transactions logged, by s-action and scheme (http, https inside interception, tcp for CONNECT)",
+            m.transactions.clone(),
+        );
+        registry.register(
+            "bytes",
+            "Body and tunnel bytes relayed, by direction (sc: to clients, cs: from clients)",
+            m.bytes.clone(),
+        );
+        registry.register(
+            "refusals",
+            "Transactions refused or failed, by x-exception-id (authentication, detection, policy, upstream)",
+            m.refusals.clone(),
+        );
+        registry.register(
+            "intercepted_requests",
+            "Requests decrypted from intercepted tunnels",
+            m.intercepted.clone(),
+        );
+        registry.register("reloads", "SIGHUP reloads, by result", m.reloads.clone());
+        registry.register(
+            "open_connections",
+            "Client connections open",
+            m.connections.clone(),
+        );
+        registry.register("open_tunnels", "CONNECT tunnels open", m.tunnels.clone());
+        registry.register(
+            "leaves_minted",
+            "Interception leaf certificates signed since start",
+            m.leaves.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// A SIGHUP reload ended: `ok` or refused.
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.reloads.get_or_create(&Outcome { result }).inc();
+    }
+
+    /// The Prometheus text exposition, gauges read from `live` now.
+    pub fn render(&self, live: &Live) -> String {
+        self.connections.set((live.connections)());
+        self.tunnels.set((live.tunnels)());
+        self.leaves.set((live.leaves_minted)());
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Observe for Metrics {
+    fn observe(&self, r: &AccessRecord) {
+        let scheme = match r.scheme {
+            Some("https") => "https",
+            Some("http") => "http",
+            _ if r.method == "CONNECT" => "tcp",
+            _ => "other",
+        };
+        self.transactions
+            .get_or_create(&Transaction {
+                s_action: r.action.as_str(),
+                scheme,
+            })
+            .inc();
+        self.bytes
+            .get_or_create(&Direction { direction: "sc" })
+            .inc_by(r.sc_bytes);
+        self.bytes
+            .get_or_create(&Direction { direction: "cs" })
+            .inc_by(r.cs_bytes);
+        if let Some(id) = &r.exception_id {
+            self.refusals
+                .get_or_create(&Reason {
+                    reason: id.as_str().to_string(),
+                })
+                .inc();
+        }
+        if r.intercepted && r.method != "CONNECT" {
+            self.intercepted.inc();
+        }
+    }
+}
+
+/// Shared handle.
+pub type SharedMetrics = Arc<Metrics>;

@@ -1,0 +1,152 @@
+//! The admin endpoints as a monitoring system uses them: scrape `/metrics`
+//! before and after known traffic and check the counters moved by exactly
+//! that traffic; `/healthz`; `/readyz` with a directory that does not answer.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+
+async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let text = raw_exchange(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
+        Duration::from_secs(10),
+    )
+    .await;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status_of(&text), body)
+}
+
+/// The value of the sample `series` (name and labels as exposed), 0 if absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counters_move_by_exactly_the_traffic_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start().await;
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let gh = Gatehouse::start(
+        "",
+        &format!(
+            "{}[admin]\naddress = \"{admin}\"\n",
+            local_realm(dir.path())
+        ),
+    );
+    gh.wait_stderr("admin endpoints", 1);
+    assert_eq!(get(admin, "/healthz").await.0, 200);
+    assert_eq!(get(admin, "/readyz").await, (200, "ready\n".into()));
+    let (status, before) = get(admin, "/metrics").await;
+    assert_eq!(status, 200);
+    let auth = basic("bob:bob-pw");
+    for _ in 0..3 {
+        let r = raw_exchange(
+            gh.addr(),
+            format!(
+                "GET {} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {auth}\r\nConnection: close\r\n\r\n",
+                origin.url("/")
+            )
+            .as_bytes(),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(status_of(&r), 200, "{r}");
+    }
+    for _ in 0..2 {
+        let r = raw_exchange(
+            gh.addr(),
+            format!(
+                "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                origin.url("/")
+            )
+            .as_bytes(),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(status_of(&r), 407);
+    }
+    let r = raw_exchange(
+        gh.addr(),
+        format!("CONNECT 127.0.0.1:25 HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {auth}\r\n\r\n")
+            .as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status_of(&r), 403);
+    gh.log_lines(6);
+    let (_, after) = get(admin, "/metrics").await;
+    let delta = |series: &str| sample(&after, series) - sample(&before, series);
+    let ok = delta(r#"gatehouse_transactions_total{s_action="TCP_MISS",scheme="http"}"#)
+        + delta(r#"gatehouse_transactions_total{s_action="TCP_NC_MISS",scheme="http"}"#);
+    assert_eq!(ok, 3.0, "{after}");
+    assert_eq!(
+        delta(r#"gatehouse_refusals_total{reason="authentication_required"}"#),
+        2.0
+    );
+    assert_eq!(
+        delta(r#"gatehouse_refusals_total{reason="policy_denied"}"#),
+        1.0
+    );
+    assert_eq!(
+        delta(r#"gatehouse_transactions_total{s_action="TCP_DENIED",scheme="tcp"}"#),
+        1.0,
+        "{after}"
+    );
+    assert!(delta(r#"gatehouse_bytes_total{direction="sc"}"#) > 0.0);
+    assert!(after.contains("gatehouse_open_connections "), "{after}");
+    // SIGHUP: a reload counted.
+    gh.signal("HUP");
+    gh.wait_stderr("policy reloaded", 1);
+    let (_, reloaded) = get(admin, "/metrics").await;
+    assert_eq!(
+        sample(&reloaded, r#"gatehouse_reloads_total{result="ok"}"#),
+        1.0
+    );
+    assert_eq!(get(admin, "/nope").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_names_a_directory_that_does_not_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = free_port();
+    let realm = dir.path().join("corp.toml");
+    std::fs::write(
+        &realm,
+        format!(
+            "kind = \"ldap\"\nname = \"corp\"\nurls = [\"ldap://127.0.0.1:{dead}\"]\ntls = \"none\"\n\
+             bind_dn = \"cn=svc\"\nbind_password_env = \"LAB_BIND_PW\"\nuser_base = \"ou=people,dc=x\"\n\
+             user_filter = \"(uid={{user}})\"\nlogin_attribute = \"uid\"\n\
+             group_base = \"ou=groups,dc=x\"\ngroup_strategy = \"memberof\"\nconnect_timeout = \"500ms\"\n"
+        ),
+    )
+    .unwrap();
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let gh = Gatehouse::start_with_env(
+        "",
+        &format!(
+            "[auth]\nrequired = true\nrealms = [\"{}\"]\n[admin]\naddress = \"{admin}\"\n",
+            realm.display()
+        ),
+        &[("LAB_BIND_PW", "x")],
+    );
+    gh.wait_stderr("admin endpoints", 1);
+    let (status, body) = get(admin, "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("realm corp"), "{body}");
+    assert_eq!(get(admin, "/healthz").await.0, 200, "alive, not ready");
+}
+
+#[test]
+fn the_admin_address_cannot_be_a_proxy_address() {
+    let e = gatehouse::config::Config::from_toml(
+        "[listener]\naddresses = [\"127.0.0.1:3128\"]\n[admin]\naddress = \"127.0.0.1:3128\"\n",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("admin.address"), "{e}");
+}
