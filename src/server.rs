@@ -194,6 +194,11 @@ pub async fn run(
     for a in &listening {
         tracing::info!(address = %a, "listening");
     }
+    // systemd (Type=notify): ready once every listener is bound. Without
+    // NOTIFY_SOCKET this does nothing.
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "could not tell systemd we are ready");
+    }
     let admin_stop = CancellationToken::new();
     if let (Some(listener), Some(metrics)) = (admin_listener, metrics.clone()) {
         let (acc2, proxy2, proxy3, proxy4) =
@@ -230,6 +235,7 @@ pub async fn run(
     admin_stop.cancel();
     let grace = config.shutdown.grace_period;
     tracing::info!(grace = ?grace, "shutting down: no new connections");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     acc.graceful.cancel();
     for l in loops {
         let _ = l.await;

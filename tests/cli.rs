@@ -165,3 +165,17 @@ fn diagnostics_to_a_pipe_carry_no_colour_codes() {
     let err = gh.stderr();
     assert!(!err.contains('\u{1b}'), "{err:?}");
 }
+
+#[test]
+fn diagnostics_can_be_json_lines() {
+    let gh = Gatehouse::start("", "[log]\nformat = \"json\"\n");
+    gh.wait_stderr("listening", 1);
+    let err = gh.stderr();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+}

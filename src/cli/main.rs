@@ -198,7 +198,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            init_tracing(&config.log.level);
+            init_tracing(&config.log);
             // libgssapi finds the keytab only through this process-wide variable:
             // set once, here, before any thread exists.
             if let Some(n) = config.auth.negotiate.as_ref().filter(|_| {
@@ -250,15 +250,19 @@ fn with_config(path: Option<PathBuf>, f: impl FnOnce(&Config) -> ExitCode) -> Ex
     }
 }
 
-fn init_tracing(level: &str) {
+fn init_tracing(log: &gatehouse::config::process::LogConfig) {
+    use gatehouse::config::process::LogFormat;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only for a terminal: journald and log files get plain text.
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    match log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }

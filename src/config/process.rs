@@ -24,18 +24,32 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// How diagnostic lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per event (for journald/ELK pipelines).
+    Json,
+}
+
 /// `[log]`: the diagnostic log (not the access log).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A `tracing` filter; `RUST_LOG` wins when set.
     pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
             level: "info".into(),
+            format: LogFormat::Text,
         }
     }
 }
