@@ -1,8 +1,9 @@
 //! The admin listener (off by default; its own address, never a proxy
 //! port): `/metrics` (Prometheus text), `/healthz` (the process answers),
 //! `/readyz` (the proxy listeners are up and every directory realm answers
-//! a probe; 503 naming the realms that do not).
+//! a probe; 503 naming the realms that do not), `/proxy.pac` ([`pac`]).
 
+pub mod pac;
 pub mod settings;
 
 use std::convert::Infallible;
@@ -30,6 +31,8 @@ pub struct Admin {
     pub realms: Box<dyn Fn() -> Arc<RealmChain> + Send + Sync>,
     /// A realm probe's deadline.
     pub probe_timeout: Duration,
+    /// `/proxy.pac`, when `[pac]` names the proxy.
+    pub pac: Option<String>,
 }
 
 /// Serves the admin endpoints on `listener` until `stop`.
@@ -63,6 +66,18 @@ async fn answer(
             admin.metrics.render(&admin.live),
         ),
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".into()),
+        "/proxy.pac" => match &admin.pac {
+            Some(js) => (
+                StatusCode::OK,
+                "application/x-ns-proxy-autoconfig",
+                js.clone(),
+            ),
+            None => (
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "no [pac] proxy configured\n".into(),
+            ),
+        },
         "/readyz" => {
             let problems = realm_problems(&admin).await;
             if problems.is_empty() {

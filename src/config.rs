@@ -13,6 +13,7 @@ use figment::Figment;
 use serde::Deserialize;
 
 use crate::accesslog::settings::AccessLogConfig;
+use crate::admin::pac::PacConfig;
 use crate::admin::settings::AdminConfig;
 use crate::auth::settings::AuthConfig;
 use crate::directory::config::RealmConfig;
@@ -86,6 +87,9 @@ pub struct Config {
     /// `[admin]`.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// `[pac]`: the proxy auto-config file served on the admin listener.
+    #[serde(default)]
+    pub pac: PacConfig,
     /// The realm files named by `auth.realms`, loaded and checked with the config.
     #[serde(skip)]
     pub realm_configs: Vec<RealmConfig>,
@@ -142,6 +146,7 @@ impl Config {
         self.detection.validate()?;
         self.intercept.validate()?;
         self.admin.validate()?;
+        self.pac.validate()?;
         if let Some(a) = self.admin.address {
             if self.listener.addresses.contains(&a) {
                 return Err(invalid(

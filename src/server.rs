@@ -218,6 +218,7 @@ pub async fn run(
             },
             realms: Box::new(move || proxy4.auth.realms()),
             probe_timeout: config.admin.probe_timeout,
+            pac: crate::admin::pac::pac(&config.pac),
         };
         if let Ok(a) = listener.local_addr() {
             tracing::info!(address = %a, "admin endpoints (/metrics, /healthz, /readyz)");

@@ -150,3 +150,64 @@ fn the_admin_address_cannot_be_a_proxy_address() {
     .unwrap_err();
     assert!(e.to_string().contains("admin.address"), "{e}");
 }
+
+/// Evaluates a PAC file the way a browser does (the standard helper
+/// functions, with a fixed name table for dnsResolve) and prints
+/// `host -> answer` for each host given.
+const NODE_PAC: &str = r#"
+const fs = require("fs");
+const [pacFile, ...hosts] = process.argv.slice(1);
+const names = { "wiki.corp.example": "10.1.2.3", "www.example.test": "93.184.216.34", "printer": "10.9.9.9", "lab.internal": "192.168.7.7" };
+function isPlainHostName(h) { return h.indexOf(".") < 0; }
+function dnsDomainIs(h, d) { return h.length >= d.length && h.substring(h.length - d.length) === d; }
+function dnsResolve(h) { return /^[0-9.]+$/.test(h) ? h : (names[h] || null); }
+function ip4(s) { return s.split(".").reduce((a, o) => (a * 256) + Number(o), 0); }
+function isInNet(ip, net, mask) { const m = ip4(mask); return ((ip4(ip) & m) >>> 0) === ((ip4(net) & m) >>> 0); }
+eval(fs.readFileSync(pacFile, "utf8"));
+for (const h of hosts) console.log(h + " -> " + FindProxyForURL("https://" + h + "/", h));
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browsers_get_a_pac_file_that_sends_internal_names_direct() {
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let gh = Gatehouse::start(
+        "",
+        &format!(
+            "[admin]\naddress = \"{admin}\"\n[pac]\nproxy = \"proxy.corp.example:3128\"\n\
+             direct_domains = [\"corp.example\"]\ndirect_networks = [\"192.168.0.0/16\"]\n\
+             direct_plain_hosts = true\n"
+        ),
+    );
+    gh.wait_stderr("admin endpoints", 1);
+    let (status, js) = get(admin, "/proxy.pac").await;
+    assert_eq!(status, 200, "{js}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("proxy.pac");
+    std::fs::write(&file, &js).unwrap();
+    let out = std::process::Command::new("node")
+        .args(["-e", NODE_PAC])
+        .arg(&file)
+        .args([
+            "wiki.corp.example",
+            "corp.example",
+            "printer",
+            "lab.internal",
+            "www.example.test",
+            "notcorp.example",
+            "192.168.1.20",
+            "8.8.8.8",
+        ])
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let proxy = "PROXY proxy.corp.example:3128";
+    let want = format!(
+        "wiki.corp.example -> DIRECT\ncorp.example -> DIRECT\nprinter -> DIRECT\nlab.internal -> DIRECT\n\
+         www.example.test -> {proxy}\nnotcorp.example -> {proxy}\n192.168.1.20 -> DIRECT\n8.8.8.8 -> {proxy}\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+}
