@@ -170,6 +170,45 @@ impl Config {
     }
 }
 
+/// The sections (or keys) that differ between `running` and `new` but are
+/// read only at start-up: a reload that changes them is refused, naming
+/// them. What a reload does take: the policy (and its lists), the realms
+/// and their files, `detection.ca_file`, the interception CA.
+pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
+    fn differ<T: PartialEq>(a: &T, b: &T) -> bool {
+        a != b
+    }
+    let mut changed = Vec::new();
+    let mut check = |name: &'static str, d: bool| {
+        if d {
+            changed.push(name);
+        }
+    };
+    check("listener", differ(&running.listener, &new.listener));
+    check("forward", differ(&running.forward, &new.forward));
+    check("tunnel", differ(&running.tunnel, &new.tunnel));
+    check("resolver", differ(&running.resolver, &new.resolver));
+    check(
+        "destinations",
+        differ(&running.destinations, &new.destinations),
+    );
+    check("accesslog", differ(&running.accesslog, &new.accesslog));
+    check("shutdown", differ(&running.shutdown, &new.shutdown));
+    check("log", differ(&running.log, &new.log));
+    check("admin", differ(&running.admin, &new.admin));
+    check("pac", differ(&running.pac, &new.pac));
+    let (mut a, mut b) = (running.auth.clone(), new.auth.clone());
+    (a.realms, b.realms) = (Vec::new(), Vec::new());
+    check("auth (other than realms)", differ(&a, &b));
+    let (mut a, mut b) = (running.detection.clone(), new.detection.clone());
+    (a.ca_file, b.ca_file) = (None, None);
+    check("detection (other than ca_file)", differ(&a, &b));
+    let (mut a, mut b) = (running.intercept.clone(), new.intercept.clone());
+    (a.ca_cert, a.ca_key, b.ca_cert, b.ca_key) = (None, None, None, None);
+    check("intercept (other than the CA files)", differ(&a, &b));
+    changed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

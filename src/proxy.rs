@@ -65,10 +65,11 @@ pub struct Proxy {
     pub auth: Authenticator,
     /// The live policy; SIGHUP swaps in a new one whole.
     pub policy: arc_swap::ArcSwap<Policy>,
-    /// The SSL check for detected TLS tunnels.
-    pub checker: TlsChecker,
-    /// TLS interception, when `[intercept]` names a CA.
-    pub interceptor: Option<crate::intercept::Interceptor>,
+    /// The SSL check for detected TLS tunnels; SIGHUP swaps in a new one
+    /// when `detection.ca_file` changed.
+    pub checker: arc_swap::ArcSwap<TlsChecker>,
+    /// TLS interception, when `[intercept]` names a CA; SIGHUP re-reads the CA.
+    pub interceptor: arc_swap::ArcSwapOption<crate::intercept::Interceptor>,
     /// Addresses we listen on, for loop detection.
     pub listening: Vec<SocketAddr>,
     /// Cancelled when the shutdown grace period is over: tunnels close.

@@ -75,13 +75,15 @@ enum ReloadError {
     DemoAccounts(#[from] DemoAccounts),
     #[error("reload task: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("changed settings need a restart: {}", .0.join(", "))]
+    NeedsRestart(Vec<&'static str>),
 }
 
 impl ReloadError {
     /// What was refused, for the log line: `config`, `policy` or `realm`.
     fn what(&self) -> &'static str {
         match self {
-            ReloadError::Config(_) => "config",
+            ReloadError::Config(_) | ReloadError::NeedsRestart(_) => "config",
             ReloadError::Build(runtime::BuildError::Realm(_)) | ReloadError::DemoAccounts(_) => {
                 "realm"
             }
@@ -168,8 +170,8 @@ pub async fn run(
         log: log.clone(),
         auth: built.auth,
         policy: arc_swap::ArcSwap::from_pointee(built.policy),
-        checker: built.checker,
-        interceptor: built.interceptor,
+        checker: arc_swap::ArcSwap::from_pointee(built.checker),
+        interceptor: arc_swap::ArcSwapOption::from(built.interceptor.map(Arc::new)),
         listening: listening.clone(),
         hard_stop: CancellationToken::new(),
         tunnels: TaskTracker::new(),
@@ -212,6 +214,7 @@ pub async fn run(
                 leaves_minted: Box::new(move || {
                     proxy3
                         .interceptor
+                        .load()
                         .as_ref()
                         .map_or(0, |i| i.minter.minted() as i64)
                 }),
@@ -279,11 +282,18 @@ async fn reload_on_hangup(
     while hup.recv().await.is_some() {
         // Reading files, building LDAP pools and checking for demo passwords
         // (argon2) block: off the async threads.
-        let (path, listening) = (path.clone(), proxy.listening.clone());
-        let loaded = tokio::task::spawn_blocking(move || reload(path.as_deref(), &listening))
-            .await
-            .unwrap_or_else(|e| Err(e.into()));
-        let (policy, realms) = match loaded {
+        let (path, listening, running) =
+            (path.clone(), proxy.listening.clone(), proxy.config.clone());
+        let loaded =
+            tokio::task::spawn_blocking(move || reload(path.as_deref(), &listening, &running))
+                .await
+                .unwrap_or_else(|e| Err(e.into()));
+        let Reloaded {
+            policy,
+            realms,
+            checker,
+            interceptor,
+        } = match loaded {
             Ok(new) => new,
             Err(e) => {
                 let what = e.what();
@@ -299,21 +309,50 @@ async fn reload_on_hangup(
         tracing::info!(realms = count, "realms reloaded");
         tracing::info!(source = %policy.source, "policy reloaded");
         proxy.policy.store(Arc::new(policy));
+        // Certificates: the detection CA file and the interception CA are
+        // read again (their caches start afresh).
+        proxy.checker.store(Arc::new(checker));
+        proxy.interceptor.store(interceptor.map(Arc::new));
         if let Some(m) = &metrics {
             m.reload(true);
         }
     }
 }
 
-/// The new policy and realms, or what refused (`policy`, `realm`) and why.
+/// What a reload swaps in.
+struct Reloaded {
+    policy: crate::policy::Policy,
+    realms: crate::directory::RealmChain,
+    checker: crate::tunnel::tls_check::TlsChecker,
+    interceptor: Option<crate::intercept::Interceptor>,
+}
+
+/// The new policy, realms and certificate checks, or what refused and why.
+/// Settings read only at start-up (listeners, limits, timeouts, log
+/// destination …) refuse the reload when they changed, naming them.
 fn reload(
     path: Option<&std::path::Path>,
     listening: &[SocketAddr],
-) -> Result<(crate::policy::Policy, crate::directory::RealmChain), ReloadError> {
+    running: &Config,
+) -> Result<Reloaded, ReloadError> {
     let config = Config::load(path)?;
+    let changed = crate::config::restart_needed(running, &config);
+    if !changed.is_empty() {
+        return Err(ReloadError::NeedsRestart(changed));
+    }
     let runtime::Reloadable { policy, realms } = runtime::Reloadable::build(&config)?;
     refuse_demo_accounts(listening, &realms)?;
-    Ok((policy, realms))
+    let checker = crate::tunnel::tls_check::TlsChecker::new(&config.detection)
+        .map_err(runtime::BuildError::from)?;
+    let interceptor =
+        crate::intercept::Interceptor::build(&config.intercept, checker.verifier().rustls())
+            .map_err(runtime::BuildError::from)?;
+    Ok(Reloaded {
+        policy,
+        realms,
+        checker,
+        interceptor,
+    })
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.

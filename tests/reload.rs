@@ -96,3 +96,62 @@ async fn reload_keeps_old_policy_on_error_and_open_tunnels_on_success() {
         "one tunnel carried all three exchanges"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_rereads_the_detection_ca_and_refuses_what_needs_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d1, d2) = (dir.path().join("one"), dir.path().join("two"));
+    std::fs::create_dir_all(&d1).unwrap();
+    std::fs::create_dir_all(&d2).unwrap();
+    let (old_ca, new_ca) = (TestCa::new(&d1), TestCa::new(&d2));
+    let origin = tls_origin(new_ca.leaf(&["origin.example.test"])).await;
+    let gh = Gatehouse::start(
+        "",
+        &format!(
+            "[tunnel]\nallowed_ports = [{}]\n[detection]\nenabled = true\nca_file = \"{}\"\n",
+            origin.port(),
+            old_ca.pem_path.display()
+        ),
+    );
+    let ua = "User-Agent: Mozilla/5.0\r\n";
+    let t = connect_through(gh.addr(), &origin.to_string(), ua)
+        .await
+        .unwrap();
+    assert!(
+        tls_through(t, "origin.example.test", &new_ca.cert)
+            .await
+            .is_err(),
+        "the origin's CA is not trusted yet"
+    );
+    let cfg = std::fs::read_to_string(&gh.config_path).unwrap();
+    let cfg = cfg.replace(
+        &old_ca.pem_path.display().to_string(),
+        &new_ca.pem_path.display().to_string(),
+    );
+    std::fs::write(&gh.config_path, &cfg).unwrap();
+    gh.signal("HUP");
+    gh.wait_stderr("policy reloaded", 1);
+    let t = connect_through(gh.addr(), &origin.to_string(), ua)
+        .await
+        .unwrap();
+    assert_eq!(
+        tls_through(t, "origin.example.test", &new_ca.cert)
+            .await
+            .unwrap(),
+        "hello over tls\n",
+        "the new CA file is read on SIGHUP"
+    );
+    // A setting read only at start-up: the reload is refused, naming it.
+    std::fs::write(
+        &gh.config_path,
+        cfg.replace("[listener]\n", "[listener]\nmax_connections = 77\n"),
+    )
+    .unwrap();
+    gh.signal("HUP");
+    gh.wait_stderr("need a restart", 1);
+    assert!(
+        gh.stderr().contains("need a restart: listener"),
+        "{}",
+        gh.stderr()
+    );
+}

@@ -19,7 +19,7 @@ pub enum LogFormat {
 }
 
 /// `[accesslog]`: where transactions are logged, and how.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessLogConfig {
     /// A file path, or `-` for standard output.

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::settings::{invalid, Invalid};
 
 /// `[pac]`: what `/proxy.pac` says.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PacConfig {
     /// The proxy as clients reach it (`proxy.corp.example.com:3128`); unset:

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::settings::{nonzero, Invalid};
 
 /// The admin listener; off unless `address` is set.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Where `/metrics`, `/healthz` and `/readyz` are served; never a proxy address.

@@ -22,7 +22,7 @@ pub enum Scheme {
 }
 
 /// NTLM passed through to the domain (Samba's ntlm_auth helpers).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct NtlmConfig {
     /// The helper command (squid-2.5-ntlmssp protocol), on a winbind-joined host.
@@ -65,7 +65,7 @@ impl Default for NtlmConfig {
 }
 
 /// Kerberos single sign-on (`Negotiate`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NegotiateConfig {
     /// The service keytab (process-wide: set as KRB5_KTNAME before start-up).
@@ -99,7 +99,7 @@ fn yes_please() -> bool {
 }
 
 /// `[auth]`: schemes, realms, caches and the limits on password checks.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Every request must authenticate (the policy layers refine this later).
@@ -141,7 +141,7 @@ pub struct AuthConfig {
 /// refused (407) without asking the realm until the window has passed.
 /// Keep `user_failures` below the directory's lockout threshold (AD: often
 /// 5–10) and `window` at least its observation window.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ThrottleConfig {
     /// Per user name (0 = no limit).

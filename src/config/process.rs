@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::settings::{invalid, Invalid};
 
 /// `[shutdown]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShutdownConfig {
     /// On SIGTERM/SIGINT, in-flight requests and tunnels get this long to finish.
@@ -36,7 +36,7 @@ pub enum LogFormat {
 }
 
 /// `[log]`: the diagnostic log (not the access log).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A `tracing` filter; `RUST_LOG` wins when set.

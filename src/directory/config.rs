@@ -292,7 +292,7 @@ impl LdapRealmConfig {
 /// argon2 checks of the local realm run on at most `permits` blocking
 /// threads at once; each holds the hash's memory (19 MiB at the default
 /// parameters) while it runs, so memory is bounded by permits × that.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PasswordCheckConfig {
     /// Concurrent checks; 0 = half the CPU cores (at least one), so that a

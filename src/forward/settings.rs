@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::settings::{invalid, nonzero, Invalid};
 
 /// Absolute-form requests forwarded to origin servers.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardConfig {
     /// Time to connect to the origin.

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::settings::{invalid, nonzero, Invalid};
 
 /// TLS interception.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct InterceptConfig {
     /// The CA certificate (PEM) clients trust; `gatehouse ca init` makes one.

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::settings::{invalid, nonzero, Invalid};
 
 /// Where clients connect, and the limits that protect the proxy from them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenerConfig {
     /// Addresses to listen on.

@@ -203,11 +203,13 @@ async fn run(
         }
         says
     };
+    // The checker this tunnel uses, even if a reload swaps it meanwhile.
+    let checker = proxy.checker.load_full();
     let detection = Detection {
         inspector: Inspector { cfg: detection_cfg },
         tls: Check {
             cfg: &proxy.config.detection,
-            checker: &proxy.checker,
+            checker: &checker,
             host: &judged.host,
         },
         judge,
@@ -235,7 +237,7 @@ async fn intercept(
     judged: Judged,
     record: &AccessRecord,
 ) -> TunnelEnd {
-    let Some(interceptor) = &proxy.interceptor else {
+    let Some(interceptor) = proxy.interceptor.load_full() else {
         // Start-up refuses an intercepting policy without a CA; fail closed anyway.
         return crate::intercept::session::unavailable();
     };
@@ -243,7 +245,7 @@ async fn intercept(
     let judged = Arc::new(judged);
     let host = judged.host.clone();
     let session = crate::intercept::session::Session {
-        interceptor,
+        interceptor: &interceptor,
         host: &host,
         port: judged.port,
         judge: {

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use crate::settings::{invalid, Invalid};
 
 /// How destination names become addresses.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ResolverConfig {
     /// Static names, checked first (like /etc/hosts, per proxy).
@@ -25,7 +25,7 @@ impl Default for ResolverConfig {
 }
 
 /// Destinations refused before the policy is asked.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DestinationsConfig {
     /// No request reaches an address in these ranges, whatever the policy

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::settings::{invalid, nonzero, Invalid};
 
 /// CONNECT tunnels.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TunnelConfig {
     /// Destination ports a CONNECT may reach (`443`, or ranges like
@@ -49,7 +49,7 @@ pub enum OnSilence {
 }
 
 /// Protocol detection on CONNECT (ProxySG's "Detect Protocol").
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectionConfig {
     /// Off: every allowed CONNECT is a raw tunnel.
