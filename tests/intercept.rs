@@ -9,6 +9,7 @@ mod common;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::tls_lab::*;
 use common::*;
@@ -601,3 +602,123 @@ async fn the_client_hello_decides_interception_by_sni() {
         "{connects:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sni_fronting_tls_facts_inside_two_hosts_and_a_stalled_handshake() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let bank = "bank.example.test";
+    let (origin, seen) = https_origin(ca.leaf(&[NAME, bank])).await;
+    let policy = format!(
+        "{INTERCEPT_BOB}[[layers.rules]]\nname = \"no-bank-posts\"\nsni = [\"{bank}\"]\nmethod = [\"POST\"]\n\
+         action = \"deny\"\nreason = \"bank_posts\"\n"
+    );
+    let l = lab(dir.path(), &ca, &[origin.port()], &policy, "");
+    let proxy_ca = l.proxy_ca.to_str().unwrap();
+    // An SNI for another name than the CONNECT's: fronting, refused.
+    let (ok, out) = tokio::task::block_in_place(|| {
+        curl(
+            l.gh.addr(),
+            &[
+                "--cacert",
+                proxy_ca,
+                "--connect-to",
+                &format!("{bank}:{p}:{NAME}:{p}", p = origin.port()),
+                &format!("https://{bank}:{}/", origin.port()),
+            ],
+        )
+    });
+    assert!(!ok, "{out}");
+    // Inner requests see the tunnel's TLS facts: an SNI rule applies inside.
+    let (_, out) = tokio::task::block_in_place(|| {
+        curl(
+            l.gh.addr(),
+            &[
+                "--cacert",
+                proxy_ca,
+                "-d",
+                "x",
+                "-w",
+                "\n[%{http_code}]",
+                &format!("https://{bank}:{}/echo", origin.port()),
+            ],
+        )
+    });
+    assert!(out.contains("bank_posts") && out.contains("[403]"), "{out}");
+    // Two Host headers: refused, whatever the first says.
+    let two_hosts = format!("GET / HTTP/1.1\r\nHost: {NAME}\r\nHost: other.example.test\r\n\r\n");
+    let out = tokio::task::block_in_place(|| {
+        std::process::Command::new("python3")
+            .args(["-c", PY_RAW])
+            .arg(l.gh.addr().port().to_string())
+            .arg(origin.port().to_string())
+            .arg(NAME)
+            .arg(&l.proxy_ca)
+            .arg(&two_hosts)
+            .output()
+            .unwrap()
+    });
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("HTTP/1.1 400"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "none of it reached the origin: {:?}",
+        seen.lock().unwrap()
+    );
+    // A client that sends its ClientHello and stops: closed after the handshake deadline.
+    let mut s = connect_through(
+        l.gh.addr(),
+        &format!("{NAME}:{}", origin.port()),
+        &format!("Proxy-Authorization: {}\r\n", basic("bob:bob-pw")),
+    )
+    .await
+    .unwrap();
+    s.write_all(&client_hello(NAME)).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "a stalled client handshake is not held open"
+    );
+    let lines = l.gh.log_lines(6);
+    assert!(
+        lines
+            .iter()
+            .any(|x| x["x-exception-id"] == "domain_fronting"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|x| x["x-exception-id"] == "ssl_client_handshake_failed"),
+        "{lines:?}"
+    );
+}
+
+/// Sends raw bytes inside an intercepted tunnel; prints the first line back.
+const PY_RAW: &str = r#"
+import base64, socket, ssl, sys
+proxy_port, origin_port, name, cafile, raw = sys.argv[1:6]
+s = socket.create_connection(("127.0.0.1", int(proxy_port)), timeout=10)
+auth = base64.b64encode(b"bob:bob-pw").decode()
+s.sendall(f"CONNECT {name}:{origin_port} HTTP/1.1\r\nHost: {name}\r\nProxy-Authorization: Basic {auth}\r\n\r\n".encode())
+head = b""
+while not head.endswith(b"\r\n\r\n"):
+    head += s.recv(1)
+t = ssl.create_default_context(cafile=cafile).wrap_socket(s, server_hostname=name)
+t.sendall(raw.encode())
+print(t.recv(4096).decode(errors="replace").splitlines()[0])
+"#;

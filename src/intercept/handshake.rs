@@ -98,8 +98,8 @@ pub(super) type ClientTls = tokio_rustls::server::TlsStream<Rewind<TcpStream>>;
 pub(super) async fn accept_client(
     i: &Interceptor,
     leaf: Arc<CertifiedKey>,
-    client: TcpStream,
-    held: Vec<u8>,
+    client: Rewind<TcpStream>,
+    timeout: Duration,
 ) -> Result<ClientTls, InterceptProblem> {
     let cfg = rustls::ServerConfig::builder_with_provider(i.provider.clone())
         .with_safe_default_protocol_versions()
@@ -109,10 +109,11 @@ pub(super) async fn accept_client(
     let mut cfg = cfg;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    acceptor
-        .accept(Rewind::new(held, client))
-        .await
-        .map_err(|e| {
+    let Ok(accepted) = tokio::time::timeout(timeout, acceptor.accept(client)).await else {
+        tracing::info!("intercepted client's handshake did not finish in time");
+        return Err(InterceptProblem::ClientHandshake);
+    };
+    accepted.map_err(|e| {
             use rustls::AlertDescription as A;
             let problem = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
                 Some(rustls::Error::AlertReceived(

@@ -55,6 +55,7 @@ pub(super) struct Ctx {
     pub(super) origin: tokio::sync::Mutex<Result<Origin, DetectionReason>>,
     pub(super) interceptor_upstream: Arc<rustls::ClientConfig>,
     pub(super) judge: Judge,
+    pub(super) hello: Arc<crate::tunnel::detect::ClientHello>,
     pub(super) template: AccessRecord,
     pub(super) log: AccessLog,
     pub(super) via: String,
@@ -87,6 +88,15 @@ pub(super) async fn inner(
     let url = format!("https://{}{pq}", ctx.authority);
     // Requests inside the tunnel are for the tunnel's server: another Host
     // is domain fronting, whatever the policy would say of either name.
+    if req.headers().get_all(header::HOST).iter().count() > 1 {
+        return Ok(answer(
+            &ctx,
+            r,
+            StatusCode::BAD_REQUEST,
+            ExceptionId::InvalidRequest,
+            None,
+        ));
+    }
     if let Some(h) = req.headers().get(header::HOST) {
         let host = h.to_str().unwrap_or("");
         let host = host.rsplit_once(':').map_or(host, |(h, p)| {
@@ -118,7 +128,7 @@ pub(super) async fn inner(
             None,
         ));
     }
-    match (ctx.judge)(req.method(), &url) {
+    match (ctx.judge)(req.method(), &url, &ctx.name, &ctx.hello) {
         Inner::Deny {
             status,
             reason,
@@ -172,7 +182,8 @@ async fn forward(
         Ok(o) => o,
     };
     r.remote_ip = Some(o.addr.ip());
-    if o.send.ready().await.is_err() {
+    let ready = tokio::time::timeout(ctx.response_timeout, o.send.ready()).await;
+    if !matches!(ready, Ok(Ok(()))) {
         match reconnect(ctx, o.addr, &o.name).await {
             Ok(fresh) => *o = fresh,
             Err(reason) => {

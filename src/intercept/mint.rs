@@ -73,6 +73,11 @@ impl Minter {
             .map_err(|e| (*e).clone())
     }
 
+    /// A leaf for `name` alone, not cached (the origin's certificate is unknown).
+    pub fn uncached(&self, name: &str) -> Result<Arc<CertifiedKey>, MintError> {
+        self.mint(&name.to_ascii_lowercase(), None).map(Arc::new)
+    }
+
     /// How many leaves were signed (for tests and metrics).
     pub fn minted(&self) -> u64 {
         self.minted.load(Ordering::Relaxed)

@@ -3,24 +3,58 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// `prefix`, then `inner`; writes go straight to `inner`.
+/// When bytes last moved on a stream, for an idle timeout.
+#[derive(Clone)]
+pub struct Activity {
+    epoch: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Activity {
+    /// Starts now.
+    pub fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long no byte has moved.
+    pub fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+}
+
+/// `prefix`, then `inner`; writes go straight to `inner`; every byte that
+/// moves is noted in `activity`.
 pub struct Rewind<S> {
     prefix: Vec<u8>,
     at: usize,
     inner: S,
+    activity: Activity,
 }
 
 impl<S> Rewind<S> {
     /// Replays `prefix` before reading `inner`.
-    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
+    pub fn new(prefix: Vec<u8>, inner: S, activity: Activity) -> Self {
         Self {
             prefix,
             at: 0,
             inner,
+            activity,
         }
     }
 }
@@ -42,7 +76,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
             }
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
     }
 }
 
@@ -52,7 +91,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)

@@ -14,10 +14,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::handshake::{accept_client, connect_origin, read_hello};
 use super::inner::{inner, Ctx, Origin};
+use super::rewind::{Activity, Rewind};
 use super::Interceptor;
 use crate::accesslog::{AccessLog, AccessRecord};
 use crate::outcome::{DetectionReason, ExceptionId, InterceptProblem, SAction};
-use crate::tunnel::detect::Protocol;
+use crate::tunnel::detect::{ClientHello, Protocol};
 use crate::tunnel::session::TunnelEnd;
 
 /// The policy's say on one decrypted request.
@@ -39,8 +40,9 @@ pub enum Inner {
     },
 }
 
-/// Judges a decrypted request by its method and full `https://` URL.
-pub type Judge = Box<dyn Fn(&Method, &str) -> Inner + Send + Sync>;
+/// Judges a decrypted request by its method, full `https://` URL, the
+/// tunnel's server name (the SNI, else the CONNECT host) and ClientHello.
+pub type Judge = Box<dyn Fn(&Method, &str, &str, &ClientHello) -> Inner + Send + Sync>;
 
 /// What an intercepted tunnel needs from the proxy: narrow handles.
 pub struct Session<'a> {
@@ -74,6 +76,8 @@ pub struct Session<'a> {
     pub max_header_bytes: usize,
     /// Cancelled at the end of the shutdown grace period.
     pub hard_stop: CancellationToken,
+    /// `tunnel.idle_timeout`: closed when no byte moves for this long.
+    pub idle_timeout: Duration,
 }
 
 /// Runs the intercepted tunnel to its end.
@@ -88,7 +92,15 @@ pub async fn run(
         Err((protocol, reason)) => return end(protocol, Some(ExceptionId::Detection(reason))),
     };
     let name = hello.sni.clone().unwrap_or_else(|| s.host.to_string());
-    let protocol = Some(Protocol::Tls(hello));
+    // The CONNECT named a server: an SNI for another one is fronting (the
+    // policy judged the CONNECT's name). An address CONNECT may carry any SNI,
+    // and inner requests are judged by that name.
+    if s.host.parse::<std::net::IpAddr>().is_err() && !name.eq_ignore_ascii_case(s.host) {
+        let problem = ExceptionId::Intercept(InterceptProblem::DomainFronting);
+        return end(Some(Protocol::Tls(hello)), Some(problem));
+    }
+    let hello = Arc::new(*hello);
+    let protocol = Some(Protocol::Tls(Box::new((*hello).clone())));
     let addr = server.peer_addr().ok();
     // 2. The origin, verified, on the tunnel's own socket.
     let origin = connect_origin(s.interceptor, server, &name, s.handshake_timeout).await;
@@ -97,7 +109,13 @@ pub async fn run(
         Err(reason) => (None, None, Some(reason)),
     };
     // 3. The client, with a leaf for the name.
-    let leaf = match s.interceptor.minter.leaf(&name, origin_leaf.as_ref()).await {
+    // A leaf minted without the origin's certificate (its check failed) is
+    // not cached: it would stand in for the real one for `leaf_ttl`.
+    let minted = match &origin_leaf {
+        Some(up) => s.interceptor.minter.leaf(&name, Some(up)).await,
+        None => s.interceptor.minter.uncached(&name),
+    };
+    let leaf = match minted {
         Ok(l) => l,
         Err(e) => {
             tracing::warn!(error = %e, "no certificate to intercept with");
@@ -107,7 +125,9 @@ pub async fn run(
             );
         }
     };
-    let client_tls = match accept_client(s.interceptor, leaf, client, held).await {
+    let activity = Activity::new();
+    let client = Rewind::new(held, client, activity.clone());
+    let client_tls = match accept_client(s.interceptor, leaf, client, s.hello_timeout).await {
         Ok(tls) => tls,
         Err(problem) => return end(protocol, Some(ExceptionId::Intercept(problem))),
     };
@@ -129,6 +149,7 @@ pub async fn run(
         origin: tokio::sync::Mutex::new(origin),
         interceptor_upstream: s.interceptor.upstream.clone(),
         judge: s.judge,
+        hello,
         template: s.template,
         log: s.log,
         via: s.via,
@@ -145,9 +166,24 @@ pub async fn run(
         .header_read_timeout(s.header_timeout)
         .max_buf_size(s.max_header_bytes.max(8192))
         .serve_connection(TokioIo::new(client_tls), service);
+    // Nothing moving for `idle_timeout`, either way, closes it: request
+    // heads have hyper's own deadline, bodies and silence this one.
+    let idle = async {
+        loop {
+            let left = s.idle_timeout.saturating_sub(activity.idle_for());
+            if left.is_zero() {
+                break;
+            }
+            tokio::time::sleep(left).await;
+        }
+    };
     let result = tokio::select! {
         r = conn => r,
         () = s.hard_stop.cancelled() => Ok(()),
+        () = idle => {
+            tracing::debug!(name = %ctx.name, "intercepted tunnel idle: closed");
+            Ok(())
+        }
     };
     let served = ctx.served.load(std::sync::atomic::Ordering::Relaxed);
     let exception = match result {

@@ -18,7 +18,7 @@ use crate::directory::Identity;
 use crate::intercept::session::Inner;
 use crate::listener::guard::GuardedStream;
 use crate::policy::{Detected, Facts, Policy, Verdict};
-use crate::tunnel::detect::Protocol;
+use crate::tunnel::detect::{ClientHello, Protocol};
 use crate::tunnel::handshake::Check;
 use crate::tunnel::inspect::Inspector;
 use crate::tunnel::session::{self, Detection, Ended, RelaySettings, TunnelEnd};
@@ -56,12 +56,21 @@ impl Judged {
     }
 
     /// The policy on one request decrypted from the tunnel: the tunnel's
-    /// identity and destination, the request's method and full URL.
-    fn inner(&self, method: &http::Method, url: &str) -> Inner {
+    /// identity and addresses, its server `name` (the SNI; its categories)
+    /// and ClientHello, the request's method and full URL.
+    fn inner(&self, method: &http::Method, url: &str, name: &str, hello: &ClientHello) -> Inner {
+        let categories = if name.eq_ignore_ascii_case(&self.host) {
+            self.categories.clone()
+        } else {
+            self.policy.categories.lookup(name, &self.addrs)
+        };
+        let tls = Protocol::Tls(Box::new(hello.clone()));
         let facts = Facts {
             method: method.as_str(),
             url: Some(url),
-            ..self.facts(None)
+            host: name,
+            categories: &categories,
+            ..self.facts(Some(detected(&tls)))
         };
         let d = self.policy.decide(&facts);
         let rule = d.rule_names();
@@ -250,7 +259,7 @@ async fn intercept(
         port: judged.port,
         judge: {
             let judged = judged.clone();
-            Box::new(move |m, url| judged.inner(m, url))
+            Box::new(move |m, url, name, hello| judged.inner(m, url, name, hello))
         },
         template: record.clone(),
         log: proxy.log.clone(),
@@ -262,6 +271,7 @@ async fn intercept(
         header_timeout: cfg.listener.header_read_timeout,
         max_header_bytes: cfg.listener.max_header_bytes,
         hard_stop: proxy.hard_stop.clone(),
+        idle_timeout: cfg.tunnel.idle_timeout,
     };
     crate::intercept::session::run(session, client, held, server).await
 }
