@@ -268,6 +268,16 @@ impl Policy {
             .map(|r| &*r.name)
     }
 
+    /// The first rule that can only match after protocol detection (`protocol`,
+    /// `sni`, fingerprints): with detection off it never matches.
+    pub fn detection_rule(&self) -> Option<&str> {
+        self.layers
+            .iter()
+            .flat_map(|l| l.rules.iter())
+            .find(|r| r.needs_detection())
+            .map(|r| &*r.name)
+    }
+
     /// Must this request authenticate? Authentication layers refine `required`.
     pub fn needs_auth(&self, facts: &Facts<'_>, required: bool) -> (bool, Option<Arc<str>>) {
         let mut need = (required, None);

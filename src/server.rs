@@ -130,6 +130,9 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let config = Arc::new(config);
     let built = runtime::Runtime::build(&config)?;
+    for w in runtime::warnings(&config, &built.policy) {
+        tracing::warn!("{w}");
+    }
     refuse_demo_accounts(&config.listener.addresses, &built.auth.realms())?;
     let mut listeners = Vec::new();
     for addr in &config.listener.addresses {

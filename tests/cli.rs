@@ -179,3 +179,42 @@ fn diagnostics_can_be_json_lines() {
         assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
     }
 }
+
+#[test]
+fn check_warns_of_detection_rules_that_detection_off_makes_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[layers]]\nname = \"l\"\n[[layers.rules]]\nname = \"no-bad-sni\"\nsni = [\".bad.test\"]\naction = \"deny\"\n",
+    )
+    .unwrap();
+    let check = |detection: bool| {
+        let cfg = dir.path().join("gatehouse.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[auth]\nrequired = false\nrealms = []\n[detection]\nenabled = {detection}\n[policy]\nfile = \"{}\"\n",
+                policy.display()
+            ),
+        )
+        .unwrap();
+        let out = gatehouse()
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let off = check(false);
+    assert!(
+        off.contains("WARNING") && off.contains("no-bad-sni"),
+        "{off}"
+    );
+    assert!(!check(true).contains("WARNING"));
+}

@@ -22,6 +22,9 @@ pub fn check(config: &Config) -> ExitCode {
         }
     };
     println!("config OK");
+    for w in gatehouse::server::runtime::warnings(config, &built.policy) {
+        println!("WARNING: {w}");
+    }
     let realms = built.auth.realms();
     let mut unreachable = 0;
     if let Some(n) = config.auth.negotiate.as_ref().filter(|_| {

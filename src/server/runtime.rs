@@ -60,6 +60,20 @@ impl Reloadable {
     }
 }
 
+/// What is valid but probably not meant: said by `check` and logged at start-up.
+pub fn warnings(config: &Config, policy: &Policy) -> Vec<String> {
+    let mut out = Vec::new();
+    if !config.detection.enabled {
+        if let Some(rule) = policy.detection_rule() {
+            out.push(format!(
+                "policy rule {rule:?} looks at what detection finds (protocol, sni, fingerprints) \
+                 but [detection] enabled = false: it never matches"
+            ));
+        }
+    }
+    out
+}
+
 /// A config, built.
 pub struct Runtime {
     /// The compiled policy.
