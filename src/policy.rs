@@ -11,6 +11,7 @@ pub mod categories;
 pub mod compile;
 pub mod entry;
 pub mod error;
+mod facts;
 pub mod file;
 pub mod fingerprint;
 pub mod hosts;
@@ -21,16 +22,14 @@ mod objects;
 pub mod rule;
 pub mod settings;
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use http::HeaderMap;
-
-use crate::directory::identity::{fold, Identity};
+use crate::directory::identity::fold;
 use categories::Categories;
 pub use entry::{EntrySource, MatchedEntry};
 pub use error::{LoadError, PolicyError};
+pub use facts::{Detected, Facts};
 use file::{DefaultVerdict, LayerKind, PolicyFile};
 use index::Layer;
 use rule::{Atom, Rule};
@@ -126,67 +125,12 @@ impl Decision {
     }
 }
 
-/// What the proxy knows when it decides.
-#[derive(Debug, Clone)]
-pub struct Facts<'a> {
-    /// The authenticated user, if any.
-    pub identity: Option<&'a Identity>,
-    /// The client's address.
-    pub client: IpAddr,
-    /// The request method.
-    pub method: &'a str,
-    /// The canonical host name or address literal (host patterns match it).
-    pub host: &'a str,
-    /// The addresses `host` resolved to — the ones that will be dialled.
-    /// `dest` conditions match these; empty before resolution.
-    pub addrs: &'a [IpAddr],
-    /// The destination port.
-    pub port: u16,
-    /// The request's headers.
-    pub headers: &'a HeaderMap,
-    /// The destination's URL categories.
-    pub categories: &'a [Arc<str>],
-    /// When the request is decided (time windows).
-    pub now: jiff::Timestamp,
-    /// After protocol detection on a CONNECT: what the client's first bytes said.
-    pub detected: Option<Detected<'a>>,
-    /// The full URL of an HTTP request (`https://…` inside an intercepted
-    /// tunnel); `None` for a CONNECT.
-    pub url: Option<&'a str>,
-}
-
-/// What protocol detection saw of a CONNECT's client, for the rules that
-/// look at it (`protocol`, `sni`, `ja4`, `ja3n`, `tls_version`, `alpn`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Detected<'a> {
-    /// `tls`, `http`, `ssh` or `unknown`.
-    pub protocol: &'a str,
-    /// The TLS SNI, when sent.
-    pub sni: Option<&'a str>,
-    /// JA4 of the ClientHello.
-    pub ja4: Option<&'a str>,
-    /// JA3N of the ClientHello.
-    pub ja3n: Option<&'a str>,
-    /// The highest TLS version offered (`1.3`, `1.2`, …).
-    pub tls_version: Option<&'a str>,
-    /// The ALPN protocols offered.
-    pub alpn: &'a [String],
-}
-
-impl<'a> Detected<'a> {
-    /// A protocol seen without TLS facts.
-    pub fn protocol(protocol: &'a str) -> Self {
-        Detected {
-            protocol,
-            ..Detected::default()
-        }
-    }
-}
-
 /// A compiled policy.
 #[derive(Debug)]
 pub struct Policy {
     layers: Vec<Layer>,
+    /// Some rule has a `url` condition (computed once: the proxy asks per request).
+    url_rules: bool,
     default: DefaultVerdict,
     /// The URL category database (`[policy] categories`).
     pub categories: Categories,
@@ -220,6 +164,7 @@ impl Policy {
             None => Categories::default(),
         };
         Ok(Self {
+            url_rules: any_url_rule(&layers),
             layers,
             default: file.default,
             categories,
@@ -239,8 +184,10 @@ impl Policy {
             source_name: "policy".into(),
             message: e.to_string(),
         })?;
+        let layers = compile::compile_indexed(&file, "policy", Path::new("."), index_from)?;
         Ok(Self {
-            layers: compile::compile_indexed(&file, "policy", Path::new("."), index_from)?,
+            url_rules: any_url_rule(&layers),
+            layers,
             default: file.default,
             categories: Categories::default(),
             source: "policy".into(),
@@ -257,6 +204,12 @@ impl Policy {
             .filter(|l| l.kind == LayerKind::Authentication)
             .flat_map(|l| l.rules.iter())
             .any(|r| r.dests.is_some() || (r.categories.is_some() && self.categories.has_ranges()))
+    }
+
+    /// Does any rule look at the request URL? (Only then does the proxy
+    /// spell it out for the facts.)
+    pub fn has_url_rules(&self) -> bool {
+        self.url_rules
     }
 
     /// The first rule that intercepts, if any (interception needs a CA).
@@ -351,6 +304,13 @@ impl Policy {
         }
         d
     }
+}
+
+fn any_url_rule(layers: &[Layer]) -> bool {
+    layers
+        .iter()
+        .flat_map(|l| l.rules.iter())
+        .any(|r| r.urls.is_some())
 }
 
 fn read_file(path: &Path) -> Result<PolicyFile, LoadError> {

@@ -141,8 +141,9 @@ pub async fn serve(
     let mut at = Progress::default();
     let mut addrs = Vec::new();
     let mut who: Option<Authenticated> = None;
-    // `url` rules see the absolute URL of a plain HTTP request.
-    let url = (!is_connect).then(|| req.uri().to_string());
+    // `url` rules see the absolute URL of a plain HTTP request; spelt out
+    // only for a policy that has them.
+    let url = (!is_connect && policy.has_url_rules()).then(|| req.uri().to_string());
     let (next, categories) = loop {
         let categories = policy.categories.lookup(&host, &addrs);
         let facts = Facts {

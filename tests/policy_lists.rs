@@ -217,3 +217,33 @@ fn rss_kib() -> i64 {
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn url_rules_judge_plain_http_requests() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[[layers]]\nname = \"web\"\n[[layers.rules]]\nname = \"no-admin\"\nurl = [\"/admin\"]\naction = \"deny\"\n",
+    )
+    .unwrap();
+    let gh = Gatehouse::start("", &format!("[policy]\nfile = \"{}\"\n", policy.display()));
+    let addr = gh.addr();
+    let ask = |path: &str| {
+        let req = format!(
+            "GET {} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            origin.url(path)
+        );
+        async move {
+            status_of(&raw_exchange(addr, req.as_bytes(), std::time::Duration::from_secs(5)).await)
+        }
+    };
+    assert_eq!(ask("/admin/x").await, 403);
+    assert_eq!(ask("/public").await, 200);
+    assert_eq!(
+        origin.requests(),
+        1,
+        "the denied request never reached the origin"
+    );
+}

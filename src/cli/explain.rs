@@ -16,31 +16,44 @@ use gatehouse::tunnel::inspect::{next_step, Next};
 
 use crate::users::runtime;
 
-/// The request `explain` is asked about.
+/// The request `explain` is asked about (its command-line arguments).
+#[derive(clap::Args)]
 pub struct ExplainRequest {
-    /// The user; groups are looked up in the realms.
+    /// The user (groups are looked up in the realms).
+    #[arg(long)]
     pub user: Option<String>,
-    /// Extra groups for the user.
+    /// Extra groups for the user (repeatable).
+    #[arg(long = "group")]
     pub groups: Vec<String>,
     /// The request method.
+    #[arg(long, default_value = "GET")]
     pub method: String,
     /// `host:port` for CONNECT, an absolute URL otherwise.
+    #[arg(long)]
     pub url: String,
-    /// `Name: value` request headers.
+    /// A request header, `Name: value` (repeatable).
+    #[arg(long = "header")]
     pub headers: Vec<String>,
     /// The client's address.
+    #[arg(long, default_value = "127.0.0.1")]
     pub client: std::net::IpAddr,
-    /// For CONNECT: the protocol detection found.
+    /// For CONNECT: the protocol detection found (tls, http, ssh, unknown).
+    #[arg(long)]
     pub protocol: Option<String>,
-    /// For CONNECT with TLS: the SNI.
+    /// For CONNECT with TLS: the ClientHello's SNI.
+    #[arg(long)]
     pub sni: Option<String>,
-    /// For CONNECT with TLS: the JA4.
+    /// For CONNECT with TLS: the ClientHello's JA4 (the access log's `x-ja4`).
+    #[arg(long)]
     pub ja4: Option<String>,
-    /// For CONNECT with TLS: the JA3N.
+    /// For CONNECT with TLS: the ClientHello's JA3N (`x-ja3n`).
+    #[arg(long)]
     pub ja3n: Option<String>,
-    /// For CONNECT with TLS: the highest version offered.
+    /// For CONNECT with TLS: the highest version offered (1.0 … 1.3).
+    #[arg(long)]
     pub tls_version: Option<String>,
-    /// For CONNECT with TLS: the ALPN protocols offered.
+    /// For CONNECT with TLS: an ALPN protocol offered (repeatable).
+    #[arg(long)]
     pub alpn: Vec<String>,
 }
 

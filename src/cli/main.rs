@@ -21,8 +21,6 @@ struct Cli {
     command: Command,
 }
 
-// Parsed once per process: the size of its largest variant costs nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve, until SIGTERM or SIGINT.
@@ -53,40 +51,8 @@ enum Command {
     Explain {
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// The user (groups are looked up in the realms).
-        #[arg(long)]
-        user: Option<String>,
-        /// Extra groups for the user (repeatable).
-        #[arg(long = "group")]
-        groups: Vec<String>,
-        #[arg(long, default_value = "GET")]
-        method: String,
-        /// `host:port` for CONNECT, an absolute URL otherwise.
-        #[arg(long)]
-        url: String,
-        /// A request header, `Name: value` (repeatable).
-        #[arg(long = "header")]
-        headers: Vec<String>,
-        #[arg(long, default_value = "127.0.0.1")]
-        client: std::net::IpAddr,
-        /// For CONNECT: the protocol detection found (tls, http, ssh, unknown).
-        #[arg(long)]
-        protocol: Option<String>,
-        /// For CONNECT with TLS: the ClientHello's SNI.
-        #[arg(long)]
-        sni: Option<String>,
-        /// For CONNECT with TLS: the ClientHello's JA4 (the access log's `x-ja4`).
-        #[arg(long)]
-        ja4: Option<String>,
-        /// For CONNECT with TLS: the ClientHello's JA3N (`x-ja3n`).
-        #[arg(long)]
-        ja3n: Option<String>,
-        /// For CONNECT with TLS: the highest version offered (1.0 … 1.3).
-        #[arg(long)]
-        tls_version: Option<String>,
-        /// For CONNECT with TLS: an ALPN protocol offered (repeatable).
-        #[arg(long)]
-        alpn: Vec<String>,
+        #[command(flatten)]
+        request: Box<explain::ExplainRequest>,
     },
     /// The TLS interception CA.
     Ca {
@@ -129,39 +95,9 @@ fn main() -> ExitCode {
             user,
             groups,
         } => users::passwd(&users, &user, &groups),
-        Command::Explain {
-            config,
-            user,
-            groups,
-            method,
-            url,
-            headers,
-            client,
-            protocol,
-            sni,
-            ja4,
-            ja3n,
-            tls_version,
-            alpn,
-        } => with_config(config, |config| {
-            explain::explain(
-                config,
-                &explain::ExplainRequest {
-                    user,
-                    groups,
-                    method,
-                    url,
-                    headers,
-                    client,
-                    protocol,
-                    sni,
-                    ja4,
-                    ja3n,
-                    tls_version,
-                    alpn,
-                },
-            )
-        }),
+        Command::Explain { config, request } => {
+            with_config(config, |config| explain::explain(config, &request))
+        }
         Command::Ca {
             command: CaCommand::Init { out },
         } => match gatehouse::intercept::ca::init(&out) {

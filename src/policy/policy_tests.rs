@@ -1,5 +1,9 @@
 use super::*;
-use crate::directory::identity::Group;
+use std::net::IpAddr;
+
+use http::HeaderMap;
+
+use crate::directory::identity::{Group, Identity};
 
 fn identity(user: &str, groups: &[&str]) -> Identity {
     Identity {

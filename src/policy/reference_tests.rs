@@ -4,12 +4,13 @@
 
 use std::net::IpAddr;
 
+use http::HeaderMap;
 use proptest::prelude::*;
 
 use super::hosts::Pattern;
 use super::rule::{NetCond, Rule};
 use super::*;
-use crate::directory::identity::{folds_to, Group};
+use crate::directory::identity::{folds_to, Group, Identity};
 
 /// The old host matcher: one pattern at a time.
 fn old_host_matches(p: &Pattern, host: &str) -> bool {

@@ -9,7 +9,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use super::plan::{detected, judge_detected};
+use super::plan::{detected, detected_tls, judge_detected};
 use super::{Failed, Proxy};
 use crate::accesslog::{AccessRecord, FilterResult};
 use crate::body::ResponseBody;
@@ -64,13 +64,12 @@ impl Judged {
         } else {
             self.policy.categories.lookup(name, &self.addrs)
         };
-        let tls = Protocol::Tls(Box::new(hello.clone()));
         let facts = Facts {
             method: method.as_str(),
             url: Some(url),
             host: name,
             categories: &categories,
-            ..self.facts(Some(detected(&tls)))
+            ..self.facts(Some(detected_tls(hello)))
         };
         let d = self.policy.decide(&facts);
         let rule = d.rule_names();

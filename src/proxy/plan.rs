@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::error::ProxyError;
 use crate::policy::{ConnectMode, Decision, Detected, Facts, Policy, Verdict};
 use crate::resolve::Refused;
-use crate::tunnel::detect::Protocol;
+use crate::tunnel::detect::{ClientHello, Protocol};
 use crate::tunnel::inspect::PolicySays;
 
 /// The request-level settings a plan depends on, besides the policy.
@@ -184,14 +184,19 @@ pub fn judge_detected(policy: &Policy, facts: &Facts<'_>) -> (PolicySays, Option
 /// The facts detection found, as the policy sees them.
 pub fn detected(p: &Protocol) -> Detected<'_> {
     match p {
-        Protocol::Tls(h) => Detected {
-            protocol: p.name(),
-            sni: h.sni.as_deref(),
-            ja4: Some(&h.ja4),
-            ja3n: Some(&h.ja3n),
-            tls_version: Some(h.tls_version()),
-            alpn: &h.alpn,
-        },
+        Protocol::Tls(h) => detected_tls(h),
         other => Detected::protocol(other.name()),
+    }
+}
+
+/// A ClientHello's facts, as the policy sees them.
+pub fn detected_tls(h: &ClientHello) -> Detected<'_> {
+    Detected {
+        protocol: "tls",
+        sni: h.sni.as_deref(),
+        ja4: Some(&h.ja4),
+        ja3n: Some(&h.ja3n),
+        tls_version: Some(h.tls_version()),
+        alpn: &h.alpn,
     }
 }
