@@ -31,6 +31,7 @@ use http::HeaderValue;
 
 use crate::directory::{AccountProblem, Identity, RealmChain};
 use header::{BadCredentials, Presented};
+use ntlm::Framing;
 use settings::{AuthConfig, Scheme};
 pub use state::AuthState;
 
@@ -287,15 +288,21 @@ impl Authenticator {
                 scheme,
                 credentials,
             } if scheme.eq_ignore_ascii_case("negotiate") => {
-                // Windows without a ticket sends raw NTLMSSP under Negotiate.
-                let raw_ntlm = STANDARD
-                    .decode(credentials.trim())
-                    .is_ok_and(|t| t.starts_with(b"NTLMSSP\0"));
-                match (&self.negotiate, &self.ntlm) {
-                    (_, Some(ntlm)) if raw_ntlm => {
-                        ntlm.step(&chain, credentials, state, client, true).await
+                // Windows without a ticket sends NTLMSSP under Negotiate,
+                // raw or inside SPNEGO: that goes to the NTLM helpers.
+                let ntlm = self.ntlm.as_ref().and_then(|ntlm| {
+                    let raw = STANDARD.decode(credentials.trim()).ok()?;
+                    if raw.starts_with(b"NTLMSSP\0") {
+                        return Some((ntlm, raw, Framing::RawNegotiate));
                     }
-                    (Some(negotiate), _) => negotiate.step(&chain, credentials).await,
+                    let inner = spnego::ntlm_inside(&raw)?.to_vec();
+                    Some((ntlm, inner, Framing::Spnego))
+                });
+                match (&self.negotiate, ntlm) {
+                    (_, Some((ntlm, raw, framing))) => {
+                        ntlm.step(&chain, &raw, framing, state, client).await
+                    }
+                    (Some(negotiate), None) => negotiate.step(&chain, credentials).await,
                     _ => Err(AuthFailure::UnsupportedScheme(scheme.to_string())),
                 }
             }
@@ -303,7 +310,10 @@ impl Authenticator {
                 scheme,
                 credentials,
             } if scheme.eq_ignore_ascii_case("ntlm") => match &self.ntlm {
-                Some(ntlm) => ntlm.step(&chain, credentials, state, client, false).await,
+                Some(ntlm) => match STANDARD.decode(credentials.trim()) {
+                    Ok(raw) => ntlm.step(&chain, &raw, Framing::Ntlm, state, client).await,
+                    Err(_) => Err(AuthFailure::Malformed(BadCredentials::NotBase64)),
+                },
                 None => Err(AuthFailure::UnsupportedScheme(scheme.to_string())),
             },
             Presented::Other { scheme, .. } => {

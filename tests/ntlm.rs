@@ -140,6 +140,81 @@ async fn curl_proxy_ntlm_get_connect_and_wrong_password() {
     );
 }
 
+/// curl's `--proxy-negotiate` through MIT GSS-API with the gss-ntlmssp
+/// mechanism and no Kerberos ticket: it sends NTLM *inside* SPNEGO, as a
+/// Windows client without a ticket does. Its credentials come from the
+/// NTLM_USER_FILE the mechanism reads.
+fn curl_spnego_ntlm(gh: &Gatehouse, dir: &std::path::Path, user_pw: &str, urls: &[&str]) -> String {
+    let creds = dir.join(format!("ntlm-user-{}", user_pw.len()));
+    std::fs::write(&creds, format!("ADTEST:{user_pw}\n")).unwrap();
+    let mut args = vec![
+        "-sS".to_string(),
+        "--proxy-negotiate".into(),
+        "-U".into(),
+        ":".into(),
+        "-x".into(),
+        format!("http://{}", gh.addr()),
+        "-w".into(),
+        "%{http_code} ".into(),
+    ];
+    for url in urls {
+        args.extend(["-o".into(), "/dev/null".into(), url.to_string()]);
+    }
+    let out = Command::new("curl")
+        .args(&args)
+        .env("NTLM_USER_FILE", &creds)
+        // No ticket anywhere: Kerberos has nothing to offer.
+        .env(
+            "KRB5CCNAME",
+            format!("FILE:{}", dir.join("no-ccache").display()),
+        )
+        .env("KRB5_CONFIG", dir.join("no-krb5.conf"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ntlm_inside_spnego_completes_and_a_wrong_password_is_refused() {
+    let _dc = DC.lock().await;
+    let samba = common::samba::dir();
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start().await;
+    let realm = common::samba::realm_file(&samba, dir.path());
+    // Negotiate first, as Windows-facing proxies offer it; NTLM behind it.
+    let cfg = format!(
+        "[auth]\nrequired = true\nschemes = [\"negotiate\", \"ntlm\"]\nrealms = [\"{}\"]\n\
+         [auth.negotiate]\nkeytab = \"{}\"\n\
+         [auth.ntlm]\nhelper = [\"ntlm_auth\", \"--helper-protocol=squid-2.5-ntlmssp\", \"--configfile={}\"]\n",
+        realm.display(),
+        samba.join("http.keytab").display(),
+        samba.join("etc/smb.conf").display()
+    );
+    let gh = Gatehouse::start("", &cfg);
+    let url = origin.url("/spnego-ntlm");
+    let codes = tokio::task::block_in_place(|| {
+        curl_spnego_ntlm(&gh, dir.path(), "alice:alice-Pw1", &[&url, &url])
+    });
+    assert_eq!(codes, "200 200", "{}", gh.stderr());
+    let wrong = tokio::task::block_in_place(|| {
+        curl_spnego_ntlm(&gh, dir.path(), "alice:not-her-password", &[&url])
+    });
+    assert_eq!(wrong, "407");
+    // Each connection's first request is answered 407 without credentials.
+    let lines = gh.log_lines(5);
+    let ok: Vec<_> = lines.iter().filter(|l| l["sc-status"] == "200").collect();
+    assert_eq!(ok.len(), 2);
+    assert!(ok.iter().all(|l| l["cs-username"] == "alice"));
+    assert_eq!(ok[0]["x-auth-scheme"], "negotiate-ntlm");
+    assert_eq!(ok[1]["x-auth-scheme"], "negotiate-ntlm-cached");
+    let miss = lines
+        .iter()
+        .find(|l| l["x-exception-id"] == "authentication_failed")
+        .unwrap();
+    assert_eq!(miss["s-action"], "TCP_AUTH_MISS");
+    assert_eq!(miss["cs-username"], "ADTEST\\alice");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_new_connections_share_four_helpers_and_a_killed_helper_is_replaced() {
     let _dc = DC.lock().await;

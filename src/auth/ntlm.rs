@@ -1,7 +1,8 @@
-//! `Proxy-Authorization: NTLM` (and raw NTLMSSP sent under `Negotiate`): each
-//! step passed through to the domain by a Samba helper that the connection
-//! leases from its type 1 to its type 3 (see [`super::ntlm_helper`]); the
-//! account the domain names is then looked up in the realm chain.
+//! `Proxy-Authorization: NTLM` (and NTLMSSP sent under `Negotiate`, raw or
+//! inside SPNEGO): each step passed through to the domain by a Samba helper
+//! that the connection leases from its type 1 to its type 3 (see
+//! [`super::ntlm_helper`]); the account the domain names is then looked up in
+//! the realm chain.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,12 +14,55 @@ use super::header::BadCredentials;
 use super::ntlm_helper::{HelperError, HelperPool, Reply};
 use super::ntlm_msg::{self, NtlmMessage};
 use super::settings::NtlmConfig;
+use super::spnego;
 use super::state::AuthState;
 use super::{AuthFailure, Authenticated};
 use crate::directory::RealmChain;
 
 /// Largest NTLM message we pass to a helper (a type 3 is a few hundred bytes).
-const MAX_TOKEN: usize = 16 * 1024;
+pub(crate) const MAX_TOKEN: usize = 16 * 1024;
+
+/// How a handshake's NTLM messages travel, so the type 2 goes back the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// `NTLM <message>`.
+    Ntlm,
+    /// `Negotiate <message>`: raw NTLMSSP under Negotiate (older Windows).
+    RawNegotiate,
+    /// `Negotiate <SPNEGO>` with the message inside (Windows without a
+    /// ticket, curl with gss-ntlmssp).
+    Spnego,
+}
+
+impl Framing {
+    /// The `x-auth-scheme` of an identity established this way.
+    fn scheme(self) -> &'static str {
+        match self {
+            Framing::Ntlm | Framing::RawNegotiate => "ntlm",
+            Framing::Spnego => "negotiate-ntlm",
+        }
+    }
+
+    /// The `Proxy-Authenticate` value carrying the helper's type 2 (base64).
+    fn challenge(self, type2: &str) -> Result<String, AuthFailure> {
+        Ok(match self {
+            Framing::Ntlm => format!("NTLM {type2}"),
+            Framing::RawNegotiate => format!("Negotiate {type2}"),
+            Framing::Spnego => {
+                let raw = STANDARD
+                    .decode(type2.trim())
+                    .map_err(|_| AuthFailure::Unavailable {
+                        user: "-".into(),
+                        reason: "NTLM helper sent a type 2 that is not base64".into(),
+                    })?;
+                format!(
+                    "Negotiate {}",
+                    STANDARD.encode(spnego::wrap_challenge(&raw))
+                )
+            }
+        })
+    }
+}
 
 /// The NTLM scheme: its helper pool and settings.
 pub(crate) struct Ntlm {
@@ -34,26 +78,26 @@ impl Ntlm {
         }
     }
 
-    /// One step of a handshake: a type 1 gets a type 2 back as
+    /// One step of a handshake, given the NTLM message (already out of its
+    /// base64 and any SPNEGO): a type 1 gets a type 2 back as
     /// [`AuthFailure::Continue`] and moves `state` to challenged; a type 3
     /// completes the handshake `state` holds.
     pub(crate) async fn step(
         &self,
         chain: &RealmChain,
-        token: &str,
+        raw: &[u8],
+        framing: Framing,
         state: &AuthState,
         client: IpAddr,
-        via_negotiate: bool,
     ) -> Result<Authenticated, AuthFailure> {
-        let token = token.trim();
-        let raw = match STANDARD.decode(token) {
-            Ok(raw) if raw.len() <= MAX_TOKEN => raw,
-            _ => return Err(AuthFailure::Malformed(BadCredentials::NotBase64)),
-        };
-        match ntlm_msg::parse(&raw) {
+        if raw.len() > MAX_TOKEN {
+            return Err(AuthFailure::Malformed(BadCredentials::NotBase64));
+        }
+        let token = STANDARD.encode(raw);
+        let token = token.as_str();
+        match ntlm_msg::parse(raw) {
             Ok(NtlmMessage::Negotiate { .. }) => {
-                let prefix = if via_negotiate { "Negotiate" } else { "NTLM" };
-                self.challenge(token, state, client, prefix).await
+                self.challenge(token, state, client, framing).await
             }
             Ok(NtlmMessage::Authenticate(t3)) => {
                 let user = format!("{}\\{}", t3.domain, t3.user);
@@ -67,7 +111,9 @@ impl Ntlm {
                     return Err(AuthFailure::Rejected { user });
                 };
                 match lease.ask(&format!("KK {token}")).await {
-                    Ok(Reply::Accepted(account)) => identity(chain, account.trim()).await,
+                    Ok(Reply::Accepted(account)) => {
+                        identity(chain, account.trim(), framing.scheme()).await
+                    }
                     Ok(Reply::Refused(why)) => {
                         tracing::info!(%user, reason = %why, "NTLM authentication refused by the domain");
                         Err(AuthFailure::Rejected { user })
@@ -89,7 +135,7 @@ impl Ntlm {
         token: &str,
         state: &AuthState,
         client: IpAddr,
-        prefix: &str,
+        framing: Framing,
     ) -> Result<Authenticated, AuthFailure> {
         // Half-open handshakes hold helpers: a few per client address.
         let wait = self.cfg.queue_timeout;
@@ -112,10 +158,9 @@ impl Ntlm {
         }
         match answer.map_err(|e| unavailable("-", e))? {
             Reply::Challenge(type2) => {
+                let challenge = framing.challenge(&type2)?;
                 state.challenge_sent(lease, place, self.cfg.handshake_timeout);
-                Err(AuthFailure::Continue {
-                    challenge: format!("{prefix} {type2}"),
-                })
+                Err(AuthFailure::Continue { challenge })
             }
             Reply::Refused(why) | Reply::Accepted(why) => {
                 tracing::warn!(reason = %why, "NTLM helper refused a type 1");
@@ -133,11 +178,15 @@ fn unavailable(user: &str, e: HelperError) -> AuthFailure {
 }
 
 /// `DOMAIN\user` from the domain, as a directory identity.
-async fn identity(chain: &RealmChain, account: &str) -> Result<Authenticated, AuthFailure> {
+async fn identity(
+    chain: &RealmChain,
+    account: &str,
+    scheme: &'static str,
+) -> Result<Authenticated, AuthFailure> {
     match chain.lookup(account).await {
         Ok(Some(identity)) => Ok(Authenticated {
             identity,
-            scheme: "ntlm",
+            scheme,
             cached: false,
             connection_bound: true,
             mutual: None,
