@@ -148,7 +148,7 @@ impl Config {
         self.admin.validate()?;
         self.pac.validate()?;
         if let Some(a) = self.admin.address {
-            if self.listener.addresses.contains(&a) {
+            if self.listener.all_addresses().any(|l| *l == a) {
                 return Err(invalid(
                     "admin.address",
                     format!("{a} is a proxy listener: the admin endpoints need their own address"),

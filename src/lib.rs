@@ -33,4 +33,5 @@ pub mod proxy;
 pub mod resolve;
 pub mod server;
 pub mod settings;
+pub mod stream;
 pub mod tunnel;

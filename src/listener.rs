@@ -4,6 +4,7 @@
 pub mod framing;
 pub mod guard;
 pub mod settings;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,7 @@ use crate::accesslog::{AccessLog, AccessRecord};
 use crate::body::ResponseBody;
 use crate::conn::{slots, ConnState};
 use crate::error::ProxyError;
+use crate::stream::ClientStream;
 use framing::Limits;
 use guard::{GuardedStream, Timeouts};
 use settings::ListenerConfig;
@@ -62,10 +64,12 @@ pub struct Acceptor<S> {
     pub connections: TaskTracker,
     /// The next connection's id.
     pub next_id: AtomicU64,
+    /// The TLS listeners' certificate (swapped in whole on SIGHUP).
+    pub tls: Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>>,
 }
 
-/// Accepts on one listener until shutdown.
-pub async fn accept_loop<S: Service>(listener: TcpListener, acc: Arc<Acceptor<S>>) {
+/// Accepts on one listener until shutdown; `tls`: clients speak TLS to it.
+pub async fn accept_loop<S: Service>(listener: TcpListener, acc: Arc<Acceptor<S>>, tls: bool) {
     // Bound to one address, every connection's local address is that one: no
     // getsockname(2) per connection. Only a wildcard bind must ask.
     let fixed_local = listener
@@ -93,8 +97,14 @@ pub async fn accept_loop<S: Service>(listener: TcpListener, acc: Arc<Acceptor<S>
         match slots::take(&acc.slots, &acc.per_address, peer.ip()) {
             Ok(slot) => {
                 let acc2 = acc.clone();
+                let at = Accepted {
+                    peer,
+                    local,
+                    id,
+                    tls,
+                };
                 acc.connections
-                    .spawn(serve_connection(stream, peer, local, id, acc2, slot));
+                    .spawn(serve_connection(stream, at, acc2, slot));
             }
             Err(full) => {
                 let e = match full {
@@ -126,15 +136,42 @@ async fn refuse_overload(
     log.write(r);
 }
 
-async fn serve_connection<S: Service>(
-    stream: TcpStream,
+/// Where a connection came in.
+struct Accepted {
     peer: SocketAddr,
     local: SocketAddr,
     id: u64,
+    /// On a TLS listener.
+    tls: bool,
+}
+
+async fn serve_connection<S: Service>(
+    tcp: TcpStream,
+    at: Accepted,
     acc: Arc<Acceptor<S>>,
     slot: slots::Slot,
 ) {
+    let Accepted {
+        peer,
+        local,
+        id,
+        tls,
+    } = at;
     let cfg = &acc.settings;
+    // The handshake runs under the connection's slot and the header timeout:
+    // a client that opens TLS and stalls holds no more than a silent one.
+    let stream = match acc.tls.load_full() {
+        Some(tls_cfg) if tls => match tls::accept(tcp, tls_cfg, cfg.header_read_timeout).await {
+            Ok(s) => s,
+            Err(why) => {
+                tracing::debug!(client = %peer, error = %why, "TLS handshake with the client failed");
+                return;
+            }
+        },
+        // A TLS listener with no certificate cannot be (start-up refuses it).
+        None if tls => return,
+        _ => ClientStream::Plain(tcp),
+    };
     let conn = ConnState::with_slot(id, peer, local, Some(slot));
     let limits = Limits {
         max_header_bytes: cfg.max_header_bytes,

@@ -75,6 +75,7 @@ enum ReloadError {
     DemoAccounts(#[from] DemoAccounts),
     #[error("reload task: {0}")]
     Task(#[from] tokio::task::JoinError),
+
     #[error("changed settings need a restart: {}", .0.join(", "))]
     NeedsRestart(Vec<&'static str>),
 }
@@ -84,6 +85,7 @@ impl ReloadError {
     fn what(&self) -> &'static str {
         match self {
             ReloadError::Config(_) | ReloadError::NeedsRestart(_) => "config",
+            ReloadError::Build(runtime::BuildError::ListenerTls(_)) => "listener certificate",
             ReloadError::Build(runtime::BuildError::Realm(_)) | ReloadError::DemoAccounts(_) => {
                 "realm"
             }
@@ -133,20 +135,28 @@ pub async fn run(
     for w in runtime::warnings(&config, &built.policy) {
         tracing::warn!("{w}");
     }
-    refuse_demo_accounts(&config.listener.addresses, &built.auth.realms())?;
+    let all: Vec<SocketAddr> = config.listener.all_addresses().copied().collect();
+    refuse_demo_accounts(&all, &built.auth.realms())?;
+    let listener_tls = Arc::new(arc_swap::ArcSwapOption::from(built.listener_tls));
     let mut listeners = Vec::new();
-    for addr in &config.listener.addresses {
+    for (addr, tls) in config
+        .listener
+        .addresses
+        .iter()
+        .map(|a| (a, false))
+        .chain(config.listener.tls_addresses.iter().map(|a| (a, true)))
+    {
         let l = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind {
                 addr: *addr,
                 source,
             })?;
-        listeners.push(l);
+        listeners.push((l, tls));
     }
     let listening: Vec<SocketAddr> = listeners
         .iter()
-        .filter_map(|l| l.local_addr().ok())
+        .filter_map(|(l, _)| l.local_addr().ok())
         .collect();
     let mut log = AccessLog::open(&config.accesslog).map_err(|source| StartError::AccessLog {
         path: config.accesslog.path.clone(),
@@ -191,13 +201,14 @@ pub async fn run(
         graceful: CancellationToken::new(),
         connections: TaskTracker::new(),
         next_id: AtomicU64::new(1),
+        tls: listener_tls.clone(),
     });
     let mut loops = Vec::new();
-    for l in listeners {
-        loops.push(tokio::spawn(accept_loop(l, acc.clone())));
-    }
-    for a in &listening {
-        tracing::info!(address = %a, "listening");
+    for (l, tls) in listeners {
+        if let Ok(a) = l.local_addr() {
+            tracing::info!(address = %a, tls, "listening");
+        }
+        loops.push(tokio::spawn(accept_loop(l, acc.clone(), tls)));
     }
     // systemd (Type=notify): ready once every listener is bound. Without
     // NOTIFY_SOCKET this does nothing.
@@ -235,7 +246,12 @@ pub async fn run(
             admin_stop.clone(),
         ));
     }
-    let reloader = tokio::spawn(reload_on_hangup(proxy.clone(), config_path, metrics));
+    let reloader = tokio::spawn(reload_on_hangup(
+        proxy.clone(),
+        listener_tls,
+        config_path,
+        metrics,
+    ));
 
     stop.cancelled().await;
     reloader.abort();
@@ -275,6 +291,7 @@ pub async fn run(
 /// logged); requests already decided keep the policy they started with.
 async fn reload_on_hangup(
     proxy: Arc<Proxy>,
+    listener_tls: Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>>,
     path: Option<std::path::PathBuf>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
 ) {
@@ -296,6 +313,7 @@ async fn reload_on_hangup(
             realms,
             checker,
             interceptor,
+            tls,
         } = match loaded {
             Ok(new) => new,
             Err(e) => {
@@ -316,6 +334,8 @@ async fn reload_on_hangup(
         // read again (their caches start afresh).
         proxy.checker.store(Arc::new(checker));
         proxy.interceptor.store(interceptor.map(Arc::new));
+        // The TLS listeners' certificate (renewed in place, same path).
+        listener_tls.store(tls);
         if let Some(m) = &metrics {
             m.reload(true);
         }
@@ -328,6 +348,7 @@ struct Reloaded {
     realms: crate::directory::RealmChain,
     checker: crate::tunnel::tls_check::TlsChecker,
     interceptor: Option<crate::intercept::Interceptor>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The new policy, realms and certificate checks, or what refused and why.
@@ -350,11 +371,16 @@ fn reload(
     let interceptor =
         crate::intercept::Interceptor::build(&config.intercept, checker.verifier().rustls())
             .map_err(runtime::BuildError::from)?;
+    let tls = config
+        .listener
+        .load_tls()
+        .map_err(runtime::BuildError::from)?;
     Ok(Reloaded {
         policy,
         realms,
         checker,
         interceptor,
+        tls,
     })
 }
 

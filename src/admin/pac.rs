@@ -17,6 +17,10 @@ pub struct PacConfig {
     /// The proxy as clients reach it (`proxy.corp.example.com:3128`); unset:
     /// no `/proxy.pac`.
     pub proxy: Option<String>,
+    /// The TLS listener as clients reach it (`proxy.corp.example.com:3129`):
+    /// offered first (`HTTPS host:port`), the plain one as the fallback for
+    /// clients that cannot speak TLS to a proxy.
+    pub https_proxy: Option<String>,
     /// Domains reached directly: `corp.example.com` (and its subdomains).
     pub direct_domains: Vec<String>,
     /// IPv4 networks reached directly (`10.0.0.0/8`); a name is resolved
@@ -29,7 +33,17 @@ pub struct PacConfig {
 impl PacConfig {
     /// Checks the values; the error names the key.
     pub fn validate(&self) -> Result<(), Invalid> {
-        if let Some(p) = &self.proxy {
+        if self.https_proxy.is_some() && self.proxy.is_none() {
+            return Err(invalid(
+                "pac.https_proxy",
+                "needs pac.proxy too (the fallback for clients without TLS to the proxy)",
+            ));
+        }
+        for (key, p) in [
+            ("pac.proxy", &self.proxy),
+            ("pac.https_proxy", &self.https_proxy),
+        ] {
+            let Some(p) = p else { continue };
             let ok = p.rsplit_once(':').is_some_and(|(h, port)| {
                 !h.is_empty()
                     && port.parse::<u16>().is_ok_and(|n| n > 0)
@@ -38,7 +52,7 @@ impl PacConfig {
             });
             if !ok {
                 return Err(invalid(
-                    "pac.proxy",
+                    key,
                     format!("{p:?}: host:port, as clients reach the proxy"),
                 ));
             }
@@ -103,7 +117,11 @@ pub fn pac(cfg: &PacConfig) -> Option<String> {
         }
         js.push_str("  }\n");
     }
-    js.push_str(&format!("  return \"PROXY {proxy}\";\n}}\n"));
+    let via = match &cfg.https_proxy {
+        Some(https) => format!("HTTPS {https}; PROXY {proxy}"),
+        None => format!("PROXY {proxy}"),
+    };
+    js.push_str(&format!("  return \"{via}\";\n}}\n"));
     Some(js)
 }
 
@@ -118,6 +136,7 @@ mod tests {
             direct_domains: vec![".Corp.Example".into()],
             direct_networks: vec!["10.0.0.0/8".into()],
             direct_plain_hosts: true,
+            https_proxy: None,
         };
         cfg.validate().unwrap();
         let js = pac(&cfg).unwrap();
@@ -126,6 +145,14 @@ mod tests {
         assert!(js.contains("isInNet(ip, \"10.0.0.0\", \"255.0.0.0\")"));
         assert!(js.ends_with("return \"PROXY proxy.corp.example:3128\";\n}\n"));
         assert!(pac(&PacConfig::default()).is_none());
+        let both = PacConfig {
+            https_proxy: Some("proxy.corp.example:3129".into()),
+            ..cfg
+        };
+        both.validate().unwrap();
+        assert!(pac(&both).unwrap().ends_with(
+            "return \"HTTPS proxy.corp.example:3129; PROXY proxy.corp.example:3128\";\n}\n"
+        ));
     }
 
     #[test]

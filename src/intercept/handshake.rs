@@ -13,13 +13,14 @@ use tokio::net::TcpStream;
 use super::rewind::Rewind;
 use super::Interceptor;
 use crate::outcome::{DetectionReason, InterceptProblem};
+use crate::stream::ClientStream;
 use crate::tunnel::detect::{classify, Classified, ClientHello, Protocol};
 use crate::tunnel::verify;
 
 /// Reads until the client's first bytes are a whole ClientHello; anything
 /// else is refused (the policy intercepts TLS only).
 pub(super) async fn read_hello(
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     mut held: Vec<u8>,
     max: usize,
     timeout: Duration,
@@ -92,13 +93,13 @@ impl ResolvesServerCert for Fixed {
     }
 }
 
-pub(super) type ClientTls = tokio_rustls::server::TlsStream<Rewind<TcpStream>>;
+pub(super) type ClientTls = tokio_rustls::server::TlsStream<Rewind<ClientStream>>;
 
 /// The client's handshake with the minted leaf, its ClientHello replayed.
 pub(super) async fn accept_client(
     i: &Interceptor,
     leaf: Arc<CertifiedKey>,
-    client: Rewind<TcpStream>,
+    client: Rewind<ClientStream>,
     timeout: Duration,
 ) -> Result<ClientTls, InterceptProblem> {
     let cfg = rustls::ServerConfig::builder_with_provider(i.provider.clone())

@@ -18,6 +18,7 @@ use super::rewind::{Activity, Rewind};
 use super::Interceptor;
 use crate::accesslog::{AccessLog, AccessRecord};
 use crate::outcome::{DetectionReason, ExceptionId, InterceptProblem, SAction};
+use crate::stream::ClientStream;
 use crate::tunnel::detect::{ClientHello, Protocol};
 use crate::tunnel::session::TunnelEnd;
 
@@ -83,7 +84,7 @@ pub struct Session<'a> {
 /// Runs the intercepted tunnel to its end.
 pub async fn run(
     s: Session<'_>,
-    mut client: TcpStream,
+    mut client: ClientStream,
     pending: Vec<u8>,
     server: TcpStream,
 ) -> TunnelEnd {

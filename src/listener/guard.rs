@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use crate::stream::ClientStream;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use super::framing::{Framer, Limits, Step};
@@ -36,7 +36,7 @@ pub struct Timeouts {
 /// The client socket, seen through the framing guard: hyper reads only
 /// heads the framer accepted, and the guard enforces the header and idle timeouts.
 pub struct GuardedStream {
-    inner: TcpStream,
+    inner: ClientStream,
     framer: Framer,
     held: BytesMut,
     /// Bytes at the front of `held` that are checked and may go to hyper.
@@ -61,7 +61,12 @@ pub struct GuardedStream {
 
 impl GuardedStream {
     /// Guards `inner` with these limits and timeouts.
-    pub fn new(inner: TcpStream, limits: Limits, timeouts: Timeouts, conn: Arc<ConnState>) -> Self {
+    pub fn new(
+        inner: ClientStream,
+        limits: Limits,
+        timeouts: Timeouts,
+        conn: Arc<ConnState>,
+    ) -> Self {
         let now = Instant::now();
         Self {
             inner,
@@ -82,7 +87,7 @@ impl GuardedStream {
 
     /// The socket and the client bytes read but not yet handed on, for a
     /// tunnel that relays the raw socket after hyper let go of it.
-    pub fn into_parts(self) -> (TcpStream, BytesMut) {
+    pub fn into_parts(self) -> (ClientStream, BytesMut) {
         (self.inner, self.held)
     }
 

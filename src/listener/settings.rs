@@ -2,6 +2,7 @@
 //! proxy from them.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -12,8 +13,15 @@ use crate::settings::{invalid, nonzero, Invalid};
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenerConfig {
-    /// Addresses to listen on.
+    /// Addresses to listen on (plain HTTP to the proxy).
     pub addresses: Vec<SocketAddr>,
+    /// Addresses to listen on with TLS to the proxy (`https://proxy:port`
+    /// as the client's proxy). Needs `tls_cert_file` and `tls_key_file`.
+    pub tls_addresses: Vec<SocketAddr>,
+    /// The TLS listeners' certificate chain (PEM, leaf first); re-read on SIGHUP.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Its private key (PEM, mode 0600); re-read on SIGHUP.
+    pub tls_key_file: Option<PathBuf>,
     /// Connections beyond this are answered 503 and closed at once.
     pub max_connections: usize,
     /// Open connections (tunnels included) from one client address; beyond
@@ -37,6 +45,9 @@ impl Default for ListenerConfig {
     fn default() -> Self {
         Self {
             addresses: vec![SocketAddr::from(([127, 0, 0, 1], 3128))],
+            tls_addresses: Vec::new(),
+            tls_cert_file: None,
+            tls_key_file: None,
             max_connections: 10_000,
             max_connections_per_address: 1_000,
             max_header_bytes: 64 * 1024,
@@ -49,13 +60,36 @@ impl Default for ListenerConfig {
 }
 
 impl ListenerConfig {
+    /// Every address the proxy listens on, plain and TLS.
+    pub fn all_addresses(&self) -> impl Iterator<Item = &SocketAddr> {
+        self.addresses.iter().chain(&self.tls_addresses)
+    }
+
+    /// The TLS listeners' certificate, when there are TLS listeners.
+    pub fn load_tls(
+        &self,
+    ) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, super::tls::TlsListenerError> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) if !self.tls_addresses.is_empty() => {
+                super::tls::load(cert, key).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Checks the values; the error names the key.
     pub fn validate(&self) -> Result<(), Invalid> {
         let l = self;
-        if l.addresses.is_empty() {
+        if l.addresses.is_empty() && l.tls_addresses.is_empty() {
             return Err(invalid(
                 "listener.addresses",
-                "at least one address is needed",
+                "at least one address (or listener.tls_addresses) is needed",
+            ));
+        }
+        if !l.tls_addresses.is_empty() && (l.tls_cert_file.is_none() || l.tls_key_file.is_none()) {
+            return Err(invalid(
+                "listener.tls_addresses",
+                "TLS listeners need listener.tls_cert_file and listener.tls_key_file",
             ));
         }
         if l.max_connections == 0 {

@@ -18,6 +18,7 @@ use crate::directory::Identity;
 use crate::intercept::session::Inner;
 use crate::listener::guard::GuardedStream;
 use crate::policy::{Detected, Facts, Policy, Verdict};
+use crate::stream::ClientStream;
 use crate::tunnel::detect::{ClientHello, Protocol};
 use crate::tunnel::handshake::Check;
 use crate::tunnel::inspect::Inspector;
@@ -163,7 +164,7 @@ pub(super) async fn connect(
 
 async fn run(
     proxy: &Proxy,
-    client: tokio::net::TcpStream,
+    client: ClientStream,
     pending: Vec<u8>,
     server: tokio::net::TcpStream,
     mode: Mode,
@@ -239,7 +240,7 @@ async fn run(
 /// the CONNECT's record is each inner line's template.
 async fn intercept(
     proxy: &Proxy,
-    client: tokio::net::TcpStream,
+    client: ClientStream,
     held: Vec<u8>,
     server: tokio::net::TcpStream,
     judged: Judged,

@@ -31,6 +31,9 @@ pub enum BuildError {
     /// The interception CA cannot be used (`[intercept]`).
     #[error("{0}")]
     Intercept(#[from] crate::intercept::InterceptError),
+    /// The TLS listeners' certificate or key cannot be used.
+    #[error("listener: {0}")]
+    ListenerTls(#[from] crate::listener::tls::TlsListenerError),
     /// The policy intercepts, but `[intercept]` names no CA.
     #[error("policy: rule {0:?} intercepts, but [intercept] names no ca_cert/ca_key")]
     InterceptWithoutCa(String),
@@ -88,6 +91,8 @@ pub struct Runtime {
     pub resolver: Resolver,
     /// `destinations.refuse`.
     pub refused: Refused,
+    /// The TLS listeners' certificate, when `listener.tls_addresses` has any.
+    pub listener_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Runtime {
@@ -105,6 +110,7 @@ impl Runtime {
             interceptor,
             resolver: Resolver::new(&config.resolver),
             refused: Refused::new(&config.destinations.refuse),
+            listener_tls: config.listener.load_tls()?,
         })
     }
 }

@@ -5,10 +5,13 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::stream::ClientStream;
 
 /// Why a tunnel ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,11 +108,13 @@ impl Transfer {
     }
 }
 
-/// Relays between two sockets. A direction holds a buffer (or pipe) only while
-/// data is flowing — it is given back whenever the socket runs dry — so an
-/// idle tunnel costs two sockets and a task, not two buffers.
-pub async fn relay_tcp(
-    mut client: TcpStream,
+/// Relays between the client and the server. A direction holds a buffer (or
+/// pipe) only while data is flowing — it is given back whenever the socket
+/// runs dry — so an idle plain tunnel costs two sockets and a task, not two
+/// buffers. A client on a TLS listener is read through rustls, which holds
+/// its own record buffers; that direction keeps one buffer while it lives.
+pub async fn relay(
+    client: ClientStream,
     mut server: TcpStream,
     transfer: Transfer,
     idle: Duration,
@@ -119,6 +124,17 @@ pub async fn relay_tcp(
     let start = Instant::now();
     let end = {
         let both = async {
+            let client = match client {
+                ClientStream::Plain(client) => client,
+                ClientStream::Tls(tls) => {
+                    let (mut cr, mut cw) = tokio::io::split(*tls);
+                    let (mut sr, mut sw) = server.split();
+                    let up = copy_decrypted(&mut cr, &mut sw, &meter, start);
+                    let down = pump(&mut sr, &mut cw, &meter.server_to_client, &meter, start);
+                    return tokio::try_join!(up, down).map(drop);
+                }
+            };
+            let mut client = client;
             #[cfg(target_os = "linux")]
             if transfer == Transfer::Splice {
                 let up = super::splice::pump(&client, &server, |n| {
@@ -163,14 +179,14 @@ pub async fn relay_tcp(
 /// The wait for data holds no buffer. The read itself goes through
 /// `poll_read`, which tells tokio a short read drained the socket, so the
 /// next wait needs no extra `read(2)` that would only say "would block".
-async fn pump(
+async fn pump<W: AsyncWrite + Unpin>(
     src: &mut ReadHalf<'_>,
-    dst: &mut WriteHalf<'_>,
+    dst: &mut W,
     count: &AtomicU64,
     meter: &Meter,
     start: Instant,
 ) -> io::Result<()> {
-    use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+    use tokio::io::{AsyncRead, ReadBuf};
     loop {
         src.readable().await?;
         let mut chunk = Chunk::take();
@@ -199,7 +215,30 @@ async fn pump(
             return Ok(());
         }
         dst.write_all(&chunk.0[..n]).await?;
+        // A TLS client's records may wait in rustls until flushed (a no-op
+        // on a plain socket).
+        dst.flush().await?;
         meter.moved(count, n as u64, start);
+    }
+}
+
+/// Client to server when the client is TLS to the proxy: whatever rustls
+/// has decrypted, written on, until the client's end of stream.
+async fn copy_decrypted<R: AsyncRead + Unpin>(
+    src: &mut R,
+    dst: &mut WriteHalf<'_>,
+    meter: &Meter,
+    start: Instant,
+) -> io::Result<()> {
+    let mut chunk = Chunk::take();
+    loop {
+        let n = src.read(&mut chunk.0).await?;
+        if n == 0 {
+            let _ = dst.shutdown().await;
+            return Ok(());
+        }
+        dst.write_all(&chunk.0[..n]).await?;
+        meter.moved(&meter.client_to_server, n as u64, start);
     }
 }
 
@@ -239,8 +278,8 @@ mod tests {
     #[tokio::test]
     async fn copies_half_closes_and_counts() {
         let (mut far_client, near_client, near_server, mut far_server) = pairs().await;
-        let task = tokio::spawn(relay_tcp(
-            near_client,
+        let task = tokio::spawn(relay(
+            near_client.into(),
             near_server,
             Transfer::splice_if_available(),
             Duration::from_secs(5),
@@ -275,8 +314,8 @@ mod tests {
     /// bulk tunnel does. Each transfer mode must move every byte.
     async fn bulk_both_ways(transfer: Transfer) {
         let (far_client, near_client, near_server, far_server) = pairs().await;
-        let relay = tokio::spawn(relay_tcp(
-            near_client,
+        let relay = tokio::spawn(relay(
+            near_client.into(),
             near_server,
             transfer,
             Duration::from_secs(30),
@@ -329,8 +368,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_tunnel_is_closed() {
         let (_fc, near_client, near_server, _fs) = pairs().await;
-        let out = relay_tcp(
-            near_client,
+        let out = relay(
+            near_client.into(),
             near_server,
             Transfer::splice_if_available(),
             Duration::from_secs(30),
@@ -343,8 +382,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn activity_postpones_idle() {
         let (mut far_client, near_client, near_server, mut far_server) = pairs().await;
-        let task = tokio::spawn(relay_tcp(
-            near_client,
+        let task = tokio::spawn(relay(
+            near_client.into(),
             near_server,
             Transfer::splice_if_available(),
             Duration::from_secs(30),
@@ -370,8 +409,8 @@ mod tests {
         let (_fc, near_client, near_server, _fs) = pairs().await;
         let stop = CancellationToken::new();
         stop.cancel();
-        let out = relay_tcp(
-            near_client,
+        let out = relay(
+            near_client.into(),
             near_server,
             Transfer::splice_if_available(),
             Duration::from_secs(30),

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+
+use crate::stream::ClientStream;
 use tokio_util::sync::CancellationToken;
 
 use super::detect::Protocol;
@@ -94,8 +96,8 @@ pub enum Ended {
     Done(TunnelEnd),
     /// The policy intercepts this TLS tunnel.
     Intercept {
-        /// The client's socket.
-        client: TcpStream,
+        /// The client's stream.
+        client: ClientStream,
         /// Every client byte read (the ClientHello first), none sent on.
         held: Vec<u8>,
         /// The dialled server, untouched.
@@ -114,7 +116,7 @@ impl From<TunnelEnd> for Ended {
 /// they are classified first; either way they reach the server only when
 /// the tunnel is allowed.
 pub async fn run<P>(
-    mut client: TcpStream,
+    mut client: ClientStream,
     pending: Vec<u8>,
     mut server: TcpStream,
     detection: Option<Detection<'_, P>>,
@@ -161,7 +163,12 @@ where
                         }
                         Verified::Pass { flight, how } => {
                             tracing::debug!(how, "TLS tunnel verified");
-                            if let Err(e) = client.write_all(&flight).await {
+                            // Flushed: on a TLS client the flight could wait in rustls.
+                            let sent_on = async {
+                                client.write_all(&flight).await?;
+                                client.flush().await
+                            };
+                            if let Err(e) = sent_on.await {
                                 tracing::debug!(error = %e, "client closed before the server's flight");
                                 return TunnelEnd::broken(protocol, 0).into();
                             }
@@ -184,7 +191,7 @@ where
         }
     }
     drop(replay);
-    let out = relay::relay_tcp(
+    let out = relay::relay(
         client,
         server,
         relay.transfer,
