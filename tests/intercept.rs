@@ -6,86 +6,13 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::tls_lab::*;
 use common::*;
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::{Bytes, Frame, Incoming};
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 
 const NAME: &str = "origin.example.test";
-
-type Seen = Arc<Mutex<Vec<String>>>;
-
-/// An HTTPS origin: `/` greets, `/echo` echoes the body, `/chunked` streams
-/// three chunks, `/admin` is a secret. Records each request's method and path.
-async fn https_origin(
-    chain: (
-        Vec<rustls::pki_types::CertificateDer<'static>>,
-        rustls::pki_types::PrivateKeyDer<'static>,
-    ),
-) -> (SocketAddr, Seen) {
-    let tls = acceptor(chain, rustls::DEFAULT_VERSIONS);
-    let listener = bind_free().await;
-    let addr = listener.local_addr().unwrap();
-    let seen: Seen = Arc::default();
-    let rec = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (tls, rec) = (tls.clone(), rec.clone());
-            tokio::spawn(async move {
-                let Ok(stream) = tls.accept(tcp).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let rec = rec.clone();
-                    async move {
-                        rec.lock()
-                            .unwrap()
-                            .push(format!("{} {}", req.method(), req.uri().path()));
-                        let path = req.uri().path().to_string();
-                        let body: http_body_util::combinators::BoxBody<Bytes, Infallible> =
-                            match path.as_str() {
-                                "/echo" => {
-                                    let b = req.into_body().collect().await.unwrap().to_bytes();
-                                    Full::new(b).boxed()
-                                }
-                                "/chunked" => StreamBody::new(Chunks(
-                                    ["one-", "two-", "three"].map(Bytes::from).into(),
-                                ))
-                                .boxed(),
-                                "/admin" => Full::new(Bytes::from("secret admin page")).boxed(),
-                                _ => Full::new(Bytes::from("hello from origin")).boxed(),
-                            };
-                        Ok::<_, Infallible>(Response::new(body))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, seen)
-}
-
-/// A body of a few chunks with no length: hyper sends it chunked.
-struct Chunks(std::collections::VecDeque<Bytes>);
-
-impl futures_core::Stream for Chunks {
-    type Item = Result<Frame<Bytes>, Infallible>;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
-    }
-}
 
 struct Lab {
     gh: Gatehouse,

@@ -350,6 +350,8 @@ impl Gatehouse {
     ) -> Result<Gatehouse, String> {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
+        // A config that names the proxy's own port (a PAC file) says `{proxy_port}`.
+        let extra = &extra.replace("{proxy_port}", &port.to_string());
         let log_path = dir.path().join("access.log");
         let config = format!(
             "[listener]\naddresses = [\"127.0.0.1:{port}\"]\n{listener_extra}\n\
