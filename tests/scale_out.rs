@@ -1,6 +1,7 @@
 //! Two Gatehouse instances behind HAProxy in TCP mode (integration/haproxy):
-//! Basic and NTLM clients (NTLM needs the connection affinity TCP mode
-//! gives), one instance killed mid-run — the surviving connections lose
+//! Basic, NTLM (which needs the connection affinity TCP mode gives) and
+//! Negotiate clients (both instances accept with one shared SPN keytab),
+//! one instance killed mid-run — the surviving connections lose
 //! nothing, the killed instance's clients reconnect and succeed on the
 //! other, and the two access logs together account for every success.
 
@@ -52,22 +53,30 @@ fn haproxy(a: (u16, u16), b: (u16, u16)) -> Haproxy {
     }
 }
 
-/// An instance named `name` (its `Via` pseudonym), Basic (local realm) and
-/// NTLM (the lab DC), with an admin listener for HAProxy's health checks.
+/// The name clients reach the pair by: the SPN both instances share.
+const NAME: &str = "proxy.ad.example.test";
+
+/// An instance named `name` (its `Via` pseudonym), Basic (local realm), NTLM
+/// and Negotiate (the lab DC; the one keytab for HTTP/proxy.ad.example.test),
+/// with an admin listener for HAProxy's health checks.
 fn instance(name: &str, samba: &std::path::Path, dir: &std::path::Path) -> (Gatehouse, u16) {
     let _ = local_realm(dir);
     let ad = common::samba::realm_file(samba, dir);
     let admin = free_port();
     let cfg = format!(
-        "[auth]\nrequired = true\nschemes = [\"ntlm\", \"basic\"]\nrealms = [\"{}\", \"{}\"]\n\
+        "[auth]\nrequired = true\nschemes = [\"negotiate\", \"ntlm\", \"basic\"]\nrealms = [\"{}\", \"{}\"]\n\
+         [auth.negotiate]\nkeytab = \"{}\"\nprincipal = \"HTTP/{NAME}@AD.EXAMPLE.TEST\"\n\
          [auth.ntlm]\nhelper = [\"ntlm_auth\", \"--helper-protocol=squid-2.5-ntlmssp\", \"--configfile={}\"]\n\
          max_helpers = 2\nqueue_timeout = \"30s\"\n\
          [forward]\nvia_pseudonym = \"{name}\"\n[admin]\naddress = \"127.0.0.1:{admin}\"\n",
         dir.join("local.toml").display(),
         ad.display(),
+        samba.join("http.keytab").display(),
         samba.join("etc/smb.conf").display()
     );
-    (Gatehouse::start("", &cfg), admin)
+    let krb5 = samba.join("krb5.conf");
+    let env = [("KRB5_CONFIG", krb5.to_str().unwrap())];
+    (Gatehouse::start_with_env("", &cfg, &env), admin)
 }
 
 /// One Basic GET on `s`; the status and which instance answered (its Via).
@@ -104,6 +113,37 @@ fn curl_ntlm(front: u16, url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// curl --proxy-negotiate through HAProxy by the shared name, with alice's
+/// ticket from the lab DC in `cc`.
+fn curl_negotiate(samba: &std::path::Path, cc: &std::path::Path, front: u16, url: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--proxy-negotiate", "-U", ":"])
+        .args(["-x", &format!("http://{NAME}:{front}")])
+        .args(["--resolve", &format!("{NAME}:{front}:127.0.0.1")])
+        .args(["-o", "/dev/null", "-w", "%{http_code}", url])
+        .env("KRB5_CONFIG", samba.join("krb5.conf"))
+        .env("KRB5CCNAME", format!("FILE:{}", cc.display()))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn kinit_alice(samba: &std::path::Path, dir: &std::path::Path) -> std::path::PathBuf {
+    let cc = dir.join("cc-alice");
+    let out = Command::new("sh")
+        .args(["-c", "echo alice-Pw1 | kinit alice"])
+        .env("KRB5_CONFIG", samba.join("krb5.conf"))
+        .env("KRB5CCNAME", format!("FILE:{}", cc.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cc
+}
+
 fn successes(gh: &Gatehouse) -> usize {
     parse_elff(&std::fs::read_to_string(&gh.log_path).unwrap_or_default())
         .iter()
@@ -120,6 +160,7 @@ async fn an_instance_killed_mid_run_loses_no_surviving_request() {
     let (a, a_admin) = instance("gh-a", &samba, da.path());
     let (b, b_admin) = instance("gh-b", &samba, db.path());
     let lb = haproxy((a.addr().port(), a_admin), (b.addr().port(), b_admin));
+    let cc = kinit_alice(&samba, da.path());
     let front = format!("127.0.0.1:{}", lb.front);
     let mut ok = 0usize;
     // Ready when HAProxy has sent a connection to each instance.
@@ -153,6 +194,11 @@ async fn an_instance_killed_mid_run_loses_no_surviving_request() {
         "200"
     );
     ok += 1;
+    assert_eq!(
+        tokio::task::block_in_place(|| curl_negotiate(&samba, &cc, lb.front, &url)),
+        "200"
+    );
+    ok += 1;
     // Kill gh-a once everything it served is in its log.
     a.log_lines(successes(&a).max(1));
     let served_by_a = successes(&a);
@@ -179,6 +225,11 @@ async fn an_instance_killed_mid_run_loses_no_surviving_request() {
         "200"
     );
     ok += 1;
+    assert_eq!(
+        tokio::task::block_in_place(|| curl_negotiate(&samba, &cc, lb.front, &url)),
+        "200"
+    );
+    ok += 1;
     // Every success is in one of the two logs (gh-b's lines are written
     // when each response ends: poll its file until they are all there).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -186,4 +237,9 @@ async fn an_instance_killed_mid_run_loses_no_surviving_request() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(served_by_a + successes(&b), ok);
+    // The ticket made for the shared name was accepted by the survivor.
+    let b_lines = parse_elff(&std::fs::read_to_string(&b.log_path).unwrap());
+    assert!(b_lines
+        .iter()
+        .any(|l| l["x-auth-scheme"] == "negotiate-kerberos" && l["cs-username"] == "alice"));
 }
