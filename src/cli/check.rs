@@ -12,8 +12,9 @@ use crate::users::runtime;
 
 /// Builds the config as `run` would (policy, realms, verifier), then asks
 /// each directory for its base: exit 2 when it does not build, 3 when a
-/// directory cannot be reached.
-pub fn check(config: &Config) -> ExitCode {
+/// directory cannot be reached, 4 when the NTLM test logon (`ntlm`: user
+/// and password file) is refused.
+pub fn check(config: &Config, ntlm: Option<(&str, &std::path::Path)>) -> ExitCode {
     let built = match Runtime::build(config) {
         Ok(b) => b,
         Err(e) => {
@@ -60,6 +61,17 @@ pub fn check(config: &Config) -> ExitCode {
             }
         }
     });
+    if let Some((user, password_file)) = ntlm {
+        let helper = &config.auth.ntlm.helper;
+        // The domain part of DOMAIN\user, else the helper's default domain.
+        match crate::ntlm_logon::logon(helper, "", user, password_file) {
+            Ok(account) => println!("ntlm: test logon accepted by the domain as {account}"),
+            Err(e) => {
+                println!("ntlm: test logon FAILED: {e}");
+                return ExitCode::from(4);
+            }
+        }
+    }
     if unreachable > 0 {
         ExitCode::from(3)
     } else {

@@ -8,6 +8,8 @@ use gatehouse::config::Config;
 
 mod check;
 mod explain;
+mod join;
+mod ntlm_logon;
 mod users;
 
 #[derive(Parser)]
@@ -34,7 +36,19 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Also log this domain user (`DOMAIN\user`) on by NTLM through the
+        /// configured helper (exit 4 when the domain refuses).
+        #[arg(long)]
+        ntlm_test_user: Option<String>,
+        /// That user's password, first line of this file (mode 0600).
+        #[arg(long, requires = "ntlm_test_user")]
+        ntlm_test_password_file: Option<PathBuf>,
     },
+    /// Join this host to Active Directory for Negotiate and NTLM: the computer
+    /// account, the HTTP SPN, its keytab, winbind's smb.conf — then verify
+    /// each (a ticket accepted from the keytab, the trust, an NTLM logon).
+    /// Safe to re-run: it checks and repairs.
+    Join(Box<join::JoinArgs>),
     /// Add a user to a local users file, or change their password.
     /// The password is read from the terminal (twice) or one line of stdin.
     Passwd {
@@ -83,8 +97,18 @@ enum CaCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match Config::load(config.as_deref()) {
-            Ok(config) => check::check(&config),
+        Command::Check {
+            config,
+            ntlm_test_user,
+            ntlm_test_password_file,
+        } => match Config::load(config.as_deref()) {
+            Ok(config) => {
+                let ntlm = ntlm_test_user.zip(ntlm_test_password_file);
+                check::check(
+                    &config,
+                    ntlm.as_ref().map(|(u, f)| (u.as_str(), f.as_path())),
+                )
+            }
             Err(e) => {
                 eprintln!("gatehouse: config error: {e}");
                 ExitCode::from(2)
@@ -122,6 +146,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Join(args) => join::join(&args),
         Command::AuthTest { config, user } => {
             with_config(config, |config| users::auth_test(config, &user))
         }
