@@ -3,7 +3,9 @@
 //! when the queue is full a line is dropped and counted (and the count is
 //! reported), which is the one trade a proxy must make for a stalled disk.
 //! [`AccessLog::close`] drains the queue and flushes: no line is lost on a
-//! graceful shutdown.
+//! graceful shutdown. [`AccessLog::reopen`] (SIGHUP, SIGUSR1) opens the
+//! path again — after logrotate moved the file, or with a new path or
+//! format — between two lines, none lost.
 
 pub mod format;
 pub mod record;
@@ -26,7 +28,31 @@ use settings::{AccessLogConfig, LogFormat};
 
 enum Msg {
     Line(Box<AccessRecord>),
+    /// Open this destination in this format from the next line on; the
+    /// result goes back on `done` (a failure keeps the old destination).
+    Reopen {
+        path: String,
+        format: LogFormat,
+        done: SyncSender<io::Result<()>>,
+    },
     Close,
+}
+
+type Destination = (BufWriter<Box<dyn Write + Send>>, bool);
+
+/// `-` (stdout) or the file at `path`, appended; whether it is empty.
+fn open_destination(path: &str) -> io::Result<Destination> {
+    let (out, is_new): (Box<dyn Write + Send>, bool) = if path == "-" {
+        (Box::new(io::stdout()), true)
+    } else {
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(PathBuf::from(path))?;
+        let is_new = f.metadata()?.len() == 0;
+        (Box::new(f), is_new)
+    };
+    Ok((BufWriter::with_capacity(64 * 1024, out), is_new))
 }
 
 /// Something that sees every record as it is written (the metrics).
@@ -47,19 +73,12 @@ pub struct AccessLog {
 impl AccessLog {
     /// Opens the configured destination and starts the writer thread.
     pub fn open(cfg: &AccessLogConfig) -> io::Result<Self> {
-        let (out, is_new): (Box<dyn Write + Send>, bool) = if cfg.path == "-" {
-            (Box::new(io::stdout()), true)
-        } else {
-            let path = PathBuf::from(&cfg.path);
-            let f = OpenOptions::new().create(true).append(true).open(&path)?;
-            let is_new = f.metadata()?.len() == 0;
-            (Box::new(f), is_new)
-        };
+        let (out, is_new) = open_destination(&cfg.path)?;
         let (tx, rx) = sync_channel(cfg.queue);
         let format = cfg.format;
         let thread = std::thread::Builder::new()
             .name("accesslog".into())
-            .spawn(move || writer(rx, BufWriter::with_capacity(64 * 1024, out), format, is_new))?;
+            .spawn(move || writer(rx, out, format, is_new))?;
         Ok(Self {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
@@ -91,6 +110,26 @@ impl AccessLog {
         }
     }
 
+    /// Opens `cfg.path` again (in `cfg.format`): the file logrotate left in
+    /// its place, or a new path. Lines queued before are written to the old
+    /// destination, lines after to the new one. Blocks until the writer has
+    /// done it (call it off the async threads); on failure the old
+    /// destination stays.
+    pub fn reopen(&self, cfg: &AccessLogConfig) -> io::Result<()> {
+        let (done, result) = sync_channel(1);
+        let msg = Msg::Reopen {
+            path: cfg.path.clone(),
+            format: cfg.format,
+            done,
+        };
+        self.tx
+            .send(msg)
+            .map_err(|_| io::Error::other("the access log writer has stopped"))?;
+        result
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| io::Error::other("the access log writer did not answer"))?
+    }
+
     /// Lines dropped because the writer could not keep up.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -119,17 +158,37 @@ fn write_record(out: &mut impl Write, line: &mut String, format: LogFormat, r: &
     }
 }
 
-fn writer(
-    rx: Receiver<Msg>,
-    mut out: BufWriter<Box<dyn Write + Send>>,
-    format: LogFormat,
-    is_new: bool,
-) {
-    let mut line = String::with_capacity(512);
+/// A new destination in `format`: ELFF's header first when it is empty.
+fn begin(out: &mut impl Write, format: LogFormat, is_new: bool) {
     if format == LogFormat::Elff && is_new {
         let _ = out.write_all(format::elff_header(SystemTime::now()).as_bytes());
         let _ = out.flush();
     }
+}
+
+/// Handles a reopen: the old destination flushed, the new one begun.
+fn reopen(
+    out: &mut BufWriter<Box<dyn Write + Send>>,
+    format: &mut LogFormat,
+    path: &str,
+    new_format: LogFormat,
+) -> io::Result<()> {
+    let _ = out.flush();
+    let (mut new, is_new) = open_destination(path)?;
+    begin(&mut new, new_format, is_new);
+    *out = new;
+    *format = new_format;
+    Ok(())
+}
+
+fn writer(
+    rx: Receiver<Msg>,
+    mut out: BufWriter<Box<dyn Write + Send>>,
+    mut format: LogFormat,
+    is_new: bool,
+) {
+    let mut line = String::with_capacity(512);
+    begin(&mut out, format, is_new);
     loop {
         // Write what is queued; when nothing was, wait for the next line and
         // write it at once (lines appear promptly when quiet). When busy, pause
@@ -141,6 +200,13 @@ fn writer(
                 Ok(Msg::Line(r)) => {
                     write_record(&mut out, &mut line, format, &r);
                     wrote += 1;
+                }
+                Ok(Msg::Reopen {
+                    path,
+                    format: f,
+                    done,
+                }) => {
+                    let _ = done.send(reopen(&mut out, &mut format, &path, f));
                 }
                 Ok(Msg::Close) | Err(TryRecvError::Disconnected) => {
                     let _ = out.flush();
@@ -156,6 +222,13 @@ fn writer(
         }
         match rx.recv_timeout(Duration::from_secs(1)) {
             Ok(Msg::Line(r)) => write_record(&mut out, &mut line, format, &r),
+            Ok(Msg::Reopen {
+                path,
+                format: f,
+                done,
+            }) => {
+                let _ = done.send(reopen(&mut out, &mut format, &path, f));
+            }
             Ok(Msg::Close) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {}
         }

@@ -31,8 +31,9 @@ pub struct Admin {
     pub realms: Box<dyn Fn() -> Arc<RealmChain> + Send + Sync>,
     /// A realm probe's deadline.
     pub probe_timeout: Duration,
-    /// `/proxy.pac`, when `[pac]` names the proxy.
-    pub pac: Option<String>,
+    /// `/proxy.pac` from the running `[pac]` (it changes on SIGHUP), when it
+    /// names the proxy.
+    pub pac: Box<dyn Fn() -> Option<String> + Send + Sync>,
 }
 
 /// Serves the admin endpoints on `listener` until `stop`.
@@ -66,12 +67,8 @@ async fn answer(
             admin.metrics.render(&admin.live),
         ),
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".into()),
-        "/proxy.pac" => match &admin.pac {
-            Some(js) => (
-                StatusCode::OK,
-                "application/x-ns-proxy-autoconfig",
-                js.clone(),
-            ),
+        "/proxy.pac" => match (admin.pac)() {
+            Some(js) => (StatusCode::OK, "application/x-ns-proxy-autoconfig", js),
             None => (
                 StatusCode::NOT_FOUND,
                 "text/plain",

@@ -172,40 +172,38 @@ impl Config {
 
 /// The sections (or keys) that differ between `running` and `new` but are
 /// read only at start-up: a reload that changes them is refused, naming
-/// them. What a reload does take: the policy (and its lists), the realms
-/// and their files, `detection.ca_file`, the interception CA.
+/// them. Everything else a reload takes (see `server::reload`).
 pub fn restart_needed(running: &Config, new: &Config) -> Vec<&'static str> {
-    fn differ<T: PartialEq>(a: &T, b: &T) -> bool {
-        a != b
-    }
     let mut changed = Vec::new();
-    let mut check = |name: &'static str, d: bool| {
-        if d {
+    let mut check = |name: &'static str, differ: bool| {
+        if differ {
             changed.push(name);
         }
     };
-    check("listener", differ(&running.listener, &new.listener));
-    check("forward", differ(&running.forward, &new.forward));
-    check("tunnel", differ(&running.tunnel, &new.tunnel));
-    check("resolver", differ(&running.resolver, &new.resolver));
+    let (old, now) = (&running.listener, &new.listener);
+    check("listener.addresses", old.addresses != now.addresses);
     check(
-        "destinations",
-        differ(&running.destinations, &new.destinations),
+        "listener.tls_addresses / tls_cert_file / tls_key_file (the files themselves reload)",
+        old.tls_addresses != now.tls_addresses
+            || old.tls_cert_file != now.tls_cert_file
+            || old.tls_key_file != now.tls_key_file,
     );
-    check("accesslog", differ(&running.accesslog, &new.accesslog));
-    check("shutdown", differ(&running.shutdown, &new.shutdown));
-    check("log", differ(&running.log, &new.log));
-    check("admin", differ(&running.admin, &new.admin));
-    check("pac", differ(&running.pac, &new.pac));
+    // The upstream connection pool is built once.
+    check(
+        "forward.pool_idle_timeout / pool_max_idle_per_host",
+        running.forward.pool_idle_timeout != new.forward.pool_idle_timeout
+            || running.forward.pool_max_idle_per_host != new.forward.pool_max_idle_per_host,
+    );
+    // The queue is a bounded channel made once.
+    check(
+        "accesslog.queue",
+        running.accesslog.queue != new.accesslog.queue,
+    );
+    check("log (the diagnostic log)", running.log != new.log);
+    check("admin", running.admin != new.admin);
     let (mut a, mut b) = (running.auth.clone(), new.auth.clone());
     (a.realms, b.realms) = (Vec::new(), Vec::new());
-    check("auth (other than realms)", differ(&a, &b));
-    let (mut a, mut b) = (running.detection.clone(), new.detection.clone());
-    (a.ca_file, b.ca_file) = (None, None);
-    check("detection (other than ca_file)", differ(&a, &b));
-    let (mut a, mut b) = (running.intercept.clone(), new.intercept.clone());
-    (a.ca_cert, a.ca_key, b.ca_cert, b.ca_key) = (None, None, None, None);
-    check("intercept (other than the CA files)", differ(&a, &b));
+    check("auth (other than realms)", a != b);
     changed
 }
 

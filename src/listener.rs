@@ -16,7 +16,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -50,12 +49,13 @@ pub trait Service: Send + Sync + 'static {
 pub struct Acceptor<S> {
     /// Serves the requests.
     pub service: Arc<S>,
-    /// `[listener]` limits and timeouts.
-    pub settings: ListenerConfig,
+    /// `[listener]` limits and timeouts (swapped whole by a reload; each
+    /// connection keeps the ones it was accepted under).
+    pub settings: arc_swap::ArcSwap<ListenerConfig>,
     /// Where refusals before a request (overload, framing) are logged.
     pub log: AccessLog,
     /// One permit per open client connection.
-    pub slots: Arc<Semaphore>,
+    pub slots: slots::Limit,
     /// Open connections per client address, capped.
     pub per_address: Arc<crate::conn::slots::PerAddress>,
     /// Cancelled on SIGTERM/SIGINT: stop accepting, finish what is in flight.
@@ -94,7 +94,7 @@ pub async fn accept_loop<S: Service>(listener: TcpListener, acc: Arc<Acceptor<S>
             continue;
         };
         let id = acc.next_id.fetch_add(1, Ordering::Relaxed);
-        match slots::take(&acc.slots, &acc.per_address, peer.ip()) {
+        match slots::take(&acc.slots.permits, &acc.per_address, peer.ip()) {
             Ok(slot) => {
                 let acc2 = acc.clone();
                 let at = Accepted {
@@ -157,7 +157,7 @@ async fn serve_connection<S: Service>(
         id,
         tls,
     } = at;
-    let cfg = &acc.settings;
+    let cfg = acc.settings.load_full();
     // The handshake runs under the connection's slot and the header timeout:
     // a client that opens TLS and stalls holds no more than a silent one.
     let stream = match acc.tls.load_full() {

@@ -51,14 +51,17 @@ use plan::{Plan, Progress, Settings};
 
 /// Everything a request needs that outlives it.
 pub struct Proxy {
-    /// The configuration the proxy was started with.
-    pub config: Arc<Config>,
+    /// The running configuration; SIGHUP swaps in a new one whole (each
+    /// request and tunnel keeps the one it started with).
+    pub config: arc_swap::ArcSwap<Config>,
     /// The upstream HTTP client (pooled connections).
     pub client: UpstreamClient,
-    /// Resolves destination names (lab names through `[resolver] hosts`).
-    pub resolver: Resolver,
-    /// `destinations.refuse`, checked against every resolved address.
-    pub refused: Refused,
+    /// Resolves destination names (lab names through `[resolver] hosts`);
+    /// rebuilt on SIGHUP.
+    pub resolver: arc_swap::ArcSwap<Resolver>,
+    /// `destinations.refuse`, checked against every resolved address;
+    /// rebuilt on SIGHUP.
+    pub refused: arc_swap::ArcSwap<Refused>,
     /// Where every transaction's record goes.
     pub log: AccessLog,
     /// Checks credentials against the realms.
@@ -79,14 +82,15 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// The request-level settings [`plan::plan`] reads.
-    pub fn plan_settings(&self) -> Settings<'_> {
+    /// The request-level settings [`plan::plan`] reads, from the config and
+    /// refusals the request loaded.
+    pub fn plan_settings<'a>(&'a self, config: &'a Config, refused: &'a Refused) -> Settings<'a> {
         Settings {
-            connect_ports: &self.config.tunnel.allowed_ports,
-            refused: &self.refused,
+            connect_ports: &config.tunnel.allowed_ports,
+            refused,
             listening: &self.listening,
             auth_required: self.auth.required(),
-            detection: self.config.detection.enabled,
+            detection: config.detection.enabled,
         }
     }
 }
@@ -115,8 +119,11 @@ pub async fn serve(
     let mut record = AccessRecord::new(conn.client.ip(), conn.local.ip());
     destination::describe(&mut record, &req);
     let is_connect = req.method() == Method::CONNECT;
-    // The policy this request is decided by, even if a reload swaps it meanwhile.
+    // The policy and settings this request is decided by, even if a reload
+    // swaps them meanwhile.
     let policy = proxy.policy.load_full();
+    let config = proxy.config.load_full();
+    let refused = proxy.refused.load_full();
     let fail = |e: ProxyError, record: AccessRecord, in_flight: InFlight| {
         if is_connect {
             conn.answer_connect(false);
@@ -132,11 +139,11 @@ pub async fn serve(
     record.host.clone_from(&host);
     record.port = dest.port;
     // 2. loop check
-    if headers::via_names(req.headers(), &proxy.config.forward.via_pseudonym) {
+    if headers::via_names(req.headers(), &config.forward.via_pseudonym) {
         return fail(ProxyError::Loop, record, in_flight);
     }
     // 3-5. plan, carrying out what it asks until it is final
-    let settings = proxy.plan_settings();
+    let settings = proxy.plan_settings(&config, &refused);
     let now = jiff::Timestamp::now();
     let mut at = Progress::default();
     let mut addrs = Vec::new();

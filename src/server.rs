@@ -1,6 +1,7 @@
 //! Start-up and shutdown: bind, serve, and on a signal stop accepting, let
 //! requests and tunnels finish within the grace period, flush the log, return.
 
+mod reload;
 pub mod runtime;
 
 use std::net::SocketAddr;
@@ -9,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -62,36 +62,6 @@ pub struct DemoAccounts {
     pub accounts: String,
     /// The listener address that is not loopback.
     pub open: SocketAddr,
-}
-
-/// Why a SIGHUP reload changed nothing.
-#[derive(Debug, thiserror::Error)]
-enum ReloadError {
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error(transparent)]
-    Build(#[from] runtime::BuildError),
-    #[error(transparent)]
-    DemoAccounts(#[from] DemoAccounts),
-    #[error("reload task: {0}")]
-    Task(#[from] tokio::task::JoinError),
-
-    #[error("changed settings need a restart: {}", .0.join(", "))]
-    NeedsRestart(Vec<&'static str>),
-}
-
-impl ReloadError {
-    /// What was refused, for the log line: `config`, `policy` or `realm`.
-    fn what(&self) -> &'static str {
-        match self {
-            ReloadError::Config(_) | ReloadError::NeedsRestart(_) => "config",
-            ReloadError::Build(runtime::BuildError::ListenerTls(_)) => "listener certificate",
-            ReloadError::Build(runtime::BuildError::Realm(_)) | ReloadError::DemoAccounts(_) => {
-                "realm"
-            }
-            ReloadError::Build(_) | ReloadError::Task(_) => "policy",
-        }
-    }
 }
 
 /// The shipped demo accounts' passwords are in the README: they may serve
@@ -178,8 +148,8 @@ pub async fn run(
     }
     let proxy = Arc::new(Proxy {
         client: crate::forward::client(&config.forward),
-        resolver: built.resolver,
-        refused: built.refused,
+        resolver: arc_swap::ArcSwap::from_pointee(built.resolver),
+        refused: arc_swap::ArcSwap::from_pointee(built.refused),
         log: log.clone(),
         auth: built.auth,
         policy: arc_swap::ArcSwap::from_pointee(built.policy),
@@ -188,13 +158,13 @@ pub async fn run(
         listening: listening.clone(),
         hard_stop: CancellationToken::new(),
         tunnels: TaskTracker::new(),
-        config: config.clone(),
+        config: arc_swap::ArcSwap::new(config.clone()),
     });
     let acc = Arc::new(Acceptor {
         service: proxy.clone(),
-        settings: config.listener.clone(),
+        settings: arc_swap::ArcSwap::from_pointee(config.listener.clone()),
         log: log.clone(),
-        slots: Arc::new(Semaphore::new(config.listener.max_connections)),
+        slots: crate::conn::slots::Limit::new(config.listener.max_connections),
         per_address: crate::conn::slots::PerAddress::new(
             config.listener.max_connections_per_address,
         ),
@@ -217,13 +187,17 @@ pub async fn run(
     }
     let admin_stop = CancellationToken::new();
     if let (Some(listener), Some(metrics)) = (admin_listener, metrics.clone()) {
-        let (acc2, proxy2, proxy3, proxy4) =
-            (acc.clone(), proxy.clone(), proxy.clone(), proxy.clone());
-        let max = config.listener.max_connections as i64;
+        let (acc2, proxy2, proxy3, proxy4, proxy5) = (
+            acc.clone(),
+            proxy.clone(),
+            proxy.clone(),
+            proxy.clone(),
+            proxy.clone(),
+        );
         let admin = crate::admin::Admin {
             metrics,
             live: crate::metrics::Live {
-                connections: Box::new(move || max - acc2.slots.available_permits() as i64),
+                connections: Box::new(move || acc2.slots.open() as i64),
                 tunnels: Box::new(move || proxy2.tunnels.len() as i64),
                 leaves_minted: Box::new(move || {
                     proxy3
@@ -235,7 +209,7 @@ pub async fn run(
             },
             realms: Box::new(move || proxy4.auth.realms()),
             probe_timeout: config.admin.probe_timeout,
-            pac: crate::admin::pac::pac(&config.pac),
+            pac: Box::new(move || crate::admin::pac::pac(&proxy5.config.load().pac)),
         };
         if let Ok(a) = listener.local_addr() {
             tracing::info!(address = %a, "admin endpoints (/metrics, /healthz, /readyz)");
@@ -246,17 +220,21 @@ pub async fn run(
             admin_stop.clone(),
         ));
     }
-    let reloader = tokio::spawn(reload_on_hangup(
-        proxy.clone(),
+    let reloader = tokio::spawn(reload::on_hangup(reload::Handles {
+        proxy: proxy.clone(),
+        acceptor: acc.clone(),
         listener_tls,
-        config_path,
+        path: config_path,
         metrics,
-    ));
+    }));
+    let reopener = tokio::spawn(reload::reopen_log_on_usr1(proxy.clone()));
 
     stop.cancelled().await;
     reloader.abort();
+    reopener.abort();
     admin_stop.cancel();
-    let grace = config.shutdown.grace_period;
+    // The grace period as configured now (a reload may have changed it).
+    let grace = proxy.config.load().shutdown.grace_period;
     tracing::info!(grace = ?grace, "shutting down: no new connections");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     acc.graceful.cancel();
@@ -283,105 +261,6 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// On SIGHUP: re-reads the config, compiles its policy and loads its realms
-/// (every realm file, every users file) whole, and swaps both in. Anything
-/// bad changes nothing (the running policy and realms stay, the reason is
-/// logged); requests already decided keep the policy they started with.
-async fn reload_on_hangup(
-    proxy: Arc<Proxy>,
-    listener_tls: Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>>,
-    path: Option<std::path::PathBuf>,
-    metrics: Option<Arc<crate::metrics::Metrics>>,
-) {
-    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP: reload disabled");
-        return;
-    };
-    while hup.recv().await.is_some() {
-        // Reading files, building LDAP pools and checking for demo passwords
-        // (argon2) block: off the async threads.
-        let (path, listening, running) =
-            (path.clone(), proxy.listening.clone(), proxy.config.clone());
-        let loaded =
-            tokio::task::spawn_blocking(move || reload(path.as_deref(), &listening, &running))
-                .await
-                .unwrap_or_else(|e| Err(e.into()));
-        let Reloaded {
-            policy,
-            realms,
-            checker,
-            interceptor,
-            tls,
-        } = match loaded {
-            Ok(new) => new,
-            Err(e) => {
-                let what = e.what();
-                tracing::error!(error = %e, "{what} reload refused: the running policy and realms stay");
-                if let Some(m) = &metrics {
-                    m.reload(false);
-                }
-                continue;
-            }
-        };
-        let count = realms.len();
-        proxy.auth.replace_realms(realms);
-        tracing::info!(realms = count, "realms reloaded");
-        tracing::info!(source = %policy.source, "policy reloaded");
-        proxy.policy.store(Arc::new(policy));
-        // Certificates: the detection CA file and the interception CA are
-        // read again (their caches start afresh).
-        proxy.checker.store(Arc::new(checker));
-        proxy.interceptor.store(interceptor.map(Arc::new));
-        // The TLS listeners' certificate (renewed in place, same path).
-        listener_tls.store(tls);
-        if let Some(m) = &metrics {
-            m.reload(true);
-        }
-    }
-}
-
-/// What a reload swaps in.
-struct Reloaded {
-    policy: crate::policy::Policy,
-    realms: crate::directory::RealmChain,
-    checker: crate::tunnel::tls_check::TlsChecker,
-    interceptor: Option<crate::intercept::Interceptor>,
-    tls: Option<Arc<rustls::ServerConfig>>,
-}
-
-/// The new policy, realms and certificate checks, or what refused and why.
-/// Settings read only at start-up (listeners, limits, timeouts, log
-/// destination …) refuse the reload when they changed, naming them.
-fn reload(
-    path: Option<&std::path::Path>,
-    listening: &[SocketAddr],
-    running: &Config,
-) -> Result<Reloaded, ReloadError> {
-    let config = Config::load(path)?;
-    let changed = crate::config::restart_needed(running, &config);
-    if !changed.is_empty() {
-        return Err(ReloadError::NeedsRestart(changed));
-    }
-    let runtime::Reloadable { policy, realms } = runtime::Reloadable::build(&config)?;
-    refuse_demo_accounts(listening, &realms)?;
-    let checker = crate::tunnel::tls_check::TlsChecker::new(&config.detection)
-        .map_err(runtime::BuildError::from)?;
-    let interceptor =
-        crate::intercept::Interceptor::build(&config.intercept, checker.verifier().rustls())
-            .map_err(runtime::BuildError::from)?;
-    let tls = config
-        .listener
-        .load_tls()
-        .map_err(runtime::BuildError::from)?;
-    Ok(Reloaded {
-        policy,
-        realms,
-        checker,
-        interceptor,
-        tls,
-    })
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.

@@ -144,14 +144,135 @@ async fn sighup_rereads_the_detection_ca_and_refuses_what_needs_a_restart() {
     // A setting read only at start-up: the reload is refused, naming it.
     std::fs::write(
         &gh.config_path,
-        cfg.replace("[listener]\n", "[listener]\nmax_connections = 77\n"),
+        cfg.replace("addresses = [\"127.0.0.1:", "addresses = [\"127.0.0.2:"),
     )
     .unwrap();
     gh.signal("HUP");
     gh.wait_stderr("need a restart", 1);
     assert!(
-        gh.stderr().contains("need a restart: listener"),
+        gh.stderr().contains("need a restart: listener.addresses"),
         "{}",
         gh.stderr()
     );
+}
+
+/// One request on a new connection: the status of its answer's head (the
+/// connection, a tunnel's too, closed right after).
+async fn status(gh: &Gatehouse, request: String) -> u16 {
+    let mut s = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    status_of(&String::from_utf8_lossy(&head))
+}
+
+/// `status`, asked again while the answer is the per-address limit's 503:
+/// the previous exchange's connection may not have been let go of yet.
+async fn settled(gh: &Gatehouse, request: String) -> u16 {
+    for _ in 0..100 {
+        match status(gh, request.clone()).await {
+            503 => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            other => return other,
+        }
+    }
+    503
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_tunnel_resolver_limits_and_the_log_and_sigusr1_reopens_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start().await;
+    let echo = echo_server().await;
+    let other = echo_server().await;
+    let gh = Gatehouse::start(
+        "max_connections_per_address = 10\n",
+        &format!(
+            "[tunnel]\nallowed_ports = [{}]\n[resolver]\nsystem = false\n\
+             hosts = {{ \"one.example.test\" = [\"127.0.0.1\"] }}\n",
+            echo.port()
+        ),
+    );
+    let connect = |port: u16| format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let get = |name: &str| {
+        format!(
+            "GET http://{name}:{}/ HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n",
+            origin.addr.port()
+        )
+    };
+    assert_eq!(status(&gh, connect(other.port())).await, 403);
+    assert_eq!(status(&gh, get("one.example.test")).await, 200);
+    assert_ne!(status(&gh, get("two.example.test")).await, 200);
+
+    // New ports, a new lab name, a lower per-address limit, JSON to a new file.
+    let log2 = dir.path().join("access2.log");
+    let cfg = std::fs::read_to_string(&gh.config_path).unwrap();
+    let new = cfg
+        .replace(
+            &format!("allowed_ports = [{}]", echo.port()),
+            &format!("allowed_ports = [{}]", other.port()),
+        )
+        .replace("\"one.example.test\"", "\"two.example.test\"")
+        .replace(
+            "max_connections_per_address = 10",
+            "max_connections_per_address = 1",
+        )
+        .replace(
+            &gh.log_path.display().to_string(),
+            &log2.display().to_string(),
+        )
+        .replace("format = \"elff\"", "format = \"json\"");
+    std::fs::write(&gh.config_path, new).unwrap();
+    gh.signal("HUP");
+    gh.wait_stderr("configuration reloaded", 1);
+    assert_eq!(settled(&gh, connect(other.port())).await, 200);
+    assert_eq!(settled(&gh, get("two.example.test")).await, 200);
+    let refused = settled(&gh, get("one.example.test")).await;
+    assert!(refused != 200 && refused != 503, "{refused}");
+    // One connection per address now: a second one at once gets 503.
+    let held = tokio::net::TcpStream::connect(gh.addr()).await.unwrap();
+    assert_eq!(status(&gh, get("two.example.test")).await, 503);
+    drop(held);
+
+    // The old file kept what came before; the new one is JSON.
+    let old = std::fs::read_to_string(&gh.log_path).unwrap();
+    assert!(
+        old.contains("one.example.test") && !old.contains('{'),
+        "{old}"
+    );
+    let wait_for = |path: &std::path::Path, needle: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle:?} not in {text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    let json = wait_for(&log2, "two.example.test");
+    assert!(json.lines().all(|l| l.starts_with('{')), "{json}");
+
+    // logrotate: the file moved away, SIGUSR1, the next line in a new file.
+    let rotated = dir.path().join("access2.log.1");
+    std::fs::rename(&log2, &rotated).unwrap();
+    gh.signal("USR1");
+    gh.wait_stderr("access log reopened", 1);
+    let after = format!(
+        "GET http://two.example.test:{}/after-rotate HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        origin.addr.port()
+    );
+    assert_eq!(settled(&gh, after).await, 200);
+    wait_for(&log2, "/after-rotate");
+    let rotated = std::fs::read_to_string(&rotated).unwrap();
+    assert!(rotated.contains("two.example.test") && !rotated.contains("/after-rotate"));
 }

@@ -26,6 +26,55 @@ pub enum Full {
     Address,
 }
 
+/// `listener.max_connections` as permits, resizable by a reload: a raised
+/// limit adds permits at once; a lowered one takes back the free ones now
+/// and the rest as connections close (none is cut).
+#[derive(Debug)]
+pub struct Limit {
+    /// One permit per open connection.
+    pub permits: Arc<Semaphore>,
+    max: std::sync::atomic::AtomicUsize,
+}
+
+impl Limit {
+    /// `max` connections at once.
+    pub fn new(max: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max)),
+            max: max.into(),
+        }
+    }
+
+    /// The limit now.
+    pub fn max(&self) -> usize {
+        self.max.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.max().saturating_sub(self.permits.available_permits())
+    }
+
+    /// Changes the limit to `max`.
+    pub fn resize(&self, max: usize) {
+        let old = self.max.swap(max, std::sync::atomic::Ordering::Relaxed);
+        if max > old {
+            self.permits.add_permits(max - old);
+        } else if max < old {
+            let owed = (old - max) - self.permits.forget_permits(old - max);
+            if owed > 0 {
+                // Taken back as connections close.
+                let permits = self.permits.clone();
+                tokio::spawn(async move {
+                    if let Ok(p) = permits.acquire_many_owned(owed as u32).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+    }
+}
+
 /// Takes both places for a connection from `ip`, or says which limit is full.
 pub fn take(global: &Arc<Semaphore>, per: &Arc<PerAddress>, ip: IpAddr) -> Result<Slot, Full> {
     let address = per.try_take(ip).ok_or(Full::Address)?;

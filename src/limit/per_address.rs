@@ -4,13 +4,16 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Places per client address, capped. One host (or one attacker)
 /// cannot take every slot of the proxy.
 #[derive(Debug)]
 pub struct PerAddress {
-    max: usize,
+    /// The cap; a reload may change it (places held above a lowered cap
+    /// are kept until given back).
+    max: AtomicUsize,
     open: Mutex<HashMap<IpAddr, usize>>,
     /// Woken whenever a place is given back, for [`PerAddress::take_within`].
     freed: tokio::sync::Notify,
@@ -20,7 +23,7 @@ impl PerAddress {
     /// At most `max` places per address.
     pub fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
-            max,
+            max: AtomicUsize::new(max),
             open: Mutex::new(HashMap::new()),
             freed: tokio::sync::Notify::new(),
         })
@@ -50,7 +53,7 @@ impl PerAddress {
         let ip = fold_mapped(ip);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(ip).or_insert(0);
-        if *n >= self.max {
+        if *n >= self.max.load(Ordering::Relaxed) {
             return None;
         }
         *n += 1;
@@ -58,6 +61,11 @@ impl PerAddress {
             table: self.clone(),
             ip,
         })
+    }
+
+    /// A new cap, from a reload.
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Relaxed);
     }
 
     /// Places held by `ip` now.

@@ -86,8 +86,13 @@ pub(super) async fn refuse(
     if is_connect {
         conn.answer_connect(false);
     }
-    let limit = proxy.config.auth.max_drain_bytes;
-    let wait = proxy.config.listener.header_read_timeout;
+    let (limit, wait) = {
+        let config = proxy.config.load();
+        (
+            config.auth.max_drain_bytes,
+            config.listener.header_read_timeout,
+        )
+    };
     if !drain(req.into_body(), limit, wait).await {
         close = true;
     }

@@ -105,7 +105,8 @@ pub(super) async fn connect(
     mut record: AccessRecord,
     in_flight: InFlight,
 ) -> Result<Response<ResponseBody>, Failed> {
-    let cfg = &proxy.config.tunnel;
+    let config = proxy.config.load_full();
+    let cfg = &config.tunnel;
     let name = format!("{}:{}", record.host, record.port);
     let server = match tunnel::dial(&dial, &name, cfg.connect_timeout).await {
         Ok(s) => s,
@@ -171,7 +172,9 @@ async fn run(
     judged_by: &OnceLock<Arc<str>>,
     record: &mut AccessRecord,
 ) -> TunnelEnd {
-    let cfg = &proxy.config.tunnel;
+    // The settings this tunnel keeps to its end, even if a reload swaps them.
+    let config = proxy.config.load_full();
+    let cfg = &config.tunnel;
     let relay = RelaySettings {
         idle_timeout: cfg.idle_timeout,
         transfer: if cfg.splice {
@@ -199,11 +202,11 @@ async fn run(
     let detection_cfg = if intercepting {
         silence_denied = DetectionConfig {
             on_silence: OnSilence::Deny,
-            ..proxy.config.detection.clone()
+            ..config.detection.clone()
         };
         &silence_denied
     } else {
-        &proxy.config.detection
+        &config.detection
     };
     let judge = |p: &Protocol| {
         let (says, rule) = judge_detected(&judged.policy, &judged.facts(Some(detected(p))));
@@ -217,7 +220,7 @@ async fn run(
     let detection = Detection {
         inspector: Inspector { cfg: detection_cfg },
         tls: Check {
-            cfg: &proxy.config.detection,
+            cfg: &config.detection,
             checker: &checker,
             host: &judged.host,
         },
@@ -250,7 +253,7 @@ async fn intercept(
         // Start-up refuses an intercepting policy without a CA; fail closed anyway.
         return crate::intercept::session::unavailable();
     };
-    let cfg = &proxy.config;
+    let cfg = proxy.config.load_full();
     let judged = Arc::new(judged);
     let host = judged.host.clone();
     let session = crate::intercept::session::Session {

@@ -45,11 +45,12 @@ pub(super) fn destination(req: &Request<Incoming>) -> Result<Destination, ProxyE
 pub(super) async fn resolve(proxy: &Proxy, dest: &Destination) -> Result<Vec<IpAddr>, ProxyError> {
     let name = || dest.host.authority(dest.port);
     let wait = if dest.target.is_some() {
-        proxy.config.forward.connect_timeout
+        proxy.config.load().forward.connect_timeout
     } else {
-        proxy.config.tunnel.connect_timeout
+        proxy.config.load().tunnel.connect_timeout
     };
-    match tokio::time::timeout(wait, proxy.resolver.resolve(&dest.host)).await {
+    let resolver = proxy.resolver.load_full();
+    match tokio::time::timeout(wait, resolver.resolve(&dest.host)).await {
         Ok(Ok(a)) => Ok(a),
         Ok(Err(e)) => {
             tracing::info!(host = %dest.host, error = %e, "cannot resolve the destination");

@@ -28,7 +28,8 @@ pub(super) async fn forward(
     let method = req.method().clone();
     r.remote_ip = Some(addr.ip());
     let cs_bytes = Arc::new(AtomicU64::new(0));
-    let cfg = &proxy.config.forward;
+    let config = proxy.config.load_full();
+    let cfg = &config.forward;
     let (resp, pinned) = match forward::forward(up, cfg, req, &target, addr, cs_bytes.clone()).await
     {
         Ok(resp) => resp,

@@ -1,0 +1,204 @@
+//! SIGHUP: the whole config read again, everything that can change without
+//! a restart built, then swapped in — or nothing, with the reason logged.
+//! SIGUSR1: the access log reopened (logrotate).
+//!
+//! What a reload changes: the policy and its lists, the realms and users
+//! files, the certificates (detection CA, interception CA, the TLS
+//! listeners'), `[tunnel]`, `[detection]`, `[intercept]`, `[resolver]`,
+//! `[destinations]`, `[pac]`, `[shutdown]`, the listener limits and
+//! timeouts, the access log's path and format (reopened). What needs a
+//! restart ([`crate::config::restart_needed`]) refuses the reload naming it.
+//! Open connections and tunnels keep the settings they started with.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{refuse_demo_accounts, runtime, DemoAccounts};
+use crate::config::Config;
+use crate::listener::Acceptor;
+use crate::proxy::Proxy;
+
+/// Why a SIGHUP reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Build(#[from] runtime::BuildError),
+    #[error(transparent)]
+    DemoAccounts(#[from] DemoAccounts),
+    #[error("reload task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("changed settings need a restart: {}", .0.join(", "))]
+    NeedsRestart(Vec<&'static str>),
+    #[error("access log {path}: {source}")]
+    AccessLog {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl ReloadError {
+    /// What was refused, for the log line: `config`, `policy`, `realm` ...
+    fn what(&self) -> &'static str {
+        match self {
+            ReloadError::Config(_) | ReloadError::NeedsRestart(_) => "config",
+            ReloadError::Build(runtime::BuildError::ListenerTls(_)) => "listener certificate",
+            ReloadError::Build(runtime::BuildError::Realm(_)) | ReloadError::DemoAccounts(_) => {
+                "realm"
+            }
+            ReloadError::AccessLog { .. } => "access log",
+            ReloadError::Build(_) | ReloadError::Task(_) => "policy",
+        }
+    }
+}
+
+/// What a reload needs to reach.
+pub(super) struct Handles {
+    pub proxy: Arc<Proxy>,
+    pub acceptor: Arc<Acceptor<Proxy>>,
+    pub listener_tls: Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>>,
+    pub path: Option<PathBuf>,
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+/// What a reload swaps in.
+struct Reloaded {
+    config: Arc<Config>,
+    policy: crate::policy::Policy,
+    realms: crate::directory::RealmChain,
+    checker: crate::tunnel::tls_check::TlsChecker,
+    interceptor: Option<crate::intercept::Interceptor>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    resolver: crate::resolve::Resolver,
+    refused: crate::resolve::Refused,
+}
+
+/// On each SIGHUP, [`reload`] then the swap; a refusal changes nothing.
+pub(super) async fn on_hangup(h: Handles) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload disabled");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        // Reading files, building LDAP pools, checking for demo passwords
+        // (argon2) and reopening the log block: off the async threads.
+        let (path, listening, running, log) = (
+            h.path.clone(),
+            h.proxy.listening.clone(),
+            h.proxy.config.load_full(),
+            h.proxy.log.clone(),
+        );
+        let loaded = tokio::task::spawn_blocking(move || {
+            reload(path.as_deref(), &listening, &running, &log)
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.into()));
+        let new = match loaded {
+            Ok(new) => new,
+            Err(e) => {
+                let what = e.what();
+                tracing::error!(error = %e, "{what} reload refused: the running configuration stays");
+                if let Some(m) = &h.metrics {
+                    m.reload(false);
+                }
+                continue;
+            }
+        };
+        swap_in(&h, new);
+        if let Some(m) = &h.metrics {
+            m.reload(true);
+        }
+    }
+}
+
+fn swap_in(h: &Handles, new: Reloaded) {
+    let (proxy, acc) = (&h.proxy, &h.acceptor);
+    let count = new.realms.len();
+    proxy.auth.replace_realms(new.realms);
+    tracing::info!(realms = count, "realms reloaded");
+    tracing::info!(source = %new.policy.source, "policy reloaded");
+    proxy.policy.store(Arc::new(new.policy));
+    // Certificates: the detection CA file, the interception CA and the TLS
+    // listeners' are read again (their caches start afresh).
+    proxy.checker.store(Arc::new(new.checker));
+    proxy.interceptor.store(new.interceptor.map(Arc::new));
+    h.listener_tls.store(new.tls);
+    proxy.resolver.store(Arc::new(new.resolver));
+    proxy.refused.store(Arc::new(new.refused));
+    // Limits: new connections see them; open ones keep their places.
+    let listener = &new.config.listener;
+    acc.slots.resize(listener.max_connections);
+    acc.per_address
+        .set_max(listener.max_connections_per_address);
+    acc.settings.store(Arc::new(listener.clone()));
+    proxy.config.store(new.config);
+    tracing::info!("configuration reloaded");
+}
+
+/// The new config and everything built from it, or what refused and why.
+/// Settings read only at start-up refuse the reload when they changed,
+/// naming them. The access log is reopened last (after everything else
+/// built): a path it cannot open refuses the reload, the old file kept.
+fn reload(
+    path: Option<&std::path::Path>,
+    listening: &[SocketAddr],
+    running: &Config,
+    log: &crate::accesslog::AccessLog,
+) -> Result<Reloaded, ReloadError> {
+    let config = Config::load(path)?;
+    let changed = crate::config::restart_needed(running, &config);
+    if !changed.is_empty() {
+        return Err(ReloadError::NeedsRestart(changed));
+    }
+    let runtime::Reloadable { policy, realms } = runtime::Reloadable::build(&config)?;
+    refuse_demo_accounts(listening, &realms)?;
+    let checker = crate::tunnel::tls_check::TlsChecker::new(&config.detection)
+        .map_err(runtime::BuildError::from)?;
+    let interceptor =
+        crate::intercept::Interceptor::build(&config.intercept, checker.verifier().rustls())
+            .map_err(runtime::BuildError::from)?;
+    let tls = config
+        .listener
+        .load_tls()
+        .map_err(runtime::BuildError::from)?;
+    let resolver = crate::resolve::Resolver::new(&config.resolver);
+    let refused = crate::resolve::Refused::new(&config.destinations.refuse);
+    log.reopen(&config.accesslog)
+        .map_err(|source| ReloadError::AccessLog {
+            path: config.accesslog.path.clone(),
+            source,
+        })?;
+    Ok(Reloaded {
+        config: Arc::new(config),
+        policy,
+        realms,
+        checker,
+        interceptor,
+        tls,
+        resolver,
+        refused,
+    })
+}
+
+/// On each SIGUSR1, the access log reopened at its path (logrotate's
+/// `postrotate`); nothing else changes.
+pub(super) async fn reopen_log_on_usr1(proxy: Arc<Proxy>) {
+    let sig = tokio::signal::unix::SignalKind::user_defined1();
+    let Ok(mut usr1) = tokio::signal::unix::signal(sig) else {
+        tracing::warn!("cannot listen for SIGUSR1: log reopen only by SIGHUP");
+        return;
+    };
+    while usr1.recv().await.is_some() {
+        let (log, cfg) = (proxy.log.clone(), proxy.config.load().accesslog.clone());
+        let done = tokio::task::spawn_blocking(move || log.reopen(&cfg).map(|()| cfg.path)).await;
+        match done {
+            Ok(Ok(path)) => tracing::info!(%path, "access log reopened"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "access log reopen failed: still writing to the old file")
+            }
+            Err(e) => tracing::error!(error = %e, "access log reopen failed"),
+        }
+    }
+}
