@@ -204,6 +204,19 @@ impl Authenticator {
         &self.challenges
     }
 
+    /// NTLM helpers (leased, `max_helpers`), when NTLM is on.
+    pub fn ntlm_helpers(&self) -> Option<(usize, usize)> {
+        self.ntlm.as_ref().map(|n| {
+            let pool = n.pool();
+            (pool.size().saturating_sub(pool.available()), pool.size())
+        })
+    }
+
+    /// Negotiate validations (running, `max_concurrent`), when Negotiate is on.
+    pub fn negotiate_slots(&self) -> Option<(usize, usize)> {
+        self.negotiate.as_ref().map(|n| n.slots())
+    }
+
     /// Cache hit/load/stale counts of the credential cache.
     pub fn cache_counters(&self) -> &crate::directory::cache::Counters {
         self.basic.counters()

@@ -12,6 +12,7 @@ pub mod error;
 pub mod identity;
 pub mod ldap;
 pub mod local;
+pub mod timing;
 
 use std::sync::Arc;
 

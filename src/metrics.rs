@@ -1,8 +1,11 @@
 //! Prometheus metrics (prometheus-client), fed by what the proxy already
 //! produces: every access record (transactions by `s-action` and scheme,
 //! bytes, refusals by exception id — authentication, detection and policy
-//! reasons among them — intercepted requests), reload results, and gauges
-//! read at scrape time (open connections, open tunnels, leaves minted).
+//! reasons among them — intercepted requests), reload results, directory
+//! operation latencies (by realm, operation and outcome), and what is read
+//! at scrape time from the parts that keep it: open connections and tunnels,
+//! leaves minted, the credential cache's hits/loads/stale serves, NTLM
+//! helpers and Negotiate validations in use, and which policy runs.
 
 use std::sync::Arc;
 
@@ -35,6 +38,37 @@ struct Outcome {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Pool {
+    pool: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    source: String,
+    digest: String,
+}
+
+/// A cache's counts since start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheCounts {
+    /// Answered from the cache.
+    pub hits: u64,
+    /// Loaded from the directory.
+    pub loads: u64,
+    /// Served stale while the directory was down.
+    pub stale: u64,
+}
+
+/// What the auth pools hold now: (in use, size) each, `None` when off.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pools {
+    /// NTLM helper processes leased / `max_helpers`.
+    pub ntlm_helpers: Option<(usize, usize)>,
+    /// Negotiate validations running / `max_concurrent`.
+    pub negotiate: Option<(usize, usize)>,
+}
+
 /// Values only known at scrape time.
 pub struct Live {
     /// Client connections open now.
@@ -43,6 +77,12 @@ pub struct Live {
     pub tunnels: Box<dyn Fn() -> i64 + Send + Sync>,
     /// Interception leaves signed since start.
     pub leaves_minted: Box<dyn Fn() -> i64 + Send + Sync>,
+    /// The credential cache's counts.
+    pub credentials: Box<dyn Fn() -> CacheCounts + Send + Sync>,
+    /// The authentication pools.
+    pub pools: Box<dyn Fn() -> Pools + Send + Sync>,
+    /// The running policy: (source, digest).
+    pub policy: Box<dyn Fn() -> (String, String) + Send + Sync>,
 }
 
 /// The proxy's metrics.
@@ -56,6 +96,10 @@ pub struct Metrics {
     connections: Gauge,
     tunnels: Gauge,
     leaves: Gauge,
+    credentials: Family<Outcome, Counter>,
+    pool_in_use: Family<Pool, Gauge>,
+    pool_size: Family<Pool, Gauge>,
+    policy: Family<PolicyLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -77,6 +121,10 @@ impl Metrics {
             connections: Gauge::default(),
             tunnels: Gauge::default(),
             leaves: Gauge::default(),
+            credentials: Family::default(),
+            pool_in_use: Family::default(),
+            pool_size: Family::default(),
+            policy: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -111,6 +159,31 @@ impl Metrics {
             "Interception leaf certificates signed since start",
             m.leaves.clone(),
         );
+        registry.register(
+            "credential_cache",
+            "Basic credential checks by result: hit (cached verdict), load (asked the realm), stale (served past its TTL while the realm was down)",
+            m.credentials.clone(),
+        );
+        registry.register(
+            "auth_pool_in_use",
+            "Authentication workers busy: NTLM helpers leased, Negotiate validations running",
+            m.pool_in_use.clone(),
+        );
+        registry.register(
+            "auth_pool_size",
+            "Authentication workers allowed (max_helpers, max_concurrent)",
+            m.pool_size.clone(),
+        );
+        registry.register(
+            "policy",
+            "The running policy (always 1): its file and the digest of its text",
+            m.policy.clone(),
+        );
+        registry.register(
+            "directory_operation_seconds",
+            "Directory operations by realm, operation (search, bind) and outcome",
+            crate::directory::timing::OPERATIONS.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -125,6 +198,32 @@ impl Metrics {
         self.connections.set((live.connections)());
         self.tunnels.set((live.tunnels)());
         self.leaves.set((live.leaves_minted)());
+        // Counters kept elsewhere: brought up to their value now (only here
+        // are these counters moved, so they never go down).
+        let c = (live.credentials)();
+        for (result, now) in [("hit", c.hits), ("load", c.loads), ("stale", c.stale)] {
+            let counter = self.credentials.get_or_create(&Outcome { result });
+            counter.inc_by(now.saturating_sub(counter.get()));
+        }
+        let pools = (live.pools)();
+        for (pool, value) in [
+            ("ntlm_helpers", pools.ntlm_helpers),
+            ("negotiate", pools.negotiate),
+        ] {
+            if let Some((in_use, size)) = value {
+                self.pool_in_use
+                    .get_or_create(&Pool { pool })
+                    .set(in_use as i64);
+                self.pool_size
+                    .get_or_create(&Pool { pool })
+                    .set(size as i64);
+            }
+        }
+        let (source, digest) = (live.policy)();
+        self.policy.clear();
+        self.policy
+            .get_or_create(&PolicyLabels { source, digest })
+            .set(1);
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -136,6 +136,10 @@ pub struct Policy {
     pub categories: Categories,
     /// Where it came from, for messages.
     pub source: String,
+    /// SHA-256 (first 16 hex digits) of the policy file's text and the
+    /// `allowed_*` shortcut: which policy runs, for `/metrics` (list and
+    /// category files are not in it).
+    pub digest: String,
 }
 
 impl Policy {
@@ -143,18 +147,24 @@ impl Policy {
     /// `allowed_groups`/`allowed_users` shortcut as a last layer.
     /// List files (`host_file`, `dest_file`) are read relative to the policy file.
     pub fn load(cfg: &PolicyConfig) -> Result<Self, LoadError> {
-        let (file, source, base) = match &cfg.file {
-            Some(path) => (
-                read_file(path)?,
-                path.display().to_string(),
-                path.parent().unwrap_or(Path::new(".")).to_path_buf(),
-            ),
+        let (file, text, source, base) = match &cfg.file {
+            Some(path) => {
+                let (file, text) = read_file(path)?;
+                (
+                    file,
+                    text,
+                    path.display().to_string(),
+                    path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+                )
+            }
             None => (
                 PolicyFile::default(),
+                String::new(),
                 "built-in policy".to_string(),
                 ".".into(),
             ),
         };
+        let digest = digest(&text, &cfg.allowed_groups, &cfg.allowed_users);
         let mut layers = compile::compile(&file, &source, &base)?;
         if let Some(layer) = allowed_layer(cfg) {
             layers.push(layer);
@@ -169,6 +179,7 @@ impl Policy {
             default: file.default,
             categories,
             source,
+            digest,
         })
     }
 
@@ -191,6 +202,7 @@ impl Policy {
             default: file.default,
             categories: Categories::default(),
             source: "policy".into(),
+            digest: digest(text, &[], &[]),
         })
     }
 
@@ -313,15 +325,34 @@ fn any_url_rule(layers: &[Layer]) -> bool {
         .any(|r| r.urls.is_some())
 }
 
-fn read_file(path: &Path) -> Result<PolicyFile, LoadError> {
+fn read_file(path: &Path) -> Result<(PolicyFile, String), LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    toml_edit::de::from_str(&text).map_err(|e| LoadError::Syntax {
+    let file = toml_edit::de::from_str(&text).map_err(|e| LoadError::Syntax {
         source_name: path.display().to_string(),
         message: e.to_string(),
-    })
+    })?;
+    Ok((file, text))
+}
+
+fn digest(text: &str, groups: &[String], users: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(text.as_bytes());
+    for g in groups {
+        h.update(b"\0group:");
+        h.update(g.as_bytes());
+    }
+    for u in users {
+        h.update(b"\0user:");
+        h.update(u.as_bytes());
+    }
+    h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `allowed_groups = [...]` / `allowed_users = [...]`: the seed's rule —

@@ -187,30 +187,7 @@ pub async fn run(
     }
     let admin_stop = CancellationToken::new();
     if let (Some(listener), Some(metrics)) = (admin_listener, metrics.clone()) {
-        let (acc2, proxy2, proxy3, proxy4, proxy5) = (
-            acc.clone(),
-            proxy.clone(),
-            proxy.clone(),
-            proxy.clone(),
-            proxy.clone(),
-        );
-        let admin = crate::admin::Admin {
-            metrics,
-            live: crate::metrics::Live {
-                connections: Box::new(move || acc2.slots.open() as i64),
-                tunnels: Box::new(move || proxy2.tunnels.len() as i64),
-                leaves_minted: Box::new(move || {
-                    proxy3
-                        .interceptor
-                        .load()
-                        .as_ref()
-                        .map_or(0, |i| i.minter.minted() as i64)
-                }),
-            },
-            realms: Box::new(move || proxy4.auth.realms()),
-            probe_timeout: config.admin.probe_timeout,
-            pac: Box::new(move || crate::admin::pac::pac(&proxy5.config.load().pac)),
-        };
+        let admin = admin_endpoints(metrics, &acc, &proxy);
         if let Ok(a) = listener.local_addr() {
             tracing::info!(address = %a, "admin endpoints (/metrics, /healthz, /readyz)");
         }
@@ -261,6 +238,53 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The admin listener's view of the running proxy: everything read at
+/// request or scrape time, so a reload shows at once.
+fn admin_endpoints(
+    metrics: Arc<crate::metrics::Metrics>,
+    acc: &Arc<Acceptor<Proxy>>,
+    proxy: &Arc<Proxy>,
+) -> crate::admin::Admin {
+    let acc = acc.clone();
+    crate::admin::Admin {
+        metrics,
+        live: crate::metrics::Live {
+            connections: Box::new(move || acc.slots.open() as i64),
+            tunnels: on(proxy, |p| p.tunnels.len() as i64),
+            leaves_minted: on(proxy, |p| {
+                let i = p.interceptor.load();
+                i.as_ref().map_or(0, |i| i.minter.minted() as i64)
+            }),
+            credentials: on(proxy, |p| {
+                use std::sync::atomic::Ordering::Relaxed;
+                let c = p.auth.cache_counters();
+                crate::metrics::CacheCounts {
+                    hits: c.hits.load(Relaxed),
+                    loads: c.loads.load(Relaxed),
+                    stale: c.stale.load(Relaxed),
+                }
+            }),
+            pools: on(proxy, |p| crate::metrics::Pools {
+                ntlm_helpers: p.auth.ntlm_helpers(),
+                negotiate: p.auth.negotiate_slots(),
+            }),
+            policy: on(proxy, |p| {
+                let policy = p.policy.load();
+                (policy.source.clone(), policy.digest.clone())
+            }),
+        },
+        realms: on(proxy, |p| p.auth.realms()),
+        probe_timeout: proxy.config.load().admin.probe_timeout,
+        pac: on(proxy, |p| crate::admin::pac::pac(&p.config.load().pac)),
+    }
+}
+
+/// `f` of the running proxy, as a boxed reader.
+fn on<T: 'static>(proxy: &Arc<Proxy>, f: fn(&Proxy) -> T) -> Box<dyn Fn() -> T + Send + Sync> {
+    let proxy = proxy.clone();
+    Box::new(move || f(&proxy))
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.

@@ -99,6 +99,20 @@ async fn counters_move_by_exactly_the_traffic_sent() {
         "{after}"
     );
     assert!(delta(r#"gatehouse_bytes_total{direction="sc"}"#) > 0.0);
+    // bob's password was checked once (three connections: one load, two hits).
+    assert_eq!(
+        delta(r#"gatehouse_credential_cache_total{result="load"}"#),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        delta(r#"gatehouse_credential_cache_total{result="hit"}"#),
+        2.0
+    );
+    assert!(
+        after.contains(r#"gatehouse_policy{source="built-in policy",digest=""#),
+        "{after}"
+    );
     assert!(after.contains("gatehouse_open_connections "), "{after}");
     // SIGHUP: a reload counted.
     gh.signal("HUP");
@@ -210,4 +224,48 @@ async fn browsers_get_a_pac_file_that_sends_internal_names_direct() {
          www.example.test -> {proxy}\nnotcorp.example -> {proxy}\n192.168.1.20 -> DIRECT\n8.8.8.8 -> {proxy}\n"
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+}
+
+/// Directory operations are timed by realm, operation and outcome: a right
+/// and a wrong password against a real slapd move exactly their series.
+#[tokio::test(flavor = "multi_thread")]
+async fn directory_operations_are_timed_by_outcome() {
+    let lab = common::lab::Slapd::start();
+    let origin = Origin::start().await;
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let gh = Gatehouse::start(
+        "",
+        &format!(
+            "[auth]\nrequired = true\nrealms = [\"{}\"]\n[admin]\naddress = \"{admin}\"\n",
+            lab.realm_file("memberof", "").display()
+        ),
+    );
+    gh.wait_stderr("admin endpoints", 1);
+    let (_, before) = get(admin, "/metrics").await;
+    for (creds, want) in [("alice:alice-pw", 200), ("bob:not-bobs", 407)] {
+        let r = raw_exchange(
+            gh.addr(),
+            format!(
+                "GET {} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {}\r\nConnection: close\r\n\r\n",
+                origin.url("/"),
+                basic(creds)
+            )
+            .as_bytes(),
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(status_of(&r), want, "{r}");
+    }
+    gh.log_lines(2);
+    let (_, after) = get(admin, "/metrics").await;
+    let delta = |series: &str| sample(&after, series) - sample(&before, series);
+    let count = |op: &str, outcome: &str| {
+        delta(&format!(
+            r#"gatehouse_directory_operation_seconds_count{{realm="lab",op="{op}",outcome="{outcome}"}}"#
+        ))
+    };
+    assert_eq!(count("bind", "ok"), 1.0, "{after}");
+    assert_eq!(count("bind", "wrong_password"), 1.0, "{after}");
+    assert!(count("search", "ok") >= 2.0, "the users found: {after}");
+    assert_eq!(count("search", "unavailable"), 0.0);
 }

@@ -224,6 +224,12 @@ impl Negotiate {
         }
     }
 
+    /// Validation slots (in use, size), for `/metrics`.
+    pub(crate) fn slots(&self) -> (usize, usize) {
+        let s = &self.acceptor.slots;
+        (s.size().saturating_sub(s.available()), s.size())
+    }
+
     /// Accepts a Negotiate token and maps its principal to a directory user.
     pub(crate) async fn step(
         &self,

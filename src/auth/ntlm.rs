@@ -78,6 +78,11 @@ impl Ntlm {
         }
     }
 
+    /// The helper pool (for `/metrics`).
+    pub(crate) fn pool(&self) -> &HelperPool {
+        &self.pool
+    }
+
     /// One step of a handshake, given the NTLM message (already out of its
     /// base64 and any SPNEGO): a type 1 gets a type 2 back as
     /// [`AuthFailure::Continue`] and moves `state` to challenged; a type 3

@@ -117,6 +117,11 @@ impl HelperPool {
         })
     }
 
+    /// `max_helpers`: helpers at most.
+    pub fn size(&self) -> usize {
+        self.max
+    }
+
     /// Helpers that could be leased now (not held by a handshake).
     pub fn available(&self) -> usize {
         self.slots.available_permits()

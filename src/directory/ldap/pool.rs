@@ -141,8 +141,22 @@ impl LdapPool {
             .await
     }
 
-    /// [`LdapPool::search`] with an explicit scope.
+    /// [`LdapPool::search`] with an explicit scope, timed.
     pub async fn search_scoped(
+        &self,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<SearchEntry>, Unavailable> {
+        let started = std::time::Instant::now();
+        let result = self.search_untimed(base, scope, filter, attrs).await;
+        let outcome = if result.is_ok() { "ok" } else { "unavailable" };
+        crate::directory::timing::observe(&self.cfg.name, "search", outcome, started.elapsed());
+        result
+    }
+
+    async fn search_untimed(
         &self,
         base: &str,
         scope: Scope,
@@ -189,8 +203,8 @@ impl LdapPool {
         )))
     }
 
-    /// Checks a password with a simple bind as `dn`. `Ok(false)`: wrong password.
-    /// An empty password never gets here: it would be an unauthenticated bind.
+    /// Checks a password with a simple bind as `dn`, timed. An empty
+    /// password never gets here: it would be an unauthenticated bind.
     pub async fn check_password(
         &self,
         dn: &str,
@@ -199,6 +213,19 @@ impl LdapPool {
         if password.is_empty() || dn.is_empty() {
             return Ok(BindOutcome::WrongPassword);
         }
+        let started = std::time::Instant::now();
+        let result = self.bind_untimed(dn, password).await;
+        let outcome = match &result {
+            Ok(BindOutcome::Success) => "ok",
+            Ok(BindOutcome::WrongPassword) | Ok(BindOutcome::Account(_)) => "wrong_password",
+            Ok(BindOutcome::Trouble(_)) => "refused",
+            Err(_) => "unavailable",
+        };
+        crate::directory::timing::observe(&self.cfg.name, "bind", outcome, started.elapsed());
+        result
+    }
+
+    async fn bind_untimed(&self, dn: &str, password: &str) -> Result<BindOutcome, Unavailable> {
         let _permit = tokio::time::timeout(self.op_timeout(), self.binders.acquire())
             .await
             .map_err(|_| {
