@@ -20,7 +20,7 @@ use std::sync::mpsc::{
 };
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 pub use record::{AccessRecord, FilterResult};
 
@@ -33,6 +33,9 @@ enum Msg {
     Reopen {
         path: String,
         format: LogFormat,
+        /// Past this the asker has given up: the writer must not switch
+        /// after a refusal was reported.
+        deadline: Instant,
         done: SyncSender<io::Result<()>>,
     },
     Close,
@@ -40,19 +43,56 @@ enum Msg {
 
 type Destination = (BufWriter<Box<dyn Write + Send>>, bool);
 
-/// `-` (stdout) or the file at `path`, appended; whether it is empty.
+/// `-` (stdout) or the regular file at `path`, appended; whether it is
+/// empty. Opened non-blocking and refused unless it is a regular file: a
+/// FIFO (or device) put in the log's place must not park the writer in
+/// `open(2)` or `write(2)` forever.
 fn open_destination(path: &str) -> io::Result<Destination> {
+    use std::os::unix::fs::OpenOptionsExt;
     let (out, is_new): (Box<dyn Write + Send>, bool) = if path == "-" {
         (Box::new(io::stdout()), true)
     } else {
+        let nonblocking = rustix::fs::OFlags::NONBLOCK.bits() as i32;
         let f = OpenOptions::new()
             .create(true)
             .append(true)
+            .custom_flags(nonblocking)
             .open(PathBuf::from(path))?;
-        let is_new = f.metadata()?.len() == 0;
-        (Box::new(f), is_new)
+        let meta = f.metadata()?;
+        if !meta.is_file() {
+            return Err(io::Error::other(format!(
+                "{path} is not a regular file (a FIFO or device would stall the log)"
+            )));
+        }
+        rustix::fs::fcntl_setfl(&f, rustix::fs::OFlags::APPEND)?;
+        (Box::new(f), meta.len() == 0)
     };
     Ok((BufWriter::with_capacity(64 * 1024, out), is_new))
+}
+
+/// How long a reopen or the final close may wait for the writer.
+const WRITER_WAIT: Duration = Duration::from_secs(10);
+
+/// Queues a control message without ever blocking past `deadline`: a
+/// writer stalled on its disk leaves the queue full.
+fn send_by(tx: &SyncSender<Msg>, mut msg: Msg, deadline: Instant) -> io::Result<()> {
+    loop {
+        match tx.try_send(msg) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(io::Error::other("the access log writer has stopped"))
+            }
+            Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                msg = m;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(TrySendError::Full(_)) => {
+                return Err(io::Error::other(
+                    "the access log writer is stalled (its queue stays full)",
+                ))
+            }
+        }
+    }
 }
 
 /// Something that sees every record as it is written (the metrics).
@@ -67,6 +107,8 @@ pub struct AccessLog {
     tx: SyncSender<Msg>,
     dropped: Arc<AtomicU64>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// Disconnected when the writer thread has ended.
+    ended: Arc<Mutex<Receiver<()>>>,
     observer: Option<Arc<dyn Observe>>,
 }
 
@@ -75,14 +117,19 @@ impl AccessLog {
     pub fn open(cfg: &AccessLogConfig) -> io::Result<Self> {
         let (out, is_new) = open_destination(&cfg.path)?;
         let (tx, rx) = sync_channel(cfg.queue);
+        let (alive, ended) = sync_channel::<()>(0);
         let format = cfg.format;
         let thread = std::thread::Builder::new()
             .name("accesslog".into())
-            .spawn(move || writer(rx, out, format, is_new))?;
+            .spawn(move || {
+                let _alive = alive;
+                writer(rx, out, format, is_new)
+            })?;
         Ok(Self {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
             thread: Arc::new(Mutex::new(Some(thread))),
+            ended: Arc::new(Mutex::new(ended)),
             observer: None,
         })
     }
@@ -116,18 +163,20 @@ impl AccessLog {
     /// done it (call it off the async threads); on failure the old
     /// destination stays.
     pub fn reopen(&self, cfg: &AccessLogConfig) -> io::Result<()> {
+        let deadline = Instant::now() + WRITER_WAIT;
         let (done, result) = sync_channel(1);
         let msg = Msg::Reopen {
             path: cfg.path.clone(),
             format: cfg.format,
+            deadline,
             done,
         };
-        self.tx
-            .send(msg)
-            .map_err(|_| io::Error::other("the access log writer has stopped"))?;
+        send_by(&self.tx, msg, deadline)?;
+        // A moment past the writer's deadline: an answer it sends in time is read.
+        let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
         result
-            .recv_timeout(Duration::from_secs(10))
-            .map_err(|_| io::Error::other("the access log writer did not answer"))?
+            .recv_timeout(left)
+            .map_err(|_| io::Error::other("the access log writer did not answer in time"))?
     }
 
     /// Lines dropped because the writer could not keep up.
@@ -135,13 +184,28 @@ impl AccessLog {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Writes every queued line, flushes, and stops the writer.
+    /// Writes every queued line, flushes, and stops the writer — waiting at
+    /// most [`WRITER_WAIT`] for a stalled disk (shutdown must end).
     pub fn close(&self) {
         let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(handle) = handle {
-            // A blocking send: shutdown may wait for the disk, the data path never does.
-            let _ = self.tx.send(Msg::Close);
-            let _ = handle.join();
+            let deadline = Instant::now() + WRITER_WAIT;
+            let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+            let closed = send_by(&self.tx, Msg::Close, deadline).and_then(|()| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match ended.recv_timeout(left) {
+                    Err(RecvTimeoutError::Timeout) => {
+                        Err(io::Error::other("the access log writer did not finish"))
+                    }
+                    _ => Ok(()),
+                }
+            });
+            match closed {
+                Ok(()) => {
+                    let _ = handle.join();
+                }
+                Err(e) => tracing::error!(error = %e, "access log not flushed at exit"),
+            }
         }
     }
 }
@@ -166,19 +230,28 @@ fn begin(out: &mut impl Write, format: LogFormat, is_new: bool) {
     }
 }
 
-/// Handles a reopen: the old destination flushed, the new one begun.
+/// A reopen's request: the path, the format, the asker's deadline, and
+/// where the answer goes.
+type ReopenRequest<'a> = (&'a str, LogFormat, Instant, SyncSender<io::Result<()>>);
+
+/// Handles a reopen: the old destination flushed, the new one begun — unless
+/// the asker gave up meanwhile (a refused reload must not switch later).
 fn reopen(
     out: &mut BufWriter<Box<dyn Write + Send>>,
     format: &mut LogFormat,
-    path: &str,
-    new_format: LogFormat,
-) -> io::Result<()> {
+    (path, new_format, deadline, done): ReopenRequest<'_>,
+) {
     let _ = out.flush();
-    let (mut new, is_new) = open_destination(path)?;
-    begin(&mut new, new_format, is_new);
-    *out = new;
-    *format = new_format;
-    Ok(())
+    let result = open_destination(path).and_then(|(mut new, is_new)| {
+        if Instant::now() >= deadline {
+            return Err(io::Error::other("too late: the reload gave up"));
+        }
+        begin(&mut new, new_format, is_new);
+        *out = new;
+        *format = new_format;
+        Ok(())
+    });
+    let _ = done.send(result);
 }
 
 fn writer(
@@ -204,10 +277,9 @@ fn writer(
                 Ok(Msg::Reopen {
                     path,
                     format: f,
+                    deadline,
                     done,
-                }) => {
-                    let _ = done.send(reopen(&mut out, &mut format, &path, f));
-                }
+                }) => reopen(&mut out, &mut format, (&path, f, deadline, done)),
                 Ok(Msg::Close) | Err(TryRecvError::Disconnected) => {
                     let _ = out.flush();
                     return;
@@ -225,13 +297,61 @@ fn writer(
             Ok(Msg::Reopen {
                 path,
                 format: f,
+                deadline,
                 done,
-            }) => {
-                let _ = done.send(reopen(&mut out, &mut format, &path, f));
-            }
+            }) => reopen(&mut out, &mut format, (&path, f, deadline, done)),
             Ok(Msg::Close) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {}
         }
     }
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(path: &std::path::Path) -> AccessLogConfig {
+        AccessLogConfig {
+            path: path.display().to_string(),
+            ..AccessLogConfig::default()
+        }
+    }
+
+    fn line(log: &AccessLog, host: &str) {
+        let mut r = AccessRecord::new([127, 0, 0, 1].into(), [127, 0, 0, 1].into());
+        r.host = host.into();
+        log.write(r);
+    }
+
+    /// A FIFO in the log's place (with no reader, or one that never reads)
+    /// must not park the writer: refused at open and at reopen, and the old
+    /// file keeps every line.
+    #[test]
+    fn a_fifo_is_refused_and_the_old_file_keeps_logging() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        assert!(AccessLog::open(&cfg(&fifo)).is_err());
+        let file = dir.path().join("access.log");
+        let log = AccessLog::open(&cfg(&file)).unwrap();
+        line(&log, "before.example");
+        let started = Instant::now();
+        assert!(log.reopen(&cfg(&fifo)).is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "refused at once"
+        );
+        line(&log, "after.example");
+        log.close();
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.contains("before.example") && text.contains("after.example"),
+            "{text}"
+        );
+    }
 }

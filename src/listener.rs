@@ -158,6 +158,7 @@ async fn serve_connection<S: Service>(
         tls,
     } = at;
     let cfg = acc.settings.load_full();
+    let accepted = tokio::time::Instant::now();
     // The handshake runs under the connection's slot and the header timeout:
     // a client that opens TLS and stalls holds no more than a silent one.
     let stream = match acc.tls.load_full() {
@@ -182,7 +183,7 @@ async fn serve_connection<S: Service>(
         header: cfg.header_read_timeout,
         idle: cfg.idle_timeout,
     };
-    let io = GuardedStream::new(stream, limits, timeouts, conn.clone());
+    let io = GuardedStream::new(stream, limits, timeouts, conn.clone(), accepted);
     let (svc, conn2) = (acc.service.clone(), conn.clone());
     let service = service_fn(move |req| svc.clone().serve(conn2.clone(), req));
 

@@ -39,6 +39,18 @@ struct Outcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheResult {
+    realm: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Authenticated {
+    scheme: String,
+    cached: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Pool {
     pool: &'static str,
 }
@@ -60,6 +72,17 @@ pub struct CacheCounts {
     pub stale: u64,
 }
 
+impl From<&crate::directory::cache::Counters> for CacheCounts {
+    fn from(c: &crate::directory::cache::Counters) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        Self {
+            hits: c.hits.load(Relaxed),
+            loads: c.loads.load(Relaxed),
+            stale: c.stale.load(Relaxed),
+        }
+    }
+}
+
 /// What the auth pools hold now: (in use, size) each, `None` when off.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Pools {
@@ -79,6 +102,8 @@ pub struct Live {
     pub leaves_minted: Box<dyn Fn() -> i64 + Send + Sync>,
     /// The credential cache's counts.
     pub credentials: Box<dyn Fn() -> CacheCounts + Send + Sync>,
+    /// Each directory realm's user cache: (realm, counts).
+    pub directories: Box<dyn Fn() -> Vec<(String, CacheCounts)> + Send + Sync>,
     /// The authentication pools.
     pub pools: Box<dyn Fn() -> Pools + Send + Sync>,
     /// The running policy: (source, digest).
@@ -97,6 +122,11 @@ pub struct Metrics {
     tunnels: Gauge,
     leaves: Gauge,
     credentials: Family<Outcome, Counter>,
+    directory_cache: Family<CacheResult, Counter>,
+    /// The raw counts last seen for each scrape-time counter: a realm's
+    /// counts start again from 0 when a reload builds it anew.
+    seen: std::sync::Mutex<std::collections::HashMap<(String, &'static str), u64>>,
+    authentications: Family<Authenticated, Counter>,
     pool_in_use: Family<Pool, Gauge>,
     pool_size: Family<Pool, Gauge>,
     policy: Family<PolicyLabels, Gauge>,
@@ -122,6 +152,9 @@ impl Metrics {
             tunnels: Gauge::default(),
             leaves: Gauge::default(),
             credentials: Family::default(),
+            directory_cache: Family::default(),
+            seen: Default::default(),
+            authentications: Family::default(),
             pool_in_use: Family::default(),
             pool_size: Family::default(),
             policy: Family::default(),
@@ -165,6 +198,16 @@ impl Metrics {
             m.credentials.clone(),
         );
         registry.register(
+            "directory_cache",
+            "Directory user lookups by realm and result: hit, load (asked the directory), stale (served while it was down)",
+            m.directory_cache.clone(),
+        );
+        registry.register(
+            "authentications",
+            "Transactions by the scheme that authenticated them; cached: the connection or a cached verdict vouched",
+            m.authentications.clone(),
+        );
+        registry.register(
             "auth_pool_in_use",
             "Authentication workers busy: NTLM helpers leased, Negotiate validations running",
             m.pool_in_use.clone(),
@@ -200,11 +243,27 @@ impl Metrics {
         self.leaves.set((live.leaves_minted)());
         // Counters kept elsewhere: brought up to their value now (only here
         // are these counters moved, so they never go down).
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let c = (live.credentials)();
         for (result, now) in [("hit", c.hits), ("load", c.loads), ("stale", c.stale)] {
-            let counter = self.credentials.get_or_create(&Outcome { result });
-            counter.inc_by(now.saturating_sub(counter.get()));
+            let last = seen.entry(("-".into(), result)).or_default();
+            catch_up(
+                &self.credentials.get_or_create(&Outcome { result }),
+                last,
+                now,
+            );
         }
+        for (realm, c) in (live.directories)() {
+            for (result, now) in [("hit", c.hits), ("load", c.loads), ("stale", c.stale)] {
+                let last = seen.entry((realm.clone(), result)).or_default();
+                let labels = CacheResult {
+                    realm: realm.clone(),
+                    result,
+                };
+                catch_up(&self.directory_cache.get_or_create(&labels), last, now);
+            }
+        }
+        drop(seen);
         let pools = (live.pools)();
         for (pool, value) in [
             ("ntlm_helpers", pools.ntlm_helpers),
@@ -231,8 +290,26 @@ impl Metrics {
     }
 }
 
+/// Moves `counter` by what a count kept elsewhere moved since `last`; a
+/// count that went down was started anew (a reload), so all of it is new.
+fn catch_up(counter: &Counter, last: &mut u64, now: u64) {
+    counter.inc_by(if now >= *last { now - *last } else { now });
+    *last = now;
+}
+
 impl Observe for Metrics {
     fn observe(&self, r: &AccessRecord) {
+        if let Some(s) = r.auth_scheme.as_deref() {
+            let (scheme, cached) = match s.strip_suffix("-cached") {
+                Some(base) => (base, "yes"),
+                None => (s, "no"),
+            };
+            let labels = Authenticated {
+                scheme: scheme.to_string(),
+                cached,
+            };
+            self.authentications.get_or_create(&labels).inc();
+        }
         let scheme = match r.scheme {
             Some("https") => "https",
             Some("http") => "http",

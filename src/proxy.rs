@@ -230,7 +230,12 @@ pub async fn serve(
                 Some(j) => connect::Mode::Detect(j),
                 None => connect::Mode::Raw,
             };
-            connect::connect(&proxy, &conn, req, dial, mode, record, in_flight).await
+            let tunnel = connect::Tunnel {
+                dial,
+                mode,
+                config: config.clone(),
+            };
+            connect::connect(&proxy, &conn, req, tunnel, record, in_flight).await
         }
         (Plan::Forward(decision), Some(target)) => {
             record.rule = decision.rule_names();

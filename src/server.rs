@@ -257,14 +257,15 @@ fn admin_endpoints(
                 let i = p.interceptor.load();
                 i.as_ref().map_or(0, |i| i.minter.minted() as i64)
             }),
-            credentials: on(proxy, |p| {
-                use std::sync::atomic::Ordering::Relaxed;
-                let c = p.auth.cache_counters();
-                crate::metrics::CacheCounts {
-                    hits: c.hits.load(Relaxed),
-                    loads: c.loads.load(Relaxed),
-                    stale: c.stale.load(Relaxed),
-                }
+            credentials: on(proxy, |p| p.auth.cache_counters().into()),
+            directories: on(proxy, |p| {
+                let realms = p.auth.realms();
+                let ldap = realms.iter().filter_map(|r| match r {
+                    crate::directory::Realm::Ldap(l) => Some(l),
+                    crate::directory::Realm::Local(_) => None,
+                });
+                ldap.map(|l| (l.name().to_string(), (&l.cache().counters).into()))
+                    .collect()
             }),
             pools: on(proxy, |p| crate::metrics::Pools {
                 ntlm_helpers: p.auth.ntlm_helpers(),

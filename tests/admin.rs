@@ -268,4 +268,14 @@ async fn directory_operations_are_timed_by_outcome() {
     assert_eq!(count("bind", "wrong_password"), 1.0, "{after}");
     assert!(count("search", "ok") >= 2.0, "the users found: {after}");
     assert_eq!(count("search", "unavailable"), 0.0);
+    // Two users looked up once each; alice authenticated by Basic.
+    assert_eq!(
+        delta(r#"gatehouse_directory_cache_total{realm="lab",result="load"}"#),
+        2.0,
+        "{after}"
+    );
+    assert_eq!(
+        delta(r#"gatehouse_authentications_total{scheme="basic",cached="no"}"#),
+        1.0
+    );
 }

@@ -279,6 +279,22 @@ fn write(path: &Path, text: &str, mode: u32) -> Result<bool, (String, String)> {
 /// the machine account's name.
 fn check_arguments(a: &JoinArgs, l: &Layout) -> Step {
     use std::os::unix::fs::PermissionsExt;
+    // Written into smb.conf and krb5.conf: names and addresses only (a
+    // newline would be a new directive).
+    let plain = |v: &str| {
+        !v.is_empty()
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b))
+    };
+    if !plain(&a.domain) || a.dc.as_deref().is_some_and(|d| !plain(d)) {
+        return Err(fail(
+            "--domain and --dc take a DNS name (or, --dc, an address)",
+            "--domain CORP.EXAMPLE.COM --dc 10.0.0.5",
+        ));
+    }
+    if a.ou.as_deref().is_some_and(|o| o.contains(['\n', '\r'])) {
+        return Err(fail("--ou has a line break", "give the OU on one line"));
+    }
     let host = a.spn.strip_prefix("HTTP/").unwrap_or_default();
     if host.is_empty() || host.contains(['/', '@', ' ']) {
         return Err(fail(

@@ -34,6 +34,9 @@ pub struct Limit {
     /// One permit per open connection.
     pub permits: Arc<Semaphore>,
     max: std::sync::atomic::AtomicUsize,
+    /// Permits a lowered limit still has to take back (held by open
+    /// connections until they close).
+    owed: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Limit {
@@ -42,6 +45,7 @@ impl Limit {
         Self {
             permits: Arc::new(Semaphore::new(max)),
             max: max.into(),
+            owed: Arc::default(),
         }
     }
 
@@ -52,7 +56,8 @@ impl Limit {
 
     /// Connections open now.
     pub fn open(&self) -> usize {
-        self.max().saturating_sub(self.permits.available_permits())
+        let owed = self.owed.load(std::sync::atomic::Ordering::Relaxed);
+        (self.max() + owed).saturating_sub(self.permits.available_permits())
     }
 
     /// Changes the limit to `max`.
@@ -64,11 +69,13 @@ impl Limit {
             let owed = (old - max) - self.permits.forget_permits(old - max);
             if owed > 0 {
                 // Taken back as connections close.
-                let permits = self.permits.clone();
+                let (permits, debt) = (self.permits.clone(), self.owed.clone());
+                debt.fetch_add(owed, std::sync::atomic::Ordering::Relaxed);
                 tokio::spawn(async move {
                     if let Ok(p) = permits.acquire_many_owned(owed as u32).await {
                         p.forget();
                     }
+                    debt.fetch_sub(owed, std::sync::atomic::Ordering::Relaxed);
                 });
             }
         }
@@ -120,5 +127,36 @@ mod tests {
         let _s = take(&global, &per, ip).unwrap();
         assert_eq!(take(&global, &per, ip).unwrap_err(), Full::Proxy);
         assert_eq!(per.open(ip), 1);
+    }
+
+    #[tokio::test]
+    async fn a_lowered_limit_takes_permits_back_as_connections_close() {
+        let l = Limit::new(4);
+        let held: Vec<_> = (0..3)
+            .map(|_| l.permits.clone().try_acquire_owned().unwrap())
+            .collect();
+        l.resize(1);
+        assert_eq!(
+            l.open(),
+            3,
+            "the open connections are counted, not the limit"
+        );
+        assert!(l.permits.clone().try_acquire_owned().is_err(), "no room");
+        drop(held);
+        for _ in 0..100 {
+            if l.owed.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(l.open(), 0);
+        let one = l.permits.clone().try_acquire_owned().unwrap();
+        assert!(
+            l.permits.clone().try_acquire_owned().is_err(),
+            "the new limit is 1"
+        );
+        drop(one);
+        l.resize(3);
+        assert_eq!(l.permits.available_permits(), 3);
     }
 }

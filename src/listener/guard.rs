@@ -60,14 +60,17 @@ pub struct GuardedStream {
 }
 
 impl GuardedStream {
-    /// Guards `inner` with these limits and timeouts.
+    /// Guards `inner` with these limits and timeouts, the clocks started at
+    /// `accepted` (a TLS client's handshake counts against the first head's
+    /// `header_read_timeout`, as a plain client's silence does).
     pub fn new(
         inner: ClientStream,
         limits: Limits,
         timeouts: Timeouts,
         conn: Arc<ConnState>,
+        accepted: Instant,
     ) -> Self {
-        let now = Instant::now();
+        let now = accepted;
         Self {
             inner,
             framer: Framer::new(limits),

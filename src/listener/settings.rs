@@ -92,8 +92,13 @@ impl ListenerConfig {
                 "TLS listeners need listener.tls_cert_file and listener.tls_key_file",
             ));
         }
-        if l.max_connections == 0 {
-            return Err(invalid("listener.max_connections", "must be at least 1"));
+        // A semaphore holds at most ~2^61 permits; far beyond any real
+        // limit (a process has 20,000 file descriptors here), so cap it.
+        if !(1..=1_000_000).contains(&l.max_connections) {
+            return Err(invalid(
+                "listener.max_connections",
+                "must be between 1 and 1000000",
+            ));
         }
         if l.max_connections_per_address == 0 {
             return Err(invalid(

@@ -13,6 +13,7 @@ use super::plan::{detected, detected_tls, judge_detected};
 use super::{Failed, Proxy};
 use crate::accesslog::{AccessRecord, FilterResult};
 use crate::body::ResponseBody;
+use crate::config::Config;
 use crate::conn::{ConnState, InFlight};
 use crate::directory::Identity;
 use crate::intercept::session::Inner;
@@ -95,17 +96,28 @@ pub(super) enum Mode {
     Intercept(Judged),
 }
 
-/// Dials, answers `200`, and spawns the session in `mode`.
+/// A CONNECT as its plan decided it: the addresses to dial, the mode, and
+/// the settings the request was decided under — which the tunnel keeps to
+/// its end, whatever a reload swaps in meanwhile.
+pub(super) struct Tunnel {
+    /// The resolved addresses the policy judged.
+    pub dial: Vec<SocketAddr>,
+    /// Raw, detected or intercepted.
+    pub mode: Mode,
+    /// The request's configuration.
+    pub config: Arc<Config>,
+}
+
+/// Dials, answers `200`, and spawns the session in its mode.
 pub(super) async fn connect(
     proxy: &Arc<Proxy>,
     conn: &ConnState,
     mut req: Request<Incoming>,
-    dial: Vec<SocketAddr>,
-    mode: Mode,
+    tunnel: Tunnel,
     mut record: AccessRecord,
     in_flight: InFlight,
 ) -> Result<Response<ResponseBody>, Failed> {
-    let config = proxy.config.load_full();
+    let Tunnel { dial, mode, config } = tunnel;
     let cfg = &config.tunnel;
     let name = format!("{}:{}", record.host, record.port);
     let server = match tunnel::dial(&dial, &name, cfg.connect_timeout).await {
@@ -134,12 +146,13 @@ pub(super) async fn connect(
                 let mut pending = parts.read_buf.to_vec();
                 pending.extend_from_slice(&held);
                 drop((held, parts.read_buf));
+                let how = Settled { mode, config };
                 run(
                     &proxy,
                     client,
                     pending,
                     server,
-                    mode,
+                    how,
                     &judged_by,
                     &mut record,
                 )
@@ -163,17 +176,22 @@ pub(super) async fn connect(
     Ok(resp)
 }
 
+/// A tunnel's mode and the settings it keeps.
+struct Settled {
+    mode: Mode,
+    config: Arc<Config>,
+}
+
 async fn run(
     proxy: &Proxy,
     client: ClientStream,
     pending: Vec<u8>,
     server: tokio::net::TcpStream,
-    mode: Mode,
+    how: Settled,
     judged_by: &OnceLock<Arc<str>>,
     record: &mut AccessRecord,
 ) -> TunnelEnd {
-    // The settings this tunnel keeps to its end, even if a reload swaps them.
-    let config = proxy.config.load_full();
+    let Settled { mode, config } = how;
     let cfg = &config.tunnel;
     let relay = RelaySettings {
         idle_timeout: cfg.idle_timeout,
@@ -234,6 +252,7 @@ async fn run(
             server,
         } => {
             record.intercepted = true;
+            let judged = (judged, &*config);
             intercept(proxy, client, held, server, judged, record).await
         }
     }
@@ -246,14 +265,13 @@ async fn intercept(
     client: ClientStream,
     held: Vec<u8>,
     server: tokio::net::TcpStream,
-    judged: Judged,
+    (judged, cfg): (Judged, &Config),
     record: &AccessRecord,
 ) -> TunnelEnd {
     let Some(interceptor) = proxy.interceptor.load_full() else {
         // Start-up refuses an intercepting policy without a CA; fail closed anyway.
         return crate::intercept::session::unavailable();
     };
-    let cfg = proxy.config.load_full();
     let judged = Arc::new(judged);
     let host = judged.host.clone();
     let session = crate::intercept::session::Session {
