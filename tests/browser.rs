@@ -275,3 +275,53 @@ async fn the_pac_file_points_chromium_at_the_proxy_and_direct_names_around_it() 
     assert!(!text.contains("/pac-direct"), "{text}");
     assert!(reached(&origin, "/pac-direct") && reached(&origin, "/pac-proxied"));
 }
+
+/// The PAC file offers the TLS listener first (`HTTPS host:port; PROXY …`):
+/// Chromium speaks TLS to the proxy (on 127.0.0.2 here, so the log's s-ip
+/// tells which listener served it), Basic credentials inside that TLS.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pac_file_sends_chromium_over_tls_to_the_proxy() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start().await;
+    let ca = TestCa::new(dir.path());
+    let (cert, key) = ca.leaf_pem(dir.path(), &["tls-proxy.example.test"]);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let proxy_pin = {
+        let pem = std::fs::read_to_string(&cert).unwrap();
+        let der = rustls::pki_types::pem::PemObject::from_pem_slice(pem.as_bytes()).unwrap();
+        spki_pin(&der)
+    };
+    let tls_port = free_port();
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let listener = format!(
+        "tls_addresses = [\"127.0.0.2:{tls_port}\"]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let cfg = format!(
+        "{}{}[admin]\naddress = \"{admin}\"\n[pac]\nproxy = \"{PROXY}:{{proxy_port}}\"\n\
+         https_proxy = \"tls-proxy.example.test:{tls_port}\"\n\
+         direct_domains = [\"google.com\", \"googleapis.com\", \"gstatic.com\"]\n",
+        local_realm(dir.path()),
+        resolver()
+    );
+    let gh = Gatehouse::start(&listener, &cfg);
+    gh.wait_stderr("admin endpoints", 1);
+    let input = json!({
+        "pac": format!("http://{admin}/proxy.pac"),
+        "url": format!("http://{ORIGIN}:{}/over-tls-proxy", origin.addr.port()),
+        "username": "alice",
+        "password": "alice-pw",
+        "resolve": { PROXY: "127.0.0.1", "tls-proxy.example.test": "127.0.0.2" },
+        "ignoreCertSpki": [proxy_pin],
+    });
+    let seen = tokio::task::block_in_place(|| chromium(input));
+    assert_eq!(seen["ok"], true, "{seen}\n{}", gh.stderr());
+    let line = line_for(&gh, "/over-tls-proxy", "200");
+    assert_eq!(line["cs-username"], "alice");
+    assert_eq!(
+        line["s-ip"], "127.0.0.2",
+        "served by the TLS listener: {line:?}"
+    );
+}
