@@ -28,17 +28,19 @@ use settings::{AccessLogConfig, LogFormat};
 
 enum Msg {
     Line(Box<AccessRecord>),
-    /// Open this destination in this format from the next line on; the
-    /// result goes back on `done` (a failure keeps the old destination).
-    Reopen {
-        path: String,
-        format: LogFormat,
-        /// Past this the asker has given up: the writer must not switch
-        /// after a refusal was reported.
-        deadline: Instant,
-        done: SyncSender<io::Result<()>>,
-    },
+    Reopen(Reopen),
     Close,
+}
+
+/// Open this destination in this format from the next line on; the result
+/// goes back on `done` (a failure keeps the old destination).
+struct Reopen {
+    path: String,
+    format: LogFormat,
+    /// Past this the asker has given up: the writer must not switch after a
+    /// refusal was reported.
+    deadline: Instant,
+    done: SyncSender<io::Result<()>>,
 }
 
 type Destination = (BufWriter<Box<dyn Write + Send>>, bool);
@@ -165,12 +167,12 @@ impl AccessLog {
     pub fn reopen(&self, cfg: &AccessLogConfig) -> io::Result<()> {
         let deadline = Instant::now() + WRITER_WAIT;
         let (done, result) = sync_channel(1);
-        let msg = Msg::Reopen {
+        let msg = Msg::Reopen(Reopen {
             path: cfg.path.clone(),
             format: cfg.format,
             deadline,
             done,
-        };
+        });
         send_by(&self.tx, msg, deadline)?;
         // A moment past the writer's deadline: an answer it sends in time is read.
         let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
@@ -230,28 +232,20 @@ fn begin(out: &mut impl Write, format: LogFormat, is_new: bool) {
     }
 }
 
-/// A reopen's request: the path, the format, the asker's deadline, and
-/// where the answer goes.
-type ReopenRequest<'a> = (&'a str, LogFormat, Instant, SyncSender<io::Result<()>>);
-
 /// Handles a reopen: the old destination flushed, the new one begun — unless
 /// the asker gave up meanwhile (a refused reload must not switch later).
-fn reopen(
-    out: &mut BufWriter<Box<dyn Write + Send>>,
-    format: &mut LogFormat,
-    (path, new_format, deadline, done): ReopenRequest<'_>,
-) {
+fn reopen(out: &mut BufWriter<Box<dyn Write + Send>>, format: &mut LogFormat, r: Reopen) {
     let _ = out.flush();
-    let result = open_destination(path).and_then(|(mut new, is_new)| {
-        if Instant::now() >= deadline {
+    let result = open_destination(&r.path).and_then(|(mut new, is_new)| {
+        if Instant::now() >= r.deadline {
             return Err(io::Error::other("too late: the reload gave up"));
         }
-        begin(&mut new, new_format, is_new);
+        begin(&mut new, r.format, is_new);
         *out = new;
-        *format = new_format;
+        *format = r.format;
         Ok(())
     });
-    let _ = done.send(result);
+    let _ = r.done.send(result);
 }
 
 fn writer(
@@ -274,12 +268,7 @@ fn writer(
                     write_record(&mut out, &mut line, format, &r);
                     wrote += 1;
                 }
-                Ok(Msg::Reopen {
-                    path,
-                    format: f,
-                    deadline,
-                    done,
-                }) => reopen(&mut out, &mut format, (&path, f, deadline, done)),
+                Ok(Msg::Reopen(r)) => reopen(&mut out, &mut format, r),
                 Ok(Msg::Close) | Err(TryRecvError::Disconnected) => {
                     let _ = out.flush();
                     return;
@@ -294,12 +283,7 @@ fn writer(
         }
         match rx.recv_timeout(Duration::from_secs(1)) {
             Ok(Msg::Line(r)) => write_record(&mut out, &mut line, format, &r),
-            Ok(Msg::Reopen {
-                path,
-                format: f,
-                deadline,
-                done,
-            }) => reopen(&mut out, &mut format, (&path, f, deadline, done)),
+            Ok(Msg::Reopen(r)) => reopen(&mut out, &mut format, r),
             Ok(Msg::Close) | Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {}
         }

@@ -167,49 +167,13 @@ async fn join_from_clean_then_negotiate_then_rerun_verifies_ntlm_through_its_own
         keytab.display()
     );
     let gh = Gatehouse::start_with_env("", &cfg, &[("KRB5_CONFIG", krb5.to_str().unwrap())]);
-    let cc = dir.path().join("cc");
-    let kinit = Command::new("sh")
-        .args(["-c", "echo alice-Pw1 | kinit alice"])
-        .env("KRB5_CONFIG", &krb5)
-        .env("KRB5CCNAME", format!("FILE:{}", cc.display()))
-        .output()
-        .unwrap();
-    assert!(
-        kinit.status.success(),
-        "{}",
-        String::from_utf8_lossy(&kinit.stderr)
-    );
+    let cc = kinit(&krb5, "alice", "alice-Pw1", dir.path());
     let host = SPN.trim_start_matches("HTTP/");
     let port = gh.port;
-    let curl = tokio::task::block_in_place(|| {
-        Command::new("curl")
-            .args([
-                "-sS",
-                "--proxy-negotiate",
-                "-U",
-                ":",
-                "-x",
-                &format!("http://{host}:{port}"),
-            ])
-            .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
-            .args([
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &origin.url("/joined"),
-            ])
-            .env("KRB5_CONFIG", &krb5)
-            .env("KRB5CCNAME", format!("FILE:{}", cc.display()))
-            .output()
-            .unwrap()
+    let (code, _) = tokio::task::block_in_place(|| {
+        curl_negotiate(&krb5, &cc, host, port, &origin.url("/joined"))
     });
-    assert_eq!(
-        String::from_utf8_lossy(&curl.stdout),
-        "200",
-        "{}",
-        gh.stderr()
-    );
+    assert_eq!(code, "200", "{}", gh.stderr());
     let line = gh
         .log_lines(1)
         .into_iter()

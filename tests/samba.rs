@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 fn sorted_groups(line: &std::collections::HashMap<String, String>) -> Vec<String> {
@@ -34,50 +32,13 @@ async fn ad_user_with_nested_groups_by_negotiate_and_by_basic() {
     );
     let gh = Gatehouse::start_with_env("", &cfg, &[("KRB5_CONFIG", krb5.to_str().unwrap())]);
     // kinit against the DC's KDC, then no password to the proxy.
-    let cc = dir.path().join("cc-alice");
-    let kinit = Command::new("sh")
-        .args(["-c", "echo alice-Pw1 | kinit alice"])
-        .env("KRB5_CONFIG", &krb5)
-        .env("KRB5CCNAME", format!("FILE:{}", cc.display()))
-        .output()
-        .unwrap();
-    assert!(
-        kinit.status.success(),
-        "kinit alice: {}",
-        String::from_utf8_lossy(&kinit.stderr)
-    );
+    let cc = kinit(&krb5, "alice", "alice-Pw1", dir.path());
     let port = gh.port;
     let url = origin.url("/hello");
-    let out = tokio::task::block_in_place(|| {
-        Command::new("curl")
-            .args([
-                "-sS",
-                "--proxy-negotiate",
-                "-U",
-                ":",
-                "-x",
-                &format!("http://proxy.ad.example.test:{port}"),
-            ])
-            .args([
-                "--resolve",
-                &format!("proxy.ad.example.test:{port}:127.0.0.1"),
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                &url,
-            ])
-            .env("KRB5_CONFIG", &krb5)
-            .env("KRB5CCNAME", format!("FILE:{}", cc.display()))
-            .output()
-            .unwrap()
+    let (code, err) = tokio::task::block_in_place(|| {
+        curl_negotiate(&krb5, &cc, "proxy.ad.example.test", port, &url)
     });
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "200",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(code, "200", "{err}");
     // Basic against AD's LDAP too.
     assert_eq!(
         status_of(

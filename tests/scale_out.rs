@@ -113,37 +113,6 @@ fn curl_ntlm(front: u16, url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// curl --proxy-negotiate through HAProxy by the shared name, with alice's
-/// ticket from the lab DC in `cc`.
-fn curl_negotiate(samba: &std::path::Path, cc: &std::path::Path, front: u16, url: &str) -> String {
-    let out = Command::new("curl")
-        .args(["-sS", "--proxy-negotiate", "-U", ":"])
-        .args(["-x", &format!("http://{NAME}:{front}")])
-        .args(["--resolve", &format!("{NAME}:{front}:127.0.0.1")])
-        .args(["-o", "/dev/null", "-w", "%{http_code}", url])
-        .env("KRB5_CONFIG", samba.join("krb5.conf"))
-        .env("KRB5CCNAME", format!("FILE:{}", cc.display()))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn kinit_alice(samba: &std::path::Path, dir: &std::path::Path) -> std::path::PathBuf {
-    let cc = dir.join("cc-alice");
-    let out = Command::new("sh")
-        .args(["-c", "echo alice-Pw1 | kinit alice"])
-        .env("KRB5_CONFIG", samba.join("krb5.conf"))
-        .env("KRB5CCNAME", format!("FILE:{}", cc.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    cc
-}
-
 fn successes(gh: &Gatehouse) -> usize {
     parse_elff(&std::fs::read_to_string(&gh.log_path).unwrap_or_default())
         .iter()
@@ -160,7 +129,8 @@ async fn an_instance_killed_mid_run_loses_no_surviving_request() {
     let (a, a_admin) = instance("gh-a", &samba, da.path());
     let (b, b_admin) = instance("gh-b", &samba, db.path());
     let lb = haproxy((a.addr().port(), a_admin), (b.addr().port(), b_admin));
-    let cc = kinit_alice(&samba, da.path());
+    let krb5 = samba.join("krb5.conf");
+    let cc = kinit(&krb5, "alice", "alice-Pw1", da.path());
     let front = format!("127.0.0.1:{}", lb.front);
     let mut ok = 0usize;
     // Ready when HAProxy has sent a connection to each instance.
@@ -195,7 +165,7 @@ async fn an_instance_killed_mid_run_loses_no_surviving_request() {
     );
     ok += 1;
     assert_eq!(
-        tokio::task::block_in_place(|| curl_negotiate(&samba, &cc, lb.front, &url)),
+        tokio::task::block_in_place(|| curl_negotiate(&krb5, &cc, NAME, lb.front, &url).0),
         "200"
     );
     ok += 1;
@@ -226,7 +196,7 @@ async fn an_instance_killed_mid_run_loses_no_surviving_request() {
     );
     ok += 1;
     assert_eq!(
-        tokio::task::block_in_place(|| curl_negotiate(&samba, &cc, lb.front, &url)),
+        tokio::task::block_in_place(|| curl_negotiate(&krb5, &cc, NAME, lb.front, &url).0),
         "200"
     );
     ok += 1;

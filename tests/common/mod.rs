@@ -650,3 +650,54 @@ pub fn basic(user_pass: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(user_pass)
     )
 }
+
+// === Kerberos clients ===
+
+/// `kinit user` with `password` against the KDC `krb5_conf` names, into a
+/// credential cache file in `dir`; its path.
+pub fn kinit(
+    krb5_conf: &std::path::Path,
+    user: &str,
+    password: &str,
+    dir: &std::path::Path,
+) -> PathBuf {
+    let cc = dir.join(format!("cc-{user}"));
+    let out = run_with_input(
+        Command::new("kinit")
+            .arg(user)
+            .env("KRB5_CONFIG", krb5_conf)
+            .env("KRB5CCNAME", format!("FILE:{}", cc.display())),
+        &format!("{password}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "kinit {user}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cc
+}
+
+/// `curl --proxy-negotiate` to `url` through the proxy reached by `name`
+/// (its SPN's host, mapped to loopback with --resolve) on `port`, as the
+/// holder of `cc`: (status code, curl's stderr).
+pub fn curl_negotiate(
+    krb5_conf: &std::path::Path,
+    cc: &std::path::Path,
+    name: &str,
+    port: u16,
+    url: &str,
+) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--proxy-negotiate", "-U", ":"])
+        .args(["-x", &format!("http://{name}:{port}")])
+        .args(["--resolve", &format!("{name}:{port}:127.0.0.1")])
+        .args(["-o", "/dev/null", "-w", "%{http_code}", url])
+        .env("KRB5_CONFIG", krb5_conf)
+        .env("KRB5CCNAME", format!("FILE:{}", cc.display()))
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
