@@ -184,8 +184,8 @@ impl Authenticator {
     /// Puts a new realm chain in force (SIGHUP). Verdicts cached under the
     /// old chain, on the credential cache and on open connections, are not
     /// used again: a changed password stops working at once.
-    pub fn replace_realms(&self, realms: RealmChain) {
-        self.realms.store(Arc::new(realms));
+    pub fn replace_realms(&self, realms: RealmChain) -> Arc<RealmChain> {
+        self.realms.swap(Arc::new(realms))
     }
 
     /// `auth.required`: whether requests no policy rule exempts must authenticate.

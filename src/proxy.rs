@@ -79,9 +79,48 @@ pub struct Proxy {
     pub hard_stop: CancellationToken,
     /// Tunnels outlive their request; shutdown waits for them here.
     pub tunnels: TaskTracker,
+    /// Odd while a reload swaps the policy and settings in: a request
+    /// takes all of them from one side of a reload ([`Proxy::settled`]).
+    pub generation: std::sync::atomic::AtomicU64,
+}
+
+/// What a request is decided by, all from one configuration (never the new
+/// policy with the old settings, or the reverse).
+pub struct Settled {
+    /// The policy.
+    pub policy: Arc<Policy>,
+    /// The settings.
+    pub config: Arc<Config>,
+    /// `destinations.refuse`.
+    pub refused: Arc<Refused>,
+    /// The resolver.
+    pub resolver: Arc<Resolver>,
 }
 
 impl Proxy {
+    /// The policy and settings now in force, taken between reloads (a
+    /// seqlock on `generation`: a reload swaps in microseconds, and a
+    /// request that saw one happen under it takes them again).
+    pub fn settled(&self) -> Settled {
+        use std::sync::atomic::Ordering::SeqCst;
+        loop {
+            let before = self.generation.load(SeqCst);
+            if before % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let settled = Settled {
+                policy: self.policy.load_full(),
+                config: self.config.load_full(),
+                refused: self.refused.load_full(),
+                resolver: self.resolver.load_full(),
+            };
+            if self.generation.load(SeqCst) == before {
+                return settled;
+            }
+        }
+    }
+
     /// The request-level settings [`plan::plan`] reads, from the config and
     /// refusals the request loaded.
     pub fn plan_settings<'a>(&'a self, config: &'a Config, refused: &'a Refused) -> Settings<'a> {
@@ -120,10 +159,13 @@ pub async fn serve(
     destination::describe(&mut record, &req);
     let is_connect = req.method() == Method::CONNECT;
     // The policy and settings this request is decided by, even if a reload
-    // swaps them meanwhile.
-    let policy = proxy.policy.load_full();
-    let config = proxy.config.load_full();
-    let refused = proxy.refused.load_full();
+    // swaps them meanwhile: all from one side of any reload.
+    let settled = proxy.settled();
+    let (policy, config, refused) = (
+        settled.policy.clone(),
+        settled.config.clone(),
+        settled.refused.clone(),
+    );
     let fail = |e: ProxyError, record: AccessRecord, in_flight: InFlight| {
         if is_connect {
             conn.answer_connect(false);
@@ -167,7 +209,7 @@ pub async fn serve(
             url: url.as_deref(),
         };
         match plan::plan(&policy, &settings, &facts, at) {
-            Plan::Resolve => match destination::resolve(&proxy, &dest).await {
+            Plan::Resolve => match destination::resolve(&settled, &dest).await {
                 Ok(a) => {
                     addrs = a;
                     at.resolved = true;

@@ -159,6 +159,7 @@ pub async fn run(
         hard_stop: CancellationToken::new(),
         tunnels: TaskTracker::new(),
         config: arc_swap::ArcSwap::new(config.clone()),
+        generation: std::sync::atomic::AtomicU64::new(0),
     });
     let acc = Arc::new(Acceptor {
         service: proxy.clone(),

@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use http::{header, Method, Request};
 use hyper::body::Incoming;
 
-use super::Proxy;
 use crate::accesslog::AccessRecord;
 use crate::error::ProxyError;
 use crate::forward;
@@ -42,14 +41,17 @@ pub(super) fn destination(req: &Request<Incoming>) -> Result<Destination, ProxyE
 
 /// Resolves the destination, within the connect timeout: the addresses the
 /// policy judges and the only ones dialled.
-pub(super) async fn resolve(proxy: &Proxy, dest: &Destination) -> Result<Vec<IpAddr>, ProxyError> {
+pub(super) async fn resolve(
+    settled: &super::Settled,
+    dest: &Destination,
+) -> Result<Vec<IpAddr>, ProxyError> {
     let name = || dest.host.authority(dest.port);
     let wait = if dest.target.is_some() {
-        proxy.config.load().forward.connect_timeout
+        settled.config.forward.connect_timeout
     } else {
-        proxy.config.load().tunnel.connect_timeout
+        settled.config.tunnel.connect_timeout
     };
-    let resolver = proxy.resolver.load_full();
+    let resolver = &settled.resolver;
     match tokio::time::timeout(wait, resolver.resolve(&dest.host)).await {
         Ok(Ok(a)) => Ok(a),
         Ok(Err(e)) => {

@@ -114,26 +114,37 @@ pub(super) async fn on_hangup(h: Handles) {
 }
 
 fn swap_in(h: &Handles, new: Reloaded) {
+    use std::sync::atomic::Ordering::SeqCst;
     let (proxy, acc) = (&h.proxy, &h.acceptor);
-    let count = new.realms.len();
-    proxy.auth.replace_realms(new.realms);
-    tracing::info!(realms = count, "realms reloaded");
-    tracing::info!(source = %new.policy.source, "policy reloaded");
-    proxy.policy.store(Arc::new(new.policy));
-    // Certificates: the detection CA file, the interception CA and the TLS
-    // listeners' are read again (their caches start afresh).
-    proxy.checker.store(Arc::new(new.checker));
-    proxy.interceptor.store(new.interceptor.map(Arc::new));
-    h.listener_tls.store(new.tls);
-    proxy.resolver.store(Arc::new(new.resolver));
-    proxy.refused.store(Arc::new(new.refused));
+    let (realms, source) = (new.realms.len(), new.policy.source.clone());
+    // Odd while swapping: a request never takes half of it
+    // (`Proxy::settled` waits). Stores only in here — nothing that logs or
+    // blocks.
+    proxy.generation.fetch_add(1, SeqCst);
+    // The old values are dropped after the window (a policy or a realm's
+    // pools can take a while to drop).
+    let old = (
+        proxy.auth.replace_realms(new.realms),
+        proxy.policy.swap(Arc::new(new.policy)),
+        // Certificates: the detection CA file, the interception CA and the
+        // TLS listeners' are read again (their caches start afresh).
+        proxy.checker.swap(Arc::new(new.checker)),
+        proxy.interceptor.swap(new.interceptor.map(Arc::new)),
+        h.listener_tls.swap(new.tls),
+        proxy.resolver.swap(Arc::new(new.resolver)),
+        proxy.refused.swap(Arc::new(new.refused)),
+    );
     // Limits: new connections see them; open ones keep their places.
     let listener = &new.config.listener;
     acc.slots.resize(listener.max_connections);
     acc.per_address
         .set_max(listener.max_connections_per_address);
-    acc.settings.store(Arc::new(listener.clone()));
-    proxy.config.store(new.config);
+    let old_listener = acc.settings.swap(Arc::new(listener.clone()));
+    let old_config = proxy.config.swap(new.config);
+    proxy.generation.fetch_add(1, SeqCst);
+    drop((old, old_listener, old_config));
+    tracing::info!(realms, "realms reloaded");
+    tracing::info!(%source, "policy reloaded");
     tracing::info!("configuration reloaded");
 }
 
