@@ -303,21 +303,8 @@ fn check_arguments(a: &JoinArgs, l: &Layout) -> Step {
         ));
     }
     for file in std::iter::once(&a.password_file).chain(&a.ntlm_test_password_file) {
-        match std::fs::metadata(file) {
-            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
-                return Err(fail(
-                    format!("{} is readable by others", file.display()),
-                    format!("chmod 600 {}", file.display()),
-                ))
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return Err(fail(
-                    format!("{}: {e}", file.display()),
-                    "give a readable password file",
-                ))
-            }
-        }
+        gatehouse::settings::check_private(file)
+            .map_err(|e| fail(e.to_string(), format!("chmod 600 {}", file.display())))?;
     }
     let name = match &a.name {
         Some(n) => n.clone(),

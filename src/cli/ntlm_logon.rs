@@ -25,20 +25,7 @@ pub fn logon(
     user: &str,
     password_file: &Path,
 ) -> Result<String, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(password_file)
-        .map_err(|e| format!("{}: {e}", password_file.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "{} is readable by others: chmod 600 it",
-            password_file.display()
-        ));
-    }
-    let password = std::fs::read_to_string(password_file)
-        .map_err(|e| format!("{}: {e}", password_file.display()))?;
-    let password = password.lines().next().unwrap_or_default().to_string();
+    let password = gatehouse::settings::read_secret(password_file).map_err(|e| e.to_string())?;
     let (domain, user) = user.split_once('\\').unwrap_or((domain, user));
     let cfg = NtlmConfig {
         helper: helper.to_vec(),

@@ -30,6 +30,7 @@ fn down(dir: &std::path::Path) -> Realm {
         .port();
     let secret = dir.join("bind.pw");
     std::fs::write(&secret, "x").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let file = dir.join("down.toml");
     std::fs::write(
         &file,

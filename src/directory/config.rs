@@ -273,13 +273,12 @@ impl LdapRealmConfig {
     /// The service account's password, from its file or variable.
     pub fn bind_password(&self) -> Result<String, RealmError> {
         if let Some(path) = &self.bind_password_file {
-            let pw =
-                std::fs::read_to_string(path).map_err(|source| RealmError::BindPasswordFile {
+            return crate::settings::read_secret(path).map_err(|source| {
+                RealmError::BindPasswordFile {
                     realm: self.name.clone(),
-                    path: path.clone(),
                     source,
-                })?;
-            return Ok(pw.trim_end_matches(['\r', '\n']).to_string());
+                }
+            });
         }
         let var = self.bind_password_env.as_deref().unwrap_or_default();
         std::env::var(var).map_err(|_| RealmError::BindPasswordEnv {
@@ -361,5 +360,36 @@ mod tests {
         );
         // A scheme that contradicts the setting is still refused.
         assert!(ldap_realm("\"ldaps://dc:636\"", "tls = \"starttls\"\n").is_err());
+    }
+
+    /// The service account's password file is a secret: a file others can
+    /// read is refused by name (with the fix), a private one is read with
+    /// its line break dropped.
+    #[test]
+    fn a_bind_password_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("bind.pw");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let path = dir.path().join("realm.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "kind = \"ldap\"\nname = \"corp\"\nurls = [\"ldaps://dc:636\"]\n\
+                 bind_dn = \"cn=svc\"\nbind_password_file = \"{}\"\nuser_base = \"ou=people\"\n\
+                 user_filter = \"(uid={{user}})\"\nlogin_attribute = \"uid\"\n\
+                 group_base = \"ou=groups\"\ngroup_strategy = \"memberof\"\n",
+                pw.display()
+            ),
+        )
+        .unwrap();
+        let RealmConfig::Ldap(c) = RealmConfig::load(&path).unwrap() else {
+            unreachable!()
+        };
+        let e = c.bind_password().unwrap_err().to_string();
+        assert!(e.contains("chmod 600") && e.contains("corp"), "{e}");
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(c.bind_password().unwrap(), "s3cret");
     }
 }

@@ -59,15 +59,13 @@ pub enum RealmError {
         /// The hash parser's reason.
         why: argon2::password_hash::Error,
     },
-    /// `bind_password_file` cannot be read.
-    #[error("realm {realm}: bind_password_file {}: {source}", path.display())]
+    /// `bind_password_file` cannot be read, or others than its owner can.
+    #[error("realm {realm}: bind_password_file {source}")]
     BindPasswordFile {
         /// The realm's name.
         realm: String,
-        /// The file named by `bind_password_file`.
-        path: PathBuf,
-        /// Why reading failed.
-        source: std::io::Error,
+        /// Why.
+        source: crate::settings::SecretError,
     },
     /// `bind_password_env` names a variable that is not set.
     #[error("realm {realm}: environment variable {var} is not set")]

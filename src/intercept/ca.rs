@@ -4,7 +4,9 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
+
+use crate::settings::SecretError;
 use std::path::{Path, PathBuf};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
@@ -105,17 +107,10 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
 
 /// Loads the CA; the key must be readable by its owner only.
 pub fn load(cert_path: &Path, key_path: &Path) -> Result<Ca, CaError> {
-    let meta = std::fs::metadata(key_path).map_err(|source| CaError::Io {
-        path: key_path.to_path_buf(),
-        source,
+    crate::settings::check_private(key_path).map_err(|e| match e {
+        SecretError::Io { path, source } => CaError::Io { path, source },
+        SecretError::Exposed { path, mode } => CaError::KeyReadable { path, mode },
     })?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(CaError::KeyReadable {
-            path: key_path.to_path_buf(),
-            mode,
-        });
-    }
     let read = |p: &Path| {
         std::fs::read_to_string(p).map_err(|source| CaError::Io {
             path: p.to_path_buf(),
@@ -152,6 +147,7 @@ fn pem_cert(pem: &str) -> Option<CertificateDer<'static>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn init_then_load_and_the_key_must_be_private() {

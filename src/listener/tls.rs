@@ -26,14 +26,9 @@ pub enum TlsListenerError {
         /// Why.
         source: std::io::Error,
     },
-    /// The key file is readable by others than its owner.
-    #[error("{}: the listener's key is readable by group or others (mode {mode:o}); chmod 600 it", path.display())]
-    KeyReadable {
-        /// `listener.tls_key_file`.
-        path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
-    },
+    /// The key file cannot be read, or others than its owner can.
+    #[error("the listener's key: {0}")]
+    Key(#[from] crate::settings::SecretError),
     /// No certificate in the certificate file.
     #[error("{}: no CERTIFICATE in it ({why})", path.display())]
     NoCertificate {
@@ -58,22 +53,7 @@ pub enum TlsListenerError {
 /// Reads the listener's certificate chain and key into a rustls config
 /// (HTTP/1.1 only: that is what the proxy speaks).
 pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsListenerError> {
-    use std::os::unix::fs::PermissionsExt;
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| TlsListenerError::Io { path, source }
-    };
-    let mode = std::fs::metadata(key)
-        .map_err(io(key))?
-        .permissions()
-        .mode()
-        & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(TlsListenerError::KeyReadable {
-            path: key.to_path_buf(),
-            mode,
-        });
-    }
+    crate::settings::check_private(key)?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<_, _>>())
         .map_err(|e| TlsListenerError::NoCertificate {

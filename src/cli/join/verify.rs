@@ -17,8 +17,8 @@ pub fn kerberos(
 ) -> Step {
     let cache = tempfile::tempdir().map_err(|e| fail(e.to_string(), "check /tmp"))?;
     let ccache = format!("FILE:{}", cache.path().join("cc").display());
-    let password = std::fs::read_to_string(password_file).unwrap_or_default();
-    let password = password.lines().next().unwrap_or_default().to_string();
+    let password = gatehouse::settings::read_secret(password_file)
+        .map_err(|e| fail(e.to_string(), "give a password file only its owner can read"))?;
     let mut kinit = Command::new("kinit");
     kinit
         .arg(format!("{user}@{realm}"))
