@@ -161,11 +161,7 @@ pub async fn serve(
     // The policy and settings this request is decided by, even if a reload
     // swaps them meanwhile: all from one side of any reload.
     let settled = proxy.settled();
-    let (policy, config, refused) = (
-        settled.policy.clone(),
-        settled.config.clone(),
-        settled.refused.clone(),
-    );
+    let (policy, config) = (&settled.policy, &settled.config);
     let fail = |e: ProxyError, record: AccessRecord, in_flight: InFlight| {
         if is_connect {
             conn.answer_connect(false);
@@ -185,7 +181,7 @@ pub async fn serve(
         return fail(ProxyError::Loop, record, in_flight);
     }
     // 3-5. plan, carrying out what it asks until it is final
-    let settings = proxy.plan_settings(&config, &refused);
+    let settings = proxy.plan_settings(config, &settled.refused);
     let now = jiff::Timestamp::now();
     let mut at = Progress::default();
     let mut addrs = Vec::new();
@@ -208,7 +204,7 @@ pub async fn serve(
             detected: None,
             url: url.as_deref(),
         };
-        match plan::plan(&policy, &settings, &facts, at) {
+        match plan::plan(policy, &settings, &facts, at) {
             Plan::Resolve => match destination::resolve(&settled, &dest).await {
                 Ok(a) => {
                     addrs = a;

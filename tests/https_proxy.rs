@@ -278,3 +278,68 @@ fn a_listener_key_others_can_read_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listener.tls_addresses"), "{err}");
 }
+
+/// What an unauthenticated client can make a TLS listener spend: a
+/// connection that opens TLS and stalls holds its slot no longer than
+/// `header_read_timeout`, and the per-address cap counts it before any
+/// handshake work (the next connection over the cap is refused at once).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_tls_handshake_is_bounded_by_the_header_timeout_and_the_address_cap() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let (cert, key) = proxy_cert(&ca, dir.path());
+    let tls = Tls {
+        port: free_port(),
+        cert,
+        key,
+    };
+    let gh = Gatehouse::start(
+        &format!(
+            "{}header_read_timeout = \"1s\"\nmax_connections_per_address = 2\n",
+            listener(&tls)
+        ),
+        "",
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], tls.port));
+    // A TLS record header promising a ClientHello that never comes.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+            .await
+            .unwrap();
+        stalled.push(s);
+    }
+    // Over the cap: refused before any handshake (a plain 503, not TLS).
+    let over = raw_exchange(addr, b"", std::time::Duration::from_secs(3)).await;
+    assert!(over.starts_with("HTTP/1.1 503"), "{over:?}");
+    // Each stalled one is closed at the header timeout, not left open.
+    let started = std::time::Instant::now();
+    for mut s in stalled {
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "a stalled TLS client was kept past 5 s");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    // With their places given back, a real client gets through.
+    let (out, err) = tokio::task::block_in_place(|| {
+        curl(
+            &tls,
+            &ca.pem_path,
+            &[],
+            &["-o", "/dev/null", "http://127.0.0.1:9/"],
+            &[],
+        )
+    });
+    assert_ne!(out, "000 ", "{err}");
+    assert!(gh.stderr().contains("TLS handshake with the client failed"));
+}

@@ -215,6 +215,53 @@ async fn ntlm_inside_spnego_completes_and_a_wrong_password_is_refused() {
     assert_eq!(miss["cs-username"], "ADTEST\\alice");
 }
 
+/// An NTLM type 3 wrapped in SPNEGO (a NegTokenResp) on a connection that
+/// never got a challenge: refused with 407, and no helper is leased for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spnego_type3_without_a_challenge_is_refused_without_a_helper() {
+    use base64::Engine as _;
+    let _dc = DC.lock().await;
+    let samba = common::samba::dir();
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start().await;
+    let realm = common::samba::realm_file(&samba, dir.path());
+    let cfg = format!(
+        "[auth]\nrequired = true\nschemes = [\"negotiate\", \"ntlm\"]\nrealms = [\"{}\"]\n\
+         [auth.negotiate]\nkeytab = \"{}\"\n\
+         [auth.ntlm]\nhelper = [\"ntlm_auth\", \"--helper-protocol=squid-2.5-ntlmssp\", \"--configfile={}\"]\n",
+        realm.display(),
+        samba.join("http.keytab").display(),
+        samba.join("etc/smb.conf").display()
+    );
+    let gh = Gatehouse::start("", &cfg);
+    // NTLMSSP type 3 with every field empty, in [1] SEQUENCE { [2] OCTET STRING }.
+    let mut type3 = b"NTLMSSP\0\x03\0\0\0".to_vec();
+    type3.resize(88, 0);
+    let mut tok = vec![0x04, type3.len() as u8];
+    tok.extend(&type3);
+    let tok = [vec![0xa2, tok.len() as u8], tok].concat();
+    let tok = [vec![0x30, tok.len() as u8], tok].concat();
+    let tok = [vec![0xa1, tok.len() as u8], tok].concat();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&tok);
+    let r = raw_exchange(
+        gh.addr(),
+        format!(
+            "GET {} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Negotiate {b64}\r\nConnection: close\r\n\r\n",
+            origin.url("/")
+        )
+        .as_bytes(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status_of(&r), 407, "{r}");
+    assert_eq!(
+        helpers(&gh),
+        0,
+        "no helper for a handshake that never started"
+    );
+    assert_eq!(origin.requests(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_new_connections_share_four_helpers_and_a_killed_helper_is_replaced() {
     let _dc = DC.lock().await;

@@ -63,16 +63,10 @@ pub(super) struct Handles {
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
-/// What a reload swaps in.
+/// What a reload swaps in: the new config and what it builds.
 struct Reloaded {
     config: Arc<Config>,
-    policy: crate::policy::Policy,
-    realms: crate::directory::RealmChain,
-    checker: crate::tunnel::tls_check::TlsChecker,
-    interceptor: Option<crate::intercept::Interceptor>,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    resolver: crate::resolve::Resolver,
-    refused: crate::resolve::Refused,
+    built: runtime::Reloadable,
 }
 
 /// On each SIGHUP, [`reload`] then the swap; a refusal changes nothing.
@@ -116,6 +110,7 @@ pub(super) async fn on_hangup(h: Handles) {
 fn swap_in(h: &Handles, new: Reloaded) {
     use std::sync::atomic::Ordering::SeqCst;
     let (proxy, acc) = (&h.proxy, &h.acceptor);
+    let Reloaded { config, built: new } = new;
     let (realms, source) = (new.realms.len(), new.policy.source.clone());
     // Odd while swapping: a request never takes half of it
     // (`Proxy::settled` waits). Stores only in here — nothing that logs or
@@ -130,17 +125,17 @@ fn swap_in(h: &Handles, new: Reloaded) {
         // TLS listeners' are read again (their caches start afresh).
         proxy.checker.swap(Arc::new(new.checker)),
         proxy.interceptor.swap(new.interceptor.map(Arc::new)),
-        h.listener_tls.swap(new.tls),
+        h.listener_tls.swap(new.listener_tls),
         proxy.resolver.swap(Arc::new(new.resolver)),
         proxy.refused.swap(Arc::new(new.refused)),
     );
     // Limits: new connections see them; open ones keep their places.
-    let listener = &new.config.listener;
+    let listener = &config.listener;
     acc.slots.resize(listener.max_connections);
     acc.per_address
         .set_max(listener.max_connections_per_address);
     let old_listener = acc.settings.swap(Arc::new(listener.clone()));
-    let old_config = proxy.config.swap(new.config);
+    let old_config = proxy.config.swap(config);
     proxy.generation.fetch_add(1, SeqCst);
     drop((old, old_listener, old_config));
     tracing::info!(realms, "realms reloaded");
@@ -163,19 +158,8 @@ fn reload(
     if !changed.is_empty() {
         return Err(ReloadError::NeedsRestart(changed));
     }
-    let runtime::Reloadable { policy, realms } = runtime::Reloadable::build(&config)?;
-    refuse_demo_accounts(listening, &realms)?;
-    let checker = crate::tunnel::tls_check::TlsChecker::new(&config.detection)
-        .map_err(runtime::BuildError::from)?;
-    let interceptor =
-        crate::intercept::Interceptor::build(&config.intercept, checker.verifier().rustls())
-            .map_err(runtime::BuildError::from)?;
-    let tls = config
-        .listener
-        .load_tls()
-        .map_err(runtime::BuildError::from)?;
-    let resolver = crate::resolve::Resolver::new(&config.resolver);
-    let refused = crate::resolve::Refused::new(&config.destinations.refuse);
+    let built = runtime::Reloadable::build(&config)?;
+    refuse_demo_accounts(listening, &built.realms)?;
     log.reopen(&config.accesslog)
         .map_err(|source| ReloadError::AccessLog {
             path: config.accesslog.path.clone(),
@@ -183,13 +167,7 @@ fn reload(
         })?;
     Ok(Reloaded {
         config: Arc::new(config),
-        policy,
-        realms,
-        checker,
-        interceptor,
-        tls,
-        resolver,
-        refused,
+        built,
     })
 }
 

@@ -39,16 +39,29 @@ pub enum BuildError {
     InterceptWithoutCa(String),
 }
 
-/// What SIGHUP swaps in: the policy and the realms.
+/// Everything SIGHUP swaps in, built from a config: the policy, the
+/// realms, the certificate checks, the names and refusals. Start-up builds
+/// the same (and the authenticator over the realms).
 pub struct Reloadable {
     /// The compiled policy.
     pub policy: Policy,
     /// The realms, in `auth.realms` order.
     pub realms: RealmChain,
+    /// The SSL check's verifier and verdict cache (`detection.ca_file`).
+    pub checker: TlsChecker,
+    /// TLS interception, when `[intercept]` names a CA.
+    pub interceptor: Option<crate::intercept::Interceptor>,
+    /// The TLS listeners' certificate, when `listener.tls_addresses` has any.
+    pub listener_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Destination names to addresses.
+    pub resolver: Resolver,
+    /// `destinations.refuse`.
+    pub refused: Refused,
 }
 
 impl Reloadable {
-    /// Compiles the policy and builds the realms the config names.
+    /// Compiles the policy, builds the realms and reads the certificates
+    /// the config names.
     pub fn build(config: &Config) -> Result<Self, BuildError> {
         let policy = Policy::load(&config.policy)?;
         // A policy that intercepts with no CA to intercept with is refused
@@ -59,7 +72,18 @@ impl Reloadable {
             }
         }
         let realms = RealmChain::build(&config.realm_configs, &config.auth.password_checks)?;
-        Ok(Self { policy, realms })
+        let checker = TlsChecker::new(&config.detection)?;
+        let interceptor =
+            crate::intercept::Interceptor::build(&config.intercept, checker.verifier().rustls())?;
+        Ok(Self {
+            policy,
+            realms,
+            checker,
+            interceptor,
+            listener_tls: config.listener.load_tls()?,
+            resolver: Resolver::new(&config.resolver),
+            refused: Refused::new(&config.destinations.refuse),
+        })
     }
 }
 
@@ -98,19 +122,23 @@ pub struct Runtime {
 impl Runtime {
     /// Builds everything the config names; nothing listens yet.
     pub fn build(config: &Config) -> Result<Self, BuildError> {
-        let Reloadable { policy, realms } = Reloadable::build(config)?;
-        let auth = Authenticator::new(&config.auth, realms)?;
-        let checker = TlsChecker::new(&config.detection)?;
-        let interceptor =
-            crate::intercept::Interceptor::build(&config.intercept, checker.verifier().rustls())?;
-        Ok(Self {
+        let Reloadable {
             policy,
-            auth,
+            realms,
             checker,
             interceptor,
-            resolver: Resolver::new(&config.resolver),
-            refused: Refused::new(&config.destinations.refuse),
-            listener_tls: config.listener.load_tls()?,
+            listener_tls,
+            resolver,
+            refused,
+        } = Reloadable::build(config)?;
+        Ok(Self {
+            policy,
+            auth: Authenticator::new(&config.auth, realms)?,
+            checker,
+            interceptor,
+            resolver,
+            refused,
+            listener_tls,
         })
     }
 }

@@ -17,8 +17,12 @@ pub fn kerberos(
 ) -> Step {
     let cache = tempfile::tempdir().map_err(|e| fail(e.to_string(), "check /tmp"))?;
     let ccache = format!("FILE:{}", cache.path().join("cc").display());
-    let password = gatehouse::settings::read_secret(password_file)
-        .map_err(|e| fail(e.to_string(), "give a password file only its owner can read"))?;
+    let password = gatehouse::settings::read_secret(password_file).map_err(|e| {
+        fail(
+            e.to_string(),
+            "give a password file only its owner can read",
+        )
+    })?;
     let mut kinit = Command::new("kinit");
     kinit
         .arg(format!("{user}@{realm}"))
