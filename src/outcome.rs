@@ -79,6 +79,18 @@ pub enum DetectionReason {
     HelloInconsistent,
     /// The server answered the ClientHello with an alert.
     HandshakeRefused,
+    /// An (EC)DHE suite with no ServerKeyExchange: nothing proves the
+    /// server holds its certificate's key.
+    KeyExchangeMissing,
+    /// The ServerKeyExchange signature does not verify with the leaf's key:
+    /// a replayed certificate.
+    SignatureInvalid,
+    /// A key exchange that proves nothing in the clear (RSA, TLS ≤ 1.1),
+    /// refused by `detection.rsa_key_exchange = "refuse"`.
+    KeyExchangeUnproven,
+    /// The ClientHello names another server than the CONNECT, and no rule
+    /// naming that SNI allows it.
+    SniMismatch,
 }
 
 impl DetectionReason {
@@ -100,6 +112,10 @@ impl DetectionReason {
             DetectionReason::HandshakeInvalid => "ssl_handshake_invalid",
             DetectionReason::HelloInconsistent => "ssl_server_hello_inconsistent",
             DetectionReason::HandshakeRefused => "ssl_handshake_refused",
+            DetectionReason::KeyExchangeMissing => "ssl_server_key_exchange_missing",
+            DetectionReason::SignatureInvalid => "ssl_server_signature_invalid",
+            DetectionReason::KeyExchangeUnproven => "ssl_key_exchange_unproven",
+            DetectionReason::SniMismatch => "ssl_sni_mismatch",
         }
     }
 }

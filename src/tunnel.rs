@@ -7,6 +7,7 @@ pub mod detect;
 pub mod handshake;
 pub mod inspect;
 pub mod ja4;
+pub mod possession;
 pub mod relay;
 pub mod server_flight;
 pub mod session;

@@ -68,6 +68,11 @@ pub struct ClientHello {
     pub session_id: Vec<u8>,
     /// The ClientHello carried a session ticket (TLS 1.2 resumption by ticket).
     pub ticket: bool,
+    /// The client's random: what a TLS ≤ 1.2 server signs its key exchange
+    /// over, with its own (RFC 5246 §7.4.3).
+    pub random: [u8; 32],
+    /// The signature schemes offered (`signature_algorithms`, GREASE left out).
+    pub signature_schemes: Vec<u16>,
     /// Bytes of the records that carry the ClientHello, from the start:
     /// what may go to the server before the verdict.
     pub record_bytes: usize,
@@ -243,6 +248,8 @@ fn parse_hello(msg: &[u8]) -> Option<ClientHello> {
         .filter(|c| !is_grease(*c))
         .collect();
     hello.session_id = ch.session_id.map(<[u8]>::to_vec).unwrap_or_default();
+    hello.random = ch.random.try_into().ok()?;
+    hello.signature_schemes.clone_from(&sigs);
     hello.groups.clone_from(&groups);
     hello.ciphers.clone_from(&ciphers);
     hello.ja4 = super::ja4::ja4(&super::ja4::Ja4Input {

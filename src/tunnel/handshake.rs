@@ -4,8 +4,11 @@
 //! reaches the client, and before any later client byte reaches the server:
 //!
 //! - TLS ≤ 1.2, full handshake: the certificate chain in the flight is
-//!   verified for the SNI (else the CONNECT host) — no probe;
-//! - TLS ≤ 1.2, resumed: passes if this proxy verified the session's full
+//!   verified for the SNI (else the CONNECT host), and the (EC)DHE key
+//!   exchange's signature with the leaf's key ([`super::possession`]) — no
+//!   probe; a key exchange that proves nothing in the clear (RSA, TLS ≤ 1.1)
+//!   is refused or probed (`detection.rsa_key_exchange`);
+//! - TLS ≤ 1.2, resumed: passes if this proxy proved the session's full
 //!   handshake here (same address, SNI, session ID), else a probe decides;
 //! - TLS 1.3: the certificate is encrypted, so the ServerHello must answer
 //!   the client's offer and a probe to the same address decides.
@@ -25,8 +28,9 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::detect::ClientHello;
+use super::possession::Proof;
 use super::server_flight::{read_flight, Flight, ServerHello};
-use super::settings::DetectionConfig;
+use super::settings::{DetectionConfig, Unsigned};
 use super::tls_check::{ProbeVersion, TlsChecker};
 use crate::outcome::DetectionReason;
 
@@ -127,11 +131,30 @@ async fn judge(
     let name = sni.unwrap_or(check.host);
     let checker = check.checker;
     match answer {
-        Flight::Full { hello: sh, chain } => {
+        Flight::Full {
+            hello: sh,
+            chain,
+            key_exchange,
+        } => {
             answers_offer(sh, hello)?;
             checker.verifier().verify(chain, name)?;
+            let leaf = chain.first().ok_or(DetectionReason::CertMissing)?;
+            let how = match checker
+                .verifier()
+                .prove(hello, sh, leaf, key_exchange.as_deref())?
+            {
+                Proof::Signed => "certificate verified, key exchange signed with its key",
+                Proof::Unproven(why) => match check.cfg.rsa_key_exchange {
+                    Unsigned::Refuse => {
+                        tracing::debug!(?why, "a key exchange that proves nothing, refused");
+                        return Err(DetectionReason::KeyExchangeUnproven);
+                    }
+                    Unsigned::Probe => probe(check, addr, name, hello, ProbeVersion::Tls12).await?,
+                },
+            };
+            // Only a proven handshake's session may later resume unprobed.
             checker.remember(addr, sni, &sh.session_id);
-            Ok("certificate verified on the wire")
+            Ok(how)
         }
         Flight::Resumed(sh) => {
             answers_offer(sh, hello)?;
@@ -217,6 +240,7 @@ mod tests {
             session_id: Vec::new(),
             key_share,
             retry,
+            random: [0; 32],
         }
     }
 

@@ -35,6 +35,8 @@ pub struct ServerHello {
     pub key_share: Option<u16>,
     /// A TLS 1.3 HelloRetryRequest, not a ServerHello proper.
     pub retry: bool,
+    /// The server's random, which (TLS ≤ 1.2) its key exchange signature covers.
+    pub random: [u8; 32],
 }
 
 /// How the server answered.
@@ -49,6 +51,9 @@ pub enum Flight {
         hello: ServerHello,
         /// DER certificates, leaf first.
         chain: Vec<Vec<u8>>,
+        /// The ServerKeyExchange body as sent (params and signature), if
+        /// there was one: what proves the server holds the leaf's key.
+        key_exchange: Option<Vec<u8>>,
     },
     /// TLS ≤ 1.2, abbreviated (resumed) handshake: ServerHello, then
     /// ChangeCipherSpec — no certificate.
@@ -66,8 +71,7 @@ pub enum Flight {
 /// Reads the server's flight from `buf` (every byte it sent so far).
 pub fn read_flight(buf: &[u8]) -> Flight {
     let mut handshake: Vec<u8> = Vec::new();
-    let mut hello: Option<ServerHello> = None;
-    let mut chain: Option<Vec<Vec<u8>>> = None;
+    let mut seen = Seen::default();
     if buf.first().is_some_and(|b| !(0x14..=0x17).contains(b)) {
         return Flight::NotTls;
     }
@@ -88,8 +92,12 @@ pub fn read_flight(buf: &[u8]) -> Flight {
             0x15 => return Flight::Alert,
             // ChangeCipherSpec straight after the ServerHello: resumption.
             0x14 => {
-                return match (hello, &chain) {
-                    (Some(h), None) if handshake.is_empty() => Flight::Resumed(h),
+                return match seen {
+                    Seen {
+                        hello: Some(h),
+                        chain: None,
+                        key_exchange: None,
+                    } if handshake.is_empty() => Flight::Resumed(h),
                     _ => Flight::Invalid("ChangeCipherSpec out of order"),
                 }
             }
@@ -103,7 +111,7 @@ pub fn read_flight(buf: &[u8]) -> Flight {
                 break;
             }
             let msg: Vec<u8> = handshake.drain(..msg_len).collect();
-            match message(&msg, &mut hello, &mut chain) {
+            match message(&msg, &mut seen) {
                 Step::More => {}
                 Step::Done(f) => return f,
             }
@@ -116,38 +124,63 @@ enum Step {
     Done(Flight),
 }
 
-/// One handshake message of the flight.
-fn message(msg: &[u8], hello: &mut Option<ServerHello>, chain: &mut Option<Vec<Vec<u8>>>) -> Step {
+/// What the flight has said so far.
+#[derive(Default)]
+struct Seen {
+    hello: Option<ServerHello>,
+    chain: Option<Vec<Vec<u8>>>,
+    key_exchange: Option<Vec<u8>>,
+}
+
+/// One handshake message of the flight, in the order RFC 5246 §7.3 gives:
+/// ServerHello, Certificate, (CertificateStatus), ServerKeyExchange,
+/// (CertificateRequest), ServerHelloDone — each at most once.
+fn message(msg: &[u8], seen: &mut Seen) -> Step {
     let Ok((_, TlsMessage::Handshake(parsed))) = parse_tls_message_handshake(msg) else {
         return Step::Done(Flight::Invalid(
             "a handshake message the parser cannot follow",
         ));
     };
-    match (parsed, hello.is_some()) {
-        (TlsMessageHandshake::ServerHello(sh), false) => {
+    let started = seen.hello.is_some();
+    match parsed {
+        TlsMessageHandshake::ServerHello(sh) if !started => {
             let Some(h) = server_hello(&sh) else {
                 return Step::Done(Flight::Invalid("ServerHello extensions"));
             };
             if h.version == 0x0304 {
                 return Step::Done(Flight::Tls13(h));
             }
-            *hello = Some(h);
+            seen.hello = Some(h);
             Step::More
         }
-        (TlsMessageHandshake::Certificate(c), true) if chain.is_none() => {
-            *chain = Some(c.cert_chain.iter().map(|c| c.data.to_vec()).collect());
+        TlsMessageHandshake::Certificate(c)
+            if started && seen.chain.is_none() && seen.key_exchange.is_none() =>
+        {
+            seen.chain = Some(c.cert_chain.iter().map(|c| c.data.to_vec()).collect());
             Step::More
         }
-        (
-            TlsMessageHandshake::ServerKeyExchange(_)
-            | TlsMessageHandshake::CertificateRequest(_)
-            | TlsMessageHandshake::CertificateStatus(_),
-            true,
-        ) => Step::More,
-        (TlsMessageHandshake::ServerDone(_), true) => Step::Done(Flight::Full {
-            hello: hello.take().expect("checked above"),
-            chain: chain.take().unwrap_or_default(),
-        }),
+        // Kept whole: its layout depends on the suite, read by `possession`.
+        TlsMessageHandshake::ServerKeyExchange(_) if started && seen.key_exchange.is_none() => {
+            seen.key_exchange = Some(msg[4..].to_vec());
+            Step::More
+        }
+        TlsMessageHandshake::CertificateRequest(_) | TlsMessageHandshake::CertificateStatus(_)
+            if started =>
+        {
+            Step::More
+        }
+        TlsMessageHandshake::ServerDone(_) => match std::mem::take(seen) {
+            Seen {
+                hello: Some(hello),
+                chain,
+                key_exchange,
+            } => Step::Done(Flight::Full {
+                hello,
+                chain: chain.unwrap_or_default(),
+                key_exchange,
+            }),
+            _ => Step::Done(Flight::Invalid("handshake messages out of order")),
+        },
         _ => Step::Done(Flight::Invalid("handshake messages out of order")),
     }
 }
@@ -159,6 +192,7 @@ fn server_hello(sh: &tls_parser::TlsServerHelloContents<'_>) -> Option<ServerHel
         session_id: sh.session_id.map(<[u8]>::to_vec).unwrap_or_default(),
         key_share: None,
         retry: sh.random == HRR_RANDOM,
+        random: sh.random.try_into().ok()?,
     };
     let extensions = match sh.ext {
         Some(raw) => parse_tls_server_hello_extensions(raw).ok()?.1,
@@ -222,10 +256,16 @@ mod tests {
         let mut hs = server_hello(0xc02f, &[1, 2, 3]);
         hs.extend_from_slice(&handshake(14, &[]));
         let f = read_flight(&record(22, &hs));
-        let Flight::Full { hello, chain } = f else {
+        let Flight::Full {
+            hello,
+            chain,
+            key_exchange,
+        } = f
+        else {
             panic!("{f:?}")
         };
         assert!(chain.is_empty());
+        assert_eq!(key_exchange, None);
         assert_eq!((hello.version, hello.cipher), (0x0303, 0xc02f));
         assert_eq!(hello.session_id, [1, 2, 3]);
     }
@@ -260,5 +300,83 @@ mod tests {
             read_flight(&record(22, &certificate(&[&[0x30; 10]]))),
             Flight::Invalid(_)
         ));
+    }
+
+    #[test]
+    fn the_key_exchange_is_kept_whole_and_each_message_comes_once_in_order() {
+        let ske = handshake(12, &[3, 0, 29, 1, 9, 4, 3, 0, 1, 0xaa]);
+        let done = handshake(14, &[]);
+        let cert = certificate(&[&[0x30; 10]]);
+        let flight = |msgs: &[&[u8]]| {
+            let mut hs = server_hello(0xc02b, &[]);
+            for m in msgs {
+                hs.extend_from_slice(m);
+            }
+            read_flight(&record(22, &hs))
+        };
+        let Flight::Full { key_exchange, .. } = flight(&[&cert, &ske, &done]) else {
+            panic!()
+        };
+        assert_eq!(key_exchange.as_deref(), Some(&ske[4..]));
+        for bad in [
+            flight(&[&cert, &ske, &ske, &done]),
+            flight(&[&ske, &cert, &done]),
+            flight(&[&cert, &cert, &done]),
+        ] {
+            assert!(matches!(bad, Flight::Invalid(_)), "{bad:?}");
+        }
+        // A ServerHelloDone alone is no flight.
+        assert!(matches!(
+            read_flight(&record(22, &done)),
+            Flight::Invalid(_)
+        ));
+        // After a key exchange, ChangeCipherSpec is not a resumption.
+        let mut hs = server_hello(0xc02b, &[]);
+        hs.extend_from_slice(&ske);
+        let mut wire = record(22, &hs);
+        wire.extend_from_slice(&record(20, &[1]));
+        assert!(matches!(read_flight(&wire), Flight::Invalid(_)));
+    }
+
+    proptest::proptest! {
+        /// The fuzz target's property (integration/fuzz server_flight): a
+        /// decision on a prefix never changes as the server sends more.
+        #[test]
+        fn a_decision_on_a_prefix_never_changes(
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            splits in proptest::collection::vec(1usize..40, 0..6),
+            mutate in proptest::option::of((0usize..400, proptest::num::u8::ANY)),
+        ) {
+            let mut hs = server_hello(0xc02f, &[5; 8]);
+            hs.extend_from_slice(&certificate(&[&[0x30; 120]]));
+            hs.extend_from_slice(&handshake(12, &[3, 0, 29, 2, 7, 7, 4, 3, 0, 0]));
+            hs.extend_from_slice(&handshake(14, &[]));
+            let mut wire = Vec::new();
+            let mut rest = &hs[..];
+            for n in splits {
+                let (a, b) = rest.split_at(n.min(rest.len()));
+                if !a.is_empty() {
+                    wire.extend_from_slice(&record(22, a));
+                }
+                rest = b;
+            }
+            if !rest.is_empty() {
+                wire.extend_from_slice(&record(22, rest));
+            }
+            if let Some((at, b)) = mutate {
+                let i = at % wire.len();
+                wire[i] = b;
+            }
+            wire.extend_from_slice(&tail);
+            let mut first: Option<Flight> = None;
+            for cut in 0..=wire.len() {
+                match (read_flight(&wire[..cut]), &first) {
+                    (Flight::NeedMore, None) => {}
+                    (Flight::NeedMore, Some(f)) => proptest::prop_assert!(false, "need more at {cut} after {f:?}"),
+                    (f, None) => first = Some(f),
+                    (f, Some(g)) => proptest::prop_assert_eq!(&f, g, "changed at {}", cut),
+                }
+            }
+        }
     }
 }

@@ -48,6 +48,17 @@ pub enum OnSilence {
     Tunnel,
 }
 
+/// A TLS ≤ 1.2 full handshake whose flight proves nothing in the clear
+/// (RSA or static key exchange, TLS 1.0/1.1): see [`super::possession`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unsigned {
+    /// Refuse it (`ssl_key_exchange_unproven`).
+    Refuse,
+    /// A probe of the dialled address, for the client's SNI, decides.
+    Probe,
+}
+
 /// Protocol detection on CONNECT (ProxySG's "Detect Protocol").
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -80,6 +91,9 @@ pub struct DetectionConfig {
     pub max_sessions: u64,
     /// Extra CA certificates (PEM) trusted besides the bundled web roots.
     pub ca_file: Option<PathBuf>,
+    /// RSA key exchange (and the other flights that prove no key in the
+    /// clear): refused, or proven by a probe of the dialled address.
+    pub rsa_key_exchange: Unsigned,
 }
 
 impl Default for DetectionConfig {
@@ -95,6 +109,7 @@ impl Default for DetectionConfig {
             session_ttl: Duration::from_secs(3600),
             max_sessions: 100_000,
             ca_file: None,
+            rsa_key_exchange: Unsigned::Probe,
         }
     }
 }

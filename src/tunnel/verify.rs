@@ -9,9 +9,13 @@ use std::sync::Arc;
 
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::{CertificateError, Error as TlsError};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
+use super::detect::ClientHello;
+use super::possession::Proof;
+use super::server_flight::ServerHello;
 use crate::outcome::DetectionReason;
 
 /// Why the verifier cannot be built.
@@ -34,9 +38,17 @@ pub enum VerifierError {
 }
 
 /// Verifies server certificate chains for a name.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Verifier {
     inner: Arc<WebPkiServerVerifier>,
+    /// The provider's signature algorithms, for the key-exchange proof.
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier").finish_non_exhaustive()
+    }
 }
 
 impl Verifier {
@@ -55,9 +67,10 @@ impl Verifier {
             }
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let algorithms = provider.signature_verification_algorithms;
         let inner =
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
-        Ok(Self { inner })
+        Ok(Self { inner, algorithms })
     }
 
     /// The verifier, for a rustls client configuration.
@@ -87,6 +100,25 @@ impl Verifier {
             Ok(_) => Ok(()),
             Err(e) => Err(reason(&e)),
         }
+    }
+
+    /// Does the flight prove the server holds `leaf`'s key? See
+    /// [`super::possession::prove`].
+    pub fn prove(
+        &self,
+        hello: &ClientHello,
+        sh: &ServerHello,
+        leaf: &[u8],
+        key_exchange: Option<&[u8]>,
+    ) -> Result<Proof, DetectionReason> {
+        super::possession::prove(
+            &hello.random,
+            sh,
+            leaf,
+            key_exchange,
+            &hello.signature_schemes,
+            &self.algorithms,
+        )
     }
 }
 
