@@ -18,11 +18,12 @@ use crate::conn::{ConnState, InFlight};
 use crate::directory::Identity;
 use crate::intercept::session::Inner;
 use crate::listener::guard::GuardedStream;
+use crate::outcome::DetectionReason;
 use crate::policy::{Detected, Facts, Policy, Verdict};
 use crate::stream::ClientStream;
 use crate::tunnel::detect::{ClientHello, Protocol};
 use crate::tunnel::handshake::Check;
-use crate::tunnel::inspect::Inspector;
+use crate::tunnel::inspect::{Inspector, PolicySays};
 use crate::tunnel::session::{self, Detection, Ended, RelaySettings, TunnelEnd};
 use crate::tunnel::settings::{DetectionConfig, OnSilence};
 use crate::tunnel::{self, relay};
@@ -54,6 +55,45 @@ impl Judged {
             now: jiff::Timestamp::now(),
             detected,
             url: None,
+        }
+    }
+
+    /// The policy's say on what detection found, and the rule that said it.
+    ///
+    /// A ClientHello's SNI names the server the client will talk to, and
+    /// the certificate check proves that name, not the CONNECT's. So an
+    /// address CONNECT is judged by its SNI (host rules, categories), as
+    /// interception judges it; a named CONNECT whose SNI names another host
+    /// is refused (`ssl_sni_mismatch`) unless a rule that looks at what
+    /// detection found allows it — else a `bypass` or `tunnel` rule for
+    /// one name would carry a tunnel to any other.
+    fn detected(&self, p: &Protocol) -> (PolicySays, Option<Arc<str>>) {
+        let sni = match p {
+            Protocol::Tls(h) => h
+                .sni
+                .as_deref()
+                .filter(|s| !s.eq_ignore_ascii_case(&self.host)),
+            _ => None,
+        };
+        let (Some(sni), Protocol::Tls(hello)) = (sni, p) else {
+            return judge_detected(&self.policy, &self.facts(Some(detected(p))));
+        };
+        if self.host.parse::<IpAddr>().is_ok() {
+            let categories = self.policy.categories.lookup(sni, &self.addrs);
+            let facts = Facts {
+                host: sni,
+                categories: &categories,
+                ..self.facts(Some(detected_tls(hello)))
+            };
+            return judge_detected(&self.policy, &facts);
+        }
+        match judge_detected(&self.policy, &self.facts(Some(detected_tls(hello)))) {
+            // Interception refuses the other name itself, as domain fronting.
+            said @ (PolicySays::Allow | PolicySays::Deny(_) | PolicySays::Intercept, _) => said,
+            (PolicySays::Nothing, _) => (
+                PolicySays::Deny(DetectionReason::SniMismatch.as_str().into()),
+                Some("builtin:sni-match".into()),
+            ),
         }
     }
 
@@ -227,7 +267,7 @@ async fn run(
         &config.detection
     };
     let judge = |p: &Protocol| {
-        let (says, rule) = judge_detected(&judged.policy, &judged.facts(Some(detected(p))));
+        let (says, rule) = judged.detected(p);
         if let Some(rule) = rule {
             let _ = judged_by.set(rule);
         }

@@ -177,8 +177,11 @@ pub fn judge_detected(policy: &Policy, facts: &Facts<'_>) -> (PolicySays, Option
         Verdict::Allow if d.verdict_by_detection => (PolicySays::Allow, d.verdict_rule),
         Verdict::Allow => (PolicySays::Nothing, None),
     };
-    let by_detection = d.verdict_by_detection || says == PolicySays::Intercept;
-    (says, rule.filter(|_| by_detection))
+    // A refusal names its rule whatever it looked at: an address CONNECT is
+    // judged again by its SNI's name, where a host rule may refuse it.
+    let named =
+        d.verdict_by_detection || matches!(says, PolicySays::Intercept | PolicySays::Deny(_));
+    (says, rule.filter(|_| named))
 }
 
 /// The facts detection found, as the policy sees them.
