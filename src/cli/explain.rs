@@ -12,7 +12,7 @@ use gatehouse::policy::{ConnectMode, Decision, Detected, Facts};
 use gatehouse::proxy::plan::{self, judge_detected, Plan, Progress, Settings};
 use gatehouse::resolve::Host;
 use gatehouse::server::runtime::Runtime;
-use gatehouse::tunnel::inspect::{next_step, Next};
+use gatehouse::tunnel::inspect::{next_step, Next, Spoken};
 
 use crate::users::runtime;
 
@@ -323,11 +323,17 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
             ..facts
         };
         let (says, rule) = judge_detected(policy, &after);
-        let line = match next_step(&says, proto == "tls") {
+        let spoken = match proto.as_str() {
+            "tls" => Spoken::Tls,
+            "http" => Spoken::Http,
+            _ => Spoken::Other,
+        };
+        let line = match next_step(&says, spoken) {
             Next::Refuse(reason) => format!("DENY {}", reason.as_str()),
             Next::CheckCertificate => "TLS: passes if the server's certificate is valid".into(),
             Next::Pass => format!("ALLOW {proto}"),
             Next::Intercept => "INTERCEPT: decrypted, each request inside judged".into(),
+            Next::ServeHttp => "HTTP: served on the HTTP path, each request inside judged".into(),
         };
         match rule {
             Some(rule) => println!("after detection ({proto}): {line} (rule {rule:?})"),

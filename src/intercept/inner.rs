@@ -1,6 +1,8 @@
-//! The requests inside an intercepted tunnel: each judged by the policy
-//! with its full `https://` URL, forwarded on the origin connection (hop-by-hop
-//! rules, `Via`, streaming bodies), and logged as its own line.
+//! The requests inside an intercepted tunnel — or inside a CONNECT whose
+//! client speaks plain HTTP: each judged by the policy with its own method,
+//! headers and full `https://` (or `http://`) URL, forwarded on the origin
+//! connection (hop-by-hop rules, `Via`, streaming bodies), and logged as its
+//! own line.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,7 +18,6 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use super::handshake::OriginTls;
 use super::session::{Inner, Judge};
 use crate::accesslog::{AccessLog, AccessRecord, FilterResult};
 use crate::body::{Finish, RequestBody, ResponseBody};
@@ -33,12 +34,13 @@ pub(super) struct Origin {
 }
 
 impl Origin {
-    pub(super) async fn handshake(
-        tls: OriginTls,
-        addr: SocketAddr,
-        name: String,
-    ) -> hyper::Result<Self> {
-        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+    /// HTTP/1.1 on `io`: the verified TLS of an intercepted tunnel, or the
+    /// dialled socket itself for plain HTTP.
+    pub(super) async fn handshake<T>(io: T, addr: SocketAddr, name: String) -> hyper::Result<Self>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -50,12 +52,14 @@ impl Origin {
 pub(super) struct Ctx {
     /// The name the tunnel is for (SNI, else the CONNECT host).
     pub(super) name: String,
-    /// `name`, with the port when it is not 443: the URL's authority.
+    /// `name`, with the port when it is not the scheme's: the URL's authority.
     pub(super) authority: String,
     pub(super) origin: tokio::sync::Mutex<Result<Origin, DetectionReason>>,
-    pub(super) interceptor_upstream: Arc<rustls::ClientConfig>,
+    /// Origin-side TLS, to reconnect an intercepted tunnel's origin.
+    pub(super) interceptor_upstream: Option<Arc<rustls::ClientConfig>>,
     pub(super) judge: Judge,
-    pub(super) hello: Arc<crate::tunnel::detect::ClientHello>,
+    /// The ClientHello of an intercepted tunnel; `None`: plain HTTP.
+    pub(super) hello: Option<Arc<crate::tunnel::detect::ClientHello>>,
     pub(super) template: AccessRecord,
     pub(super) log: AccessLog,
     pub(super) via: String,
@@ -72,9 +76,11 @@ pub(super) async fn inner(
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut r = ctx.template.clone();
     r.start = std::time::SystemTime::now();
-    r.intercepted = true;
+    // Decrypted TLS (`https`), or plain HTTP found inside the CONNECT.
+    r.intercepted = ctx.hello.is_some();
     r.method = req.method().as_str().to_string();
-    r.scheme = Some("https");
+    let scheme = if r.intercepted { "https" } else { "http" };
+    r.scheme = Some(scheme);
     r.host.clone_from(&ctx.name);
     r.path = req.uri().path().to_string();
     r.query = req.uri().query().map(str::to_string);
@@ -85,10 +91,13 @@ pub(super) async fn inner(
         .map(str::to_string);
     r.protocol = None;
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let url = format!("https://{}{pq}", ctx.authority);
+    let url = format!("{scheme}://{}{pq}", ctx.authority);
     // Requests inside the tunnel are for the tunnel's server: another Host
     // is domain fronting, whatever the policy would say of either name.
-    if req.headers().get_all(header::HOST).iter().count() > 1 {
+    // A tunnel inside the tunnel would carry bytes no rule has seen.
+    if req.headers().get_all(header::HOST).iter().count() > 1
+        || req.method() == http::Method::CONNECT
+    {
         return Ok(answer(
             &ctx,
             r,
@@ -128,7 +137,8 @@ pub(super) async fn inner(
             None,
         ));
     }
-    match (ctx.judge)(req.method(), &url, &ctx.name, &ctx.hello) {
+    let hello = ctx.hello.as_deref();
+    match (ctx.judge)(req.method(), &url, req.headers(), &ctx.name, hello) {
         Inner::Deny {
             status,
             reason,
@@ -219,14 +229,21 @@ async fn forward(
     ))
 }
 
+/// A new origin connection at the same address (the one the policy
+/// judged), verified again when the tunnel is TLS.
 async fn reconnect(ctx: &Ctx, addr: SocketAddr, name: &str) -> Result<Origin, DetectionReason> {
     let tcp = tokio::time::timeout(ctx.handshake_timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| DetectionReason::ServerTimeout)?
         .map_err(|_| DetectionReason::CheckFailed)?;
+    let Some(upstream) = &ctx.interceptor_upstream else {
+        return Origin::handshake(tcp, addr, name.to_string())
+            .await
+            .map_err(|_| DetectionReason::CheckFailed);
+    };
     let server_name: ServerName<'static> =
         verify::server_name(name).ok_or(DetectionReason::CertInvalid)?;
-    let connector = tokio_rustls::TlsConnector::from(ctx.interceptor_upstream.clone());
+    let connector = tokio_rustls::TlsConnector::from(upstream.clone());
     let tls = tokio::time::timeout(ctx.handshake_timeout, connector.connect(server_name, tcp))
         .await
         .map_err(|_| DetectionReason::ServerTimeout)?

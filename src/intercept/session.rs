@@ -41,14 +41,14 @@ pub enum Inner {
     },
 }
 
-/// Judges a decrypted request by its method, full `https://` URL, the
-/// tunnel's server name (the SNI, else the CONNECT host) and ClientHello.
-pub type Judge = Box<dyn Fn(&Method, &str, &str, &ClientHello) -> Inner + Send + Sync>;
+/// Judges a request inside the tunnel by its own method, full URL and
+/// headers, the tunnel's server name (the SNI, else the CONNECT host) and
+/// its ClientHello (none for plain HTTP).
+pub type Judge =
+    Box<dyn Fn(&Method, &str, &http::HeaderMap, &str, Option<&ClientHello>) -> Inner + Send + Sync>;
 
 /// What an intercepted tunnel needs from the proxy: narrow handles.
 pub struct Session<'a> {
-    /// CA, minter, origin-side TLS.
-    pub interceptor: &'a Interceptor,
     /// The CONNECT host (canonical): the name when the client sends no SNI.
     pub host: &'a str,
     /// The CONNECT port.
@@ -84,6 +84,7 @@ pub struct Session<'a> {
 /// Runs the intercepted tunnel to its end.
 pub async fn run(
     s: Session<'_>,
+    interceptor: &Interceptor,
     mut client: ClientStream,
     pending: Vec<u8>,
     server: TcpStream,
@@ -104,7 +105,7 @@ pub async fn run(
     let protocol = Some(Protocol::Tls(Box::new((*hello).clone())));
     let addr = server.peer_addr().ok();
     // 2. The origin, verified, on the tunnel's own socket.
-    let origin = connect_origin(s.interceptor, server, &name, s.handshake_timeout).await;
+    let origin = connect_origin(interceptor, server, &name, s.handshake_timeout).await;
     let (upstream, origin_leaf, origin_problem) = match origin {
         Ok((tls, leaf)) => (Some(tls), leaf, None),
         Err(reason) => (None, None, Some(reason)),
@@ -113,8 +114,8 @@ pub async fn run(
     // A leaf minted without the origin's certificate (its check failed) is
     // not cached: it would stand in for the real one for `leaf_ttl`.
     let minted = match &origin_leaf {
-        Some(up) => s.interceptor.minter.leaf(&name, Some(up)).await,
-        None => s.interceptor.minter.uncached(&name),
+        Some(up) => interceptor.minter.leaf(&name, Some(up)).await,
+        None => interceptor.minter.uncached(&name),
     };
     let leaf = match minted {
         Ok(l) => l,
@@ -128,7 +129,7 @@ pub async fn run(
     };
     let activity = Activity::new();
     let client = Rewind::new(held, client, activity.clone());
-    let client_tls = match accept_client(s.interceptor, leaf, client, s.hello_timeout).await {
+    let client_tls = match accept_client(interceptor, leaf, client, s.hello_timeout).await {
         Ok(tls) => tls,
         Err(problem) => return end(protocol, Some(ExceptionId::Intercept(problem))),
     };
@@ -140,17 +141,86 @@ pub async fn run(
         },
         _ => Err(origin_problem.unwrap_or(DetectionReason::CheckFailed)),
     };
+    let inside = Inside {
+        name,
+        tls: Some((hello, interceptor.upstream.clone())),
+        origin,
+        activity,
+    };
+    let exception = serve(s, client_tls, inside).await;
+    end(protocol, exception)
+}
+
+/// A CONNECT whose client speaks plain HTTP (detection found it): each
+/// request is served as on the HTTP path — judged with the tunnel's
+/// identity, its own method, headers and `http://` URL, forwarded on the
+/// dialled socket, logged as its own line.
+pub async fn run_http(
+    s: Session<'_>,
+    client: ClientStream,
+    held: Vec<u8>,
+    server: TcpStream,
+) -> TunnelEnd {
+    let activity = Activity::new();
+    let client = Rewind::new(held, client, activity.clone());
+    let name = s.host.to_string();
+    let origin = match server.peer_addr() {
+        Ok(addr) => Origin::handshake(server, addr, name.clone())
+            .await
+            .map_err(|_| DetectionReason::CheckFailed),
+        Err(_) => Err(DetectionReason::CheckFailed),
+    };
+    let inside = Inside {
+        name,
+        tls: None,
+        origin,
+        activity,
+    };
+    let exception = serve(s, client, inside).await;
+    let mut end = end(Some(Protocol::Http), exception);
+    if !end.refused {
+        end.action = SAction::TcpTunneled;
+    }
+    end
+}
+
+/// What the requests inside a tunnel are served with.
+struct Inside {
+    /// The server's name: the SNI, else the CONNECT host.
+    name: String,
+    /// A decrypted tunnel's ClientHello and the origin-side TLS settings
+    /// (to reconnect); `None` for plain HTTP.
+    tls: Option<(Arc<ClientHello>, Arc<rustls::ClientConfig>)>,
+    /// The origin connection, or why there is none (each request says so).
+    origin: Result<Origin, DetectionReason>,
+    /// Bytes moving either way, for the idle timeout.
+    activity: Activity,
+}
+
+/// Serves HTTP/1.1 requests from `client` until it closes, goes idle or
+/// the proxy stops; the exception for the tunnel's line, if any.
+async fn serve<C>(s: Session<'_>, client: C, inside: Inside) -> Option<ExceptionId>
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Inside {
+        name,
+        tls,
+        origin,
+        activity,
+    } = inside;
+    let default_port = if tls.is_some() { 443 } else { 80 };
     let ctx = Arc::new(Ctx {
-        authority: if s.port == 443 {
+        authority: if s.port == default_port {
             name.clone()
         } else {
             format!("{name}:{}", s.port)
         },
         name,
         origin: tokio::sync::Mutex::new(origin),
-        interceptor_upstream: s.interceptor.upstream.clone(),
         judge: s.judge,
-        hello,
+        interceptor_upstream: tls.as_ref().map(|t| t.1.clone()),
+        hello: tls.map(|t| t.0),
         template: s.template,
         log: s.log,
         via: s.via,
@@ -166,7 +236,7 @@ pub async fn run(
         .timer(TokioTimer::new())
         .header_read_timeout(s.header_timeout)
         .max_buf_size(s.max_header_bytes.max(8192))
-        .serve_connection(TokioIo::new(client_tls), service);
+        .serve_connection(TokioIo::new(client), service);
     // Nothing moving for `idle_timeout`, either way, closes it: request
     // heads have hyper's own deadline, bodies and silence this one.
     let idle = async {
@@ -182,18 +252,17 @@ pub async fn run(
         r = conn => r,
         () = s.hard_stop.cancelled() => Ok(()),
         () = idle => {
-            tracing::debug!(name = %ctx.name, "intercepted tunnel idle: closed");
+            tracing::debug!(name = %ctx.name, "tunnel idle: closed");
             Ok(())
         }
     };
     let served = ctx.served.load(std::sync::atomic::Ordering::Relaxed);
-    let exception = match result {
+    match result {
         Err(e) if served == 0 && e.is_parse() => {
             Some(ExceptionId::Intercept(InterceptProblem::NotHttp))
         }
         _ => None,
-    };
-    end(protocol, exception)
+    }
 }
 
 /// The end of a tunnel the policy intercepts with no CA configured.

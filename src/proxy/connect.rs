@@ -24,7 +24,7 @@ use crate::stream::ClientStream;
 use crate::tunnel::detect::{ClientHello, Protocol};
 use crate::tunnel::handshake::Check;
 use crate::tunnel::inspect::{Inspector, PolicySays};
-use crate::tunnel::session::{self, Detection, Ended, RelaySettings, TunnelEnd};
+use crate::tunnel::session::{self, Detection, Ended, HandedOver, RelaySettings, TunnelEnd};
 use crate::tunnel::settings::{DetectionConfig, OnSilence};
 use crate::tunnel::{self, relay};
 
@@ -97,21 +97,31 @@ impl Judged {
         }
     }
 
-    /// The policy on one request decrypted from the tunnel: the tunnel's
-    /// identity and addresses, its server `name` (the SNI; its categories)
-    /// and ClientHello, the request's method and full URL.
-    fn inner(&self, method: &http::Method, url: &str, name: &str, hello: &ClientHello) -> Inner {
+    /// The policy on one request inside the tunnel (decrypted, or plain
+    /// HTTP): the tunnel's identity and addresses, its server `name` (the
+    /// SNI; its categories) and ClientHello, the request's own method,
+    /// headers and full URL.
+    fn inner(
+        &self,
+        method: &http::Method,
+        url: &str,
+        headers: &http::HeaderMap,
+        name: &str,
+        hello: Option<&ClientHello>,
+    ) -> Inner {
         let categories = if name.eq_ignore_ascii_case(&self.host) {
             self.categories.clone()
         } else {
             self.policy.categories.lookup(name, &self.addrs)
         };
+        let detected = hello.map_or(Detected::protocol("http"), detected_tls);
         let facts = Facts {
             method: method.as_str(),
             url: Some(url),
             host: name,
+            headers,
             categories: &categories,
-            ..self.facts(Some(detected_tls(hello)))
+            ..self.facts(Some(detected))
         };
         let d = self.policy.decide(&facts);
         let rule = d.rule_names();
@@ -248,7 +258,7 @@ async fn run(
             return match session::run(client, pending, server, raw, &relay).await {
                 Ended::Done(end) => end,
                 // Only detection hands over.
-                Ended::Intercept { .. } => TunnelEnd::broken(None, 0),
+                Ended::Intercept(_) | Ended::Http(_) => TunnelEnd::broken(None, 0),
             };
         }
         Mode::Detect(j) => (j, false),
@@ -286,41 +296,41 @@ async fn run(
     };
     match session::run(client, pending, server, Some(detection), &relay).await {
         Ended::Done(end) => end,
-        Ended::Intercept {
-            client,
-            held,
-            server,
-        } => {
+        Ended::Intercept(t) => {
             record.intercepted = true;
-            let judged = (judged, &*config);
-            intercept(proxy, client, held, server, judged, record).await
+            inside(proxy, t, (judged, &config), record, Inside::Decrypted).await
         }
+        Ended::Http(t) => inside(proxy, t, (judged, &config), record, Inside::Plain).await,
     }
 }
 
-/// An intercepted tunnel, handed over by detection with nothing sent on:
-/// the CONNECT's record is each inner line's template.
-async fn intercept(
+/// What the requests inside a handed-over tunnel are.
+#[derive(PartialEq)]
+enum Inside {
+    /// TLS the policy intercepts.
+    Decrypted,
+    /// Plain HTTP detection found.
+    Plain,
+}
+
+/// A tunnel handed over by detection with nothing sent on, whose requests
+/// are each judged, forwarded and logged: decrypted, or plain HTTP. The
+/// CONNECT's record is each inner line's template.
+async fn inside(
     proxy: &Proxy,
-    client: ClientStream,
-    held: Vec<u8>,
-    server: tokio::net::TcpStream,
+    t: HandedOver,
     (judged, cfg): (Judged, &Config),
     record: &AccessRecord,
+    what: Inside,
 ) -> TunnelEnd {
-    let Some(interceptor) = proxy.interceptor.load_full() else {
-        // Start-up refuses an intercepting policy without a CA; fail closed anyway.
-        return crate::intercept::session::unavailable();
-    };
     let judged = Arc::new(judged);
     let host = judged.host.clone();
     let session = crate::intercept::session::Session {
-        interceptor: &interceptor,
         host: &host,
         port: judged.port,
         judge: {
             let judged = judged.clone();
-            Box::new(move |m, url, name, hello| judged.inner(m, url, name, hello))
+            Box::new(move |m, url, headers, name, hello| judged.inner(m, url, headers, name, hello))
         },
         template: record.clone(),
         log: proxy.log.clone(),
@@ -334,7 +344,19 @@ async fn intercept(
         hard_stop: proxy.hard_stop.clone(),
         idle_timeout: cfg.tunnel.idle_timeout,
     };
-    crate::intercept::session::run(session, client, held, server).await
+    let HandedOver {
+        client,
+        held,
+        server,
+    } = t;
+    if what == Inside::Plain {
+        return crate::intercept::session::run_http(session, client, held, server).await;
+    }
+    let Some(interceptor) = proxy.interceptor.load_full() else {
+        // Start-up refuses an intercepting policy without a CA; fail closed anyway.
+        return crate::intercept::session::unavailable();
+    };
+    crate::intercept::session::run(session, &interceptor, client, held, server).await
 }
 
 /// The judge type of an undetected session (never called).

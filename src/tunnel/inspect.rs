@@ -26,6 +26,28 @@ pub enum PolicySays {
     Intercept,
 }
 
+/// What kind of protocol detection found, as far as the next step cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spoken {
+    /// TLS: checked on the wire, or intercepted.
+    Tls,
+    /// Plain HTTP: served on the HTTP path, each request judged.
+    Http,
+    /// Anything else: relayed only if a rule allows it.
+    Other,
+}
+
+impl Spoken {
+    /// The kind of a detected protocol.
+    pub fn of(p: &Protocol) -> Self {
+        match p {
+            Protocol::Tls(_) => Spoken::Tls,
+            Protocol::Http => Spoken::Http,
+            Protocol::Ssh | Protocol::Unknown => Spoken::Other,
+        }
+    }
+}
+
 /// What detection does next with a classified protocol, given the policy's
 /// say: the one mapping, shared by the tunnel and `gatehouse explain`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,17 +60,21 @@ pub enum Next {
     Pass,
     /// TLS the policy intercepts: hand the tunnel over, nothing sent yet.
     Intercept,
+    /// Plain HTTP: hand the tunnel to the HTTP path (ProxySG's "Detect
+    /// Protocol" for HTTP), where each request is judged, forwarded and logged.
+    ServeHttp,
 }
 
-/// A rule's deny wins; TLS goes to the certificate check; anything else
-/// needs a rule that allows it.
-pub fn next_step(says: &PolicySays, is_tls: bool) -> Next {
-    match says {
-        PolicySays::Deny(reason) => Next::Refuse(DetectionReason::Denied(reason.clone())),
-        PolicySays::Intercept if is_tls => Next::Intercept,
-        _ if is_tls => Next::CheckCertificate,
-        PolicySays::Allow => Next::Pass,
-        PolicySays::Nothing | PolicySays::Intercept => {
+/// A rule's deny wins; TLS goes to the certificate check (or interception);
+/// HTTP to the HTTP path; anything else needs a rule that allows it.
+pub fn next_step(says: &PolicySays, spoken: Spoken) -> Next {
+    match (says, spoken) {
+        (PolicySays::Deny(reason), _) => Next::Refuse(DetectionReason::Denied(reason.clone())),
+        (PolicySays::Intercept, Spoken::Tls) => Next::Intercept,
+        (_, Spoken::Tls) => Next::CheckCertificate,
+        (_, Spoken::Http) => Next::ServeHttp,
+        (PolicySays::Allow, Spoken::Other) => Next::Pass,
+        (PolicySays::Nothing | PolicySays::Intercept, Spoken::Other) => {
             Next::Refuse(DetectionReason::ProtocolNotAllowed)
         }
     }
@@ -72,6 +98,11 @@ pub enum Outcome {
         /// What the ClientHello offered (and where its records end in `held`).
         hello: Box<super::detect::ClientHello>,
         /// Every client byte read so far, the ClientHello first.
+        held: Vec<u8>,
+    },
+    /// Plain HTTP, for the HTTP path: nothing was sent upstream.
+    Http {
+        /// Every client byte read so far, the first request's start first.
         held: Vec<u8>,
     },
     /// TLS the policy intercepts: nothing was sent upstream.
@@ -149,8 +180,7 @@ impl Inspector<'_> {
             }
         };
         let says = policy(&protocol);
-        let is_tls = matches!(protocol, Protocol::Tls(_));
-        match next_step(&says, is_tls) {
+        match next_step(&says, Spoken::of(&protocol)) {
             Next::Refuse(reason) => Outcome::Refuse {
                 protocol: Some(protocol),
                 reason,
@@ -160,6 +190,7 @@ impl Inspector<'_> {
                 replay: held,
                 action: SAction::TcpTunneled,
             },
+            Next::ServeHttp => Outcome::Http { held },
             Next::Intercept => match protocol {
                 Protocol::Tls(hello) => Outcome::Intercept { hello, held },
                 other => Outcome::Refuse {

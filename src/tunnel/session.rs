@@ -89,20 +89,26 @@ impl TunnelEnd {
     }
 }
 
-/// How a session ended: done, or handed over to interception with nothing
-/// sent to either side.
+/// How a session ended: done, or handed over (to interception, or to the
+/// HTTP path) with nothing sent to either side.
 pub enum Ended {
     /// The tunnel is over.
     Done(TunnelEnd),
-    /// The policy intercepts this TLS tunnel.
-    Intercept {
-        /// The client's stream.
-        client: ClientStream,
-        /// Every client byte read (the ClientHello first), none sent on.
-        held: Vec<u8>,
-        /// The dialled server, untouched.
-        server: TcpStream,
-    },
+    /// The policy intercepts this TLS tunnel (the ClientHello held first).
+    Intercept(HandedOver),
+    /// The client speaks plain HTTP: each request goes to the HTTP path.
+    Http(HandedOver),
+}
+
+/// What a handed-over tunnel brings: the client, its held bytes, the
+/// dialled server (untouched).
+pub struct HandedOver {
+    /// The client's stream.
+    pub client: ClientStream,
+    /// Every client byte read, none sent on.
+    pub held: Vec<u8>,
+    /// The dialled server, untouched.
+    pub server: TcpStream,
 }
 
 impl From<TunnelEnd> for Ended {
@@ -140,11 +146,18 @@ where
                     return TunnelEnd::refused(protocol, reason).into()
                 }
                 Outcome::Intercept { held, .. } => {
-                    return Ended::Intercept {
+                    return Ended::Intercept(HandedOver {
                         client,
                         held,
                         server,
-                    }
+                    })
+                }
+                Outcome::Http { held } => {
+                    return Ended::Http(HandedOver {
+                        client,
+                        held,
+                        server,
+                    })
                 }
                 Outcome::Pass {
                     protocol,
