@@ -8,6 +8,8 @@
 
 pub mod blocking;
 pub mod per_address;
+pub mod place;
 
 pub use blocking::{BlockingSlots, SlotError};
 pub use per_address::{AddressSlot, PerAddress};
+pub use place::{place, shared, SharedAddress};

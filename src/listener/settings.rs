@@ -39,6 +39,11 @@ pub struct ListenerConfig {
     /// A kept-alive connection with no request in flight is closed after this.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// IPv6 clients are counted per prefix of this length by every
+    /// per-address bound (a host owns its whole /64).
+    pub ipv6_prefix: u8,
+    /// Addresses known to carry many users, with their own bounds.
+    pub shared_addresses: Vec<crate::limit::SharedAddress>,
 }
 
 impl Default for ListenerConfig {
@@ -55,6 +60,8 @@ impl Default for ListenerConfig {
             max_headers: 100,
             header_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
+            ipv6_prefix: 64,
+            shared_addresses: Vec::new(),
         }
     }
 }
@@ -122,6 +129,12 @@ impl ListenerConfig {
             return Err(invalid(
                 "listener.max_headers",
                 "must be between 1 and 1000",
+            ));
+        }
+        if !(32..=128).contains(&l.ipv6_prefix) {
+            return Err(invalid(
+                "listener.ipv6_prefix",
+                "must be between 32 and 128",
             ));
         }
         nonzero(&[
