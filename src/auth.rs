@@ -134,6 +134,9 @@ pub enum AuthError {
     /// `auth.basic_realm` cannot be sent in a `Proxy-Authenticate` header.
     #[error("auth.basic_realm: {0}")]
     BasicRealm(#[from] http::header::InvalidHeaderValue),
+    /// The failure throttle (its store or key).
+    #[error(transparent)]
+    Throttle(#[from] throttle::ThrottleError),
 }
 
 /// The configured schemes in front of the realm chain in force.
@@ -160,7 +163,7 @@ impl Authenticator {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            basic: basic::Basic::new(cfg),
+            basic: basic::Basic::new(cfg)?,
             cfg: cfg.clone(),
             realms: ArcSwap::from_pointee(realms),
             challenges,
@@ -231,8 +234,9 @@ impl Authenticator {
         values: impl Iterator<Item = &'a HeaderValue>,
         state: &AuthState,
         client: IpAddr,
+        place: &throttle::Place,
     ) -> Result<Authenticated, AuthFailure> {
-        let result = self.check(values, state, client).await;
+        let result = self.check(values, state, client, place).await;
         match &result {
             Ok(who) => state.succeeded(who),
             Err(failure) if failure.counts() => {
@@ -248,6 +252,7 @@ impl Authenticator {
         mut values: impl Iterator<Item = &'a HeaderValue>,
         state: &AuthState,
         client: IpAddr,
+        place: &throttle::Place,
     ) -> Result<Authenticated, AuthFailure> {
         let per_request = self.cfg.negotiate.as_ref().is_some_and(|n| n.per_request);
         // The identity this connection established, unless every request
@@ -291,7 +296,7 @@ impl Authenticator {
             Presented::Basic(c) if self.cfg.schemes.contains(&Scheme::Basic) => {
                 let who = self
                     .basic
-                    .check(&chain, &c.user, &c.password, client)
+                    .check(&chain, &c.user, &c.password, place)
                     .await?;
                 state.remember_basic(value, &who);
                 Ok(who)

@@ -227,6 +227,11 @@ impl Metrics {
             "Directory operations by realm, operation (search, bind) and outcome",
             crate::directory::timing::OPERATIONS.clone(),
         );
+        registry.register(
+            "auth_throttle_store_fallbacks",
+            "Failure-throttle operations answered from this instance's memory because the shared store failed",
+            crate::auth::throttle::redis::FALLBACKS.clone(),
+        );
         Metrics { registry, ..m }
     }
 

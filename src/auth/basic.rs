@@ -5,7 +5,6 @@
 //! with a key drawn when the chain is built: the cache never holds a
 //! password, nor a hash anyone could attack offline after the process ends.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,8 +87,8 @@ pub(crate) struct Basic {
 }
 
 impl Basic {
-    pub(crate) fn new(cfg: &AuthConfig) -> Self {
-        Self {
+    pub(crate) fn new(cfg: &AuthConfig) -> Result<Self, throttle::ThrottleError> {
+        Ok(Self {
             creds: StaleCache::new(
                 cfg.credential_cache_capacity,
                 CredLifetimes {
@@ -98,8 +97,8 @@ impl Basic {
                     grace: cfg.stale_grace,
                 },
             ),
-            throttle: throttle::Throttle::new(&cfg.throttle),
-        }
+            throttle: throttle::Throttle::new(&cfg.throttle)?,
+        })
     }
 
     /// Hit/load/stale counts of the credential cache.
@@ -108,13 +107,14 @@ impl Basic {
     }
 
     /// Checks a user name and password against `chain`, through the cache;
-    /// a miss passes the failure throttle first.
+    /// a miss passes the failure throttle first, and its outcome is told
+    /// to the throttle (a failure counted, a success makes `place` familiar).
     pub(crate) async fn check(
         &self,
         chain: &RealmChain,
         user: &str,
         password: &str,
-        client: IpAddr,
+        place: &throttle::Place,
     ) -> Result<Authenticated, AuthFailure> {
         let key = chain.cache_key(user, password);
         // Every spelling of a login the realms would take for one user
@@ -123,12 +123,25 @@ impl Basic {
         let result = self
             .creds
             .get(key, || async {
-                self.throttle
-                    .check(&who, client)
+                let gate = self
+                    .throttle
+                    .check(&who, password, place)
+                    .await
                     .map_err(CheckError::Throttled)?;
+                if gate == throttle::Gate::KnownBad {
+                    // Failed already in the window: not asked, not counted.
+                    return Ok(Outcome::Rejected {
+                        counts: false,
+                        account: None,
+                    });
+                }
                 let outcome = Outcome::of(chain.verify(user, password).await)?;
-                if let Outcome::Rejected { counts: true, .. } = outcome {
-                    self.throttle.failed(&who, client);
+                match &outcome {
+                    Outcome::Rejected { counts: true, .. } => {
+                        self.throttle.failed(&who, password, place).await
+                    }
+                    Outcome::Verified(_) => self.throttle.succeeded(&who, place).await,
+                    Outcome::Rejected { .. } => {}
                 }
                 Ok(outcome)
             })

@@ -137,31 +137,54 @@ pub struct AuthConfig {
     pub password_checks: PasswordCheckConfig,
 }
 
-/// After this many failed distinct passwords within `window`, checks are
-/// refused (407) without asking the realm until the window has passed.
-/// Keep `user_failures` below the directory's lockout threshold (AD: often
-/// 5–10) and `window` at least its observation window.
+/// The smart lockout ([`super::throttle`]): distinct failed passwords per
+/// user within `window`, counted apart for places where the user signed in
+/// within `familiar_for` and for anywhere else; beyond a budget, checks are
+/// refused (407) without asking the realm. Keep `familiar_failures +
+/// user_failures` below the directory's lockout threshold (AD: often 5–10)
+/// and `window` at least its observation window.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ThrottleConfig {
-    /// Per user name (0 = no limit).
+    /// Per user, from places unfamiliar to them — all a stranger can spend
+    /// (0 = no limit).
     pub user_failures: u32,
-    /// Per client address, over all user names (0 = no limit).
+    /// Per user, from their familiar places (0 = no limit).
+    pub familiar_failures: u32,
+    /// Per client place (address, IPv6 prefix), over all user names, for
+    /// users not known there (0 = no limit); `listener.shared_addresses`
+    /// may set another per address.
     pub address_failures: u32,
-    /// Failures count within this window from the first.
+    /// Failures count for this long.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
-    /// Most user names and addresses tracked at once.
+    /// A place where the user signed in stays familiar this long.
+    #[serde(with = "humantime_serde")]
+    pub familiar_for: Duration,
+    /// Most familiar places kept per user (the least recently used gives way).
+    pub familiar_places: usize,
+    /// Most user names and places tracked at once (each table).
     pub capacity: u64,
+    /// `redis://host:port/db`: counts shared by a fleet (Redis or Valkey);
+    /// unset: this process's memory.
+    pub store: Option<String>,
+    /// With `store`: the secret (mode 0600) every instance marks failed
+    /// passwords with, so one password counts once across the fleet.
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
         Self {
-            user_failures: 4,
+            user_failures: 2,
+            familiar_failures: 2,
             address_failures: 30,
             window: Duration::from_secs(30 * 60),
+            familiar_for: Duration::from_secs(30 * 24 * 3600),
+            familiar_places: 8,
             capacity: 100_000,
+            store: None,
+            key_file: None,
         }
     }
 }
@@ -246,8 +269,20 @@ impl AuthConfig {
                 "a helper command and at least one helper",
             ));
         }
-        if a.throttle.window.is_zero() {
-            return Err(invalid("auth.throttle.window", "must be longer than zero"));
+        if a.throttle.window.is_zero() || a.throttle.familiar_for.is_zero() {
+            return Err(invalid(
+                "auth.throttle.window",
+                "window and familiar_for must be longer than zero",
+            ));
+        }
+        if !(1..=64).contains(&a.throttle.familiar_places) {
+            return Err(invalid("auth.throttle.familiar_places", "between 1 and 64"));
+        }
+        if a.throttle.store.is_some() && a.throttle.key_file.is_none() {
+            return Err(invalid(
+                "auth.throttle.key_file",
+                "a shared store needs the fleet's key file",
+            ));
         }
         if a.password_checks.permits > 1024 {
             return Err(invalid("auth.password_checks.permits", "at most 1024"));

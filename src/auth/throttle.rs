@@ -1,33 +1,52 @@
-//! Failed-password throttling in front of the realms.
+//! Failed-password throttling in front of the realms: a smart lockout.
 //!
 //! Every distinct wrong password for a directory user is a real bind, and
 //! Active Directory locks an account after 5–10 of them in its observation
-//! window — so without this, any stranger who can reach the proxy can lock out
-//! any employee. After `user_failures` failed checks of one user name (or
-//! `address_failures` from one client address) within `window`, further checks
-//! are refused with 407 *without asking the realm* until the window that
-//! began with the first failure has passed. A repeated wrong password is
-//! answered from the failure cache and never reaches here, so what is counted
-//! is distinct passwords, as the directory counts them.
+//! window — so without a throttle any stranger who can reach the proxy can
+//! lock out any employee; with a naive one (N failures per user name, from
+//! anywhere) the stranger locks them out of the proxy instead. So, as AD FS
+//! Extranet Smart Lockout and Entra ID smart lockout do:
+//!
+//! - **Familiar places**: a place (an IPv4 address, or an IPv6 prefix) where
+//!   the user signed in within `familiar_for` is familiar to that user.
+//!   Failures from familiar places count against `familiar_failures`; from
+//!   anywhere else against `user_failures`. A stranger can spend only the
+//!   unfamiliar budget: the user, from where they usually are, keeps
+//!   signing in. Keep the sum below the directory's lockout threshold.
+//! - **Distinct passwords**: a password that already failed for the user
+//!   within the window (kept as a keyed hash, never in clear) is refused
+//!   from memory, never asked of the directory and never counted again — a
+//!   phone retrying an old saved password costs one failure per window, as
+//!   AD itself does not count a repeat of a recent password.
+//! - **Per place**: `address_failures` (or a shared address's own budget)
+//!   failed checks from one place refuse further checks there only for
+//!   users *not known there*: a terminal server survives its users' typos,
+//!   a password spray from one address is stopped.
 //!
 //! Credentials already verified and cached keep working: the throttle sits on
-//! the miss path only, so a locked-out attacker cannot lock out a user who is
-//! already signed in.
+//! the miss path only. The counts live in a [`Store`]: this process's memory,
+//! or Redis shared by a fleet ([`redis`]), which falls back to memory when
+//! it cannot be reached — never refusing everyone.
+
+mod local;
+pub mod redis;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::time::Duration;
 
-use moka::sync::Cache;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use super::settings::ThrottleConfig;
 
 /// Which limit refused a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Throttled {
-    /// `auth.throttle.user_failures` reached for the user name.
+    /// `auth.throttle.user_failures` reached from places unfamiliar to the user.
     User,
-    /// `auth.throttle.address_failures` reached for the client address.
+    /// `auth.throttle.familiar_failures` reached from the user's familiar places.
+    Familiar,
+    /// The place's failure budget reached, and the user is not known there.
     Address,
 }
 
@@ -35,105 +54,188 @@ impl Throttled {
     /// The reason, for the log.
     pub fn as_str(self) -> &'static str {
         match self {
-            Throttled::User => "too many failed passwords for this user",
-            Throttled::Address => "too many failed passwords from this client address",
+            Throttled::User => "too many failed passwords for this user from unfamiliar places",
+            Throttled::Familiar => "too many failed passwords for this user from familiar places",
+            Throttled::Address => {
+                "too many failed passwords from this client address, for a user not known there"
+            }
         }
     }
 }
 
-/// Failure counts per user name and per client address, each living one
-/// window from its first failure. Bounded in entries: an attacker cycling
-/// through names cannot grow it past `capacity`.
+/// Where an attempt comes from, as the throttle counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    /// The client's address as the per-address bounds count it
+    /// ([`crate::limit::place`]: IPv6 per prefix).
+    pub key: IpAddr,
+    /// Failed checks allowed from this place within the window (a shared
+    /// address's own budget, else `auth.throttle.address_failures`; 0 = none).
+    pub failures: u32,
+}
+
+/// What the store knows of one attempt, before the realm is asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Standing {
+    /// The user signed in from this place within `familiar_for`.
+    pub familiar: bool,
+    /// This password already failed for this user within the window.
+    pub repeated: bool,
+    /// Distinct failed passwords for the user within the window, from
+    /// places familiar to them when they failed.
+    pub familiar_failures: u32,
+    /// … from anywhere else.
+    pub unfamiliar_failures: u32,
+    /// Failed checks from this place, for any user, within the window.
+    pub place_failures: u32,
+}
+
+/// Whether to ask the realm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Ask it.
+    Ask,
+    /// This password already failed for this user: refuse, ask nothing,
+    /// count nothing.
+    KnownBad,
+}
+
+/// The budgets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budgets {
+    /// From unfamiliar places (0 = no limit).
+    pub unfamiliar: u32,
+    /// From familiar places (0 = no limit).
+    pub familiar: u32,
+}
+
+/// The decision, pure: the standing against the budgets.
+pub fn judge(s: &Standing, budgets: Budgets, place: &Place) -> Result<Gate, Throttled> {
+    let spent = |n: u32, max: u32| max > 0 && n >= max;
+    if s.repeated {
+        return Ok(Gate::KnownBad);
+    }
+    if s.familiar {
+        if spent(s.familiar_failures, budgets.familiar) {
+            return Err(Throttled::Familiar);
+        }
+        return Ok(Gate::Ask);
+    }
+    if spent(s.place_failures, place.failures) {
+        return Err(Throttled::Address);
+    }
+    if spent(s.unfamiliar_failures, budgets.unfamiliar) {
+        return Err(Throttled::User);
+    }
+    Ok(Gate::Ask)
+}
+
+/// A wrong password as the stores keep it: an HMAC of the user and the
+/// password under the throttle's key, truncated — enough to tell two
+/// passwords apart, useless without the key.
+pub type PasswordMark = [u8; 16];
+
+/// Where the counts live.
+enum Store {
+    Local(local::Local),
+    Redis(Box<redis::Shared>),
+}
+
+/// The smart lockout: its budgets, key and store.
 pub struct Throttle {
-    cfg: ThrottleConfig,
-    users: Cache<String, Arc<AtomicU32>>,
-    addresses: Cache<IpAddr, Arc<AtomicU32>>,
+    budgets: Budgets,
+    key: Vec<u8>,
+    store: Store,
+}
+
+/// Why the throttle cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ThrottleError {
+    /// No randomness for the key.
+    #[error("auth.throttle: no random key: {0}")]
+    Random(getrandom::Error),
+    /// The shared store's settings.
+    #[error("auth.throttle.store: {0}")]
+    Store(String),
 }
 
 impl Throttle {
-    /// Empty counts under `auth.throttle`.
-    pub fn new(cfg: &ThrottleConfig) -> Self {
-        Self {
-            cfg: cfg.clone(),
-            users: Cache::builder()
-                .max_capacity(cfg.capacity)
-                .time_to_live(cfg.window)
-                .build(),
-            addresses: Cache::builder()
-                .max_capacity(cfg.capacity)
-                .time_to_live(cfg.window)
-                .build(),
-        }
-    }
-
-    /// `Err` when `user` or `client` has used up its failures in the window.
-    pub fn check(&self, user: &str, client: IpAddr) -> Result<(), Throttled> {
-        let over = |n: Option<Arc<AtomicU32>>, max: u32| {
-            max > 0 && n.is_some_and(|n| n.load(Ordering::Relaxed) >= max)
+    /// Empty counts under `auth.throttle`, in memory or in its store.
+    pub fn new(cfg: &ThrottleConfig) -> Result<Self, ThrottleError> {
+        let local = local::Local::new(cfg);
+        let (key, store) = match &cfg.store {
+            None => {
+                let mut key = vec![0u8; 32];
+                getrandom::fill(&mut key).map_err(ThrottleError::Random)?;
+                (key, Store::Local(local))
+            }
+            Some(url) => {
+                let (key, shared) = redis::Shared::new(url, cfg, local)?;
+                (key, Store::Redis(Box::new(shared)))
+            }
         };
-        if over(self.addresses.get(&client), self.cfg.address_failures) {
-            return Err(Throttled::Address);
-        }
-        if over(self.users.get(user), self.cfg.user_failures) {
-            return Err(Throttled::User);
-        }
-        Ok(())
-    }
-
-    /// Counts one failed check of `user` from `client`.
-    pub fn failed(&self, user: &str, client: IpAddr) {
-        let fresh = || Arc::new(AtomicU32::new(0));
-        self.users
-            .get_with(user.to_owned(), fresh)
-            .fetch_add(1, Ordering::Relaxed);
-        self.addresses
-            .get_with(client, fresh)
-            .fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn throttle(user: u32, address: u32, window: Duration) -> Throttle {
-        Throttle::new(&ThrottleConfig {
-            user_failures: user,
-            address_failures: address,
-            window,
-            capacity: 1000,
+        Ok(Self {
+            budgets: Budgets {
+                unfamiliar: cfg.user_failures,
+                familiar: cfg.familiar_failures,
+            },
+            key,
+            store,
         })
     }
 
-    #[test]
-    fn user_then_address_limits() {
-        let t = throttle(2, 3, Duration::from_secs(60));
-        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
-        t.failed("alice", a);
-        assert_eq!(t.check("alice", a), Ok(()));
-        t.failed("alice", b);
-        // Two failures for alice, from anywhere: alice is throttled everywhere.
-        assert_eq!(t.check("alice", a), Err(Throttled::User));
-        assert_eq!(
-            t.check("alice", "10.0.0.9".parse().unwrap()),
-            Err(Throttled::User)
-        );
-        assert_eq!(t.check("bob", a), Ok(()));
-        t.failed("bob", a);
-        t.failed("carol", a);
-        // Three failures from a: every user from a is throttled, not from b.
-        assert_eq!(t.check("dave", a), Err(Throttled::Address));
-        assert_eq!(t.check("dave", b), Ok(()));
+    fn mark(&self, user: &str, password: &str) -> PasswordMark {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(user.as_bytes());
+        mac.update(&[0]);
+        mac.update(password.as_bytes());
+        let full: [u8; 32] = mac.finalize().into_bytes().into();
+        full[..16].try_into().expect("16 of 32 bytes")
     }
 
-    #[test]
-    fn the_window_passes() {
-        let t = throttle(1, 0, Duration::from_millis(50));
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        t.failed("alice", a);
-        assert_eq!(t.check("alice", a), Err(Throttled::User));
-        std::thread::sleep(Duration::from_millis(80));
-        assert_eq!(t.check("alice", a), Ok(()), "0 disables the address limit");
+    /// Whether to ask the realm about `user`'s `password` from `place`, or
+    /// why not.
+    pub async fn check(
+        &self,
+        user: &str,
+        password: &str,
+        place: &Place,
+    ) -> Result<Gate, Throttled> {
+        let mark = self.mark(user, password);
+        let standing = match &self.store {
+            Store::Local(l) => l.standing(user, &mark, place.key),
+            Store::Redis(r) => r.standing(user, &mark, place.key).await,
+        };
+        judge(&standing, self.budgets, place)
+    }
+
+    /// Counts one wrong password of `user` from `place`.
+    pub async fn failed(&self, user: &str, password: &str, place: &Place) {
+        let mark = self.mark(user, password);
+        match &self.store {
+            Store::Local(l) => l.failed(user, mark, place.key),
+            Store::Redis(r) => r.failed(user, mark, place.key).await,
+        }
+    }
+
+    /// `user` signed in from `place`: it is familiar to them for `familiar_for`.
+    pub async fn succeeded(&self, user: &str, place: &Place) {
+        match &self.store {
+            Store::Local(l) => l.succeeded(user, place.key),
+            Store::Redis(r) => r.succeeded(user, place.key).await,
+        }
     }
 }
+
+/// How long ago `then` was, in whole seconds of a clock shared by a fleet.
+pub(super) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
+#[cfg(test)]
+#[path = "throttle_tests.rs"]
+mod tests;

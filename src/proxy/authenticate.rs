@@ -8,6 +8,7 @@ use hyper::body::Incoming;
 use super::answer::answer_error;
 use super::Proxy;
 use crate::accesslog::AccessRecord;
+use crate::auth::throttle::Place;
 use crate::auth::{AuthFailure, Authenticated};
 use crate::body::ResponseBody;
 use crate::conn::{ConnState, InFlight};
@@ -22,9 +23,20 @@ pub(super) async fn authenticate(
     r: &mut AccessRecord,
 ) -> Result<Authenticated, ProxyError> {
     let presented = req.headers().get_all(header::PROXY_AUTHORIZATION).iter();
+    let ip = conn.client.ip();
+    let place = {
+        let config = proxy.config.load();
+        let shared = crate::limit::shared(&config.listener.shared_addresses, ip);
+        Place {
+            key: crate::limit::place(ip, config.listener.ipv6_prefix),
+            failures: shared
+                .and_then(|s| s.address_failures)
+                .unwrap_or(config.auth.throttle.address_failures),
+        }
+    };
     match proxy
         .auth
-        .authenticate(presented, &conn.auth, conn.client.ip())
+        .authenticate(presented, &conn.auth, ip, &place)
         .await
     {
         Ok(who) => {
