@@ -402,3 +402,346 @@ impl futures_core::Stream for Chunks {
         std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
     }
 }
+
+impl TestCa {
+    /// A leaf for `names` carrying `key` (any type rcgen can sign with,
+    /// e.g. an RSA key from [`rsa_key`]), signed by this CA: (DER, PEM).
+    pub fn leaf_with_key(
+        &self,
+        names: &[&str],
+        key: &KeyPair,
+    ) -> (CertificateDer<'static>, String) {
+        let params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.signed_by(key, &self.issuer).unwrap();
+        (cert.der().clone(), cert.pem())
+    }
+}
+
+/// A 2048-bit RSA key (rcgen with ring cannot generate one), made by
+/// `openssl genpkey` and written to `path` as PKCS#8 PEM.
+pub fn rsa_key(path: &std::path::Path) -> KeyPair {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(path)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    KeyPair::from_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A TLS server process, killed when dropped, and the port it accepts on.
+pub struct TlsServer {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cmd`, a server that prints `ACCEPT 127.0.0.1:<port>` once it
+/// listens (as `openssl s_server` does), and returns when it does.
+pub fn tls_server(cmd: &mut std::process::Command) -> TlsServer {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let port = loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "{cmd:?} exited");
+        if let Some(port) = line.trim().strip_prefix("ACCEPT 127.0.0.1:") {
+            break port.parse().unwrap();
+        }
+    };
+    // Drained, so that the server never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    TlsServer { child, port }
+}
+
+/// `openssl s_server -www` with `cert` and `key` and `args`, on a port the
+/// kernel picks. It serves one connection at a time.
+pub fn s_server(cert: &std::path::Path, key: &std::path::Path, args: &[&str]) -> TlsServer {
+    tls_server(
+        std::process::Command::new("openssl")
+            .args(["s_server", "-accept", "127.0.0.1:0", "-www", "-cert"])
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .args(args),
+    )
+}
+
+/// An OpenSSL server (Python's `ssl`) answering `GET` as `s_server -www`
+/// does (`New, TLSv1.2, Cipher is …`), one thread per connection.
+const PY_WWW: &str = r#"
+import socket, ssl, sys, threading
+cert, key, version, ciphers = sys.argv[1:5]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+ctx.minimum_version = ctx.maximum_version = getattr(ssl.TLSVersion, "TLSv1_" + version[-1])
+if ciphers:
+    ctx.set_ciphers(ciphers)
+srv = socket.create_server(("127.0.0.1", 0))
+print(f"ACCEPT 127.0.0.1:{srv.getsockname()[1]}", flush=True)
+def serve(c):
+    try:
+        c.settimeout(60)
+        t = ctx.wrap_socket(c, server_side=True)
+        req = b""
+        while b"\r\n\r\n" not in req:
+            d = t.recv(4096)
+            if not d:
+                return
+            req += d
+        t.sendall(f"HTTP/1.0 200 ok\r\n\r\nNew, {t.version()}, Cipher is {t.cipher()[0]}\n".encode())
+        t.unwrap()
+    except (ssl.SSLError, OSError):
+        pass
+    finally:
+        c.close()
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// [`PY_WWW`] speaking only TLS `version` ("1.2", "1.3"), `ciphers` (OpenSSL
+/// syntax; empty: the defaults): for a server that must answer a second
+/// connection (the proxy's probe) while the first one's handshake waits.
+pub fn threaded_www(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    version: &str,
+    ciphers: &str,
+) -> TlsServer {
+    tls_server(
+        std::process::Command::new("python3")
+            .args(["-c", PY_WWW])
+            .arg(cert)
+            .arg(key)
+            .args([version, ciphers]),
+    )
+}
+
+/// Python's `ssl` through the proxy: CONNECT by hand (Basic `user_pass`),
+/// TLS ≤ `version` offering only `cipher` at TLS 1.2 (empty: the defaults),
+/// `GET /`; prints the answer.
+const PY_GET: &str = r#"
+import socket, ssl, sys
+proxy_port, dest, cafile, auth, version, cipher = sys.argv[1:7]
+ctx = ssl.create_default_context(cafile=cafile)
+ctx.maximum_version = getattr(ssl.TLSVersion, "TLSv1_" + version[-1])
+if cipher:
+    ctx.set_ciphers(cipher)
+s = socket.create_connection(("127.0.0.1", int(proxy_port)), timeout=60)
+s.sendall(f"CONNECT {dest} HTTP/1.1\r\nHost: {dest}\r\nProxy-Authorization: {auth}\r\n\r\n".encode())
+head = b""
+while not head.endswith(b"\r\n\r\n"):
+    c = s.recv(1)
+    if not c:
+        sys.exit("proxy closed: " + head.decode())
+    head += c
+assert head.startswith(b"HTTP/1.1 200"), head
+name = dest.rsplit(":", 1)[0]
+t = ctx.wrap_socket(s, server_hostname=name)
+t.sendall(f"GET / HTTP/1.0\r\nHost: {name}\r\n\r\n".encode())
+body = b""
+while c := t.recv(65536):
+    body += c
+print(body.decode(errors="replace"))
+"#;
+
+/// Runs a client to completion: its stdout; a failure fails the test.
+pub async fn client_output(cmd: &mut tokio::process::Command) -> String {
+    let out = cmd
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{cmd:?}: {err}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `GET https://dest/` with Python's `ssl` through `proxy` (see [`PY_GET`]).
+pub async fn python_get(
+    proxy: SocketAddr,
+    dest: &str,
+    ca: &TestCa,
+    user_pass: &str,
+    version: &str,
+    cipher: &str,
+) -> String {
+    client_output(
+        tokio::process::Command::new("python3")
+            .args(["-c", PY_GET, &proxy.port().to_string(), dest])
+            .arg(&ca.pem_path)
+            .args([&super::basic(user_pass), version, cipher]),
+    )
+    .await
+}
+
+/// `GET https://dest/` with curl through `proxy` (Basic `user_pass`),
+/// trusting `ca`, with `tls_args` (e.g. `--tls-max 1.2 --ciphers …`).
+pub async fn curl_get(
+    proxy: SocketAddr,
+    dest: &str,
+    ca: &TestCa,
+    user_pass: &str,
+    tls_args: &[&str],
+) -> String {
+    client_output(
+        tokio::process::Command::new("curl")
+            .args(["-sS", "--max-time", "60", "--cacert"])
+            .arg(&ca.pem_path)
+            .arg("--proxy")
+            .arg(format!("http://{user_pass}@{proxy}"))
+            .args(tls_args)
+            .arg(format!("https://{dest}/")),
+    )
+    .await
+}
+
+/// `GET /` with rustls (TLS `version` only, ECDHE suites) through a tunnel
+/// to `dest` opened with `headers`; the answer, read until the server closes.
+pub async fn rustls_get(
+    proxy: SocketAddr,
+    dest: &str,
+    headers: &str,
+    ca: &TestCa,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> String {
+    let tunnel = connect_through(proxy, dest, headers).await.unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.cert.clone()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = dest.rsplit_once(':').map_or(dest, |(host, _)| host);
+    let name = ServerName::try_from(name.to_string()).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let mut tls = connector.connect(name, tunnel).await.unwrap();
+    tls.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let (mut body, mut buf) = (Vec::new(), [0u8; 16384]);
+    while let Ok(n @ 1..) = tls.read(&mut buf).await {
+        body.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// A TLS vector with a 16-bit length.
+pub fn tls_vec16(body: &[u8]) -> Vec<u8> {
+    [&(body.len() as u16).to_be_bytes()[..], body].concat()
+}
+
+/// A handshake message: type, 24-bit length, body.
+pub fn tls_handshake(kind: u8, body: &[u8]) -> Vec<u8> {
+    [&[kind][..], &(body.len() as u32).to_be_bytes()[1..], body].concat()
+}
+
+/// A TLS 1.2 record of content type `kind`.
+pub fn tls_record(kind: u8, body: &[u8]) -> Vec<u8> {
+    [&[kind, 3, 3][..], &tls_vec16(body)].concat()
+}
+
+/// A TLS 1.2 ClientHello for `name`, written by hand as an OpenSSL client
+/// with RSA key exchange enabled would: AES128-GCM-SHA256 (0x009c) and the
+/// two ECDHE-AES128-GCM suites (0xc02b, 0xc02f), x25519 and P-256, ECDSA,
+/// RSA-PSS and PKCS#1 SHA-256 signatures; offering to resume session `sid`.
+/// Its client random is `[0x5c; 32]`.
+pub fn client_hello12(name: &str, sid: &[u8]) -> Vec<u8> {
+    let mut body = vec![3, 3];
+    body.extend([0x5c; 32]);
+    body.push(sid.len() as u8);
+    body.extend(sid);
+    body.extend([0, 6, 0x00, 0x9c, 0xc0, 0x2b, 0xc0, 0x2f, 1, 0]);
+    let ext = |kind: u16, body: Vec<u8>| [&kind.to_be_bytes()[..], &tls_vec16(&body)].concat();
+    let sni = [&[0u8][..], &tls_vec16(name.as_bytes())].concat();
+    let exts = [
+        ext(0, tls_vec16(&sni)),
+        ext(10, tls_vec16(&[0, 0x1d, 0, 0x17])),
+        ext(11, vec![1, 0]),
+        ext(13, tls_vec16(&[4, 3, 8, 4, 4, 1])),
+    ]
+    .concat();
+    body.extend(tls_vec16(&exts));
+    tls_record(0x16, &tls_handshake(1, &body))
+}
+
+/// What an [`answering_server`] sends once the [`PAYLOAD_MARKER`] reached it.
+pub const PAYLOAD_ACK: &[u8] = b"SERVER-GOT-PAYLOAD";
+
+/// How a server answers the ClientHello on its `n`th connection (0-based).
+pub type Answer = Arc<dyn Fn(usize, &[u8]) -> Vec<u8> + Send + Sync>;
+
+/// A server that reads each connection's first record (the ClientHello),
+/// answers it with `answer`, records everything it receives, and sends
+/// [`PAYLOAD_ACK`] once the [`PAYLOAD_MARKER`] arrived. Its port.
+pub async fn answering_server(answer: Answer) -> (u16, Received) {
+    let listener = super::bind_free().await;
+    let port = listener.local_addr().unwrap().port();
+    let seen = Received::default();
+    let rec = seen.clone();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let (rec, answer) = (rec.clone(), answer.clone());
+            tokio::spawn(async move {
+                let idx = {
+                    let mut all = rec.0.lock().unwrap();
+                    all.push(Vec::new());
+                    all.len() - 1
+                };
+                let (mut got, mut buf) = (Vec::new(), [0u8; 8192]);
+                let (mut answered, mut acked) = (false, false);
+                while let Ok(Ok(k @ 1..)) =
+                    tokio::time::timeout(Duration::from_secs(20), tcp.read(&mut buf)).await
+                {
+                    got.extend_from_slice(&buf[..k]);
+                    rec.0.lock().unwrap()[idx].extend_from_slice(&buf[..k]);
+                    let hello = got
+                        .get(3..5)
+                        .map(|l| 5 + u16::from_be_bytes([l[0], l[1]]) as usize);
+                    let mut out = Vec::new();
+                    if !answered && hello.is_some_and(|l| got.len() >= l) {
+                        answered = true;
+                        out = answer(n, &got);
+                    }
+                    if !acked
+                        && got
+                            .windows(PAYLOAD_MARKER.len())
+                            .any(|w| w == PAYLOAD_MARKER)
+                    {
+                        acked = true;
+                        out.extend(PAYLOAD_ACK);
+                    }
+                    if tcp.write_all(&out).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            n += 1;
+        }
+    });
+    (port, seen)
+}
