@@ -102,7 +102,7 @@ async fn realm_problems(admin: &Admin) -> Vec<String> {
     let realms = (admin.realms)();
     let mut problems = Vec::new();
     for realm in realms.iter() {
-        if let Realm::Ldap(r) = realm {
+        if let Realm::Ldap(r) = &**realm {
             match tokio::time::timeout(admin.probe_timeout, r.probe()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => problems.push(format!("realm {}: {e}", r.name())),

@@ -110,17 +110,6 @@ impl Realm {
         })
     }
 
-    /// Every configured realm, in order, sharing one password-check pool
-    /// sized by `auth.password_checks`.
-    pub fn build_all(
-        configs: &[RealmConfig],
-        checks: &config::PasswordCheckConfig,
-    ) -> Result<Vec<Self>, RealmError> {
-        let c = checks;
-        let hashing = Arc::new(BlockingSlots::new(c.permits(), c.queue_timeout));
-        configs.iter().map(|r| Self::build(r, &hashing)).collect()
-    }
-
     /// The realm's `name`, as logs and identities carry it.
     pub fn name(&self) -> &str {
         match self {

@@ -69,7 +69,7 @@ pub struct DemoAccounts {
 /// start and on reload), naming the accounts and the fix.
 pub fn refuse_demo_accounts(
     listeners: &[SocketAddr],
-    realms: &[crate::directory::Realm],
+    realms: &[std::sync::Arc<crate::directory::Realm>],
 ) -> Result<(), DemoAccounts> {
     let Some(open) = listeners
         .iter()
@@ -78,7 +78,7 @@ pub fn refuse_demo_accounts(
         return Ok(());
     };
     for realm in realms {
-        let crate::directory::Realm::Local(local) = realm else {
+        let crate::directory::Realm::Local(local) = &**realm else {
             continue;
         };
         let demo = local.demo_accounts();
@@ -261,7 +261,7 @@ fn admin_endpoints(
             credentials: on(proxy, |p| p.auth.cache_counters().into()),
             directories: on(proxy, |p| {
                 let realms = p.auth.realms();
-                let ldap = realms.iter().filter_map(|r| match r {
+                let ldap = realms.iter().filter_map(|r| match &**r {
                     crate::directory::Realm::Ldap(l) => Some(l),
                     crate::directory::Realm::Local(_) => None,
                 });

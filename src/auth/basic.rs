@@ -1,9 +1,14 @@
 //! `Proxy-Authorization: Basic`: a user name and password checked against the
 //! realm chain, through a credential cache and the failure throttle.
 //!
-//! Verdicts are cached under an HMAC-SHA256 of realm chain + user + password
-//! with a key drawn when the chain is built: the cache never holds a
-//! password, nor a hash anyone could attack offline after the process ends.
+//! Verdicts are cached under an HMAC-SHA256 of user + password with a key
+//! drawn at start: the cache never holds a password, nor a hash anyone could
+//! attack offline after the process ends. The key outlives reloads, so a
+//! routine SIGHUP keeps every signed-in user signed in; what a reload
+//! changed is caught on the way out of the cache instead: a verified
+//! identity counts only while a realm of the chain in force vouches for it
+//! (a realm whose definition changed is a new realm), a refusal only under
+//! the chain it was decided by.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,22 +41,36 @@ enum Outcome {
     Rejected {
         counts: bool,
         account: Option<AccountProblem>,
+        /// The chain that decided ([`RealmChain::digest`]).
+        chain: [u8; 32],
     },
 }
 
 impl Outcome {
+    /// Does the chain in force still stand behind this outcome?
+    fn current(&self, chain: &RealmChain) -> bool {
+        match self {
+            Outcome::Verified(identity) => chain.vouched_for(identity),
+            Outcome::Rejected { chain: by, .. } => *by == chain.digest(),
+        }
+    }
+}
+
+impl Outcome {
     /// The chain's verdict as a cacheable outcome, or why there is none.
-    fn of(verdict: RealmVerdict) -> Result<Self, CheckError> {
+    fn of(verdict: RealmVerdict, chain: [u8; 32]) -> Result<Self, CheckError> {
         Ok(match verdict {
             RealmVerdict::Verified(id) => Outcome::Verified(id),
             // Nobody knows the user: a failure like a wrong password.
             RealmVerdict::BadPassword | RealmVerdict::UnknownUser => Outcome::Rejected {
                 counts: true,
                 account: None,
+                chain,
             },
             RealmVerdict::Refused(problem) => Outcome::Rejected {
                 counts: false,
                 account: Some(problem),
+                chain,
             },
             RealmVerdict::Busy(reason) => return Err(CheckError::Busy(reason)),
             RealmVerdict::Unavailable(u) => return Err(CheckError::Unavailable(u)),
@@ -83,12 +102,17 @@ impl Lifetimes<Outcome> for CredLifetimes {
 /// The credential cache and the failure throttle in front of the chain.
 pub(crate) struct Basic {
     creds: StaleCache<[u8; 32], Outcome, CheckError>,
+    /// The credential cache's HMAC key, for the life of the process.
+    key: [u8; 32],
     throttle: throttle::Throttle,
 }
 
 impl Basic {
     pub(crate) fn new(cfg: &AuthConfig) -> Result<Self, throttle::ThrottleError> {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).map_err(throttle::ThrottleError::Random)?;
         Ok(Self {
+            key,
             creds: StaleCache::new(
                 cfg.credential_cache_capacity,
                 CredLifetimes {
@@ -99,6 +123,19 @@ impl Basic {
             ),
             throttle: throttle::Throttle::new(&cfg.throttle)?,
         })
+    }
+
+    /// The credential cache's key for these credentials: an HMAC, so the
+    /// cache never holds anything a password could be recovered from once
+    /// the process (and its key) is gone.
+    fn cache_key(&self, user: &str, password: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.key)
+            .expect("HMAC takes any key length");
+        mac.update(user.as_bytes());
+        mac.update(&[0]);
+        mac.update(password.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 
     /// Hit/load/stale counts of the credential cache.
@@ -116,36 +153,40 @@ impl Basic {
         password: &str,
         place: &throttle::Place,
     ) -> Result<Authenticated, AuthFailure> {
-        let key = chain.cache_key(user, password);
+        let key = self.cache_key(user, password);
         // Every spelling of a login the realms would take for one user
         // (`CORP\Alice`, `alice@corp`) counts as that user.
         let who = normalise(user, true, true);
-        let result = self
-            .creds
-            .get(key, || async {
-                let gate = self
-                    .throttle
-                    .check(&who, password, place)
-                    .await
-                    .map_err(CheckError::Throttled)?;
-                if gate == throttle::Gate::KnownBad {
-                    // Failed already in the window: not asked, not counted.
-                    return Ok(Outcome::Rejected {
-                        counts: false,
-                        account: None,
-                    });
+        let load = || async {
+            let gate = self
+                .throttle
+                .check(&who, password, place)
+                .await
+                .map_err(CheckError::Throttled)?;
+            if gate == throttle::Gate::KnownBad {
+                // Failed already in the window: not asked, not counted.
+                return Ok(Outcome::Rejected {
+                    counts: false,
+                    account: None,
+                    chain: chain.digest(),
+                });
+            }
+            let outcome = Outcome::of(chain.verify(user, password).await, chain.digest())?;
+            match &outcome {
+                Outcome::Rejected { counts: true, .. } => {
+                    self.throttle.failed(&who, password, place).await
                 }
-                let outcome = Outcome::of(chain.verify(user, password).await)?;
-                match &outcome {
-                    Outcome::Rejected { counts: true, .. } => {
-                        self.throttle.failed(&who, password, place).await
-                    }
-                    Outcome::Verified(_) => self.throttle.succeeded(&who, place).await,
-                    Outcome::Rejected { .. } => {}
-                }
-                Ok(outcome)
-            })
-            .await;
+                Outcome::Verified(_) => self.throttle.succeeded(&who, place).await,
+                Outcome::Rejected { .. } => {}
+            }
+            Ok(outcome)
+        };
+        let mut result = self.creds.get(key, load).await;
+        // Cached under realms a reload has changed since: asked again.
+        if matches!(&result, Ok((o, source)) if *source != Source::Loaded && !o.current(chain)) {
+            self.creds.invalidate(&key).await;
+            result = self.creds.get(key, load).await;
+        }
         let user = user.to_string();
         match result {
             Ok((Outcome::Verified(identity), source)) => Ok(Authenticated {

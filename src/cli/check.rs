@@ -45,7 +45,7 @@ pub fn check(config: &Config, ntlm: Option<(&str, &std::path::Path)>) -> ExitCod
     runtime().block_on(async {
         for realm in realms.iter() {
             let started = Instant::now();
-            match realm {
+            match &**realm {
                 Realm::Local(r) => println!("realm {}: local, {} users", r.name(), r.user_count()),
                 Realm::Ldap(r) => match r.probe().await {
                     Ok(()) => println!(

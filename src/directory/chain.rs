@@ -6,62 +6,96 @@
 //! is written once.
 //!
 //! A chain is built whole at start and on each reload and swapped in as one
-//! value. It carries the key its verdicts are cached under: a reload draws a
-//! new key, so every verdict cached under the old realms (a password changed
-//! or removed since) stops being found at once; the old entries age out of
-//! the bounded cache unread.
+//! value. A reload keeps each realm whose definition (its settings and the
+//! bytes of every file it reads: users file, CA, bind password) did not
+//! change — the same object, with its directory caches and pools — so a
+//! routine SIGHUP empties no cache: identities it vouched for stay vouched
+//! for ([`RealmChain::vouched_for`]). A changed realm is built anew, and only
+//! what it vouched for is asked again.
 
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use super::cache::Unavailable;
 use super::config::RealmConfig;
 use super::error::RealmError;
 use super::identity::Identity;
 use super::{Realm, RealmVerdict};
+use crate::limit::BlockingSlots;
 
-/// Realms in the configured order, with this chain's cache key.
+/// Realms in the configured order, with what each was built from.
 pub struct RealmChain {
-    realms: Vec<Realm>,
-    key: [u8; 32],
+    realms: Vec<Arc<Realm>>,
+    /// Each realm's [`definition`], in order.
+    definitions: Vec<[u8; 32]>,
+    /// The pool local realms check hashes through: one per process, kept
+    /// across reloads so the bound stays one bound.
+    hashing: Arc<BlockingSlots>,
 }
 
 impl RealmChain {
-    /// A chain of `realms`, in this order, with a fresh random cache key.
-    pub fn new(realms: Vec<Realm>) -> Result<Self, RealmError> {
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).map_err(RealmError::Random)?;
-        Ok(Self { realms, key })
+    /// A chain of `realms`, in this order (built by hand: no definitions,
+    /// so a rebuild keeps none of them).
+    pub fn new(realms: Vec<Realm>) -> Self {
+        Self {
+            definitions: vec![[0; 32]; realms.len()],
+            realms: realms.into_iter().map(Arc::new).collect(),
+            hashing: Arc::new(BlockingSlots::new(1, Duration::from_secs(1))),
+        }
     }
 
-    /// Builds every configured realm (see [`Realm::build_all`]) into a chain.
+    /// Builds every configured realm into a chain, sharing one
+    /// password-check pool sized by `auth.password_checks`.
     pub fn build(
         configs: &[RealmConfig],
         checks: &super::config::PasswordCheckConfig,
     ) -> Result<Self, RealmError> {
-        Self::new(Realm::build_all(configs, checks)?)
+        let hashing = Arc::new(BlockingSlots::new(checks.permits(), checks.queue_timeout));
+        Self::assemble(configs, hashing, |_| None)
     }
 
-    /// The credential cache's key for these credentials under these realms:
-    /// an HMAC, so the cache never holds anything a password could be
-    /// recovered from once the process (and its key) is gone.
-    pub fn cache_key(&self, user: &str, password: &str) -> [u8; 32] {
-        // An HMAC accepts keys of any length: new_from_slice cannot fail here.
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        for realm in &self.realms {
-            mac.update(realm.name().as_bytes());
-            mac.update(&[0]);
+    /// The chain `configs` define now, keeping each realm of this chain
+    /// whose definition did not change.
+    pub fn rebuild(&self, configs: &[RealmConfig]) -> Result<Self, RealmError> {
+        Self::assemble(configs, self.hashing.clone(), |def| {
+            let kept = self.definitions.iter().position(|d| d == def)?;
+            Some(self.realms[kept].clone())
+        })
+    }
+
+    fn assemble(
+        configs: &[RealmConfig],
+        hashing: Arc<BlockingSlots>,
+        kept: impl Fn(&[u8; 32]) -> Option<Arc<Realm>>,
+    ) -> Result<Self, RealmError> {
+        let (mut realms, mut definitions) = (Vec::new(), Vec::new());
+        for cfg in configs {
+            let def = definition(cfg);
+            let realm = match kept(&def) {
+                Some(realm) => realm,
+                None => Arc::new(Realm::build(cfg, &hashing)?),
+            };
+            realms.push(realm);
+            definitions.push(def);
         }
-        mac.update(&[1]);
-        mac.update(user.as_bytes());
-        mac.update(&[0]);
-        mac.update(password.as_bytes());
-        mac.finalize().into_bytes().into()
+        Ok(Self {
+            realms,
+            definitions,
+            hashing,
+        })
+    }
+
+    /// All the realms' definitions at once: equal only for a chain built
+    /// from the same definitions in the same order.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        for d in &self.definitions {
+            h.update(d);
+        }
+        h.finalize().into()
     }
 
     /// Did one of these realm objects vouch for `id`? Each loaded realm hands
@@ -147,11 +181,39 @@ impl RealmChain {
 }
 
 impl Deref for RealmChain {
-    type Target = [Realm];
+    type Target = [Arc<Realm>];
 
-    fn deref(&self) -> &[Realm] {
+    fn deref(&self) -> &[Arc<Realm>] {
         &self.realms
     }
+}
+
+/// What a realm is built from: its settings and the bytes of every file it
+/// reads (a file that cannot be read is part of the definition too, so its
+/// coming back is a change). Secrets are hashed, never kept.
+pub fn definition(cfg: &RealmConfig) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(format!("{cfg:?}").as_bytes());
+    let files: Vec<&std::path::Path> = match cfg {
+        RealmConfig::Local(c) => vec![&c.users_file],
+        RealmConfig::Ldap(c) => c
+            .ca_file
+            .iter()
+            .chain(&c.bind_password_file)
+            .map(|p| p.as_path())
+            .collect(),
+    };
+    for f in files {
+        h.update([0xff]);
+        match std::fs::read(f) {
+            Ok(bytes) => {
+                h.update((bytes.len() as u64).to_be_bytes());
+                h.update(&bytes);
+            }
+            Err(e) => h.update(format!("unreadable: {:?}", e.kind()).as_bytes()),
+        }
+    }
+    h.finalize().into()
 }
 
 #[cfg(test)]

@@ -86,8 +86,7 @@ pub enum RealmError {
     /// rustls refused the TLS settings.
     #[error("{0}")]
     Tls(#[from] rustls::Error),
-    /// The operating system gave no random numbers (for the decoy hash or
-    /// the credential-cache key).
+    /// The operating system gave no random numbers (for the decoy hash).
     #[error("random numbers: {0}")]
     Random(getrandom::Error),
     /// argon2 could not hash (the decoy password).

@@ -81,11 +81,11 @@ pub(super) async fn on_hangup(h: Handles) {
         let (path, listening, running, log) = (
             h.path.clone(),
             h.proxy.listening.clone(),
-            h.proxy.config.load_full(),
+            (h.proxy.config.load_full(), h.proxy.auth.realms()),
             h.proxy.log.clone(),
         );
         let loaded = tokio::task::spawn_blocking(move || {
-            reload(path.as_deref(), &listening, &running, &log)
+            reload(path.as_deref(), &listening, (&running.0, &running.1), &log)
         })
         .await
         .unwrap_or_else(|e| Err(e.into()));
@@ -150,7 +150,7 @@ fn swap_in(h: &Handles, new: Reloaded) {
 fn reload(
     path: Option<&std::path::Path>,
     listening: &[SocketAddr],
-    running: &Config,
+    (running, realms): (&Config, &crate::directory::RealmChain),
     log: &crate::accesslog::AccessLog,
 ) -> Result<Reloaded, ReloadError> {
     let config = Config::load(path)?;
@@ -158,7 +158,7 @@ fn reload(
     if !changed.is_empty() {
         return Err(ReloadError::NeedsRestart(changed));
     }
-    let built = runtime::Reloadable::build(&config)?;
+    let built = runtime::Reloadable::build(&config, Some(realms))?;
     refuse_demo_accounts(listening, &built.realms)?;
     log.reopen(&config.accesslog)
         .map_err(|source| ReloadError::AccessLog {

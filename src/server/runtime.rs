@@ -61,8 +61,9 @@ pub struct Reloadable {
 
 impl Reloadable {
     /// Compiles the policy, builds the realms and reads the certificates
-    /// the config names.
-    pub fn build(config: &Config) -> Result<Self, BuildError> {
+    /// the config names. On a reload, `running` is the chain in force: each
+    /// of its realms whose definition did not change is kept, caches and all.
+    pub fn build(config: &Config, running: Option<&RealmChain>) -> Result<Self, BuildError> {
         let policy = Policy::load(&config.policy)?;
         // A policy that intercepts with no CA to intercept with is refused
         // here, at start-up and on SIGHUP alike.
@@ -71,7 +72,10 @@ impl Reloadable {
                 return Err(BuildError::InterceptWithoutCa(rule.to_string()));
             }
         }
-        let realms = RealmChain::build(&config.realm_configs, &config.auth.password_checks)?;
+        let realms = match running {
+            Some(chain) => chain.rebuild(&config.realm_configs)?,
+            None => RealmChain::build(&config.realm_configs, &config.auth.password_checks)?,
+        };
         let checker = TlsChecker::new(&config.detection)?;
         let interceptor =
             crate::intercept::Interceptor::build(&config.intercept, checker.verifier().rustls())?;
@@ -130,7 +134,7 @@ impl Runtime {
             listener_tls,
             resolver,
             refused,
-        } = Reloadable::build(config)?;
+        } = Reloadable::build(config, None)?;
         Ok(Self {
             policy,
             auth: Authenticator::new(&config.auth, realms)?,
