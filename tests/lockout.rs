@@ -1,0 +1,158 @@
+//! The smart lockout on real sockets, as real networks use the proxy:
+//! clients on distinct loopback addresses (127.0.0.x) stand for a user's
+//! desk, a stranger, a terminal server; a real OpenLDAP counts the binds.
+//! Each test fails against the throttle that counted failures per name from
+//! anywhere (and emptied the credential cache on every SIGHUP).
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use common::lab::Slapd;
+use common::*;
+
+const ALICE_DN: &str = "uid=alice,ou=people,dc=example,dc=test";
+
+/// One GET through the proxy from `source` (a loopback address) with these
+/// credentials; the whole answer.
+async fn get_from(proxy: SocketAddr, source: &str, url: &str, user_pass: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(source.parse::<IpAddr>().unwrap(), 0))
+        .unwrap();
+    let mut s = sock.connect(proxy).await.unwrap();
+    let raw = format!(
+        "GET {url} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {}\r\nConnection: close\r\n\r\n",
+        basic(user_pass)
+    );
+    s.write_all(raw.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await;
+    out
+}
+
+fn status(text: &str) -> u16 {
+    status_of(text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_strangers_guesses_do_not_lock_the_user_out_of_where_they_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start().await;
+    let gh = Gatehouse::start("", &local_realm(dir.path()));
+    let (url, p) = (origin.url("/bytes/3"), gh.addr());
+    let (desk, stranger) = ("127.0.0.2", "127.0.0.3");
+    assert_eq!(
+        status(&get_from(p, desk, &url, "alice:alice-pw").await),
+        200
+    );
+    for i in 0..10 {
+        let text = get_from(p, stranger, &url, &format!("alice:guess-{i}")).await;
+        assert_eq!(status(&text), 407, "{text}");
+    }
+    // The stranger spent the unfamiliar budget: even the right password
+    // from there is refused without asking the realm…
+    let text = get_from(p, stranger, &url, "Alice:alice-pw").await;
+    assert!(text.contains("authentication_throttled"), "{text}");
+    // …while alice signs in anew (another spelling: not the cached entry)
+    // from her desk.
+    assert_eq!(
+        status(&get_from(p, desk, &url, "ALICE:alice-pw").await),
+        200
+    );
+    let lines = gh.log_lines(13);
+    assert_eq!(lines[11]["c-ip"], stranger);
+    assert_eq!(lines[12]["c-ip"], desk);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_servers_typos_stop_strangers_there_not_its_known_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start().await;
+    let gh = Gatehouse::start("", &local_realm(dir.path()));
+    let (url, p, citrix) = (origin.url("/bytes/3"), gh.addr(), "127.0.0.4");
+    assert_eq!(
+        status(&get_from(p, citrix, &url, "alice:alice-pw").await),
+        200
+    );
+    // Forty mistyped logins from the shared server (address budget: 30).
+    for i in 0..40 {
+        let text = get_from(p, citrix, &url, &format!("user{i}:typo")).await;
+        assert_eq!(status(&text), 407, "{text}");
+    }
+    // bob never signed in there: a spray from that address stops him too…
+    let text = get_from(p, citrix, &url, "bob:bob-pw").await;
+    assert!(text.contains("authentication_throttled"), "{text}");
+    // …alice, known there, signs in anew; bob from his own desk does too.
+    assert_eq!(
+        status(&get_from(p, citrix, &url, "ALICE:alice-pw").await),
+        200
+    );
+    assert_eq!(
+        status(&get_from(p, "127.0.0.5", &url, "bob:bob-pw").await),
+        200
+    );
+    assert!(gh
+        .stderr()
+        .contains("too many failed passwords from this client address"));
+}
+
+fn ldap_proxy(lab: &Slapd, extra: &str) -> Gatehouse {
+    Gatehouse::start(
+        "",
+        &format!(
+            "[auth]\nrequired = true\nrealms = [\"{}\"]\n{extra}\n",
+            lab.realm_file("memberof", "").display()
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_saved_password_costs_one_bind_however_often_it_returns() {
+    let lab = Slapd::start();
+    let origin = Origin::start().await;
+    // Refusals are cached for a millisecond: every retry misses the cache,
+    // as a phone retrying every `failure_ttl` would.
+    let gh = ldap_proxy(&lab, "failure_ttl = \"1ms\"");
+    let (url, p) = (origin.url("/bytes/3"), gh.addr());
+    let before = lab.binds_for(ALICE_DN);
+    for _ in 0..20 {
+        let text = get_from(p, "127.0.0.6", &url, "alice:last-years-pw").await;
+        assert_eq!(status(&text), 407, "{text}");
+        assert!(!text.contains("authentication_throttled"), "{text}");
+    }
+    assert_eq!(lab.binds_for(ALICE_DN) - before, 1, "asked once");
+    assert_eq!(
+        status(&get_from(p, "127.0.0.6", &url, "alice:alice-pw").await),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_keeps_signed_in_users_signed_in() {
+    let lab = Slapd::start();
+    let origin = Origin::start().await;
+    let gh = ldap_proxy(&lab, "");
+    let (url, p) = (origin.url("/bytes/3"), gh.addr());
+    let (desk, stranger) = ("127.0.0.7", "127.0.0.8");
+    assert_eq!(
+        status(&get_from(p, desk, &url, "alice:alice-pw").await),
+        200
+    );
+    for i in 0..4 {
+        get_from(p, stranger, &url, &format!("alice:guess-{i}")).await;
+    }
+    let binds = lab.binds_for(ALICE_DN);
+    gh.signal("HUP");
+    gh.wait_stderr("configuration reloaded", 1);
+    // The measured outage: after 4 wrong passwords and one SIGHUP the real
+    // user was refused. Now her cached sign-in survives, with no new bind.
+    for _ in 0..3 {
+        assert_eq!(
+            status(&get_from(p, desk, &url, "alice:alice-pw").await),
+            200
+        );
+    }
+    assert_eq!(lab.binds_for(ALICE_DN), binds, "answered from the cache");
+}
