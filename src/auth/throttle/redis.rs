@@ -240,8 +240,9 @@ impl Shared {
             .await
         {
             self.fell_back("failed", &why);
-            self.local.failed(user, mark, place);
         }
+        // Kept here too, so an outage starts from what this instance saw.
+        self.local.failed(user, mark, place);
     }
 
     pub(super) async fn succeeded(&self, user: &str, place: IpAddr) {
