@@ -26,12 +26,16 @@ struct Redis {
 impl Redis {
     fn start() -> Redis {
         let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (integration/install-deps installs it)");
+        // Owned at once: dropped (killed and waited for) whatever happens next.
+        let redis = Redis {
+            port,
+            child: Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server (integration/install-deps installs it)"),
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
@@ -40,7 +44,7 @@ impl Redis {
                     && s.read_exact(&mut buf).is_ok()
                     && &buf == b"+PONG\r\n"
                 {
-                    return Redis { port, child };
+                    return redis;
                 }
             }
             assert!(
@@ -54,8 +58,6 @@ impl Redis {
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // Closed: a connect is refused from now on.
-        assert!(std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err());
     }
 }
 
@@ -126,6 +128,7 @@ async fn two_instances_share_one_budget_and_survive_the_store_dying() {
     );
     // The store dies: each instance counts alone, answering every request.
     redis.kill();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", redis.port)).is_err());
     let before = lab.binds_for(ALICE_DN);
     for i in 10..20 {
         let gh = if i % 2 == 0 { &gh1 } else { &gh2 };
