@@ -37,6 +37,10 @@ pub enum CertVerdict {
     DomainMismatch,
     /// What came back was not TLS.
     NotTls,
+    /// It spoke TLS, but not a handshake the probe could finish (a suite or
+    /// a resumption the probe did not offer, messages out of order): nothing
+    /// proven.
+    Unfinished(String),
     /// It could not be reached, or did not finish a handshake in time.
     Unreachable(String),
 }
@@ -50,6 +54,7 @@ impl CertVerdict {
             CertVerdict::Invalid(_) => DetectionReason::CertInvalid,
             CertVerdict::DomainMismatch => DetectionReason::DomainMismatch,
             CertVerdict::NotTls => DetectionReason::NotTls,
+            CertVerdict::Unfinished(_) => DetectionReason::HandshakeInvalid,
             CertVerdict::Unreachable(_) => DetectionReason::CheckFailed,
         })
     }
@@ -214,10 +219,20 @@ fn classify_failure(e: &io::Error, first: &[u8]) -> CertVerdict {
             _ => CertVerdict::Invalid(format!("{c:?}")),
         };
     }
+    // Where a certificate was due, something else (or nothing) came.
+    let no_certificate = match tls {
+        Some(TlsError::NoCertificatesPresented) => true,
+        Some(TlsError::InappropriateHandshakeMessage { expect_types, .. }) => {
+            expect_types.contains(&rustls::HandshakeType::Certificate)
+        }
+        _ => false,
+    };
     match first {
         [] => CertVerdict::Unreachable(format!("closed before answering: {e}")),
-        // A handshake record: the server speaks TLS but gave no usable certificate.
-        [0x16, 0x03, ..] | [0x16] => CertVerdict::Missing,
+        // A handshake record: the server speaks TLS but gave no certificate…
+        [0x16, 0x03, ..] | [0x16] if no_certificate => CertVerdict::Missing,
+        // …or a handshake the probe could not finish.
+        [0x16, 0x03, ..] | [0x16] => CertVerdict::Unfinished(e.to_string()),
         // An alert straight away: it speaks TLS and refused the handshake.
         [0x15, 0x03, ..] => CertVerdict::Invalid(format!("handshake refused: {e}")),
         _ => CertVerdict::NotTls,
@@ -307,6 +322,26 @@ mod tests {
             classify_failure(&tls_err(TlsError::NoCertificatesPresented), &hs),
             CertVerdict::Missing
         );
+        // Skype's supernode: ServerHelloDone where the Certificate was due.
+        let skipped = TlsError::InappropriateHandshakeMessage {
+            expect_types: vec![rustls::HandshakeType::Certificate],
+            got_type: rustls::HandshakeType::ServerHelloDone,
+        };
+        assert_eq!(
+            classify_failure(&tls_err(skipped), &hs),
+            CertVerdict::Missing
+        );
+        // A certificate was sent, but a handshake the probe cannot finish
+        // (a suite it did not offer, a resumption it did not ask for).
+        assert!(matches!(
+            classify_failure(
+                &tls_err(TlsError::PeerMisbehaved(
+                    rustls::PeerMisbehaved::SelectedUnofferedCipherSuite
+                )),
+                &hs
+            ),
+            CertVerdict::Unfinished(_)
+        ));
         assert_eq!(
             classify_failure(&tls_err(TlsError::General("x".into())), b"SSH-2.0-"),
             CertVerdict::NotTls
