@@ -211,3 +211,20 @@ fn dhe_params_are_three_vectors_and_truncations_are_invalid() {
     assert_eq!(super::ecdhe_params(&[1, 0, 0, 0]), None);
     assert_eq!(super::ecdhe_params(&[3, 0, 29, 32, 1]), None);
 }
+
+/// Not a test: what one proof costs (`cargo test --release --lib
+/// possession_cost -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn possession_cost() {
+    let s = server();
+    let sh = hello(ECDHE_ECDSA, 0x0303);
+    let ske = signed_ske(&s, &sh, &x25519_params());
+    let algs = algorithms();
+    let n = 2000;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        prove(&CLIENT_RANDOM, &sh, &s.leaf, Some(&ske), &[], &algs).unwrap();
+    }
+    println!("prove: {:?} each", t.elapsed() / n);
+}

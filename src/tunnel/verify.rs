@@ -8,8 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::ServerCertVerifier;
-use rustls::client::WebPkiServerVerifier;
+use rustls::client::{
+    verify_server_cert_signed_by_trust_anchor, verify_server_name, WebPkiServerVerifier,
+};
 use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, Error as TlsError};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
@@ -41,9 +44,19 @@ pub enum VerifierError {
 #[derive(Clone)]
 pub struct Verifier {
     inner: Arc<WebPkiServerVerifier>,
-    /// The provider's signature algorithms, for the key-exchange proof.
+    roots: Arc<rustls::RootCertStore>,
+    /// The provider's signature algorithms, for chains and the key-exchange proof.
     algorithms: WebPkiSupportedAlgorithms,
+    /// Chains found to lead to a trust anchor (by SHA-256 of the chain as
+    /// sent), for [`TRUSTED_FOR`]: the same site's chain is not path-built
+    /// and signature-checked again on every handshake — the key-exchange
+    /// signature is, since it is what proves *this* handshake.
+    trusted: moka::sync::Cache<[u8; 32], ()>,
 }
+
+/// How long a chain found trusted is taken as trusted again without the
+/// path building: also how late an expiring certificate can be accepted.
+pub const TRUSTED_FOR: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -68,9 +81,17 @@ impl Verifier {
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let algorithms = provider.signature_verification_algorithms;
-        let inner =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build()?;
-        Ok(Self { inner, algorithms })
+        let roots = Arc::new(roots);
+        let inner = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider).build()?;
+        Ok(Self {
+            inner,
+            roots,
+            algorithms,
+            trusted: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(TRUSTED_FOR)
+                .build(),
+        })
     }
 
     /// The verifier, for a rustls client configuration.
@@ -79,27 +100,33 @@ impl Verifier {
     }
 
     /// Checks `chain` (DER, leaf first, as the server sent it) for `name`
-    /// (the SNI, else the CONNECT host) now.
+    /// (the SNI, else the CONNECT host) now: what rustls's own WebPKI
+    /// verifier checks (a path to a trust anchor, time, EKU, the name),
+    /// the path remembered for [`TRUSTED_FOR`].
     pub fn verify(&self, chain: &[Vec<u8>], name: &str) -> Result<(), DetectionReason> {
         let Some((leaf, rest)) = chain.split_first() else {
             return Err(DetectionReason::CertMissing);
         };
         let server_name = server_name(name).ok_or(DetectionReason::DomainMismatch)?;
         let leaf = CertificateDer::from(leaf.as_slice());
-        let intermediates: Vec<CertificateDer<'_>> = rest
-            .iter()
-            .map(|c| CertificateDer::from(c.as_slice()))
-            .collect();
-        match self.inner.verify_server_cert(
-            &leaf,
-            &intermediates,
-            &server_name,
-            &[],
-            UnixTime::now(),
-        ) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(reason(&e)),
+        let parsed = ParsedCertificate::try_from(&leaf).map_err(|e| reason(&e))?;
+        let digest = chain_digest(chain);
+        if !self.trusted.contains_key(&digest) {
+            let intermediates: Vec<CertificateDer<'_>> = rest
+                .iter()
+                .map(|c| CertificateDer::from(c.as_slice()))
+                .collect();
+            verify_server_cert_signed_by_trust_anchor(
+                &parsed,
+                &self.roots,
+                &intermediates,
+                UnixTime::now(),
+                self.algorithms.all,
+            )
+            .map_err(|e| reason(&e))?;
+            self.trusted.insert(digest, ());
         }
+        verify_server_name(&parsed, &server_name).map_err(|e| reason(&e))
     }
 
     /// Does the flight prove the server holds `leaf`'s key? See
@@ -122,6 +149,17 @@ impl Verifier {
     }
 }
 
+/// A chain's identity: SHA-256 over each certificate with its length.
+fn chain_digest(chain: &[Vec<u8>]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for c in chain {
+        h.update((c.len() as u32).to_be_bytes());
+        h.update(c);
+    }
+    h.finalize().into()
+}
+
 /// The name to verify against: an address literal or a DNS name.
 pub fn server_name(name: &str) -> Option<ServerName<'static>> {
     match name.parse::<std::net::IpAddr>() {
@@ -137,5 +175,44 @@ pub fn reason(e: &TlsError) -> DetectionReason {
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
         ) => DetectionReason::DomainMismatch,
         _ => DetectionReason::CertInvalid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trusted_chain_is_remembered_but_its_name_is_checked_every_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+        let issuer = rcgen::Issuer::new(params, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["a.example.test".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        let v = Verifier::new(Some(&dir.path().join("ca.pem"))).unwrap();
+        let chain = vec![leaf.der().to_vec()];
+        assert_eq!(v.verify(&chain, "a.example.test"), Ok(()));
+        assert!(v.trusted.contains_key(&chain_digest(&chain)));
+        assert_eq!(
+            v.verify(&chain, "b.example.test"),
+            Err(DetectionReason::DomainMismatch)
+        );
+        // Another trust store knows nothing of it.
+        let stranger = Verifier::new(None).unwrap();
+        assert_eq!(
+            stranger.verify(&chain, "a.example.test"),
+            Err(DetectionReason::CertInvalid)
+        );
+        assert_eq!(
+            v.verify(&[], "a.example.test"),
+            Err(DetectionReason::CertMissing)
+        );
     }
 }
