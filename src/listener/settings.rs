@@ -72,6 +72,15 @@ impl ListenerConfig {
         self.addresses.iter().chain(&self.tls_addresses)
     }
 
+    /// Where the per-address bounds count a client, for
+    /// [`crate::limit::PerAddress::set_places`].
+    pub fn places(&self) -> crate::limit::Places {
+        crate::limit::Places {
+            ipv6_prefix: self.ipv6_prefix,
+            shared: self.shared_addresses.clone(),
+        }
+    }
+
     /// The TLS listeners' certificate, when there are TLS listeners.
     pub fn load_tls(
         &self,
