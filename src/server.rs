@@ -168,9 +168,8 @@ pub async fn run(
         log: log.clone(),
         slots: crate::conn::slots::Limit::new(config.listener.max_connections),
         per_address: {
-            let per = crate::conn::slots::PerAddress::new(
-                config.listener.max_connections_per_address,
-            );
+            let per =
+                crate::conn::slots::PerAddress::new(config.listener.max_connections_per_address);
             per.set_places(config.listener.places());
             per
         },

@@ -73,20 +73,15 @@ async fn a_shared_address_has_its_own_cap_and_a_reload_changes_it() {
 
     // The sites swap on SIGHUP: 127.0.0.2 is no longer shared, 127.0.0.4 is.
     let cfg = std::fs::read_to_string(&gh.config_path).unwrap();
-    std::fs::write(
-        &gh.config_path,
-        cfg.replace("127.0.0.2/32", "127.0.0.4/32"),
-    )
-    .unwrap();
+    std::fs::write(&gh.config_path, cfg.replace("127.0.0.2/32", "127.0.0.4/32")).unwrap();
     gh.signal("HUP");
     gh.wait_stderr("configuration reloaded", 1);
     let _a = cap_is(&gh, "127.0.0.2", 2).await;
     let _b = cap_is(&gh, "127.0.0.4", 5).await;
     let lines = parse_elff(&std::fs::read_to_string(&gh.log_path).unwrap());
     assert!(
-        lines
-            .iter()
-            .any(|l| l["c-ip"] == "127.0.0.3" && l["x-exception-id"] == "too_many_connections_from_client"),
+        lines.iter().any(|l| l["c-ip"] == "127.0.0.3"
+            && l["x-exception-id"] == "too_many_connections_from_client"),
         "the refusal is logged under the client's address"
     );
 }

@@ -95,6 +95,20 @@ pub fn take(global: &Arc<Semaphore>, per: &Arc<PerAddress>, ip: IpAddr) -> Resul
     })
 }
 
+/// The address's place for a connection that already holds its global
+/// permit (it read a PROXY header first: only then is the client known).
+pub fn take_address(
+    global: OwnedSemaphorePermit,
+    per: &Arc<PerAddress>,
+    ip: IpAddr,
+) -> Result<Slot, Full> {
+    let address = per.try_take(ip).ok_or(Full::Address)?;
+    Ok(Slot {
+        _global: global,
+        _address: address,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -199,7 +199,9 @@ mod tests {
     fn one_ipv6_host_is_its_whole_prefix() {
         let per = PerAddress::new(2);
         let _a = per.try_take(ip("2001:db8:1:2::1")).unwrap();
-        let _b = per.try_take(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")).unwrap();
+        let _b = per
+            .try_take(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd"))
+            .unwrap();
         assert!(
             per.try_take(ip("2001:db8:1:2:ffff::9")).is_none(),
             "a third address in the same /64 is the same host"
@@ -240,11 +242,16 @@ mod tests {
         assert_eq!(conns.cap(ip("192.0.2.1")), 2, "not covered: default");
         assert_eq!(ntlm.cap(ip("10.9.1.1")), 2, "first covering entry answers");
         assert_eq!(ntlm.cap(ip("10.1.1.1")), 1, "lowered for the site");
-        let held: Vec<_> = (0..3).filter_map(|_| conns.try_take(ip("10.9.1.1"))).collect();
+        let held: Vec<_> = (0..3)
+            .filter_map(|_| conns.try_take(ip("10.9.1.1")))
+            .collect();
         assert_eq!(held.len(), 3);
         assert!(conns.try_take(ip("10.9.1.1")).is_none());
         conns.set_max(10);
-        assert!(conns.try_take(ip("10.9.1.1")).is_none(), "the site's cap holds");
+        assert!(
+            conns.try_take(ip("10.9.1.1")).is_none(),
+            "the site's cap holds"
+        );
     }
 
     #[test]
