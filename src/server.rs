@@ -284,6 +284,7 @@ fn admin_endpoints(
         realms: on(proxy, |p| p.auth.realms()),
         probe_timeout: proxy.config.load().admin.probe_timeout,
         pac: on(proxy, |p| crate::admin::pac::pac(&p.config.load().pac)),
+        limits: crate::admin::Limits::new(&proxy.config.load().admin),
     }
 }
 
