@@ -267,9 +267,9 @@ async fn serve_connection<S: Service>(
         // The guard enforces header and idle timeouts with our own answers.
         .header_read_timeout(None)
         .keep_alive(true)
-        // The guard has already bounded the head; hyper must never refuse one
-        // the guard let through.
-        .max_buf_size((cfg.max_header_bytes * 2).max(64 * 1024));
+        // The guard has already bounded the head (with room for one large
+        // Proxy-Authorization); hyper must never refuse one it let through.
+        .max_buf_size((cfg.max_header_bytes + framing::MAX_PROXY_AUTHORIZATION) * 2);
     if cfg.max_headers > 100 {
         builder.max_headers(cfg.max_headers);
     }
