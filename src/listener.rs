@@ -236,7 +236,14 @@ async fn serve_connection<S: Service>(
     // The handshake runs under the connection's slot and the header timeout:
     // a client that opens TLS and stalls holds no more than a silent one.
     let stream = match acc.tls.load_full() {
-        Some(tls_cfg) if tls => match tls::accept(tcp, tls_cfg, cfg.header_read_timeout).await {
+        // What is left of it after a PROXY header was read.
+        Some(tls_cfg) if tls => match tls::accept(
+            tcp,
+            tls_cfg,
+            cfg.header_read_timeout.saturating_sub(accepted.elapsed()),
+        )
+        .await
+        {
             Ok(s) => s,
             Err(why) => {
                 tracing::debug!(client = %peer, error = %why, "TLS handshake with the client failed");

@@ -208,23 +208,29 @@ async fn rules_and_the_per_address_cap_see_the_headers_client() {
     assert_eq!(status_of(&exchange(&mut s, &req).await), 200);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn on_a_tls_listener_the_header_comes_before_the_handshake() {
-    let dir = tempfile::tempdir().unwrap();
-    let origin = Origin::start().await;
-    let ca = TestCa::new(dir.path());
-    let (cert, key) = ca.leaf_pem(dir.path(), &["proxy.example.test"]);
+/// A proxy trusting 127.0.0.1 with a TLS listener; its port.
+fn tls_proxy(dir: &std::path::Path, ca: &TestCa, extra: &str) -> (Gatehouse, u16) {
+    let (cert, key) = ca.leaf_pem(dir, &["proxy.example.test"]);
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let port = free_port();
     let gh = Gatehouse::start(
         &format!(
-            "{TRUST_LOOPBACK_1}tls_addresses = [\"127.0.0.1:{port}\"]\n\
+            "{TRUST_LOOPBACK_1}{extra}tls_addresses = [\"127.0.0.1:{port}\"]\n\
              tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
             cert.display(),
             key.display()
         ),
         "",
     );
+    (gh, port)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_tls_listener_the_header_comes_before_the_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start().await;
+    let ca = TestCa::new(dir.path());
+    let (gh, port) = tls_proxy(dir.path(), &ca, "");
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.cert.clone()).unwrap();
     let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -244,4 +250,39 @@ async fn on_a_tls_listener_the_header_comes_before_the_handshake() {
     let text = exchange(&mut tls, get(&origin, "/tls").as_bytes()).await;
     assert_eq!(status_of(&text), 200, "{text}");
     assert_eq!(line_for(&gh, "/tls")["c-ip"], "192.0.2.44");
+}
+
+/// The header and the TLS handshake share one header timeout from accept:
+/// a slow header leaves the handshake only what is left of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_header_then_a_stalled_handshake_share_one_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let (_gh, port) = tls_proxy(dir.path(), &ca, "header_read_timeout = \"2s\"\n");
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let started = Instant::now();
+    let header = v2([192, 0, 2, 44], false);
+    tcp.write_all(&header[..10]).await.unwrap();
+    // A slow client (not a wait for readiness): the rest of the header
+    // after 1.5 s, then a ClientHello that never comes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tcp.write_all(&header[10..]).await.unwrap();
+    tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(n) = tcp.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok());
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(3000),
+        "closed {took:?} after accept: the handshake got a whole timeout of its own"
+    );
 }

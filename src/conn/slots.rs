@@ -143,6 +143,23 @@ mod tests {
         assert_eq!(per.open(ip), 1);
     }
 
+    #[test]
+    fn a_held_global_permit_takes_the_address_place_after() {
+        let per = PerAddress::new(1);
+        let global = Arc::new(Semaphore::new(3));
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        let permit = || global.clone().try_acquire_owned().unwrap();
+        let s = take_address(permit(), &per, ip).unwrap();
+        assert_eq!(take_address(permit(), &per, ip).unwrap_err(), Full::Address);
+        assert_eq!(
+            global.available_permits(),
+            2,
+            "the refused one's permit is back"
+        );
+        drop(s);
+        assert_eq!((per.open(ip), global.available_permits()), (0, 3));
+    }
+
     #[tokio::test]
     async fn a_lowered_limit_takes_permits_back_as_connections_close() {
         let l = Limit::new(4);
