@@ -256,6 +256,37 @@ mod tests {
         assert!(!trusted(&[], "127.0.0.1".parse().unwrap()));
     }
 
+    proptest::proptest! {
+        /// On real headers with a byte changed and bytes after them: a
+        /// decision on a prefix never changes with more bytes.
+        #[test]
+        fn a_decision_on_a_prefix_stands(
+            which in 0usize..3,
+            at in 0usize..64,
+            byte in proptest::prelude::any::<u8>(),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..32),
+        ) {
+            let mut data = match which {
+                0 => V1.to_vec(),
+                1 => V1_6.to_vec(),
+                _ => v2_header(ppp::v2::Command::Proxy, true),
+            };
+            let i = at % data.len();
+            data[i] = byte;
+            data.extend_from_slice(&tail);
+            let whole = parse(&data);
+            for cut in 0..data.len() {
+                match parse(&data[..cut]) {
+                    Parsed::NeedMore => {}
+                    h @ Parsed::Header { .. } => proptest::prop_assert_eq!(&h, &whole),
+                    Parsed::Refused(_) => {
+                        proptest::prop_assert!(matches!(whole, Parsed::Refused(_)))
+                    }
+                }
+            }
+        }
+    }
+
     #[tokio::test]
     async fn read_takes_the_header_and_not_a_byte_more() {
         use tokio::io::AsyncWriteExt;
