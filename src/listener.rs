@@ -15,7 +15,7 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -171,8 +171,7 @@ async fn behind_a_balancer<S: Service>(
             tracing::warn!(balancer = %at.peer, reason = %why, "connection without a valid PROXY protocol header closed");
             let e = ProxyError::ProxyProtocol(why);
             if !at.tls {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(2), tcp.write_all(&e.to_wire())).await;
+                answer_and_close(&mut tcp, &e.to_wire()).await;
             }
             let mut r = AccessRecord::new(at.peer.ip(), at.local.ip());
             r.set_error(&e);
@@ -188,6 +187,25 @@ async fn behind_a_balancer<S: Service>(
         Ok(slot) => serve_connection(tcp, at, acc, slot).await,
         Err(full) => refuse_overload(tcp, at.peer, at.local, acc.log.clone(), full.into()).await,
     }
+}
+
+/// Writes `answer` and closes our side, then reads (and drops) what the
+/// client still sends, for at most 2 s and 64 KiB: closing with its bytes
+/// unread would reset the connection, maybe before it read the answer.
+async fn answer_and_close(tcp: &mut TcpStream, answer: &[u8]) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        tcp.write_all(answer).await?;
+        tcp.shutdown().await?;
+        let (mut sink, mut left) = ([0u8; 4096], 64 * 1024usize);
+        while left > 0 {
+            match tcp.read(&mut sink).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 /// Over a connection limit: a clear 503, logged, and the socket closed.
