@@ -34,7 +34,31 @@ pub struct Admin {
     /// `/proxy.pac` from the running `[pac]` (it changes on SIGHUP), when it
     /// names the proxy.
     pub pac: Box<dyn Fn() -> Option<String> + Send + Sync>,
+    /// `admin.max_connections` and `admin.max_connections_per_address`.
+    pub limits: Limits,
 }
+
+/// The admin listener's connection bounds (read at start-up).
+pub struct Limits {
+    /// One permit per open admin connection.
+    pub open: Arc<tokio::sync::Semaphore>,
+    /// Open admin connections per client address.
+    pub per_address: Arc<crate::limit::PerAddress>,
+}
+
+impl Limits {
+    /// From `[admin]`.
+    pub fn new(cfg: &settings::AdminConfig) -> Self {
+        Self {
+            open: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections)),
+            per_address: crate::limit::PerAddress::new(cfg.max_connections_per_address),
+        }
+    }
+}
+
+/// Over a bound: a short 503, and the connection closed.
+const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
+content-length: 27\r\nretry-after: 1\r\nconnection: close\r\n\r\ntoo many admin connections\n";
 
 /// Serves the admin endpoints on `listener` until `stop`.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: CancellationToken) {
@@ -43,9 +67,30 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: CancellationT
             a = listener.accept() => a,
             () = stop.cancelled() => return,
         };
-        let Ok((tcp, _)) = accepted else { continue };
+        let Ok((mut tcp, peer)) = accepted else {
+            continue;
+        };
+        let limits = &admin.limits;
+        let places = limits
+            .open
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .and_then(|open| Some((open, limits.per_address.try_take(peer.ip())?)));
+        let Some(places) = places else {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    tcp.write_all(FULL).await?;
+                    tcp.shutdown().await
+                })
+                .await;
+            });
+            continue;
+        };
         let admin = admin.clone();
         tokio::spawn(async move {
+            let _places = places;
             let service = hyper::service::service_fn(move |req| answer(admin.clone(), req));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())

@@ -215,6 +215,15 @@ impl Authenticator {
         })
     }
 
+    /// Where the per-address bounds of authentication count a client
+    /// (`listener.ipv6_prefix`, `listener.shared_addresses`): at start-up and
+    /// on each reload of `[listener]`.
+    pub fn set_places(&self, places: crate::limit::Places) {
+        if let Some(n) = &self.ntlm {
+            n.set_places(places);
+        }
+    }
+
     /// Negotiate validations (running, `max_concurrent`), when Negotiate is on.
     pub fn negotiate_slots(&self) -> Option<(usize, usize)> {
         self.negotiate.as_ref().map(|n| n.slots())

@@ -33,6 +33,10 @@ pub enum ProxyError {
     /// The request would loop back to this proxy.
     #[error("the request loops back to this proxy")]
     Loop,
+    /// A connection from `listener.proxy_protocol_from` without a valid
+    /// PROXY protocol header.
+    #[error("PROXY protocol: {0}")]
+    ProxyProtocol(String),
     // --- policy ---
     /// CONNECT to a port not in `tunnel.allowed_ports`.
     #[error("CONNECT to port {0} is not allowed")]
@@ -98,7 +102,9 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         use ProxyError::*;
         match self {
-            BadRequest(_) | OriginForm | UnsupportedScheme(_) => StatusCode::BAD_REQUEST,
+            BadRequest(_) | OriginForm | UnsupportedScheme(_) | ProxyProtocol(_) => {
+                StatusCode::BAD_REQUEST
+            }
             HeaderTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             UriTooLong(_) => StatusCode::URI_TOO_LONG,
             HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -128,6 +134,7 @@ impl ProxyError {
             HeaderTimeout => ExceptionId::RequestTimeout,
             UnsupportedScheme(_) => ExceptionId::UnsupportedProtocol,
             Loop => ExceptionId::LoopDetected,
+            ProxyProtocol(_) => ExceptionId::ProxyProtocolInvalid,
             PortNotAllowed(_) => ExceptionId::PolicyDenied,
             DestinationRefused(_) => ExceptionId::DestinationRefused,
             TooManyConnections => ExceptionId::TooManyConnections,
@@ -179,6 +186,7 @@ impl ProxyError {
         matches!(
             self,
             BadRequest(_)
+                | ProxyProtocol(_)
                 | HeaderTooLarge(_)
                 | UriTooLong(_)
                 | HeaderTimeout

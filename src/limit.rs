@@ -11,5 +11,5 @@ pub mod per_address;
 pub mod place;
 
 pub use blocking::{BlockingSlots, SlotError};
-pub use per_address::{AddressSlot, PerAddress};
+pub use per_address::{AddressSlot, Counted, PerAddress, Places};
 pub use place::{place, shared, SharedAddress};

@@ -3,6 +3,7 @@
 
 pub mod framing;
 pub mod guard;
+pub mod proxy_header;
 pub mod settings;
 pub mod tls;
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -94,28 +95,117 @@ pub async fn accept_loop<S: Service>(listener: TcpListener, acc: Arc<Acceptor<S>
             continue;
         };
         let id = acc.next_id.fetch_add(1, Ordering::Relaxed);
-        match slots::take(&acc.slots.permits, &acc.per_address, peer.ip()) {
-            Ok(slot) => {
-                let acc2 = acc.clone();
-                let at = Accepted {
+        let at = Accepted {
+            peer,
+            local,
+            id,
+            tls,
+            started: tokio::time::Instant::now(),
+        };
+        let behind_balancer = {
+            let cfg = acc.settings.load();
+            proxy_header::trusted(&cfg.proxy_protocol_from, peer.ip())
+        };
+        if behind_balancer {
+            // The client is known only after its PROXY header: the global
+            // permit bounds the read, the address's place is taken after.
+            match acc.slots.permits.clone().try_acquire_owned() {
+                Ok(global) => {
+                    acc.connections
+                        .spawn(behind_a_balancer(stream, at, acc.clone(), global))
+                }
+                Err(_) => acc.connections.spawn(refuse_overload(
+                    stream,
                     peer,
                     local,
-                    id,
-                    tls,
-                };
+                    acc.log.clone(),
+                    ProxyError::TooManyConnections,
+                )),
+            };
+            continue;
+        }
+        match slots::take(&acc.slots.permits, &acc.per_address, peer.ip()) {
+            Ok(slot) => {
                 acc.connections
-                    .spawn(serve_connection(stream, at, acc2, slot));
+                    .spawn(serve_connection(stream, at, acc.clone(), slot));
             }
             Err(full) => {
-                let e = match full {
-                    slots::Full::Proxy => ProxyError::TooManyConnections,
-                    slots::Full::Address => ProxyError::TooManyFromClient,
-                };
-                acc.connections
-                    .spawn(refuse_overload(stream, peer, local, acc.log.clone(), e));
+                acc.connections.spawn(refuse_overload(
+                    stream,
+                    peer,
+                    local,
+                    acc.log.clone(),
+                    full.into(),
+                ));
             }
         }
     }
+}
+
+impl From<slots::Full> for ProxyError {
+    fn from(full: slots::Full) -> Self {
+        match full {
+            slots::Full::Proxy => ProxyError::TooManyConnections,
+            slots::Full::Address => ProxyError::TooManyFromClient,
+        }
+    }
+}
+
+/// A connection from `listener.proxy_protocol_from`: its PROXY header, read
+/// within the header timeout, names the client; then the client's place
+/// under the per-address cap, then the connection as any other. Without a
+/// valid header: logged, answered 400 on a plain listener, closed.
+async fn behind_a_balancer<S: Service>(
+    mut tcp: TcpStream,
+    mut at: Accepted,
+    acc: Arc<Acceptor<S>>,
+    global: tokio::sync::OwnedSemaphorePermit,
+) {
+    let deadline = at.started + acc.settings.load().header_read_timeout;
+    let read = tokio::time::timeout_at(deadline, proxy_header::read(&mut tcp)).await;
+    let source = match read
+        .unwrap_or_else(|_| Err("no whole PROXY protocol header within the header timeout".into()))
+    {
+        Ok(source) => source,
+        Err(why) => {
+            tracing::warn!(balancer = %at.peer, reason = %why, "connection without a valid PROXY protocol header closed");
+            let e = ProxyError::ProxyProtocol(why);
+            if !at.tls {
+                answer_and_close(&mut tcp, &e.to_wire()).await;
+            }
+            let mut r = AccessRecord::new(at.peer.ip(), at.local.ip());
+            r.set_error(&e);
+            acc.log.write(r);
+            return;
+        }
+    };
+    if let Some(client) = source {
+        tracing::debug!(balancer = %at.peer, %client, "client address from the PROXY protocol header");
+        at.peer = client;
+    }
+    match slots::take_address(global, &acc.per_address, at.peer.ip()) {
+        Ok(slot) => serve_connection(tcp, at, acc, slot).await,
+        Err(full) => refuse_overload(tcp, at.peer, at.local, acc.log.clone(), full.into()).await,
+    }
+}
+
+/// Writes `answer` and closes our side, then reads (and drops) what the
+/// client still sends, for at most 2 s and 64 KiB: closing with its bytes
+/// unread would reset the connection, maybe before it read the answer.
+async fn answer_and_close(tcp: &mut TcpStream, answer: &[u8]) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        tcp.write_all(answer).await?;
+        tcp.shutdown().await?;
+        let (mut sink, mut left) = ([0u8; 4096], 64 * 1024usize);
+        while left > 0 {
+            match tcp.read(&mut sink).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 /// Over a connection limit: a clear 503, logged, and the socket closed.
@@ -143,6 +233,8 @@ struct Accepted {
     id: u64,
     /// On a TLS listener.
     tls: bool,
+    /// When it was accepted: the header timeout counts from here.
+    started: tokio::time::Instant,
 }
 
 async fn serve_connection<S: Service>(
@@ -156,13 +248,20 @@ async fn serve_connection<S: Service>(
         local,
         id,
         tls,
+        started: accepted,
     } = at;
     let cfg = acc.settings.load_full();
-    let accepted = tokio::time::Instant::now();
     // The handshake runs under the connection's slot and the header timeout:
     // a client that opens TLS and stalls holds no more than a silent one.
     let stream = match acc.tls.load_full() {
-        Some(tls_cfg) if tls => match tls::accept(tcp, tls_cfg, cfg.header_read_timeout).await {
+        // What is left of it after a PROXY header was read.
+        Some(tls_cfg) if tls => match tls::accept(
+            tcp,
+            tls_cfg,
+            cfg.header_read_timeout.saturating_sub(accepted.elapsed()),
+        )
+        .await
+        {
             Ok(s) => s,
             Err(why) => {
                 tracing::debug!(client = %peer, error = %why, "TLS handshake with the client failed");
@@ -193,9 +292,9 @@ async fn serve_connection<S: Service>(
         // The guard enforces header and idle timeouts with our own answers.
         .header_read_timeout(None)
         .keep_alive(true)
-        // The guard has already bounded the head; hyper must never refuse one
-        // the guard let through.
-        .max_buf_size((cfg.max_header_bytes * 2).max(64 * 1024));
+        // The guard has already bounded the head (with room for one large
+        // Proxy-Authorization); hyper must never refuse one it let through.
+        .max_buf_size((cfg.max_header_bytes + framing::MAX_PROXY_AUTHORIZATION) * 2);
     if cfg.max_headers > 100 {
         builder.max_headers(cfg.max_headers);
     }

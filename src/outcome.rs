@@ -145,6 +145,8 @@ pub enum ExceptionId {
     TooManyConnections,
     /// This client address is at `listener.max_connections_per_address`.
     TooManyConnectionsFromClient,
+    /// A balancer's connection without a valid PROXY protocol header.
+    ProxyProtocolInvalid,
     /// No usable credentials yet (a challenge follows).
     AuthenticationRequired,
     /// Credentials refused.
@@ -216,6 +218,7 @@ impl ExceptionId {
             DestinationRefused => "destination_refused",
             TooManyConnections => "too_many_connections",
             TooManyConnectionsFromClient => "too_many_connections_from_client",
+            ProxyProtocolInvalid => "proxy_protocol_invalid",
             AuthenticationRequired => "authentication_required",
             AuthenticationFailed => "authentication_failed",
             DirectoryUnavailable => "directory_unavailable",

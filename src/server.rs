@@ -161,14 +161,18 @@ pub async fn run(
         config: arc_swap::ArcSwap::new(config.clone()),
         generation: std::sync::atomic::AtomicU64::new(0),
     });
+    proxy.auth.set_places(config.listener.places());
     let acc = Arc::new(Acceptor {
         service: proxy.clone(),
         settings: arc_swap::ArcSwap::from_pointee(config.listener.clone()),
         log: log.clone(),
         slots: crate::conn::slots::Limit::new(config.listener.max_connections),
-        per_address: crate::conn::slots::PerAddress::new(
-            config.listener.max_connections_per_address,
-        ),
+        per_address: {
+            let per =
+                crate::conn::slots::PerAddress::new(config.listener.max_connections_per_address);
+            per.set_places(config.listener.places());
+            per
+        },
         graceful: CancellationToken::new(),
         connections: TaskTracker::new(),
         next_id: AtomicU64::new(1),
@@ -280,6 +284,7 @@ fn admin_endpoints(
         realms: on(proxy, |p| p.auth.realms()),
         probe_timeout: proxy.config.load().admin.probe_timeout,
         pac: on(proxy, |p| crate::admin::pac::pac(&p.config.load().pac)),
+        limits: crate::admin::Limits::new(&proxy.config.load().admin),
     }
 }
 

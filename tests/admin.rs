@@ -279,3 +279,55 @@ async fn directory_operations_are_timed_by_outcome() {
         1.0
     );
 }
+
+/// `admin.max_connections` and `admin.max_connections_per_address`: a
+/// client holding connections open is refused past its share, and past the
+/// listener's total every client is; a connection given back is free again.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_listener_caps_connections_in_all_and_per_address() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let gh = Gatehouse::start(
+        "",
+        &format!("[admin]\naddress = \"{admin}\"\nmax_connections = 3\nmax_connections_per_address = 2\n"),
+    );
+    gh.wait_stderr("admin endpoints", 1);
+    // A kept-alive connection from `from`, proven open by an answer, or the
+    // status of the refusal.
+    let open = |from: &'static str| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        let mut s = socket.connect(admin).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: admin\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap_or(0);
+        (status_of(&String::from_utf8_lossy(&buf[..n])), s)
+    };
+    let (a1, a1s) = open("127.0.0.2").await;
+    let (a2, _a2s) = open("127.0.0.2").await;
+    assert_eq!((a1, a2), (200, 200));
+    let (a3, _) = open("127.0.0.2").await;
+    assert_eq!(a3, 503, "a third from one address");
+    let (b1, _b1s) = open("127.0.0.3").await;
+    assert_eq!(b1, 200);
+    let (c1, _) = open("127.0.0.4").await;
+    assert_eq!(c1, 503, "a fourth in all");
+    drop(a1s);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (c, _s) = open("127.0.0.4").await;
+        if c == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place never came back"
+        );
+        tokio::task::yield_now().await;
+    }
+}

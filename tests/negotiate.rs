@@ -173,6 +173,36 @@ async fn no_ticket_wrong_spn_and_garbage_get_407() {
     assert_eq!(origin.requests(), 0);
 }
 
+/// Windows' MaxTokenSize is 65,535 bytes: a token that large (87,380 base64
+/// characters, more than the default 64 KiB head) reaches the acceptor and
+/// gets its 407, while a larger one, or another header as large, is 431.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_maximal_token_is_judged_and_only_that_field_gets_the_room() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start().await;
+    let sso = start(local_realm(dir.path()), "");
+    let url = origin.url("/hello");
+    let send = |header: String| {
+        let raw = format!("GET {url} HTTP/1.1\r\nHost: x\r\n{header}\r\nConnection: close\r\n\r\n");
+        let addr = sso.gh.addr();
+        async move { raw_exchange(addr, raw.as_bytes(), std::time::Duration::from_secs(10)).await }
+    };
+    let token = |n: usize| {
+        let bytes: Vec<u8> = (0..n).map(|i| (i * 7 + 0x60) as u8).collect();
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    };
+    let max = send(format!("Proxy-Authorization: Negotiate {}", token(65_535))).await;
+    assert_eq!(status_of(&max), 407, "{max}");
+    assert!(max.contains("proxy-authenticate: Negotiate"), "{max}");
+    sso.gh.wait_stderr("Negotiate token rejected", 1);
+    let over = send(format!("Proxy-Authorization: Negotiate {}", token(100_000))).await;
+    assert_eq!(status_of(&over), 431, "{over}");
+    let other = send(format!("X-Large: {}", "x".repeat(70_000))).await;
+    assert_eq!(status_of(&other), 431, "{other}");
+    assert_eq!(origin.requests(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn mit_principal_maps_to_an_ldap_user() {
     let lab = Slapd::start();

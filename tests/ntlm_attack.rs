@@ -12,6 +12,15 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 fn proxy(samba: &std::path::Path, dir: &std::path::Path, ntlm_extra: &str) -> Gatehouse {
+    proxy_with("", samba, dir, ntlm_extra)
+}
+
+fn proxy_with(
+    listener: &str,
+    samba: &std::path::Path,
+    dir: &std::path::Path,
+    ntlm_extra: &str,
+) -> Gatehouse {
     let realm = common::samba::realm_file(samba, dir);
     let cfg = format!(
         "[auth]\nrequired = true\nschemes = [\"ntlm\", \"basic\"]\nrealms = [\"{}\"]\n\
@@ -20,7 +29,7 @@ fn proxy(samba: &std::path::Path, dir: &std::path::Path, ntlm_extra: &str) -> Ga
         realm.display(),
         samba.join("etc/smb.conf").display()
     );
-    Gatehouse::start("", &cfg)
+    Gatehouse::start(listener, &cfg)
 }
 
 /// Opens `n` connections from `source` (another loopback address: another
@@ -96,6 +105,26 @@ async fn idle_half_handshakes_cannot_take_every_helper() {
         "curl --proxy-ntlm while 16 half-handshakes idle"
     );
     assert!(gh.stderr().contains("NTLM handshakes already pending"));
+}
+
+/// A shared address (`[[listener.shared_addresses]]`, a terminal server)
+/// has its own cap on pending handshakes; other addresses keep the default.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_address_has_its_own_pending_handshake_cap() {
+    let samba = common::samba::dir();
+    let dir = tempfile::tempdir().unwrap();
+    let gh = proxy_with(
+        "[[listener.shared_addresses]]\ncidrs = [\"127.0.0.3/32\"]\nmax_pending_ntlm = 1\n",
+        &samba,
+        dir.path(),
+        "max_pending_per_address = 2\nqueue_timeout = \"1s\"\nhandshake_timeout = \"60s\"\n",
+    );
+    let type1 = NtlmClient::new(&samba, "alice", "x").type1();
+    let (_shared, codes) = half_handshakes(&gh, "127.0.0.3", &type1, 3).await;
+    assert_eq!(codes, vec![407, 503, 503]);
+    let (_other, codes) = half_handshakes(&gh, "127.0.0.4", &type1, 3).await;
+    assert_eq!(codes, vec![407, 407, 503]);
+    assert!(gh.stderr().contains("1 NTLM handshakes already pending"));
 }
 
 /// A half-handshake gives its helper back when `handshake_timeout` passes,

@@ -4,6 +4,8 @@
 //! one instance killed mid-run — the surviving connections lose
 //! nothing, the killed instance's clients reconnect and succeed on the
 //! other, and the two access logs together account for every success.
+//! HAProxy sends each instance a PROXY v2 header: every client binds its own
+//! loopback address (127.0.0.x), and the logs name it, never the balancer.
 
 mod common;
 
@@ -13,7 +15,7 @@ use std::time::Duration;
 use common::ntlm::read_response;
 use common::*;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 struct Haproxy {
     child: Child,
@@ -76,7 +78,16 @@ fn instance(name: &str, samba: &std::path::Path, dir: &std::path::Path) -> (Gate
     );
     let krb5 = samba.join("krb5.conf");
     let env = [("KRB5_CONFIG", krb5.to_str().unwrap())];
-    (Gatehouse::start_with_env("", &cfg, &env), admin)
+    // HAProxy connects from 127.0.0.1; its PROXY header names the client.
+    let listener = "proxy_protocol_from = [\"127.0.0.1/32\"]\n";
+    (Gatehouse::start_with_env(listener, &cfg, &env), admin)
+}
+
+/// A connection to `front` from the client address `from` (127.0.0.x).
+async fn connect_from(from: &str, front: &str) -> std::io::Result<TcpStream> {
+    let s = TcpSocket::new_v4()?;
+    s.bind(std::net::SocketAddr::new(from.parse().unwrap(), 0))?;
+    s.connect(front.parse().unwrap()).await
 }
 
 /// One Basic GET on `s`; the status and which instance answered (its Via).
@@ -96,9 +107,17 @@ async fn get(s: &mut TcpStream, url: &str) -> Option<(u16, String)> {
     Some((status_of(&r), via))
 }
 
+/// Where each kind of client connects from.
+const READY: &str = "127.0.0.10";
+const KEPT: &str = "127.0.0.11";
+const NTLM: &str = "127.0.0.12";
+const NEGOTIATE: &str = "127.0.0.13";
+const RECONNECT: &str = "127.0.0.14";
+
 fn curl_ntlm(front: u16, url: &str) -> String {
     let out = Command::new("curl")
-        .args(["-sS", "--proxy-ntlm", "-U", "ADTEST\\alice:alice-Pw1"])
+        .args(["-sS", "--interface", NTLM])
+        .args(["--proxy-ntlm", "-U", "ADTEST\\alice:alice-Pw1"])
         .args([
             "-x",
             &format!("http://127.0.0.1:{front}"),
@@ -108,6 +127,32 @@ fn curl_ntlm(front: u16, url: &str) -> String {
             "%{http_code}",
             url,
         ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `curl --proxy-negotiate` from the NEGOTIATE address, as the holder of `cc`.
+fn curl_negotiate_from(
+    krb5: &std::path::Path,
+    cc: &std::path::Path,
+    front: u16,
+    url: &str,
+) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--interface",
+            NEGOTIATE,
+            "--proxy-negotiate",
+            "-U",
+            ":",
+        ])
+        .args(["-x", &format!("http://{NAME}:{front}")])
+        .args(["--resolve", &format!("{NAME}:{front}:127.0.0.1")])
+        .args(["-o", "/dev/null", "-w", "%{http_code}", url])
+        .env("KRB5_CONFIG", krb5)
+        .env("KRB5CCNAME", format!("FILE:{}", cc.display()))
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -136,7 +181,7 @@ async fn an_instance_killed_mid_run_loses_no_surviving_request() {
     // Ready when HAProxy has sent a connection to each instance.
     let mut seen = std::collections::HashSet::new();
     for _ in 0..100 {
-        if let Ok(mut s) = TcpStream::connect(&front).await {
+        if let Ok(mut s) = connect_from(READY, &front).await {
             if let Some((200, via)) = get(&mut s, &url).await {
                 ok += 1;
                 seen.insert(via);
@@ -153,7 +198,7 @@ async fn an_instance_killed_mid_run_loses_no_surviving_request() {
     // Two kept-alive connections, one on each instance.
     let mut on: std::collections::HashMap<String, TcpStream> = Default::default();
     while on.len() < 2 {
-        let mut s = TcpStream::connect(&front).await.unwrap();
+        let mut s = connect_from(KEPT, &front).await.unwrap();
         let (status, via) = get(&mut s, &url).await.unwrap();
         assert_eq!(status, 200);
         ok += 1;
@@ -165,7 +210,7 @@ async fn an_instance_killed_mid_run_loses_no_surviving_request() {
     );
     ok += 1;
     assert_eq!(
-        tokio::task::block_in_place(|| curl_negotiate(&krb5, &cc, NAME, lb.front, &url).0),
+        tokio::task::block_in_place(|| curl_negotiate_from(&krb5, &cc, lb.front, &url)),
         "200"
     );
     ok += 1;
@@ -185,7 +230,7 @@ async fn an_instance_killed_mid_run_loses_no_surviving_request() {
     // The killed instance's client sees its connection end, reconnects, succeeds.
     assert!(get(&mut victim, &url).await.is_none_or(|(s, _)| s != 200));
     for _ in 0..10 {
-        let mut s = TcpStream::connect(&front).await.unwrap();
+        let mut s = connect_from(RECONNECT, &front).await.unwrap();
         let (status, via) = get(&mut s, &url).await.expect("a new connection is served");
         assert_eq!((status, via.as_str()), (200, "gh-b"));
         ok += 1;
@@ -196,7 +241,7 @@ async fn an_instance_killed_mid_run_loses_no_surviving_request() {
     );
     ok += 1;
     assert_eq!(
-        tokio::task::block_in_place(|| curl_negotiate(&krb5, &cc, NAME, lb.front, &url).0),
+        tokio::task::block_in_place(|| curl_negotiate_from(&krb5, &cc, lb.front, &url)),
         "200"
     );
     ok += 1;
@@ -212,4 +257,22 @@ async fn an_instance_killed_mid_run_loses_no_surviving_request() {
     assert!(b_lines
         .iter()
         .any(|l| l["x-auth-scheme"] == "negotiate-kerberos" && l["cs-username"] == "alice"));
+    // Each client's own address is logged, never the balancer's.
+    let a_lines = parse_elff(&std::fs::read_to_string(&a.log_path).unwrap());
+    let served: Vec<_> = a_lines
+        .iter()
+        .chain(&b_lines)
+        .filter(|l| l["sc-status"] == "200")
+        .collect();
+    assert!(
+        served.iter().all(|l| l["c-ip"] != "127.0.0.1"),
+        "{served:?}"
+    );
+    let from = |ip: &str, scheme: &str| {
+        served
+            .iter()
+            .any(|l| l["c-ip"] == ip && l["x-auth-scheme"].starts_with(scheme))
+    };
+    assert!(from(KEPT, "basic") && from(RECONNECT, "basic") && from(READY, "basic"));
+    assert!(from(NTLM, "ntlm") && from(NEGOTIATE, "negotiate"));
 }

@@ -78,6 +78,11 @@ impl Ntlm {
         }
     }
 
+    /// Where pending handshakes are counted (`[listener]`, on start and reload).
+    pub(crate) fn set_places(&self, places: crate::limit::Places) {
+        self.pool.pending.set_places(places);
+    }
+
     /// The helper pool (for `/metrics`).
     pub(crate) fn pool(&self) -> &HelperPool {
         &self.pool
@@ -149,7 +154,7 @@ impl Ntlm {
                 user: "-".into(),
                 reason: format!(
                     "{} NTLM handshakes already pending from this address",
-                    self.cfg.max_pending_per_address
+                    self.pool.pending.cap(client)
                 ),
             });
         };

@@ -14,7 +14,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::settings::NtlmConfig;
-use crate::limit::PerAddress;
+use crate::limit::{Counted, PerAddress};
 
 /// What a helper answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +86,7 @@ impl HelperPool {
             timeout: cfg.helper_timeout,
             queue_timeout: cfg.queue_timeout,
             spawned: AtomicU64::new(0),
-            pending: PerAddress::new(cfg.max_pending_per_address),
+            pending: PerAddress::counting(Counted::PendingNtlm, cfg.max_pending_per_address),
         })
     }
 

@@ -95,6 +95,20 @@ pub fn take(global: &Arc<Semaphore>, per: &Arc<PerAddress>, ip: IpAddr) -> Resul
     })
 }
 
+/// The address's place for a connection that already holds its global
+/// permit (it read a PROXY header first: only then is the client known).
+pub fn take_address(
+    global: OwnedSemaphorePermit,
+    per: &Arc<PerAddress>,
+    ip: IpAddr,
+) -> Result<Slot, Full> {
+    let address = per.try_take(ip).ok_or(Full::Address)?;
+    Ok(Slot {
+        _global: global,
+        _address: address,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +141,23 @@ mod tests {
         let _s = take(&global, &per, ip).unwrap();
         assert_eq!(take(&global, &per, ip).unwrap_err(), Full::Proxy);
         assert_eq!(per.open(ip), 1);
+    }
+
+    #[test]
+    fn a_held_global_permit_takes_the_address_place_after() {
+        let per = PerAddress::new(1);
+        let global = Arc::new(Semaphore::new(3));
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        let permit = || global.clone().try_acquire_owned().unwrap();
+        let s = take_address(permit(), &per, ip).unwrap();
+        assert_eq!(take_address(permit(), &per, ip).unwrap_err(), Full::Address);
+        assert_eq!(
+            global.available_permits(),
+            2,
+            "the refused one's permit is back"
+        );
+        drop(s);
+        assert_eq!((per.open(ip), global.available_permits()), (0, 3));
     }
 
     #[tokio::test]

@@ -13,6 +13,13 @@ use crate::error::ProxyError;
 pub const HEADER_SLOTS: usize = 256;
 /// Longest chunk-size line (with extensions) we accept.
 const MAX_CHUNK_LINE: usize = 4096;
+/// One `Proxy-Authorization` field (name, value, CRLF) may be this long
+/// outside `listener.max_header_bytes`. Windows lets a Kerberos token grow to
+/// MaxTokenSize, 65,535 bytes (a user in many groups carries a large PAC):
+/// `Negotiate` and its base64 make that 87,380 characters, more than the
+/// whole default head. Only this one field gets the room; every other field,
+/// and the rest of the head, stay within the configured limit.
+pub const MAX_PROXY_AUTHORIZATION: usize = 90 * 1024;
 
 /// Limits the framer enforces on each request head.
 #[derive(Debug, Clone, Copy)]
@@ -150,8 +157,8 @@ impl Framer {
             }
             Err(e) => return Step::Reject(ProxyError::BadRequest(parse_error(e))),
         };
-        if len > self.limits.max_header_bytes {
-            return Step::Reject(ProxyError::HeaderTooLarge(self.limits.max_header_bytes));
+        if let Err(e) = self.within_limit(&input[..len]) {
+            return Step::Reject(e);
         }
         if req.path.map_or(0, str::len) > self.limits.max_uri_bytes {
             return Step::Reject(ProxyError::UriTooLong(self.limits.max_uri_bytes));
@@ -182,10 +189,26 @@ impl Framer {
         if line_end.is_none() && input.len() > self.limits.max_uri_bytes + 32 {
             return Step::Reject(ProxyError::UriTooLong(self.limits.max_uri_bytes));
         }
-        if input.len() > self.limits.max_header_bytes {
-            return Step::Reject(ProxyError::HeaderTooLarge(self.limits.max_header_bytes));
+        match self.within_limit(input) {
+            Ok(()) => Step::NeedMore,
+            Err(e) => Step::Reject(e),
         }
-        Step::NeedMore
+    }
+
+    /// A head (or the part of it read so far) is within the limit when,
+    /// less its first `Proxy-Authorization` field (at most
+    /// [`MAX_PROXY_AUTHORIZATION`]), it fits `max_header_bytes`.
+    fn within_limit(&self, head: &[u8]) -> Result<(), ProxyError> {
+        let max = self.limits.max_header_bytes;
+        let too_large = ProxyError::HeaderTooLarge(max);
+        if head.len() <= max {
+            return Ok(());
+        }
+        let auth = proxy_authorization_len(head);
+        if auth > MAX_PROXY_AUTHORIZATION || head.len() - auth > max {
+            return Err(too_large);
+        }
+        Ok(())
     }
 
     fn chunk_size(&mut self, input: &[u8]) -> Step {
@@ -273,6 +296,27 @@ fn body_framing(req: &httparse::Request<'_, '_>) -> Result<BodyFraming, ProxyErr
         (Some(n), None) => Ok(BodyFraming::Length(n)),
         (None, None) => Ok(BodyFraming::None),
     }
+}
+
+/// The length of the first `Proxy-Authorization` field line of `head`
+/// (what of it is there so far), 0 if none.
+fn proxy_authorization_len(head: &[u8]) -> usize {
+    const NAME: &[u8] = b"proxy-authorization:";
+    // Lines after the request line, up to the blank line ending the head.
+    let lines = head.split_inclusive(|&b| b == b'\n').skip(1);
+    for line in lines {
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        // The last line may still be arriving: a prefix of the name counts
+        // (so a head is never refused on a prefix it would pass whole).
+        let n = line.len().min(NAME.len());
+        let arriving = !line.ends_with(b"\n");
+        if line[..n].eq_ignore_ascii_case(&NAME[..n]) && (n == NAME.len() || arriving) {
+            return line.len();
+        }
+    }
+    0
 }
 
 fn parse_length(v: &[u8]) -> Option<u64> {

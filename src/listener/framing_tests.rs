@@ -268,3 +268,58 @@ fn connect_with_a_body_is_refused() {
     let head = b"CONNECT a:443 HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
     assert_eq!(Framer::new(LIMITS).step(head), Step::Pass(head.len()));
 }
+
+/// A head of `filler` bytes of ordinary fields plus one `name` field whose
+/// value is `value_len` bytes.
+fn head_with(name: &str, value_len: usize, filler: usize) -> Vec<u8> {
+    let mut s = b"GET http://a/ HTTP/1.1\r\n".to_vec();
+    while s.len() < filler {
+        let room = (filler - s.len()).clamp(1, 200);
+        s.extend_from_slice(format!("X-Filler: {}\r\n", "f".repeat(room)).as_bytes());
+    }
+    s.extend_from_slice(format!("{name}: Negotiate ").as_bytes());
+    s.extend(std::iter::repeat_n(b'A', value_len));
+    s.extend_from_slice(b"\r\n\r\n");
+    s
+}
+
+#[test]
+fn one_proxy_authorization_may_carry_a_maximal_kerberos_token() {
+    // base64 of MaxTokenSize (65,535 bytes), the rest of the head near the limit.
+    let b64 = 65_535usize.div_ceil(3) * 4;
+    let s = head_with("Proxy-Authorization", b64, LIMITS.max_header_bytes - 100);
+    assert_eq!(drive(&s, &[]), (s.len(), None));
+    assert_eq!(
+        drive(&s, &[1000, 1010, 30_000, s.len() - 1]),
+        (s.len(), None)
+    );
+    // Every prefix (sampled, and around the field's name) needs more.
+    let name_at = s.windows(6).position(|w| w == b"Proxy-").unwrap();
+    let cuts = (0..s.len()).step_by(997).chain(name_at..name_at + 30);
+    for cut in cuts {
+        assert_eq!(drive(&s[..cut], &[]).1, None, "cut at {cut}");
+    }
+    let lower = head_with("proxy-authorization", b64, 0);
+    assert_eq!(drive(&lower, &[]), (lower.len(), None));
+}
+
+#[test]
+fn only_that_field_gets_the_room() {
+    let too_long = head_with("Proxy-Authorization", MAX_PROXY_AUTHORIZATION, 0);
+    assert!(matches!(
+        reject_of(&too_long),
+        ProxyError::HeaderTooLarge(_)
+    ));
+    let other = head_with("X-Large", 2 * LIMITS.max_header_bytes, 0);
+    assert!(matches!(reject_of(&other), ProxyError::HeaderTooLarge(_)));
+    // The rest of the head is still held to the limit beside a large token.
+    let both = head_with("Proxy-Authorization", 60_000, 2 * LIMITS.max_header_bytes);
+    assert!(matches!(reject_of(&both), ProxyError::HeaderTooLarge(_)));
+    // A second Proxy-Authorization is an ordinary field.
+    let mut two = head_with("Proxy-Authorization", 60_000, 0);
+    two.truncate(two.len() - 2);
+    two.extend_from_slice(b"Proxy-Authorization: Basic ");
+    two.extend(std::iter::repeat_n(b'B', 2 * LIMITS.max_header_bytes));
+    two.extend_from_slice(b"\r\n\r\n");
+    assert!(matches!(reject_of(&two), ProxyError::HeaderTooLarge(_)));
+}

@@ -44,6 +44,11 @@ pub struct ListenerConfig {
     pub ipv6_prefix: u8,
     /// Addresses known to carry many users, with their own bounds.
     pub shared_addresses: Vec<crate::limit::SharedAddress>,
+    /// Load balancers whose connections start with a PROXY protocol header
+    /// (v1 or v2), read within `header_read_timeout`: its source address is
+    /// the client's. From these, a connection without one is closed; from
+    /// anyone else, a PROXY header is never believed.
+    pub proxy_protocol_from: Vec<ipnet::IpNet>,
 }
 
 impl Default for ListenerConfig {
@@ -62,6 +67,7 @@ impl Default for ListenerConfig {
             idle_timeout: Duration::from_secs(120),
             ipv6_prefix: 64,
             shared_addresses: Vec::new(),
+            proxy_protocol_from: Vec::new(),
         }
     }
 }
@@ -70,6 +76,15 @@ impl ListenerConfig {
     /// Every address the proxy listens on, plain and TLS.
     pub fn all_addresses(&self) -> impl Iterator<Item = &SocketAddr> {
         self.addresses.iter().chain(&self.tls_addresses)
+    }
+
+    /// Where the per-address bounds count a client, for
+    /// [`crate::limit::PerAddress::set_places`].
+    pub fn places(&self) -> crate::limit::Places {
+        crate::limit::Places {
+            ipv6_prefix: self.ipv6_prefix,
+            shared: self.shared_addresses.clone(),
+        }
     }
 
     /// The TLS listeners' certificate, when there are TLS listeners.

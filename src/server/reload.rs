@@ -134,6 +134,8 @@ fn swap_in(h: &Handles, new: Reloaded) {
     acc.slots.resize(listener.max_connections);
     acc.per_address
         .set_max(listener.max_connections_per_address);
+    acc.per_address.set_places(listener.places());
+    proxy.auth.set_places(listener.places());
     let old_listener = acc.settings.swap(Arc::new(listener.clone()));
     let old_config = proxy.config.swap(config);
     proxy.generation.fetch_add(1, SeqCst);
