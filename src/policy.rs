@@ -21,6 +21,7 @@ pub mod nets;
 mod objects;
 pub mod rule;
 pub mod settings;
+pub mod url;
 
 use std::path::Path;
 use std::sync::Arc;

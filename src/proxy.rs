@@ -186,9 +186,21 @@ pub async fn serve(
     let mut at = Progress::default();
     let mut addrs = Vec::new();
     let mut who: Option<Authenticated> = None;
-    // `url` rules see the absolute URL of a plain HTTP request; spelt out
-    // only for a policy that has them.
-    let url = (!is_connect && policy.has_url_rules()).then(|| req.uri().to_string());
+    // `url` rules see the normalised absolute URL of a plain HTTP request
+    // (policy/url.rs), spelt out only for a policy that has them; a target
+    // that cannot be normalised is refused whatever the policy.
+    let url = if is_connect {
+        None
+    } else {
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        match crate::policy::url::path_and_query_normalised(pq) {
+            Err(e) => return fail(ProxyError::BadRequest(e.reason()), record, in_flight),
+            Ok(pq) => policy
+                .has_url_rules()
+                .then(|| crate::policy::url::absolute("http", &host, dest.port, &pq))
+                .and_then(Result::ok),
+        }
+    };
     let (next, categories) = loop {
         let categories = policy.categories.lookup(&host, &addrs);
         let facts = Facts {

@@ -57,14 +57,30 @@ pub struct ExplainRequest {
     pub alpn: Vec<String>,
 }
 
-fn target(method: &str, url: &str) -> Result<(Host, u16), String> {
+/// The destination, and (not for CONNECT) the URL `url` rules see: an
+/// `http://` URL as the proxy forwards it, or an `https://` one as a
+/// request decrypted from an intercepted tunnel — normalised either way.
+fn target(method: &str, url: &str) -> Result<(Host, u16, Option<String>), String> {
     let uri = url.parse::<http::Uri>().map_err(|e| e.to_string())?;
     if method == "CONNECT" {
-        gatehouse::tunnel::connect_target(&uri).map_err(|e| e.to_string())
-    } else {
-        let t = gatehouse::forward::target(&uri).map_err(|e| e.to_string())?;
-        Ok((t.host, t.port))
+        let (host, port) = gatehouse::tunnel::connect_target(&uri).map_err(|e| e.to_string())?;
+        return Ok((host, port, None));
     }
+    let (host, port, scheme) = match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("https") => {
+            let auth = uri.authority().ok_or("an https:// URL needs a host")?;
+            let host = gatehouse::resolve::host::canonical(auth.host()).map_err(|e| e.0)?;
+            (host, auth.port_u16().unwrap_or(443), "https")
+        }
+        _ => {
+            let t = gatehouse::forward::target(&uri).map_err(|e| e.to_string())?;
+            (t.host, t.port, "http")
+        }
+    };
+    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+    let normal = gatehouse::policy::url::absolute(scheme, &host.to_string(), port, pq)
+        .map_err(|e| format!("{e}: the proxy answers 400"))?;
+    Ok((host, port, Some(normal)))
 }
 
 fn header_map(headers: &[String]) -> Result<http::HeaderMap, String> {
@@ -226,7 +242,7 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
     };
     let policy = &built.policy;
     let method = q.method.to_ascii_uppercase();
-    let (host, port) = match target(&method, &q.url) {
+    let (host, port, url) = match target(&method, &q.url) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("gatehouse explain: --url: {e}");
@@ -241,6 +257,9 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
         }
     };
     println!("request:        {method} {} from {}", q.url, q.client);
+    if let Some(u) = url.as_ref().filter(|u| **u != q.url) {
+        println!("url (judged):   {u}");
+    }
     // The addresses the proxy would judge, resolved the same way.
     let addrs = match runtime().block_on(built.resolver.resolve(&host)) {
         Ok(a) => a,
@@ -273,7 +292,6 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
         auth_required: config.auth.required,
         detection: config.detection.enabled,
     };
-    let url = (method != "CONNECT").then(|| q.url.clone());
     let facts = Facts {
         identity: None,
         client: q.client,

@@ -91,7 +91,20 @@ pub(super) async fn inner(
         .map(str::to_string);
     r.protocol = None;
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let url = format!("{scheme}://{}{pq}", ctx.authority);
+    // Judged as every URL is, normalised (policy/url.rs); one that cannot
+    // be is refused.
+    let url = match crate::policy::url::path_and_query_normalised(pq) {
+        Ok(pq) => format!("{scheme}://{}{pq}", ctx.authority),
+        Err(_) => {
+            return Ok(answer(
+                &ctx,
+                r,
+                StatusCode::BAD_REQUEST,
+                ExceptionId::InvalidRequest,
+                None,
+            ))
+        }
+    };
     // Requests inside the tunnel are for the tunnel's server: another Host
     // is domain fronting, whatever the policy would say of either name.
     // A tunnel inside the tunnel would carry bytes no rule has seen.
