@@ -3,7 +3,8 @@
 //! the README's own rule — `/%61dmin`, `//admin`, `/./admin`, `/x/../admin`
 //! — is `/admin` to the rule, and a target that cannot be normalised is
 //! `400`. Raw sockets for plain HTTP and `curl --path-as-is` through an
-//! intercepting policy, so no client tidies the path first.
+//! intercepting policy, so no client tidies the path first. And a request
+//! inside interception is judged on its own headers, not the CONNECT's.
 
 mod common;
 
@@ -35,6 +36,10 @@ name = "no-admin"
 url = ["^https?://[^/]+/admin"]
 action = "deny"
 reason = "admin_blocked"
+[[layers.rules]]
+name = "no-uploader"
+header = { "User-Agent" = "^evil-uploader" }
+action = "deny"
 "#;
 
 fn proxy(dir: &std::path::Path, ca: &TestCa, port: u16) -> (Gatehouse, std::path::PathBuf) {
@@ -165,4 +170,53 @@ async fn explain_judges_the_same_normal_url_for_http_and_intercepted_https() {
     assert!(said.contains("no-admin"), "{said}");
     let said = explain(&format!("http://{NAME}/%zz"));
     assert!(said.contains("400"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_header_rule_reads_the_request_inside_https_not_the_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let (origin, seen) = https_origin(ca.leaf(&[NAME])).await;
+    let (gh, proxy_ca) = proxy(dir.path(), &ca, origin.port());
+    let curl = |agent: &str| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "10",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .args([
+                "-x",
+                &format!("http://{}", gh.addr()),
+                "--proxy-user",
+                "bob:bob-pw",
+            ])
+            .arg("--cacert")
+            .arg(&proxy_ca)
+            // The request's own header; the CONNECT carries curl's.
+            .args(["-H", &format!("User-Agent: {agent}")])
+            .arg(format!("https://{NAME}:{}/echo", origin.port()))
+            .args(["--data", "payload"])
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (evil, fine) =
+        tokio::task::block_in_place(|| (curl("evil-uploader/1.0"), curl("Mozilla/5.0")));
+    assert_eq!((evil.as_str(), fine.as_str()), ("403", "200"));
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "only the harmless upload arrived"
+    );
+    let inner: Vec<_> = gh
+        .log_lines(4)
+        .into_iter()
+        .filter(|l| l["cs-method"] == "POST")
+        .collect();
+    assert_eq!(inner[0]["x-rule"], "no-uploader");
 }
