@@ -8,7 +8,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -65,22 +64,6 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-async fn get_from(proxy: SocketAddr, source: &str, url: &str, user_pass: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.bind(SocketAddr::new(source.parse::<IpAddr>().unwrap(), 0))
-        .unwrap();
-    let mut s = sock.connect(proxy).await.unwrap();
-    let raw = format!(
-        "GET {url} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {}\r\nConnection: close\r\n\r\n",
-        basic(user_pass)
-    );
-    s.write_all(raw.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await;
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -701,3 +701,22 @@ pub fn curl_negotiate(
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// One GET through the proxy from `source` (a loopback address such as
+/// 127.0.0.5: each stands for another client machine) with these
+/// credentials; the whole answer.
+pub async fn get_from(proxy: SocketAddr, source: &str, url: &str, user_pass: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(source.parse::<std::net::IpAddr>().unwrap(), 0))
+        .unwrap();
+    let mut s = sock.connect(proxy).await.unwrap();
+    let raw = format!(
+        "GET {url} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {}\r\nConnection: close\r\n\r\n",
+        basic(user_pass)
+    );
+    s.write_all(raw.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await;
+    out
+}
