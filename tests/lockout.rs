@@ -6,7 +6,6 @@
 
 mod common;
 
-
 use common::lab::Slapd;
 use common::*;
 

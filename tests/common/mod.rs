@@ -708,8 +708,11 @@ pub fn curl_negotiate(
 pub async fn get_from(proxy: SocketAddr, source: &str, url: &str, user_pass: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.bind(SocketAddr::new(source.parse::<std::net::IpAddr>().unwrap(), 0))
-        .unwrap();
+    sock.bind(SocketAddr::new(
+        source.parse::<std::net::IpAddr>().unwrap(),
+        0,
+    ))
+    .unwrap();
     let mut s = sock.connect(proxy).await.unwrap();
     let raw = format!(
         "GET {url} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {}\r\nConnection: close\r\n\r\n",
