@@ -225,7 +225,7 @@ pub async fn serve(
                 Err(e) => return fail(e, record, in_flight),
             },
             Plan::Authenticate { .. } => {
-                match authenticate::authenticate(&proxy, &conn, &req, &mut record).await {
+                match authenticate::authenticate(&proxy, &conn, &req, config, &mut record).await {
                     Ok(w) => {
                         who = Some(w);
                         at.authenticated = true;

@@ -31,6 +31,8 @@ pub struct RealmChain {
     realms: Vec<Arc<Realm>>,
     /// Each realm's [`definition`], in order.
     definitions: Vec<[u8; 32]>,
+    /// All of them at once ([`RealmChain::digest`]).
+    digest: [u8; 32],
     /// The pool local realms check hashes through: one per process, kept
     /// across reloads so the bound stays one bound.
     hashing: Arc<BlockingSlots>,
@@ -41,6 +43,7 @@ impl RealmChain {
     /// so a rebuild keeps none of them).
     pub fn new(realms: Vec<Realm>) -> Self {
         Self {
+            digest: [0; 32],
             definitions: vec![[0; 32]; realms.len()],
             realms: realms.into_iter().map(Arc::new).collect(),
             hashing: Arc::new(BlockingSlots::new(1, Duration::from_secs(1))),
@@ -81,9 +84,14 @@ impl RealmChain {
             realms.push(realm);
             definitions.push(def);
         }
+        let mut h = Sha256::new();
+        for d in &definitions {
+            h.update(d);
+        }
         Ok(Self {
             realms,
             definitions,
+            digest: h.finalize().into(),
             hashing,
         })
     }
@@ -91,11 +99,7 @@ impl RealmChain {
     /// All the realms' definitions at once: equal only for a chain built
     /// from the same definitions in the same order.
     pub fn digest(&self) -> [u8; 32] {
-        let mut h = Sha256::new();
-        for d in &self.definitions {
-            h.update(d);
-        }
-        h.finalize().into()
+        self.digest
     }
 
     /// Did one of these realm objects vouch for `id`? Each loaded realm hands

@@ -20,12 +20,12 @@ pub(super) async fn authenticate(
     proxy: &Proxy,
     conn: &ConnState,
     req: &Request<Incoming>,
+    config: &crate::config::Config,
     r: &mut AccessRecord,
 ) -> Result<Authenticated, ProxyError> {
     let presented = req.headers().get_all(header::PROXY_AUTHORIZATION).iter();
     let ip = conn.client.ip();
     let place = {
-        let config = proxy.config.load();
         let shared = crate::limit::shared(&config.listener.shared_addresses, ip);
         Place {
             key: crate::limit::place(ip, config.listener.ipv6_prefix),

@@ -14,9 +14,10 @@ use moka::sync::Cache;
 use super::{PasswordMark, Standing};
 use crate::auth::settings::ThrottleConfig;
 
-/// Most failures remembered per user: more than any budget needs (beyond
-/// the budget nothing is asked, so nothing new fails).
-const MAX_FAILURES_PER_USER: usize = 64;
+/// Most failures remembered per user: more than the budgets need (beyond
+/// a budget nothing is asked, so nothing new fails); with no limit set,
+/// the most recent this many are the ones never counted twice.
+const MAX_FAILURES_PER_USER: usize = 16;
 
 /// One wrong password.
 #[derive(Debug, Clone, Copy)]
