@@ -158,6 +158,7 @@ pub async fn run(
         listening: listening.clone(),
         hard_stop: CancellationToken::new(),
         tunnels: TaskTracker::new(),
+        open: Default::default(),
         config: arc_swap::ArcSwap::new(config.clone()),
         generation: std::sync::atomic::AtomicU64::new(0),
     });
