@@ -286,6 +286,10 @@ fn admin_endpoints(
         probe_timeout: proxy.config.load().admin.probe_timeout,
         pac: on(proxy, |p| crate::admin::pac::pac(&p.config.load().pac)),
         limits: crate::admin::Limits::new(&proxy.config.load().admin),
+        revoke: {
+            let proxy = proxy.clone();
+            Box::new(move |user| proxy.revoke(user))
+        },
     }
 }
 

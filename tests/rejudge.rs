@@ -1,6 +1,7 @@
 //! Open tunnels follow the policy and the user as they are now: a reload
-//! judges every open tunnel again and closes those it refuses — on real
-//! sockets, through the real binary.
+//! judges every open tunnel again and closes those it refuses, and
+//! `gatehouse revoke --user` closes a user's tunnels and drops their cached
+//! credentials — on real sockets, through the real binary.
 
 mod common;
 
@@ -236,4 +237,91 @@ async fn a_reload_closes_the_raw_tunnels_it_refuses_and_keeps_the_rest() {
     let alice = lines.iter().find(|l| l["cs-username"] == "alice").unwrap();
     assert_eq!(alice["x-exception-id"], "-");
     assert_eq!(alice["cs-bytes"], "14", "alice's tunnel carried both");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoke_closes_the_users_tunnels_and_drops_their_cached_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = echo_server().await;
+    let origin = Origin::start().await;
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, tunnels_policy(BOB_TUNNELS)).unwrap();
+    let cfg = format!(
+        "{}[tunnel]\nallowed_ports = [{}]\n[policy]\nfile = \"{}\"\n[admin]\naddress = \"{admin}\"\n",
+        local_realm(dir.path()),
+        echo.port(),
+        policy.display()
+    );
+    let gh = Gatehouse::start("", &cfg);
+    gh.wait_stderr("admin endpoints", 1);
+    let get = format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {}\r\nConnection: close\r\n\r\n",
+        origin.url("/"),
+        basic("bob:bob-pw")
+    );
+    // bob signs in: checked once, then from the credential cache.
+    for _ in 0..2 {
+        let r = raw_exchange(gh.addr(), get.as_bytes(), Duration::from_secs(5)).await;
+        assert_eq!(status_of(&r), 200, "{r}");
+    }
+    let mut bob1 = tunnel(&gh, &echo.to_string(), "bob:bob-pw").await;
+    let mut bob2 = tunnel(&gh, &echo.to_string(), "bob:bob-pw").await;
+    let mut alice = tunnel(&gh, &echo.to_string(), "alice:alice-pw").await;
+    roundtrip(&mut bob1, b"one").await;
+    roundtrip(&mut bob2, b"two").await;
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["revoke", "--user", "bob", "--config"])
+        .arg(&gh.config_path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("revoked bob: 2 open tunnel(s) closed"),
+        "{said}"
+    );
+    closed_by_proxy(&mut bob1).await;
+    closed_by_proxy(&mut bob2).await;
+    roundtrip(&mut alice, b"alice").await;
+    // bob's next request with the same credentials is checked again.
+    let r = raw_exchange(gh.addr(), get.as_bytes(), Duration::from_secs(5)).await;
+    assert_eq!(status_of(&r), 200, "{r}");
+    assert!(gh.stderr().contains("user revoked"));
+
+    let lines = gh.log_lines(5);
+    let schemes: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["cs-method"] == "GET")
+        .map(|l| l["x-auth-scheme"].as_str())
+        .collect();
+    assert_eq!(schemes, ["basic", "basic-cached", "basic"], "{lines:?}");
+    let revoked: Vec<_> = lines
+        .iter()
+        .filter(|l| l["cs-method"] == "CONNECT")
+        .collect();
+    assert_eq!(revoked.len(), 2, "alice's is still open: {lines:?}");
+    for l in revoked {
+        assert_eq!(l["cs-username"], "bob");
+        assert_eq!(l["x-exception-id"], "tunnel_revoked");
+        assert_eq!(l["x-rule"], "builtin:revoke");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoke_is_answered_only_to_a_local_post() {
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let gh = Gatehouse::start("", &format!("[admin]\naddress = \"{admin}\"\n"));
+    gh.wait_stderr("admin endpoints", 1);
+    let ask = |req: &'static str| raw_exchange(admin, req.as_bytes(), Duration::from_secs(5));
+    let get = ask("GET /revoke?user=bob HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status_of(&get), 405, "{get}");
+    let post = ask("POST /revoke?user=bob HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(status_of(&post), 200, "{post}");
+    assert!(post.contains("\"tunnels_closed\":0"), "{post}");
 }
