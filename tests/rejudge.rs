@@ -240,6 +240,39 @@ async fn a_reload_closes_the_raw_tunnels_it_refuses_and_keeps_the_rest() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_user_deleted_from_the_realm_loses_their_open_tunnel() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = echo_server().await;
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, tunnels_policy(BOB_TUNNELS)).unwrap();
+    let cfg = format!(
+        "{}[tunnel]\nallowed_ports = [{}]\n[policy]\nfile = \"{}\"\n",
+        local_realm(dir.path()),
+        echo.port(),
+        policy.display()
+    );
+    let gh = Gatehouse::start("", &cfg);
+    let mut bob = tunnel(&gh, &echo.to_string(), "bob:bob-pw").await;
+    let mut alice = tunnel(&gh, &echo.to_string(), "alice:alice-pw").await;
+    roundtrip(&mut bob, b"bob").await;
+
+    // The users file again, without bob; the policy unchanged.
+    let users = dir.path().join("users.toml");
+    let fresh = dir.path().join("fresh.toml");
+    gatehouse::directory::local::set_password(&fresh, "alice", "alice-pw", Some(&["staff".into()]))
+        .unwrap();
+    std::fs::rename(&fresh, &users).unwrap();
+    gh.signal("HUP");
+    gh.wait_stderr("open tunnels re-judged", 1);
+    closed_by_proxy(&mut bob).await;
+    roundtrip(&mut alice, b"alice").await;
+    let lines = connect_lines(&gh, 1);
+    assert_eq!(lines[0]["cs-username"], "bob");
+    assert_eq!(lines[0]["x-exception-id"], "tunnel_revoked");
+    assert_eq!(lines[0]["x-rule"], "builtin:identity");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn revoke_closes_the_users_tunnels_and_drops_their_cached_credentials() {
     let dir = tempfile::tempdir().unwrap();
     let echo = echo_server().await;
