@@ -293,11 +293,26 @@ async fn revoke_closes_the_users_tunnels_and_drops_their_cached_credentials() {
         origin.url("/"),
         basic("bob:bob-pw")
     );
-    // bob signs in: checked once, then from the credential cache.
+    // bob signs in: checked once, then from the credential cache; and on a
+    // kept connection, which remembers his credentials too.
     for _ in 0..2 {
         let r = raw_exchange(gh.addr(), get.as_bytes(), Duration::from_secs(5)).await;
         assert_eq!(status_of(&r), 200, "{r}");
     }
+    let mut kept = proxy_conn(gh.addr()).await;
+    let kept_get = || {
+        hyper::Request::get(origin.url("/"))
+            .header("proxy-authorization", basic("bob:bob-pw"))
+            .body(empty())
+            .unwrap()
+    };
+    let resp = ready(&mut kept)
+        .await
+        .send_request(kept_get())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    read_all(resp).await;
     let mut bob1 = tunnel(&gh, &echo.to_string(), "bob:bob-pw").await;
     let mut bob2 = tunnel(&gh, &echo.to_string(), "bob:bob-pw").await;
     let mut alice = tunnel(&gh, &echo.to_string(), "alice:alice-pw").await;
@@ -322,18 +337,36 @@ async fn revoke_closes_the_users_tunnels_and_drops_their_cached_credentials() {
     closed_by_proxy(&mut bob1).await;
     closed_by_proxy(&mut bob2).await;
     roundtrip(&mut alice, b"alice").await;
-    // bob's next request with the same credentials is checked again.
+    // bob's next request with the same credentials, on his kept connection,
+    // is checked against the realm again; then cached anew.
+    let resp = ready(&mut kept)
+        .await
+        .send_request(kept_get())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    read_all(resp).await;
     let r = raw_exchange(gh.addr(), get.as_bytes(), Duration::from_secs(5)).await;
     assert_eq!(status_of(&r), 200, "{r}");
     assert!(gh.stderr().contains("user revoked"));
 
-    let lines = gh.log_lines(5);
+    let lines = gh.log_lines(7);
     let schemes: Vec<&str> = lines
         .iter()
         .filter(|l| l["cs-method"] == "GET")
         .map(|l| l["x-auth-scheme"].as_str())
         .collect();
-    assert_eq!(schemes, ["basic", "basic-cached", "basic"], "{lines:?}");
+    assert_eq!(
+        schemes,
+        [
+            "basic",
+            "basic-cached",
+            "basic-cached",
+            "basic",
+            "basic-cached"
+        ],
+        "{lines:?}"
+    );
     let revoked: Vec<_> = lines
         .iter()
         .filter(|l| l["cs-method"] == "CONNECT")
