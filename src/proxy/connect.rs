@@ -87,6 +87,7 @@ pub(super) async fn connect(
             .open
             .register(Arc::new(judged), proxy.hard_stop.child_token());
         let open = &registered.open;
+        proxy.judged_since_reload(open).await;
         // Take the raw socket back from hyper (with any bytes already read),
         // so detection and the relay work on the socket itself.
         let end = match on_upgrade

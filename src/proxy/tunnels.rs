@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio_util::sync::CancellationToken;
 
 use super::judged::{Judged, Under, USER_GONE};
-use super::Proxy;
+use super::{Proxy, Settled};
 use crate::directory::identity::normalise;
+use crate::directory::RealmChain;
 use crate::tunnel::detect::Protocol;
 
 /// The `x-rule` of a tunnel closed by `gatehouse revoke`.
@@ -138,33 +139,52 @@ impl Proxy {
     /// off the swap.
     pub async fn rejudge_tunnels(&self) -> usize {
         let settled = self.settled();
-        let settings = self.plan_settings(&settled.config, &settled.refused);
         let realms = self.auth.realms();
         let open = self.open.snapshot();
         let mut revoked = 0;
         for t in &open {
-            let j = &t.judged;
-            let rule = match j.identity_now(&realms).await {
-                Err(_) => Some(USER_GONE.into()),
-                Ok(identity) => {
-                    let categories = j.categories_under(&settled.policy);
-                    let under = Under {
-                        policy: &settled.policy,
-                        identity: identity.as_deref(),
-                        categories: &categories,
-                    };
-                    j.refused_now(&settings, &under, t.detected.get())
-                }
-            };
-            if let Some(rule) = rule {
-                if t.revoke(rule.clone()) {
-                    closed(t, &rule);
-                    revoked += 1;
-                }
+            if self.judge_again(t, &settled, &realms).await {
+                revoked += 1;
             }
         }
         tracing::info!(open = open.len(), revoked, "open tunnels re-judged");
         revoked
+    }
+
+    /// A tunnel just entered in the registry, judged again if a reload
+    /// came between its CONNECT's decision and its entry (the reload's
+    /// round may have missed it): every reload swaps in a new policy.
+    pub(super) async fn judged_since_reload(&self, t: &Open) {
+        let settled = self.settled();
+        if !Arc::ptr_eq(&settled.policy, &t.judged.policy) {
+            self.judge_again(t, &settled, &self.auth.realms()).await;
+        }
+    }
+
+    /// Judges `t` under `settled` and the user as `realms` know them now;
+    /// closes it if refused (true).
+    async fn judge_again(&self, t: &Open, settled: &Settled, realms: &RealmChain) -> bool {
+        let settings = self.plan_settings(&settled.config, &settled.refused);
+        let j = &t.judged;
+        let rule = match j.identity_now(realms).await {
+            Err(_) => Some(USER_GONE.into()),
+            Ok(identity) => {
+                let categories = j.categories_under(&settled.policy);
+                let under = Under {
+                    policy: &settled.policy,
+                    identity: identity.as_deref(),
+                    categories: &categories,
+                };
+                j.refused_now(&settings, &under, t.detected.get())
+            }
+        };
+        match rule {
+            Some(rule) if t.revoke(rule.clone()) => {
+                closed(t, &rule);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// `gatehouse revoke --user`: forgets what the proxy remembers of the
