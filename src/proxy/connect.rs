@@ -158,6 +158,11 @@ async fn run(
 ) -> TunnelEnd {
     let Settled { mode, config } = how;
     let Ends { open, judged_by } = ends;
+    // Closed before it began (a reload between its decision and now):
+    // not a byte sent on. The caller logs it `tunnel_revoked`.
+    if open.stop.is_cancelled() {
+        return TunnelEnd::broken(None, 0);
+    }
     let cfg = &config.tunnel;
     let relay = RelaySettings {
         idle_timeout: cfg.idle_timeout,
