@@ -240,6 +240,62 @@ async fn a_reload_closes_the_raw_tunnels_it_refuses_and_keeps_the_rest() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_detected_tunnel_is_judged_again_on_what_detection_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin_ca = TestCa::new(dir.path());
+    let origin = tls_origin(origin_ca.leaf(&[NAME])).await;
+    let policy = dir.path().join("policy.toml");
+    let web = "[[layers]]\nname = \"web\"\n[[layers.rules]]\nname = \"staff\"\n\
+               user = [\"alice\"]\naction = \"allow\"\n";
+    std::fs::write(&policy, web).unwrap();
+    let cfg = format!(
+        "{}[resolver]\nsystem = false\nhosts = {{ \"{NAME}\" = [\"127.0.0.1\"] }}\n\
+         [tunnel]\nallowed_ports = [{}]\n\
+         [detection]\nenabled = true\ntimeout = \"3s\"\nca_file = \"{}\"\n[policy]\nfile = \"{}\"\n",
+        local_realm(dir.path()),
+        origin.port(),
+        origin_ca.pem_path.display(),
+        policy.display(),
+    );
+    let gh = Gatehouse::start("", &cfg);
+    let tcp = tunnel(&gh, &format!("{NAME}:{}", origin.port()), "bob:bob-pw").await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(origin_ca.cert.clone()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(NAME).unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .expect("detected, verified and relayed");
+    let mut greeting = [0u8; 15];
+    tls.read_exact(&mut greeting).await.unwrap();
+    assert_eq!(&greeting, b"hello over tls\n");
+
+    // A rule on the SNI: only what detection found can match it.
+    let no_sni = "[[layers.rules]]\nname = \"no-origin-tls\"\nsni = [\"origin.example.test\"]\n\
+                  action = \"deny\"\n";
+    std::fs::write(&policy, format!("{web}{no_sni}")).unwrap();
+    gh.signal("HUP");
+    gh.wait_stderr("open tunnels re-judged", 1);
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the tunnel was closed: {read:?}"
+    );
+    let lines = connect_lines(&gh, 1);
+    assert_eq!(lines[0]["x-protocol"], "tls");
+    assert_eq!(lines[0]["x-exception-id"], "tunnel_revoked");
+    assert_eq!(lines[0]["x-rule"], "no-origin-tls");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_user_deleted_from_the_realm_loses_their_open_tunnel() {
     let dir = tempfile::tempdir().unwrap();
     let echo = echo_server().await;
