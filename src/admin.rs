@@ -1,9 +1,11 @@
 //! The admin listener (off by default; its own address, never a proxy
 //! port): `/metrics` (Prometheus text), `/healthz` (the process answers),
 //! `/readyz` (the proxy listeners are up and every directory realm answers
-//! a probe; 503 naming the realms that do not), `/proxy.pac` ([`pac`]).
+//! a probe; 503 naming the realms that do not), `/proxy.pac` ([`pac`]),
+//! `POST /revoke?user=NAME` ([`revoke`], loopback only).
 
 pub mod pac;
+pub mod revoke;
 pub mod settings;
 
 use std::convert::Infallible;
@@ -36,6 +38,9 @@ pub struct Admin {
     pub pac: Box<dyn Fn() -> Option<String> + Send + Sync>,
     /// `admin.max_connections` and `admin.max_connections_per_address`.
     pub limits: Limits,
+    /// `gatehouse revoke`: the user's credentials forgotten, their tunnels
+    /// closed; how many.
+    pub revoke: Box<dyn Fn(&str) -> usize + Send + Sync>,
 }
 
 /// The admin listener's connection bounds (read at start-up).
@@ -62,6 +67,8 @@ content-length: 27\r\nretry-after: 1\r\nconnection: close\r\n\r\ntoo many admin 
 
 /// Serves the admin endpoints on `listener` until `stop`.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: CancellationToken) {
+    // `/revoke` only on a listener bound to loopback (not the wildcard).
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -89,9 +96,11 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: CancellationT
             continue;
         };
         let admin = admin.clone();
+        // A loopback listener and a loopback client: what `/revoke` answers.
+        let local = loopback && peer.ip().is_loopback();
         tokio::spawn(async move {
             let _places = places;
-            let service = hyper::service::service_fn(move |req| answer(admin.clone(), req));
+            let service = hyper::service::service_fn(move |req| answer(admin.clone(), req, local));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
@@ -104,8 +113,14 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, stop: CancellationT
 async fn answer(
     admin: Arc<Admin>,
     req: Request<Incoming>,
+    local: bool,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (status, ctype, body) = match req.uri().path() {
+        "/revoke" => {
+            let (status, body) =
+                revoke::answer(&*admin.revoke, req.method(), req.uri().query(), local);
+            (status, "application/json", body)
+        }
         "/metrics" => (
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",

@@ -16,6 +16,7 @@ pub mod negotiate;
 mod ntlm;
 pub mod ntlm_helper;
 pub mod ntlm_msg;
+mod revoked;
 pub mod settings;
 pub mod spnego;
 pub mod state;
@@ -145,6 +146,8 @@ pub struct Authenticator {
     /// Swapped whole by [`Authenticator::replace_realms`] on reload.
     realms: ArcSwap<RealmChain>,
     basic: basic::Basic,
+    /// Users `gatehouse revoke` named, against identities kept on connections.
+    revoked: revoked::Revoked,
     challenges: Vec<HeaderValue>,
     negotiate: Option<negotiate::Negotiate>,
     ntlm: Option<ntlm::Ntlm>,
@@ -164,6 +167,7 @@ impl Authenticator {
             .collect::<Result<_, _>>()?;
         Ok(Self {
             basic: basic::Basic::new(cfg)?,
+            revoked: revoked::Revoked::default(),
             cfg: cfg.clone(),
             realms: ArcSwap::from_pointee(realms),
             challenges,
@@ -189,6 +193,15 @@ impl Authenticator {
     /// used again: a changed password stops working at once.
     pub fn replace_realms(&self, realms: RealmChain) -> Arc<RealmChain> {
         self.realms.swap(Arc::new(realms))
+    }
+
+    /// `gatehouse revoke`: `who` (normalised, domain stripped) must prove
+    /// themselves again — their cached credentials are dropped, and an
+    /// identity a kept connection holds (Basic, NTLM, Negotiate) from
+    /// before now no longer counts.
+    pub fn revoke(&self, who: &str) {
+        self.basic.revoke(who);
+        self.revoked.revoke(who);
     }
 
     /// `auth.required`: whether requests no policy rule exempts must authenticate.
@@ -267,9 +280,10 @@ impl Authenticator {
         // The identity this connection established, unless every request
         // must prove itself.
         let bound = state
-            .bound()
+            .bound_since()
             .filter(|_| !per_request)
-            .map(|who| Authenticated {
+            .filter(|(who, since)| !self.revoked.covers(&who.identity, *since))
+            .map(|(who, _)| Authenticated {
                 cached: true,
                 mutual: None,
                 ..who
@@ -292,9 +306,10 @@ impl Authenticator {
         let chain = self.realms();
         // The same Basic header again on this connection: already verified.
         // (Unless the realms were reloaded since.)
-        if let Some(who) = state
-            .recall_basic(value, self.cfg.credential_ttl)
-            .filter(|who| chain.vouched_for(&who.identity))
+        if let Some((who, _)) = state
+            .recall_basic_at(value, self.cfg.credential_ttl)
+            .filter(|(who, _)| chain.vouched_for(&who.identity))
+            .filter(|(who, at)| !self.revoked.covers(&who.identity, *at))
         {
             return Ok(Authenticated {
                 cached: true,

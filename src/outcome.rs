@@ -167,6 +167,9 @@ pub enum ExceptionId {
     GatewayTimeout,
     /// A tunnel closed after `tunnel.idle_timeout` without traffic.
     TunnelIdleTimeout,
+    /// An open tunnel closed because a reload's policy, or `gatehouse
+    /// revoke`, now refuses it (`x-rule` names what decided).
+    TunnelRevoked,
     /// Protocol detection refused the tunnel.
     Detection(DetectionReason),
     /// An intercepted tunnel failed on the client's side, or inside.
@@ -229,6 +232,7 @@ impl ExceptionId {
             TcpError => "tcp_error",
             GatewayTimeout => "gateway_timeout",
             TunnelIdleTimeout => "tunnel_idle_timeout",
+            TunnelRevoked => "tunnel_revoked",
             Detection(reason) => reason.as_str(),
             Intercept(problem) => problem.as_str(),
         }

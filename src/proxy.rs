@@ -25,7 +25,9 @@ mod authenticate;
 mod connect;
 mod destination;
 mod forward;
+mod judged;
 pub mod plan;
+pub mod tunnels;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -79,6 +81,8 @@ pub struct Proxy {
     pub hard_stop: CancellationToken,
     /// Tunnels outlive their request; shutdown waits for them here.
     pub tunnels: TaskTracker,
+    /// The open tunnels, judged again on each reload ([`tunnels`]).
+    pub open: tunnels::Tunnels,
     /// Odd while a reload swaps the policy and settings in: a request
     /// takes all of them from one side of a reload ([`Proxy::settled`]).
     pub generation: std::sync::atomic::AtomicU64,
@@ -265,7 +269,7 @@ pub async fn serve(
             record.rule = decision.rule_names();
             record.tags = decision.tags.iter().map(|t| t.to_string()).collect();
             let intercept = decision.connect == crate::policy::ConnectMode::Intercept;
-            let judged = (detect || intercept).then(|| connect::Judged {
+            let judged = judged::Judged {
                 policy: policy.clone(),
                 identity: who.as_ref().map(|w| w.identity.clone()),
                 headers: req.headers().clone(),
@@ -274,15 +278,16 @@ pub async fn serve(
                 host,
                 port: dest.port,
                 client: conn.client.ip(),
-            });
-            let mode = match judged {
-                Some(j) if intercept => connect::Mode::Intercept(j),
-                Some(j) => connect::Mode::Detect(j),
-                None => connect::Mode::Raw,
+            };
+            let mode = match (intercept, detect) {
+                (true, _) => connect::Mode::Intercept,
+                (false, true) => connect::Mode::Detect,
+                (false, false) => connect::Mode::Raw,
             };
             let tunnel = connect::Tunnel {
                 dial,
                 mode,
+                judged,
                 config: config.clone(),
             };
             connect::connect(&proxy, &conn, req, tunnel, record, in_flight).await

@@ -158,6 +158,7 @@ pub async fn run(
         listening: listening.clone(),
         hard_stop: CancellationToken::new(),
         tunnels: TaskTracker::new(),
+        open: Default::default(),
         config: arc_swap::ArcSwap::new(config.clone()),
         generation: std::sync::atomic::AtomicU64::new(0),
     });
@@ -285,6 +286,10 @@ fn admin_endpoints(
         probe_timeout: proxy.config.load().admin.probe_timeout,
         pac: on(proxy, |p| crate::admin::pac::pac(&p.config.load().pac)),
         limits: crate::admin::Limits::new(&proxy.config.load().admin),
+        revoke: {
+            let proxy = proxy.clone();
+            Box::new(move |user| proxy.revoke(user))
+        },
     }
 }
 

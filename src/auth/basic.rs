@@ -138,6 +138,16 @@ impl Basic {
         mac.finalize().into_bytes().into()
     }
 
+    /// Forgets every verified outcome of `who` (normalised as
+    /// [`normalise`] with the domain stripped, case folded): their next
+    /// request is checked against the realms again.
+    pub(crate) fn revoke(&self, who: &str) {
+        let who = who.to_string();
+        self.creds.invalidate_if(
+            move |o| matches!(o, Outcome::Verified(id) if normalise(&id.user, true, true) == who),
+        );
+    }
+
     /// Hit/load/stale counts of the credential cache.
     pub(crate) fn counters(&self) -> &Counters {
         &self.creds.counters

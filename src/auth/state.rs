@@ -102,8 +102,13 @@ impl AuthState {
 
     /// The identity bound to the connection by NTLM or Negotiate, if any.
     pub fn bound(&self) -> Option<Authenticated> {
+        self.bound_since().map(|(who, _)| who)
+    }
+
+    /// The bound identity and when it was bound.
+    pub fn bound_since(&self) -> Option<(Authenticated, Instant)> {
         match &self.lock().phase {
-            Phase::Bound { who, .. } => Some(who.clone()),
+            Phase::Bound { who, since } => Some((who.clone(), *since)),
             _ => None,
         }
     }
@@ -205,8 +210,17 @@ impl AuthState {
     /// The identity of these exact Basic credentials, if this connection
     /// verified them less than `ttl` ago.
     pub fn recall_basic(&self, value: &HeaderValue, ttl: Duration) -> Option<Authenticated> {
+        self.recall_basic_at(value, ttl).map(|(who, _)| who)
+    }
+
+    /// [`AuthState::recall_basic`], and when they were verified.
+    pub fn recall_basic_at(
+        &self,
+        value: &HeaderValue,
+        ttl: Duration,
+    ) -> Option<(Authenticated, Instant)> {
         match &self.lock().basic {
-            Some(m) if m.value == *value && m.at.elapsed() < ttl => Some(m.who.clone()),
+            Some(m) if m.value == *value && m.at.elapsed() < ttl => Some((m.who.clone(), m.at)),
             _ => None,
         }
     }

@@ -10,6 +10,7 @@ mod check;
 mod explain;
 mod join;
 mod ntlm_logon;
+mod revoke;
 mod users;
 
 #[derive(Parser)]
@@ -81,6 +82,15 @@ enum Command {
         #[arg(long)]
         user: String,
     },
+    /// Make a user sign in again now: the running proxy drops their cached
+    /// credentials and closes their open tunnels (through the admin
+    /// listener, which must be on loopback).
+    Revoke {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -147,6 +157,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Join(args) => join::join(&args),
+        Command::Revoke { config, user } => {
+            with_config(config, |config| revoke::revoke(config, &user))
+        }
         Command::AuthTest { config, user } => {
             with_config(config, |config| users::auth_test(config, &user))
         }

@@ -114,6 +114,7 @@ where
             inner: moka::future::Cache::builder()
                 .max_capacity(capacity)
                 .expire_after(KeepFor)
+                .support_invalidation_closures()
                 .build(),
             life: Arc::new(life),
             counters: Counters::default(),
@@ -186,6 +187,16 @@ where
     /// Forgets `key`: the next `get` asks the source.
     pub async fn invalidate(&self, key: &K) {
         self.inner.invalidate(key).await;
+    }
+
+    /// Forgets every entry whose value `drop` picks: none of them is served
+    /// again (moka removes them lazily, but never returns one).
+    pub fn invalidate_if(&self, drop: impl Fn(&V) -> bool + Send + Sync + 'static) {
+        let picked = self.inner.invalidate_entries_if(move |_, e| drop(&e.value));
+        if let Err(e) = picked {
+            // Enabled in `new`; fail loudly in the log rather than silently.
+            tracing::error!(error = %e, "cache cannot invalidate by predicate");
+        }
     }
 }
 

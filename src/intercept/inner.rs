@@ -151,7 +151,7 @@ pub(super) async fn inner(
         ));
     }
     let hello = ctx.hello.as_deref();
-    match (ctx.judge)(req.method(), &url, req.headers(), &ctx.name, hello) {
+    match (ctx.judge)(req.method(), &url, req.headers(), &ctx.name, hello).await {
         Inner::Deny {
             status,
             reason,

@@ -44,8 +44,21 @@ pub enum Inner {
 /// Judges a request inside the tunnel by its own method, full URL and
 /// headers, the tunnel's server name (the SNI, else the CONNECT host) and
 /// its ClientHello (none for plain HTTP).
-pub type Judge =
-    Box<dyn Fn(&Method, &str, &http::HeaderMap, &str, Option<&ClientHello>) -> Inner + Send + Sync>;
+/// Async: the tunnel's user is looked up again (through the realms' caches).
+pub type Judge = Box<
+    dyn for<'a> Fn(
+            &'a Method,
+            &'a str,
+            &'a http::HeaderMap,
+            &'a str,
+            Option<&'a ClientHello>,
+        ) -> Judging<'a>
+        + Send
+        + Sync,
+>;
+
+/// One request's judgement under way.
+pub type Judging<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Inner> + Send + 'a>>;
 
 /// What an intercepted tunnel needs from the proxy: narrow handles.
 pub struct Session<'a> {

@@ -2,158 +2,51 @@
 //! socket to a [`session`] that runs detection (if planned) and the relay.
 //! The session's one [`TunnelEnd`] is logged here, once.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use super::plan::{detected, detected_tls, judge_detected};
+use super::judged::{Judged, Under};
+use super::tunnels::Open;
 use super::{Failed, Proxy};
 use crate::accesslog::{AccessRecord, FilterResult};
 use crate::body::ResponseBody;
 use crate::config::Config;
 use crate::conn::{ConnState, InFlight};
-use crate::directory::Identity;
-use crate::intercept::session::Inner;
 use crate::listener::guard::GuardedStream;
-use crate::outcome::DetectionReason;
-use crate::policy::{Detected, Facts, Policy, Verdict};
+use crate::outcome::ExceptionId;
 use crate::stream::ClientStream;
-use crate::tunnel::detect::{ClientHello, Protocol};
+use crate::tunnel::detect::Protocol;
 use crate::tunnel::handshake::Check;
-use crate::tunnel::inspect::{Inspector, PolicySays};
+use crate::tunnel::inspect::Inspector;
 use crate::tunnel::session::{self, Detection, Ended, HandedOver, RelaySettings, TunnelEnd};
 use crate::tunnel::settings::{DetectionConfig, OnSilence};
 use crate::tunnel::{self, relay};
-
-/// What a detected tunnel needs from its request to ask the policy again
-/// once the protocol is known.
-pub(super) struct Judged {
-    pub policy: Arc<Policy>,
-    pub identity: Option<Arc<Identity>>,
-    pub headers: http::HeaderMap,
-    pub categories: Vec<Arc<str>>,
-    pub addrs: Vec<IpAddr>,
-    pub host: String,
-    pub port: u16,
-    pub client: IpAddr,
-}
-
-impl Judged {
-    fn facts<'a>(&'a self, detected: Option<Detected<'a>>) -> Facts<'a> {
-        Facts {
-            identity: self.identity.as_deref(),
-            client: self.client,
-            method: "CONNECT",
-            host: &self.host,
-            addrs: &self.addrs,
-            port: self.port,
-            headers: &self.headers,
-            categories: &self.categories,
-            now: jiff::Timestamp::now(),
-            detected,
-            url: None,
-        }
-    }
-
-    /// The policy's say on what detection found, and the rule that said it.
-    ///
-    /// A ClientHello's SNI names the server the client will talk to, and
-    /// the certificate check proves that name, not the CONNECT's. So an
-    /// address CONNECT is judged by its SNI (host rules, categories), as
-    /// interception judges it; a named CONNECT whose SNI names another host
-    /// is refused (`ssl_sni_mismatch`) unless a rule that looks at what
-    /// detection found allows it — else a `bypass` or `tunnel` rule for
-    /// one name would carry a tunnel to any other.
-    fn detected(&self, p: &Protocol) -> (PolicySays, Option<Arc<str>>) {
-        let sni = match p {
-            Protocol::Tls(h) => h
-                .sni
-                .as_deref()
-                .filter(|s| !s.eq_ignore_ascii_case(&self.host)),
-            _ => None,
-        };
-        let (Some(sni), Protocol::Tls(hello)) = (sni, p) else {
-            return judge_detected(&self.policy, &self.facts(Some(detected(p))));
-        };
-        if self.host.parse::<IpAddr>().is_ok() {
-            let categories = self.policy.categories.lookup(sni, &self.addrs);
-            let facts = Facts {
-                host: sni,
-                categories: &categories,
-                ..self.facts(Some(detected_tls(hello)))
-            };
-            return judge_detected(&self.policy, &facts);
-        }
-        match judge_detected(&self.policy, &self.facts(Some(detected_tls(hello)))) {
-            // Interception refuses the other name itself, as domain fronting.
-            said @ (PolicySays::Allow | PolicySays::Deny(_) | PolicySays::Intercept, _) => said,
-            (PolicySays::Nothing, _) => (
-                PolicySays::Deny(DetectionReason::SniMismatch.as_str().into()),
-                Some("builtin:sni-match".into()),
-            ),
-        }
-    }
-
-    /// The policy on one request inside the tunnel (decrypted, or plain
-    /// HTTP): the tunnel's identity and addresses, its server `name` (the
-    /// SNI; its categories) and ClientHello, the request's own method,
-    /// headers and full URL.
-    fn inner(
-        &self,
-        method: &http::Method,
-        url: &str,
-        headers: &http::HeaderMap,
-        name: &str,
-        hello: Option<&ClientHello>,
-    ) -> Inner {
-        let categories = if name.eq_ignore_ascii_case(&self.host) {
-            self.categories.clone()
-        } else {
-            self.policy.categories.lookup(name, &self.addrs)
-        };
-        let detected = hello.map_or(Detected::protocol("http"), detected_tls);
-        let facts = Facts {
-            method: method.as_str(),
-            url: Some(url),
-            host: name,
-            headers,
-            categories: &categories,
-            ..self.facts(Some(detected))
-        };
-        let d = self.policy.decide(&facts);
-        let rule = d.rule_names();
-        match d.verdict {
-            Verdict::Deny { status, reason } => Inner::Deny {
-                status,
-                reason,
-                rule,
-            },
-            Verdict::Allow => Inner::Allow { rule },
-        }
-    }
-}
 
 /// How the tunnel is relayed after its `200`.
 pub(super) enum Mode {
     /// Raw.
     Raw,
     /// With protocol detection, judged again on what it finds.
-    Detect(Judged),
+    Detect,
     /// Decrypted, each request inside judged.
-    Intercept(Judged),
+    Intercept,
 }
 
-/// A CONNECT as its plan decided it: the addresses to dial, the mode, and
-/// the settings the request was decided under — which the tunnel keeps to
-/// its end, whatever a reload swaps in meanwhile.
+/// A CONNECT as its plan decided it: the addresses to dial, the mode, the
+/// facts it was judged on (judged again on each reload, and for each
+/// request inside), and the settings the request was decided under —
+/// which the tunnel keeps to its end, whatever a reload swaps in meanwhile.
 pub(super) struct Tunnel {
     /// The resolved addresses the policy judged.
     pub dial: Vec<SocketAddr>,
     /// Raw, detected or intercepted.
     pub mode: Mode,
+    /// The CONNECT's facts.
+    pub judged: Judged,
     /// The request's configuration.
     pub config: Arc<Config>,
 }
@@ -167,7 +60,12 @@ pub(super) async fn connect(
     mut record: AccessRecord,
     in_flight: InFlight,
 ) -> Result<Response<ResponseBody>, Failed> {
-    let Tunnel { dial, mode, config } = tunnel;
+    let Tunnel {
+        dial,
+        mode,
+        judged,
+        config,
+    } = tunnel;
     let cfg = &config.tunnel;
     let name = format!("{}:{}", record.host, record.port);
     let server = match tunnel::dial(&dial, &name, cfg.connect_timeout).await {
@@ -183,6 +81,13 @@ pub(super) async fn connect(
         // The rule that judged what detection found, when one did.
         let judged_by = OnceLock::new();
         let proxy = proxy2;
+        // In the registry while it is open: judged again on each reload,
+        // closed by `gatehouse revoke`.
+        let registered = proxy
+            .open
+            .register(Arc::new(judged), proxy.hard_stop.child_token());
+        let open = &registered.open;
+        proxy.judged_since_reload(open).await;
         // Take the raw socket back from hyper (with any bytes already read),
         // so detection and the relay work on the socket itself.
         let end = match on_upgrade
@@ -197,16 +102,11 @@ pub(super) async fn connect(
                 pending.extend_from_slice(&held);
                 drop((held, parts.read_buf));
                 let how = Settled { mode, config };
-                run(
-                    &proxy,
-                    client,
-                    pending,
-                    server,
-                    how,
-                    &judged_by,
-                    &mut record,
-                )
-                .await
+                let ends = Ends {
+                    open,
+                    judged_by: &judged_by,
+                };
+                run(&proxy, client, pending, server, how, ends, &mut record).await
             }
             Ok(Err(_)) | Err(_) => {
                 tracing::warn!("CONNECT upgrade failed or was not our socket");
@@ -216,6 +116,13 @@ pub(super) async fn connect(
         if let Some(rule) = judged_by.into_inner() {
             record.rule = Some(rule.to_string());
         }
+        let mut end = end;
+        if let Some(rule) = open.revoked_by() {
+            record.rule = Some(rule.to_string());
+            end.exception = Some(ExceptionId::TunnelRevoked);
+            end.refused = true;
+        }
+        drop(registered);
         log_end(&proxy, record, end);
     });
     conn.answer_connect(true);
@@ -232,16 +139,30 @@ struct Settled {
     config: Arc<Config>,
 }
 
+/// Where a tunnel's session says how it is going: its registry entry (what
+/// detection found; the token that stops it) and the rule that judged what
+/// detection found.
+struct Ends<'a> {
+    open: &'a Open,
+    judged_by: &'a OnceLock<Arc<str>>,
+}
+
 async fn run(
-    proxy: &Proxy,
+    proxy: &Arc<Proxy>,
     client: ClientStream,
     pending: Vec<u8>,
     server: tokio::net::TcpStream,
     how: Settled,
-    judged_by: &OnceLock<Arc<str>>,
+    ends: Ends<'_>,
     record: &mut AccessRecord,
 ) -> TunnelEnd {
     let Settled { mode, config } = how;
+    let Ends { open, judged_by } = ends;
+    // Closed before it began (a reload between its decision and now):
+    // not a byte sent on. The caller logs it `tunnel_revoked`.
+    if open.stop.is_cancelled() {
+        return TunnelEnd::broken(None, 0);
+    }
     let cfg = &config.tunnel;
     let relay = RelaySettings {
         idle_timeout: cfg.idle_timeout,
@@ -250,9 +171,10 @@ async fn run(
         } else {
             relay::Transfer::Buffered
         },
-        hard_stop: proxy.hard_stop.clone(),
+        hard_stop: open.stop.clone(),
     };
-    let (judged, intercepting) = match mode {
+    let judged = open.judged.clone();
+    let intercepting = match mode {
         Mode::Raw => {
             let raw = None::<Detection<'_, Judge>>;
             return match session::run(client, pending, server, raw, &relay).await {
@@ -261,8 +183,8 @@ async fn run(
                 Ended::Intercept(_) | Ended::Http(_) => TunnelEnd::broken(None, 0),
             };
         }
-        Mode::Detect(j) => (j, false),
-        Mode::Intercept(j) => (j, true),
+        Mode::Detect => false,
+        Mode::Intercept => true,
     };
     // A tunnel the CONNECT's rules intercept is not let through silent:
     // whatever `on_silence` says for detected tunnels.
@@ -276,8 +198,18 @@ async fn run(
     } else {
         &config.detection
     };
+    // Judged by the policy in force when detection decides, and recorded
+    // for the reloads after.
     let judge = |p: &Protocol| {
-        let (says, rule) = judged.detected(p);
+        let policy = proxy.settled().policy;
+        let categories = judged.categories_under(&policy);
+        let under = Under {
+            policy: &policy,
+            identity: judged.identity.as_deref(),
+            categories: &categories,
+        };
+        let (says, rule) = judged.detected(&under, p);
+        open.found(p);
         if let Some(rule) = rule {
             let _ = judged_by.set(rule);
         }
@@ -298,9 +230,13 @@ async fn run(
         Ended::Done(end) => end,
         Ended::Intercept(t) => {
             record.intercepted = true;
-            inside(proxy, t, (judged, &config), record, Inside::Decrypted).await
+            let how = (judged, &*config, open);
+            inside(proxy, t, how, record, Inside::Decrypted).await
         }
-        Ended::Http(t) => inside(proxy, t, (judged, &config), record, Inside::Plain).await,
+        Ended::Http(t) => {
+            let how = (judged, &*config, open);
+            inside(proxy, t, how, record, Inside::Plain).await
+        }
     }
 }
 
@@ -317,21 +253,17 @@ enum Inside {
 /// are each judged, forwarded and logged: decrypted, or plain HTTP. The
 /// CONNECT's record is each inner line's template.
 async fn inside(
-    proxy: &Proxy,
+    proxy: &Arc<Proxy>,
     t: HandedOver,
-    (judged, cfg): (Judged, &Config),
+    (judged, cfg, open): (Arc<Judged>, &Config, &Open),
     record: &AccessRecord,
     what: Inside,
 ) -> TunnelEnd {
-    let judged = Arc::new(judged);
     let host = judged.host.clone();
     let session = crate::intercept::session::Session {
         host: &host,
         port: judged.port,
-        judge: {
-            let judged = judged.clone();
-            Box::new(move |m, url, headers, name, hello| judged.inner(m, url, headers, name, hello))
-        },
+        judge: super::judged::judge(proxy.clone(), judged.clone()),
         template: record.clone(),
         log: proxy.log.clone(),
         via: cfg.forward.via_pseudonym.clone(),
@@ -341,7 +273,7 @@ async fn inside(
         max_hello: cfg.detection.max_bytes,
         header_timeout: cfg.listener.header_read_timeout,
         max_header_bytes: cfg.listener.max_header_bytes,
-        hard_stop: proxy.hard_stop.clone(),
+        hard_stop: open.stop.clone(),
         idle_timeout: cfg.tunnel.idle_timeout,
     };
     let HandedOver {

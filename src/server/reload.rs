@@ -8,7 +8,9 @@
 //! `[destinations]`, `[pac]`, `[shutdown]`, the listener limits and
 //! timeouts, the access log's path and format (reopened). What needs a
 //! restart ([`crate::config::restart_needed`]) refuses the reload naming it.
-//! Open connections and tunnels keep the settings they started with.
+//! Open connections and tunnels keep the settings they started with; open
+//! tunnels are judged again under the new policy, and closed if it refuses
+//! them ([`crate::proxy::tunnels`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -143,6 +145,10 @@ fn swap_in(h: &Handles, new: Reloaded) {
     tracing::info!(realms, "realms reloaded");
     tracing::info!(%source, "policy reloaded");
     tracing::info!("configuration reloaded");
+    // Off the swap: every open tunnel judged again under what is in force
+    // now, and those it refuses closed (`tunnel_revoked`).
+    let proxy = proxy.clone();
+    tokio::spawn(async move { proxy.rejudge_tunnels().await });
 }
 
 /// The new config and everything built from it, or what refused and why.

@@ -1,0 +1,248 @@
+//! What a tunnel was judged on — the CONNECT's facts — and the judgements
+//! made on them while it is open: what detection found, each request
+//! inside (decrypted, or plain HTTP), and the tunnel itself again after a
+//! reload ([`super::tunnels`]).
+//!
+//! A tunnel outlives the policy and the identity of its CONNECT: a request
+//! inside it is judged by the policy in force when it arrives and by the
+//! user as the realms know them then (through their caches: a hit costs no
+//! directory round trip). A user the realms no longer know is refused; a
+//! directory that cannot answer keeps the identity the tunnel has — the
+//! realm's own cache already serves a stale entry within its grace, and a
+//! tunnel is not cut because LDAP is down.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::{HeaderMap, Method};
+
+use super::plan::{self, detected, detected_tls, judge_detected, Plan, Progress};
+use super::Proxy;
+use crate::directory::{Identity, RealmChain};
+use crate::intercept::session::{Inner, Judge, Judging};
+use crate::outcome::DetectionReason;
+use crate::policy::{Detected, Facts, Policy, Verdict};
+use crate::tunnel::detect::{ClientHello, Protocol};
+use crate::tunnel::inspect::PolicySays;
+
+/// The `x-rule` of a tunnel, or an inner request, refused because its user
+/// is no longer known to any realm.
+pub(super) const USER_GONE: &str = "builtin:identity";
+
+/// What a tunnel needs from its CONNECT to ask the policy again: once the
+/// protocol is known, for each request inside, and after each reload.
+pub(super) struct Judged {
+    /// The policy the CONNECT was decided by (`categories` are its).
+    pub policy: Arc<Policy>,
+    pub identity: Option<Arc<Identity>>,
+    pub headers: HeaderMap,
+    pub categories: Vec<Arc<str>>,
+    pub addrs: Vec<IpAddr>,
+    pub host: String,
+    pub port: u16,
+    pub client: IpAddr,
+}
+
+/// What one judgement is made under: a policy, the user as the realms know
+/// them now, and the CONNECT host's categories under that policy.
+pub(super) struct Under<'a> {
+    pub policy: &'a Policy,
+    pub identity: Option<&'a Identity>,
+    pub categories: &'a [Arc<str>],
+}
+
+/// The user the realms no longer know: refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct UserGone;
+
+impl Judged {
+    fn facts<'a>(&'a self, under: &Under<'a>, detected: Option<Detected<'a>>) -> Facts<'a> {
+        Facts {
+            identity: under.identity,
+            client: self.client,
+            method: "CONNECT",
+            host: &self.host,
+            addrs: &self.addrs,
+            port: self.port,
+            headers: &self.headers,
+            categories: under.categories,
+            now: jiff::Timestamp::now(),
+            detected,
+            url: None,
+        }
+    }
+
+    /// The CONNECT host's categories under `policy` (the CONNECT's own when
+    /// the policy is the one it was decided by).
+    pub fn categories_under(&self, policy: &Arc<Policy>) -> Vec<Arc<str>> {
+        if Arc::ptr_eq(policy, &self.policy) {
+            self.categories.clone()
+        } else {
+            policy.categories.lookup(&self.host, &self.addrs)
+        }
+    }
+
+    /// The tunnel's user as the realms know them now: the same identity
+    /// when no realm can answer, [`UserGone`] when none knows the user.
+    pub async fn identity_now(
+        &self,
+        realms: &RealmChain,
+    ) -> Result<Option<Arc<Identity>>, UserGone> {
+        let Some(was) = &self.identity else {
+            return Ok(None);
+        };
+        match realms.lookup(&was.user).await {
+            Ok(Some(now)) => Ok(Some(now)),
+            Ok(None) => Err(UserGone),
+            Err(e) => {
+                tracing::debug!(user = %was.user, error = %e, "directory unavailable: the tunnel keeps its identity");
+                Ok(Some(was.clone()))
+            }
+        }
+    }
+
+    /// The policy's say on what detection found, and the rule that said it.
+    ///
+    /// A ClientHello's SNI names the server the client will talk to, and
+    /// the certificate check proves that name, not the CONNECT's. So an
+    /// address CONNECT is judged by its SNI (host rules, categories), as
+    /// interception judges it; a named CONNECT whose SNI names another host
+    /// is refused (`ssl_sni_mismatch`) unless a rule that looks at what
+    /// detection found allows it — else a `bypass` or `tunnel` rule for
+    /// one name would carry a tunnel to any other.
+    pub fn detected(&self, under: &Under<'_>, p: &Protocol) -> (PolicySays, Option<Arc<str>>) {
+        let policy = under.policy;
+        let sni = match p {
+            Protocol::Tls(h) => h
+                .sni
+                .as_deref()
+                .filter(|s| !s.eq_ignore_ascii_case(&self.host)),
+            _ => None,
+        };
+        let (Some(sni), Protocol::Tls(hello)) = (sni, p) else {
+            return judge_detected(policy, &self.facts(under, Some(detected(p))));
+        };
+        if self.host.parse::<IpAddr>().is_ok() {
+            let categories = policy.categories.lookup(sni, &self.addrs);
+            let facts = Facts {
+                host: sni,
+                categories: &categories,
+                ..self.facts(under, Some(detected_tls(hello)))
+            };
+            return judge_detected(policy, &facts);
+        }
+        match judge_detected(policy, &self.facts(under, Some(detected_tls(hello)))) {
+            // Interception refuses the other name itself, as domain fronting.
+            said @ (PolicySays::Allow | PolicySays::Deny(_) | PolicySays::Intercept, _) => said,
+            (PolicySays::Nothing, _) => (
+                PolicySays::Deny(DetectionReason::SniMismatch.as_str().into()),
+                Some("builtin:sni-match".into()),
+            ),
+        }
+    }
+
+    /// The tunnel judged again as its CONNECT was ([`plan::plan`] on its
+    /// facts, then what detection found, if it has), under `under`: `None`
+    /// while it is still allowed, else the rule that now refuses it. A
+    /// tunnel is never changed in place: a raw tunnel the new policy would
+    /// intercept stays raw until it closes.
+    pub fn refused_now(
+        &self,
+        settings: &plan::Settings<'_>,
+        under: &Under<'_>,
+        found: Option<&Protocol>,
+    ) -> Option<Arc<str>> {
+        let facts = self.facts(under, None);
+        let at = Progress {
+            resolved: true,
+            authenticated: under.identity.is_some(),
+        };
+        match plan::plan(under.policy, settings, &facts, at) {
+            Plan::Refuse(r) => Some(r.rule.unwrap_or_else(|| "default".into()).into()),
+            Plan::Authenticate { rule } => Some(rule.unwrap_or_else(|| "builtin:auth".into())),
+            Plan::Tunnel { .. } => match found.map(|p| self.detected(under, p)) {
+                Some((PolicySays::Deny(_), rule)) => Some(rule.unwrap_or_else(|| "default".into())),
+                _ => None,
+            },
+            Plan::Resolve | Plan::Forward(_) => None,
+        }
+    }
+
+    /// The policy on one request inside the tunnel (decrypted, or plain
+    /// HTTP), by the policy in force now and the user as the realms know
+    /// them now: the tunnel's addresses, its server `name` (the SNI; its
+    /// categories) and ClientHello, the request's own method, headers and
+    /// full URL.
+    async fn inner(
+        &self,
+        proxy: &Proxy,
+        method: &Method,
+        url: &str,
+        headers: &HeaderMap,
+        name: &str,
+        hello: Option<&ClientHello>,
+    ) -> Inner {
+        let policy = proxy.settled().policy;
+        let Ok(identity) = self.identity_now(&proxy.auth.realms()).await else {
+            return Inner::Deny {
+                status: 403,
+                reason: crate::outcome::ExceptionId::TunnelRevoked.as_str().into(),
+                rule: Some(USER_GONE.into()),
+            };
+        };
+        let categories = if name.eq_ignore_ascii_case(&self.host) {
+            self.categories_under(&policy)
+        } else {
+            policy.categories.lookup(name, &self.addrs)
+        };
+        let under = Under {
+            policy: &policy,
+            identity: identity.as_deref(),
+            categories: &categories,
+        };
+        let detected = hello.map_or(Detected::protocol("http"), detected_tls);
+        let facts = Facts {
+            method: method.as_str(),
+            url: Some(url),
+            host: name,
+            headers,
+            ..self.facts(&under, Some(detected))
+        };
+        let d = policy.decide(&facts);
+        let rule = d.rule_names();
+        match d.verdict {
+            Verdict::Deny { status, reason } => Inner::Deny {
+                status,
+                reason,
+                rule,
+            },
+            Verdict::Allow => Inner::Allow { rule },
+        }
+    }
+}
+
+/// The [`Judge`] of an intercepted tunnel, or of plain HTTP inside a
+/// CONNECT: [`Judged::inner`] on each request.
+pub(super) fn judge(proxy: Arc<Proxy>, judged: Arc<Judged>) -> Judge {
+    /// Gives the closure the signature `Judge` needs (for every lifetime).
+    fn each<F>(f: F) -> F
+    where
+        F: for<'a> Fn(
+            &'a Method,
+            &'a str,
+            &'a HeaderMap,
+            &'a str,
+            Option<&'a ClientHello>,
+        ) -> Judging<'a>,
+    {
+        f
+    }
+    Box::new(each(move |method, url, headers, name, hello| {
+        let (proxy, judged) = (proxy.clone(), judged.clone());
+        Box::pin(async move {
+            judged
+                .inner(&proxy, method, url, headers, name, hello)
+                .await
+        })
+    }))
+}
