@@ -45,14 +45,17 @@ struct Reopen {
 
 type Destination = (BufWriter<Box<dyn Write + Send>>, bool);
 
-/// `-` (stdout) or the regular file at `path`, appended; whether it is
-/// empty. Opened non-blocking and refused unless it is a regular file: a
-/// FIFO (or device) put in the log's place must not park the writer in
-/// `open(2)` or `write(2)` forever.
+/// `-` (stdout), nothing (`off`, reached only by a reload of a running
+/// writer) or the regular file at `path`, appended; whether it is empty.
+/// Opened non-blocking and refused unless it is a regular file or exactly
+/// `/dev/null`: a FIFO (or other device) put in the log's place must not
+/// park the writer in `open(2)` or `write(2)` forever; `/dev/null` cannot.
 fn open_destination(path: &str) -> io::Result<Destination> {
     use std::os::unix::fs::OpenOptionsExt;
     let (out, is_new): (Box<dyn Write + Send>, bool) = if path == "-" {
         (Box::new(io::stdout()), true)
+    } else if path == settings::OFF {
+        (Box::new(io::sink()), false)
     } else {
         let nonblocking = rustix::fs::OFlags::NONBLOCK.bits() as i32;
         let f = OpenOptions::new()
@@ -61,7 +64,7 @@ fn open_destination(path: &str) -> io::Result<Destination> {
             .custom_flags(nonblocking)
             .open(PathBuf::from(path))?;
         let meta = f.metadata()?;
-        if !meta.is_file() {
+        if !meta.is_file() && !is_dev_null(path, &meta) {
             return Err(io::Error::other(format!(
                 "{path} is not a regular file (a FIFO or device would stall the log)"
             )));
@@ -70,6 +73,15 @@ fn open_destination(path: &str) -> io::Result<Destination> {
         (Box::new(f), meta.len() == 0)
     };
     Ok((BufWriter::with_capacity(64 * 1024, out), is_new))
+}
+
+/// `path` is `/dev/null` and what was opened is the null device (1, 3).
+fn is_dev_null(path: &str, meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    path == "/dev/null"
+        && meta.file_type().is_char_device()
+        && rustix::fs::major(meta.rdev()) == 1
+        && rustix::fs::minor(meta.rdev()) == 3
 }
 
 /// How long a reopen or the final close may wait for the writer.
@@ -106,7 +118,8 @@ pub trait Observe: Send + Sync + 'static {
 /// Handle to the access log writer; cheap to clone.
 #[derive(Clone)]
 pub struct AccessLog {
-    tx: SyncSender<Msg>,
+    /// `None`: `accesslog.path = "off"`, no writer.
+    tx: Option<SyncSender<Msg>>,
     dropped: Arc<AtomicU64>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
     /// Disconnected when the writer thread has ended.
@@ -117,6 +130,16 @@ pub struct AccessLog {
 impl AccessLog {
     /// Opens the configured destination and starts the writer thread.
     pub fn open(cfg: &AccessLogConfig) -> io::Result<Self> {
+        if cfg.is_off() {
+            let (_, ended) = sync_channel::<()>(0);
+            return Ok(Self {
+                tx: None,
+                dropped: Arc::new(AtomicU64::new(0)),
+                thread: Arc::new(Mutex::new(None)),
+                ended: Arc::new(Mutex::new(ended)),
+                observer: None,
+            });
+        }
         let (out, is_new) = open_destination(&cfg.path)?;
         let (tx, rx) = sync_channel(cfg.queue);
         let (alive, ended) = sync_channel::<()>(0);
@@ -128,7 +151,7 @@ impl AccessLog {
                 writer(rx, out, format, is_new)
             })?;
         Ok(Self {
-            tx,
+            tx: Some(tx),
             dropped: Arc::new(AtomicU64::new(0)),
             thread: Arc::new(Mutex::new(Some(thread))),
             ended: Arc::new(Mutex::new(ended)),
@@ -148,7 +171,10 @@ impl AccessLog {
         if let Some(o) = &self.observer {
             o.observe(&record);
         }
-        match self.tx.try_send(Msg::Line(Box::new(record))) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        match tx.try_send(Msg::Line(Box::new(record))) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -165,6 +191,14 @@ impl AccessLog {
     /// done it (call it off the async threads); on failure the old
     /// destination stays.
     pub fn reopen(&self, cfg: &AccessLogConfig) -> io::Result<()> {
+        let Some(tx) = &self.tx else {
+            if cfg.is_off() {
+                return Ok(());
+            }
+            return Err(io::Error::other(
+                "the access log was started off: turning it on needs a restart",
+            ));
+        };
         let deadline = Instant::now() + WRITER_WAIT;
         let (done, result) = sync_channel(1);
         let msg = Msg::Reopen(Reopen {
@@ -173,7 +207,7 @@ impl AccessLog {
             deadline,
             done,
         });
-        send_by(&self.tx, msg, deadline)?;
+        send_by(tx, msg, deadline)?;
         // A moment past the writer's deadline: an answer it sends in time is read.
         let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
         result
@@ -190,10 +224,10 @@ impl AccessLog {
     /// most [`WRITER_WAIT`] for a stalled disk (shutdown must end).
     pub fn close(&self) {
         let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = handle {
+        if let (Some(handle), Some(tx)) = (handle, &self.tx) {
             let deadline = Instant::now() + WRITER_WAIT;
             let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
-            let closed = send_by(&self.tx, Msg::Close, deadline).and_then(|()| {
+            let closed = send_by(tx, Msg::Close, deadline).and_then(|()| {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match ended.recv_timeout(left) {
                     Err(RecvTimeoutError::Timeout) => {
@@ -306,6 +340,23 @@ mod tests {
         let mut r = AccessRecord::new([127, 0, 0, 1].into(), [127, 0, 0, 1].into());
         r.host = host.into();
         log.write(r);
+    }
+
+    /// `/dev/null` is the one device taken (it cannot stall); `off` starts
+    /// no writer and takes lines without a word.
+    #[test]
+    fn dev_null_and_off() {
+        let log = AccessLog::open(&cfg(std::path::Path::new("/dev/null"))).unwrap();
+        line(&log, "nowhere.example");
+        log.close();
+        let off = AccessLog::open(&cfg(std::path::Path::new("off"))).unwrap();
+        assert!(off.thread.lock().unwrap().is_none(), "no writer");
+        line(&off, "nowhere.example");
+        assert_eq!(off.dropped(), 0);
+        assert!(off.reopen(&cfg(std::path::Path::new("off"))).is_ok());
+        assert!(off.reopen(&cfg(std::path::Path::new("-"))).is_err());
+        off.close();
+        assert!(AccessLog::open(&cfg(std::path::Path::new("/dev/zero"))).is_err());
     }
 
     /// A FIFO in the log's place (with no reader, or one that never reads)

@@ -22,6 +22,11 @@ pub enum SAction {
     TcpTunneled,
     /// A CONNECT whose TLS passed the certificate check.
     TcpAccelerated,
+    /// A CONNECT decrypted by interception (the origin verified, the
+    /// client's handshake with the minted leaf done); each request inside
+    /// has its own line. Not a ProxySG value: `TCP_TUNNELED` there means
+    /// "not inspected", which an intercepted tunnel is not.
+    TcpIntercepted,
     /// Refused by the proxy: policy, limits, malformed input.
     TcpDenied,
     /// Refused for credentials.
@@ -38,6 +43,7 @@ impl SAction {
             SAction::TcpNcMiss => "TCP_NC_MISS",
             SAction::TcpTunneled => "TCP_TUNNELED",
             SAction::TcpAccelerated => "TCP_ACCELERATED",
+            SAction::TcpIntercepted => "TCP_INTERCEPTED",
             SAction::TcpDenied => "TCP_DENIED",
             SAction::TcpAuthMiss => "TCP_AUTH_MISS",
             SAction::TcpErrMiss => "TCP_ERR_MISS",
@@ -180,7 +186,10 @@ pub enum ExceptionId {
 /// certificate (a [`DetectionReason`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InterceptProblem {
-    /// The client refused the minted certificate (pinning, or the CA not trusted).
+    /// The client refused the minted certificate (pinning, or the CA not
+    /// trusted): an alert naming the certificate, an EOF or `close_notify`
+    /// once the proxy's flight (its certificate) was sent, or a finished
+    /// handshake closed before any request.
     ClientRejectedCertificate,
     /// The client's TLS handshake failed otherwise (versions, ciphers, ALPN).
     ClientHandshake,

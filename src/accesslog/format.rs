@@ -26,10 +26,54 @@ pub fn write_line(out: &mut String, format: LogFormat, r: &AccessRecord) {
         LogFormat::Squid => squid(out, r),
         LogFormat::Json => {
             // Serialising plain data to a String cannot fail.
-            out.push_str(&serde_json::to_string(r).unwrap_or_default());
+            json_escaped(out, &serde_json::to_string(r).unwrap_or_default());
         }
     }
     out.push('\n');
+}
+
+/// A character a log reader could take for the end of a line: control
+/// characters (C0, DEL, C1 with U+0085) and the Unicode line and paragraph
+/// separators U+2028 and U+2029 (JavaScript and some editors break there).
+fn breaks_lines(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+}
+
+/// serde_json's line with the characters it leaves raw (C1 controls,
+/// U+2028, U+2029) written as `\uXXXX`: in its output they can only be
+/// inside strings, so the escape is the same value.
+fn json_escaped(out: &mut String, line: &str) {
+    for c in line.chars() {
+        if breaks_lines(c) {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+/// Squid's columns are split on spaces, quotes or not: a space, `"`, `%`
+/// or line-breaking character inside a value is percent-encoded (as Squid
+/// does user names and URLs), `-` when empty.
+fn squid_field(out: &mut String, v: &str) {
+    if v.is_empty() {
+        out.push('-');
+        return;
+    }
+    for c in v.chars() {
+        if c == ' ' || c == '"' || c == '%' || breaks_lines(c) {
+            percent(out, c);
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+fn percent(out: &mut String, c: char) {
+    let mut buf = [0u8; 4];
+    for b in c.encode_utf8(&mut buf).bytes() {
+        let _ = write!(out, "%{b:02X}");
+    }
 }
 
 fn date_time(t: std::time::SystemTime) -> (String, String) {
@@ -96,11 +140,8 @@ pub fn elff_field(out: &mut String, v: &str) {
         out.push('"');
     }
     for c in v.chars() {
-        if c == '"' || c.is_control() {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                let _ = write!(out, "%{b:02X}");
-            }
+        if c == '"' || breaks_lines(c) {
+            percent(out, c);
         } else {
             out.push(c);
         }
@@ -131,7 +172,7 @@ fn squid(out: &mut String, r: &AccessRecord) {
     };
     let _ = write!(
         out,
-        "{}.{:03} {:>6} {} {}/{:03} {} {} ",
+        "{}.{:03} {:>6} {} {}/{:03} {} ",
         t.as_secs(),
         t.subsec_millis(),
         r.time_taken_ms,
@@ -139,11 +180,12 @@ fn squid(out: &mut String, r: &AccessRecord) {
         r.action.as_str(),
         r.status,
         r.sc_bytes,
-        if r.method.is_empty() { "-" } else { &r.method },
     );
-    elff_field(out, &url);
+    squid_field(out, &r.method);
     out.push(' ');
-    elff_field(out, r.username.as_deref().unwrap_or(""));
+    squid_field(out, &url);
+    out.push(' ');
+    squid_field(out, r.username.as_deref().unwrap_or(""));
     let hier = if r.host.is_empty() || r.action == SAction::TcpDenied {
         "HIER_NONE/-".to_string()
     } else {
@@ -157,7 +199,7 @@ fn squid(out: &mut String, r: &AccessRecord) {
     // An 11th column (a custom Squid logformat field): the JA4 of a
     // CONNECT's ClientHello, `-` otherwise.
     out.push(' ');
-    elff_field(out, r.ja4.as_deref().unwrap_or(""));
+    squid_field(out, r.ja4.as_deref().unwrap_or(""));
 }
 
 #[cfg(test)]
@@ -209,12 +251,55 @@ mod tests {
     fn squid_and_json_formats() {
         let mut out = String::new();
         write_line(&mut out, LogFormat::Squid, &record());
-        assert!(out.contains(" 10.0.0.5 TCP_NC_MISS/200 1234 GET \"http://example.test:80/a b\" - HIER_DIRECT/example.test -"), "{out}");
+        assert!(out.contains(" 10.0.0.5 TCP_NC_MISS/200 1234 GET http://example.test:80/a%20b - HIER_DIRECT/example.test -"), "{out}");
         out.clear();
         write_line(&mut out, LogFormat::Json, &record());
         let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
         assert_eq!(v["status"], 200);
         assert_eq!(v["filter_result"], "OBSERVED");
+    }
+
+    #[test]
+    fn squid_columns_hold_whatever_the_user_name_says() {
+        let mut r = record();
+        r.username = Some("x TCP_MISS/200 HIER_DIRECT/6.6.6.6 text/html\u{2028}%".into());
+        let mut out = String::new();
+        write_line(&mut out, LogFormat::Squid, &r);
+        let cols: Vec<&str> = out
+            .trim_end()
+            .split(' ')
+            .filter(|c| !c.is_empty())
+            .collect();
+        assert_eq!(cols.len(), 11, "{out}");
+        assert_eq!(
+            cols[7],
+            "x%20TCP_MISS/200%20HIER_DIRECT/6.6.6.6%20text/html%E2%80%A8%25"
+        );
+        assert_eq!(cols[8], "HIER_DIRECT/example.test");
+    }
+
+    #[test]
+    fn line_separators_are_escaped_in_every_format() {
+        let mut r = record();
+        r.user_agent = Some("a\u{2028}b\u{2029}c\u{85}d".into());
+        r.username = Some("u\u{2028}v".into());
+        for format in [LogFormat::Elff, LogFormat::Squid, LogFormat::Json] {
+            let mut out = String::new();
+            write_line(&mut out, format, &r);
+            assert!(
+                !out.contains(['\u{2028}', '\u{2029}', '\u{85}']),
+                "{format:?}: {out}"
+            );
+            assert_eq!(out.matches('\n').count(), 1);
+        }
+        let mut out = String::new();
+        write_line(&mut out, LogFormat::Elff, &r);
+        assert!(out.contains("a%E2%80%A8b%E2%80%A9c%C2%85d"), "{out}");
+        out.clear();
+        write_line(&mut out, LogFormat::Json, &r);
+        assert!(out.contains(r"a\u2028b\u2029c\u0085d"), "{out}");
+        let v: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(v["user_agent"], "a\u{2028}b\u{2029}c\u{85}d");
     }
 
     /// Splits an ELFF line the way log tools do: on spaces outside quotes.

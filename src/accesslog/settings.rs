@@ -22,7 +22,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessLogConfig {
-    /// A file path, or `-` for standard output.
+    /// A file path, `-` for standard output, or `off` for no access log.
     pub path: String,
     /// The line format.
     pub format: LogFormat,
@@ -45,7 +45,10 @@ impl AccessLogConfig {
     /// Checks the values; the error names the key.
     pub fn validate(&self) -> Result<(), Invalid> {
         if self.path.is_empty() {
-            return Err(invalid("accesslog.path", "a file path or '-' for stdout"));
+            return Err(invalid(
+                "accesslog.path",
+                "a file path, '-' for stdout or 'off'",
+            ));
         }
         if self.queue == 0 {
             return Err(invalid("accesslog.queue", "must be at least 1"));
@@ -55,6 +58,33 @@ impl AccessLogConfig {
 
     /// The access log file, when it is a file.
     pub fn file(&self) -> Option<PathBuf> {
-        (self.path != "-").then(|| PathBuf::from(&self.path))
+        (!self.is_off() && self.path != "-").then(|| PathBuf::from(&self.path))
+    }
+
+    /// `path = "off"`: no line written, no writer started.
+    pub fn is_off(&self) -> bool {
+        self.path == OFF
+    }
+}
+
+/// The `accesslog.path` that turns the log off (a file named so is `./off`).
+pub const OFF: &str = "off";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_is_no_file() {
+        let off = AccessLogConfig {
+            path: "off".into(),
+            ..AccessLogConfig::default()
+        };
+        assert!(off.validate().is_ok() && off.is_off() && off.file().is_none());
+        let file = AccessLogConfig {
+            path: "./off".into(),
+            ..AccessLogConfig::default()
+        };
+        assert!(!file.is_off() && file.file().is_some());
     }
 }

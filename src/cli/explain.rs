@@ -192,7 +192,7 @@ fn print_plan(p: &Plan) {
                     ));
                     (
                         "intercept",
-                        "TCP_TUNNELED, each request inside its own line",
+                        "TCP_INTERCEPTED, each request inside its own line",
                     )
                 }
                 Plan::Tunnel { detect: false, .. } => {

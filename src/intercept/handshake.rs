@@ -115,14 +115,63 @@ pub(super) async fn accept_client(
         return Err(InterceptProblem::ClientHandshake);
     };
     accepted.map_err(|e| {
-            use rustls::AlertDescription as A;
-            let problem = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                Some(rustls::Error::AlertReceived(
-                    A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::DecryptError,
-                )) => InterceptProblem::ClientRejectedCertificate,
-                _ => InterceptProblem::ClientHandshake,
-            };
-            tracing::info!(error = %e, reason = problem.as_str(), "intercepted client's handshake failed");
-            problem
-        })
+        let problem = client_failure(&e);
+        tracing::info!(error = %e, reason = problem.as_str(), "intercepted client's handshake failed");
+        problem
+    })
+}
+
+/// Why the client's handshake with the minted leaf failed. The ClientHello
+/// was whole and answered, so the proxy's flight — its certificate — went
+/// out: a client that then hangs up (EOF, `close_notify`: Node, Java, apt)
+/// or sends an alert about the certificate refused it. Anything rustls
+/// could not parse or agree on is a failed handshake.
+fn client_failure(e: &std::io::Error) -> InterceptProblem {
+    use rustls::AlertDescription as A;
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::AlertReceived(
+            A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::UnsupportedCertificate
+            | A::CertificateExpired
+            | A::DecryptError
+            | A::CloseNotify,
+        )) => InterceptProblem::ClientRejectedCertificate,
+        Some(_) => InterceptProblem::ClientHandshake,
+        None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            InterceptProblem::ClientRejectedCertificate
+        }
+        None => InterceptProblem::ClientHandshake,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn hanging_up_after_the_certificate_is_a_rejection_garbage_is_not() {
+        let alert = |a| Error::new(ErrorKind::InvalidData, rustls::Error::AlertReceived(a));
+        let rejected = InterceptProblem::ClientRejectedCertificate;
+        for a in [
+            rustls::AlertDescription::UnknownCA,
+            rustls::AlertDescription::BadCertificate,
+            rustls::AlertDescription::CloseNotify,
+        ] {
+            assert_eq!(client_failure(&alert(a)), rejected);
+        }
+        let eof = Error::new(ErrorKind::UnexpectedEof, "tls handshake eof");
+        assert_eq!(client_failure(&eof), rejected);
+        let garbage = Error::new(
+            ErrorKind::InvalidData,
+            rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType),
+        );
+        assert_eq!(client_failure(&garbage), InterceptProblem::ClientHandshake);
+        let version = alert(rustls::AlertDescription::ProtocolVersion);
+        assert_eq!(client_failure(&version), InterceptProblem::ClientHandshake);
+        let reset = Error::new(ErrorKind::ConnectionReset, "reset");
+        assert_eq!(client_failure(&reset), InterceptProblem::ClientHandshake);
+    }
 }

@@ -54,6 +54,9 @@ pub(super) struct Ctx {
     pub(super) name: String,
     /// `name`, with the port when it is not the scheme's: the URL's authority.
     pub(super) authority: String,
+    /// The tunnel's port: an inner `Host` must name it (or omit it when
+    /// it is the scheme's).
+    pub(super) port: u16,
     pub(super) origin: tokio::sync::Mutex<Result<Origin, DetectionReason>>,
     /// Origin-side TLS, to reconnect an intercepted tunnel's origin.
     pub(super) interceptor_upstream: Option<Arc<rustls::ClientConfig>>,
@@ -121,14 +124,14 @@ pub(super) async fn inner(
     }
     if let Some(h) = req.headers().get(header::HOST) {
         let host = h.to_str().unwrap_or("");
-        let host = host.rsplit_once(':').map_or(host, |(h, p)| {
-            if p.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        });
-        if !host.trim_end_matches('.').eq_ignore_ascii_case(&ctx.name) {
+        // No port is the scheme's (443); plain HTTP found in a tunnel to
+        // any port may leave it out.
+        let default_port = if r.intercepted { 443 } else { ctx.port };
+        let (host, port) = match host.rsplit_once(':') {
+            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => (h, p.parse().ok()),
+            _ => (host, Some(default_port)),
+        };
+        if !host.trim_end_matches('.').eq_ignore_ascii_case(&ctx.name) || port != Some(ctx.port) {
             let problem = ExceptionId::Intercept(InterceptProblem::DomainFronting);
             return Ok(answer(
                 &ctx,

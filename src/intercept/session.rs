@@ -154,6 +154,9 @@ pub async fn run(
         },
         _ => Err(origin_problem.unwrap_or(DetectionReason::CheckFailed)),
     };
+    // An origin that failed its check denies the tunnel: each request got
+    // the proxy's page, and the CONNECT's line says why.
+    let origin_failed = origin.as_ref().err().cloned();
     let inside = Inside {
         name,
         tls: Some((hello, interceptor.upstream.clone())),
@@ -161,7 +164,10 @@ pub async fn run(
         activity,
     };
     let exception = serve(s, client_tls, inside).await;
-    end(protocol, exception)
+    match origin_failed {
+        Some(reason) => end(protocol, Some(ExceptionId::Detection(reason))),
+        None => end(protocol, exception),
+    }
 }
 
 /// A CONNECT whose client speaks plain HTTP (detection found it): each
@@ -189,7 +195,9 @@ pub async fn run_http(
         origin,
         activity,
     };
-    let exception = serve(s, client, inside).await;
+    let exception = serve(s, client, inside)
+        .await
+        .filter(|e| *e != ExceptionId::Intercept(InterceptProblem::ClientRejectedCertificate));
     let mut end = end(Some(Protocol::Http), exception);
     if !end.refused {
         end.action = SAction::TcpTunneled;
@@ -230,6 +238,7 @@ where
             format!("{name}:{}", s.port)
         },
         name,
+        port: s.port,
         origin: tokio::sync::Mutex::new(origin),
         judge: s.judge,
         interceptor_upstream: tls.as_ref().map(|t| t.1.clone()),
@@ -263,18 +272,25 @@ where
     };
     let result = tokio::select! {
         r = conn => r,
-        () = s.hard_stop.cancelled() => Ok(()),
+        () = s.hard_stop.cancelled() => return None,
         () = idle => {
             tracing::debug!(name = %ctx.name, "tunnel idle: closed");
-            Ok(())
+            return None;
         }
     };
     let served = ctx.served.load(std::sync::atomic::Ordering::Relaxed);
     match result {
-        Err(e) if served == 0 && e.is_parse() => {
-            Some(ExceptionId::Intercept(InterceptProblem::NotHttp))
-        }
-        _ => None,
+        _ if served > 0 => None,
+        Err(e) if e.is_parse() => Some(ExceptionId::Intercept(InterceptProblem::NotHttp)),
+        // Part of a request, or too slow a head: not a word about the
+        // certificate.
+        Err(e) if e.is_incomplete_message() || e.is_timeout() => None,
+        // The handshake finished and the client hung up (or sent an alert)
+        // before a byte of a request: wget and git (GnuTLS) check the
+        // certificate after the handshake and leave this way.
+        _ => Some(ExceptionId::Intercept(
+            InterceptProblem::ClientRejectedCertificate,
+        )),
     }
 }
 
@@ -293,7 +309,7 @@ fn end(protocol: Option<Protocol>, exception: Option<ExceptionId>) -> TunnelEnd 
         action: if refused {
             SAction::TcpDenied
         } else {
-            SAction::TcpTunneled
+            SAction::TcpIntercepted
         },
         exception,
         refused,

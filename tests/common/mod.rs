@@ -333,8 +333,19 @@ impl Gatehouse {
     /// [`Gatehouse::start`] with extra environment variables (KRB5_CONFIG ...).
     /// A port taken between choosing it and the proxy binding it is retried.
     pub fn start_with_env(listener_extra: &str, extra: &str, env: &[(&str, &str)]) -> Gatehouse {
+        Self::start_logging(None, listener_extra, extra, env)
+    }
+
+    /// [`Gatehouse::start`] with `accesslog` as the `[accesslog]` section's
+    /// keys (`{log_path}` stands for the usual file) instead of an ELFF file.
+    pub fn start_logging(
+        accesslog: Option<&str>,
+        listener_extra: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Gatehouse {
         for _ in 0..5 {
-            match Self::try_start(listener_extra, extra, env) {
+            match Self::try_start(accesslog, listener_extra, extra, env) {
                 Ok(g) => return g,
                 Err(e) if e.contains("cannot listen") => continue,
                 Err(e) => panic!("{e}"),
@@ -344,6 +355,7 @@ impl Gatehouse {
     }
 
     fn try_start(
+        accesslog: Option<&str>,
         listener_extra: &str,
         extra: &str,
         env: &[(&str, &str)],
@@ -353,11 +365,13 @@ impl Gatehouse {
         // A config that names the proxy's own port (a PAC file) says `{proxy_port}`.
         let extra = &extra.replace("{proxy_port}", &port.to_string());
         let log_path = dir.path().join("access.log");
+        let accesslog = accesslog
+            .unwrap_or("path = \"{log_path}\"\nformat = \"elff\"")
+            .replace("{log_path}", &log_path.display().to_string());
         let config = format!(
             "[listener]\naddresses = [\"127.0.0.1:{port}\"]\n{listener_extra}\n\
-             [accesslog]\npath = \"{}\"\nformat = \"elff\"\n\
+             [accesslog]\n{accesslog}\n\
              [shutdown]\ngrace_period = \"5s\"\n{extra}\n",
-            log_path.display()
         );
         // Core tests run without authentication unless the test configures it.
         let config = if extra.contains("[auth]") {
