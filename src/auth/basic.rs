@@ -167,10 +167,15 @@ impl Basic {
         // Every spelling of a login the realms would take for one user
         // (`CORP\Alice`, `alice@corp`) counts as that user.
         let who = normalise(user, true, true);
+        let attempt = throttle::Attempt {
+            user: &who,
+            login: user,
+            password,
+        };
         let load = || async {
             let gate = self
                 .throttle
-                .check(&who, password, place)
+                .check(&attempt, place)
                 .await
                 .map_err(CheckError::Throttled)?;
             if gate == throttle::Gate::KnownBad {
@@ -184,7 +189,7 @@ impl Basic {
             let outcome = Outcome::of(chain.verify(user, password).await, chain.digest())?;
             match &outcome {
                 Outcome::Rejected { counts: true, .. } => {
-                    self.throttle.failed(&who, password, place).await
+                    self.throttle.failed(&attempt, place).await
                 }
                 Outcome::Verified(_) => self.throttle.succeeded(&who, place).await,
                 Outcome::Rejected { .. } => {}

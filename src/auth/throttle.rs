@@ -63,6 +63,20 @@ impl Throttled {
     }
 }
 
+/// One password check, as the throttle sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// Whose budgets: every spelling of one login (`CORP\Alice`,
+    /// `alice@corp`) is one user.
+    pub user: &'a str,
+    /// The login as the realm is asked it: a refused password is remembered
+    /// for exactly this login — another spelling may be another account
+    /// (`PARTNER\alice` is refused where `EXAMPLE\alice` is not).
+    pub login: &'a str,
+    /// The password tried.
+    pub password: &'a str,
+}
+
 /// Where an attempt comes from, as the throttle counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Place {
@@ -184,38 +198,32 @@ impl Throttle {
         })
     }
 
-    fn mark(&self, user: &str, password: &str) -> PasswordMark {
+    fn mark(&self, a: &Attempt<'_>) -> PasswordMark {
         let mut mac =
             <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
-        mac.update(user.as_bytes());
+        mac.update(a.login.as_bytes());
         mac.update(&[0]);
-        mac.update(password.as_bytes());
+        mac.update(a.password.as_bytes());
         let full: [u8; 32] = mac.finalize().into_bytes().into();
         full[..16].try_into().expect("16 of 32 bytes")
     }
 
-    /// Whether to ask the realm about `user`'s `password` from `place`, or
-    /// why not.
-    pub async fn check(
-        &self,
-        user: &str,
-        password: &str,
-        place: &Place,
-    ) -> Result<Gate, Throttled> {
-        let mark = self.mark(user, password);
+    /// Whether to ask the realm about this attempt from `place`, or why not.
+    pub async fn check(&self, a: &Attempt<'_>, place: &Place) -> Result<Gate, Throttled> {
+        let mark = self.mark(a);
         let standing = match &self.store {
-            Store::Local(l) => l.standing(user, &mark, place.key),
-            Store::Redis(r) => r.standing(user, &mark, place.key).await,
+            Store::Local(l) => l.standing(a.user, &mark, place.key),
+            Store::Redis(r) => r.standing(a.user, &mark, place.key).await,
         };
         judge(&standing, self.budgets, place)
     }
 
-    /// Counts one wrong password of `user` from `place`.
-    pub async fn failed(&self, user: &str, password: &str, place: &Place) {
-        let mark = self.mark(user, password);
+    /// Counts one wrong password from `place`.
+    pub async fn failed(&self, a: &Attempt<'_>, place: &Place) {
+        let mark = self.mark(a);
         match &self.store {
-            Store::Local(l) => l.failed(user, mark, place.key),
-            Store::Redis(r) => r.failed(user, mark, place.key).await,
+            Store::Local(l) => l.failed(a.user, mark, place.key),
+            Store::Redis(r) => r.failed(a.user, mark, place.key).await,
         }
     }
 
