@@ -75,7 +75,8 @@ pub struct Proxy {
     pub checker: arc_swap::ArcSwap<TlsChecker>,
     /// TLS interception, when `[intercept]` names a CA; SIGHUP re-reads the CA.
     pub interceptor: arc_swap::ArcSwapOption<crate::intercept::Interceptor>,
-    /// Addresses we listen on, for loop detection.
+    /// Addresses we listen on, for loop detection: the proxy's listeners
+    /// and the admin listener.
     pub listening: Vec<SocketAddr>,
     /// Cancelled when the shutdown grace period is over: tunnels close.
     pub hard_stop: CancellationToken,

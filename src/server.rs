@@ -140,6 +140,13 @@ pub async fn run(
         ),
         None => None,
     };
+    // The admin listener is the proxy too, for loop detection: a request
+    // sent *through* the proxy to it (`POST /revoke` from any user) would
+    // come from loopback and be taken as local.
+    let listening: Vec<SocketAddr> = listening
+        .into_iter()
+        .chain(admin_listener.as_ref().and_then(|l| l.local_addr().ok()))
+        .collect();
     let metrics = admin_listener
         .as_ref()
         .map(|_| Arc::new(crate::metrics::Metrics::new()));

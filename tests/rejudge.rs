@@ -446,4 +446,16 @@ async fn revoke_is_answered_only_to_a_local_post() {
     let post = ask("POST /revoke?user=bob HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
     assert_eq!(status_of(&post), 200, "{post}");
     assert!(post.contains("\"tunnels_closed\":0"), "{post}");
+    // Through the proxy it would come from loopback too: refused as a loop,
+    // never reaching the admin listener (found by an attacker's review).
+    let through = format!(
+        "POST http://{admin}/revoke?user=bob HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let text = raw_exchange(gh.addr(), through.as_bytes(), Duration::from_secs(5)).await;
+    assert!(text.contains("loop_detected"), "{text}");
+    assert_eq!(
+        gh.stderr().matches("user revoked").count(),
+        1,
+        "only the direct POST revoked"
+    );
 }
