@@ -135,3 +135,59 @@ async fn a_reload_keeps_signed_in_users_signed_in() {
     }
     assert_eq!(lab.binds_for(ALICE_DN), binds, "answered from the cache");
 }
+
+/// From an attacker's review: guesses sent all at once each read the same
+/// standing before any failure was counted, and all reached the directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_parallel_guesses_spends_the_budget_and_no_more() {
+    let lab = Slapd::start();
+    let origin = Origin::start().await;
+    let gh = ldap_proxy(&lab, "");
+    let (url, p) = (origin.url("/bytes/3"), gh.addr());
+    let before = lab.binds_for(ALICE_DN);
+    let guesses: Vec<_> = (0..20)
+        .map(|i| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                get_from(p, "127.0.0.20", &url, &format!("alice:burst-{i}")).await
+            })
+        })
+        .collect();
+    for g in guesses {
+        assert_eq!(status(&g.await.unwrap()), 407);
+    }
+    assert_eq!(
+        lab.binds_for(ALICE_DN) - before,
+        2,
+        "the unfamiliar budget, however parallel the guesses"
+    );
+}
+
+/// From an attacker's review: with alice's unfamiliar budget spent, the
+/// refresh of her cached (old) password was refused by the throttle, and a
+/// refused refresh served the stale "verified" for the whole grace period.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_password_is_not_kept_alive_by_a_spent_budget() {
+    let lab = Slapd::start();
+    let origin = Origin::start().await;
+    let gh = ldap_proxy(&lab, "credential_ttl = \"1s\"\nstale_grace = \"1h\"");
+    let (url, p) = (origin.url("/bytes/3"), gh.addr());
+    assert_eq!(
+        status(&get_from(p, "127.0.0.21", &url, "alice:alice-pw").await),
+        200
+    );
+    lab.modify(&format!(
+        "dn: {ALICE_DN}\nchangetype: modify\nreplace: userPassword\nuserPassword: alice-new-pw\n"
+    ));
+    for i in 0..2 {
+        get_from(p, "127.0.0.22", &url, &format!("alice:guess-{i}")).await;
+    }
+    // Let the verified credential pass its TTL (waiting for time itself).
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let text = get_from(p, "127.0.0.22", &url, "alice:alice-pw").await;
+    assert_eq!(
+        status(&text),
+        407,
+        "the old password stopped working: {text}"
+    );
+}

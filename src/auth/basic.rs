@@ -172,12 +172,21 @@ impl Basic {
             login: user,
             password,
         };
+        // A credential that verified before is refreshed past the throttle:
+        // one check per credential_ttl, which only its owner can cause — and
+        // a refusal of the throttle must never serve the stale "verified"
+        // (a changed password's old value would live for the grace period).
+        let refresh = matches!(self.creds.peek(&key).await, Some(Outcome::Verified(_)));
         let load = || async {
-            let gate = self
-                .throttle
-                .check(&attempt, place)
-                .await
-                .map_err(CheckError::Throttled)?;
+            let _turn = self.throttle.turn(&who).await;
+            let gate = match refresh {
+                true => throttle::Gate::Ask,
+                false => self
+                    .throttle
+                    .check(&attempt, place)
+                    .await
+                    .map_err(CheckError::Throttled)?,
+            };
             if gate == throttle::Gate::KnownBad {
                 // Failed already in the window: not asked, not counted.
                 return Ok(Outcome::Rejected {

@@ -160,7 +160,15 @@ pub struct Throttle {
     budgets: Budgets,
     key: Vec<u8>,
     store: Store,
+    /// One check at a time per user (sharded): a burst of parallel guesses
+    /// would otherwise all read the same standing before any failure is
+    /// counted, and all reach the directory.
+    turns: Box<[tokio::sync::Mutex<()>]>,
+    shard: std::collections::hash_map::RandomState,
 }
+
+/// Shards of [`Throttle::turn`]: users whose checks may wait on each other.
+const TURNS: usize = 1024;
 
 /// Why the throttle cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -195,7 +203,18 @@ impl Throttle {
             },
             key,
             store,
+            turns: (0..TURNS).map(|_| tokio::sync::Mutex::new(())).collect(),
+            shard: std::collections::hash_map::RandomState::new(),
         })
+    }
+
+    /// `user`'s turn: held from [`Throttle::check`] until the realm's answer
+    /// is counted, so the budgets are spent one check at a time. (Within
+    /// this instance: a fleet may overspend by one check per instance.)
+    pub async fn turn(&self, user: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::BuildHasher;
+        let i = (self.shard.hash_one(user) % TURNS as u64) as usize;
+        self.turns[i].lock().await
     }
 
     fn mark(&self, a: &Attempt<'_>) -> PasswordMark {

@@ -184,6 +184,11 @@ where
         Ok((e.value.clone(), source))
     }
 
+    /// The value held for `key`, fresh or stale, without loading.
+    pub async fn peek(&self, key: &K) -> Option<V> {
+        self.inner.get(key).await.map(|e| e.value.clone())
+    }
+
     /// Forgets `key`: the next `get` asks the source.
     pub async fn invalidate(&self, key: &K) {
         self.inner.invalidate(key).await;
