@@ -58,6 +58,8 @@ user = [\"bob\"]\naction = \"deny\"\nreason = \"fired\"\n";
 /// connection through the proxy, its connection task, the policy file.
 struct Inside {
     gh: Gatehouse,
+    /// The inner requests' Host: the tunnel's name and port.
+    host: String,
     send: hyper::client::conn::http1::SendRequest<OriginBody>,
     conn: tokio::task::JoinHandle<hyper::Result<()>>,
     policy: std::path::PathBuf,
@@ -106,6 +108,7 @@ async fn bob_inside(dir: &std::path::Path) -> Inside {
         .unwrap();
     Inside {
         gh,
+        host: format!("{NAME}:{}", origin.port()),
         send,
         conn: tokio::spawn(conn),
         policy,
@@ -113,9 +116,9 @@ async fn bob_inside(dir: &std::path::Path) -> Inside {
     }
 }
 
-fn get(path: &str) -> hyper::Request<OriginBody> {
+fn get(host: &str, path: &str) -> hyper::Request<OriginBody> {
     hyper::Request::get(path)
-        .header("host", NAME)
+        .header("host", host)
         .body(empty())
         .unwrap()
 }
@@ -125,12 +128,13 @@ async fn a_fired_user_loses_the_intercepted_tunnel_they_hold_open() {
     let dir = tempfile::tempdir().unwrap();
     let Inside {
         gh,
+        host,
         mut send,
         conn,
         policy,
         seen,
     } = bob_inside(dir.path()).await;
-    let resp = send.send_request(get("/")).await.unwrap();
+    let resp = send.send_request(get(&host, "/")).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(read_all(resp).await, b"hello from origin");
 
@@ -160,12 +164,13 @@ async fn a_new_url_block_applies_inside_a_tunnel_opened_before_it() {
     let dir = tempfile::tempdir().unwrap();
     let Inside {
         gh,
+        host,
         mut send,
         conn: _conn,
         policy,
         seen,
     } = bob_inside(dir.path()).await;
-    let resp = send.send_request(get("/admin")).await.unwrap();
+    let resp = send.send_request(get(&host, "/admin")).await.unwrap();
     assert_eq!(resp.status(), 200, "not blocked yet");
     read_all(resp).await;
 
@@ -177,12 +182,16 @@ async fn a_new_url_block_applies_inside_a_tunnel_opened_before_it() {
     // The same connection, still open (the CONNECT is still allowed).
     let resp = ready(&mut send)
         .await
-        .send_request(get("/admin"))
+        .send_request(get(&host, "/admin"))
         .await
         .unwrap();
     assert_eq!(resp.status(), 403, "judged by the policy in force now");
     read_all(resp).await;
-    let resp = ready(&mut send).await.send_request(get("/")).await.unwrap();
+    let resp = ready(&mut send)
+        .await
+        .send_request(get(&host, "/"))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     read_all(resp).await;
     assert_eq!(seen.lock().unwrap().as_slice(), ["GET /admin", "GET /"]);
