@@ -97,6 +97,9 @@ pub enum DetectionReason {
     /// The ClientHello names another server than the CONNECT, and no rule
     /// naming that SNI allows it.
     SniMismatch,
+    /// A signed key exchange seen before (its client or server random): a
+    /// recorded handshake played again by a colluding client and server.
+    HandshakeReplayed,
 }
 
 impl DetectionReason {
@@ -122,6 +125,7 @@ impl DetectionReason {
             DetectionReason::SignatureInvalid => "ssl_server_signature_invalid",
             DetectionReason::KeyExchangeUnproven => "ssl_key_exchange_unproven",
             DetectionReason::SniMismatch => "ssl_sni_mismatch",
+            DetectionReason::HandshakeReplayed => "ssl_handshake_replayed",
         }
     }
 }

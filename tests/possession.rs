@@ -94,12 +94,19 @@ enum Ske {
     Replayed,
     /// Signed by the leaf's key over this client's random: the control.
     Genuine,
+    /// As `Genuine`, with a fixed server random: a handshake recorded once
+    /// and played again by a client and server in league.
+    Recorded,
 }
 
 /// A TLS 1.2 full flight answering `hello`: ServerHello (`suite`, session
 /// `sid`), the leaf's real chain, the ServerKeyExchange `ske`, ServerHelloDone.
 fn full_flight(hello: &[u8], leaf: &Leaf, suite: u16, ske: Ske, sid: &[u8]) -> Vec<u8> {
-    let server_random = [0x42; 32];
+    // Fresh, as every real server's, unless the flight is a recording.
+    let mut server_random = [0x42; 32];
+    if !matches!(ske, Ske::Recorded) {
+        getrandom::fill(&mut server_random).unwrap();
+    }
     let mut sh = vec![3, 3];
     sh.extend(server_random);
     sh.push(sid.len() as u8);
@@ -120,7 +127,7 @@ fn full_flight(hello: &[u8], leaf: &Leaf, suite: u16, ske: Ske, sid: &[u8]) -> V
         Ske::Missing => None,
         Ske::Garbage => Some((leaf.garbage.0, vec![0x5a; leaf.garbage.1])),
         Ske::Replayed => Some((leaf.signs_with, signed(&[0x11; 32]))),
-        Ske::Genuine => Some((leaf.signs_with, signed(&hello[11..43]))),
+        Ske::Genuine | Ske::Recorded => Some((leaf.signs_with, signed(&hello[11..43]))),
     };
     if let Some((scheme, signature)) = signature {
         params.extend(scheme.to_be_bytes());
@@ -270,6 +277,25 @@ async fn a_key_exchange_not_signed_for_this_client_by_the_leafs_key_is_refused()
         ] {
             cases.push(replayer(leaf, leaf.ecdhe, ske, expect, what).await);
         }
+    }
+    run(dir.path(), &ca, "", &cases).await;
+}
+
+/// A client and server in league play one recorded, genuinely signed
+/// handshake again (same client random, same server random): the first
+/// time passes — nothing on the wire tells it from a live one — the
+/// repeat is refused (found by an attacker's review).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recorded_handshake_played_again_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path());
+    let [leaf, _] = leaves(dir.path(), &ca);
+    let hello = client_hello12_with(NAME, &[], [0x77; 32]);
+    let mut cases = Vec::new();
+    for expect in [Expect::Passes, Expect::Refused("ssl_handshake_replayed")] {
+        let mut c = replayer(&leaf, leaf.ecdhe, Ske::Recorded, expect, "recorded").await;
+        c.hello = hello.clone();
+        cases.push(c);
     }
     run(dir.path(), &ca, "", &cases).await;
 }

@@ -143,6 +143,11 @@ async fn judge(
                 .verifier()
                 .prove(hello, sh, leaf, key_exchange.as_deref())?
             {
+                // Signed over randoms the client and server chose: colluding,
+                // they could play a recorded handshake again — once.
+                Proof::Signed if !checker.first_sight(&hello.random, &sh.random) => {
+                    return Err(DetectionReason::HandshakeReplayed)
+                }
                 Proof::Signed => "certificate verified, key exchange signed with its key",
                 Proof::Unproven(why) => match check.cfg.rsa_key_exchange {
                     Unsigned::Refuse => {

@@ -83,6 +83,9 @@ pub struct TlsChecker {
     config12: Arc<rustls::ClientConfig>,
     cache: moka::future::Cache<Key, CertVerdict>,
     sessions: moka::sync::Cache<Session, ()>,
+    /// The randoms of the signed key exchanges seen (client's and server's):
+    /// both are fresh in every real handshake, so a repeat is a replay.
+    randoms: moka::sync::Cache<[u8; 32], ()>,
     timeout: Duration,
 }
 
@@ -112,6 +115,10 @@ impl TlsChecker {
                 .max_capacity(cfg.max_sessions)
                 .time_to_live(cfg.session_ttl)
                 .build(),
+            randoms: moka::sync::Cache::builder()
+                .max_capacity(2 * cfg.max_sessions)
+                .time_to_live(cfg.session_ttl)
+                .build(),
             timeout: cfg.check_timeout,
         })
     }
@@ -127,6 +134,16 @@ impl TlsChecker {
             self.sessions
                 .insert((addr, sni.map(str::to_owned), session_id.to_vec()), ());
         }
+    }
+
+    /// True the first time these randoms of a signed key exchange are seen
+    /// (within `session_ttl`, at most twice `max_sessions`); a repeat of
+    /// either is a recorded handshake played again.
+    pub fn first_sight(&self, client: &[u8; 32], server: &[u8; 32]) -> bool {
+        let fresh = !self.randoms.contains_key(client) && !self.randoms.contains_key(server);
+        self.randoms.insert(*client, ());
+        self.randoms.insert(*server, ());
+        fresh
     }
 
     /// Was this session's full handshake verified here, at this address, for this SNI?

@@ -670,8 +670,16 @@ pub fn tls_record(kind: u8, body: &[u8]) -> Vec<u8> {
 /// RSA-PSS and PKCS#1 SHA-256 signatures; offering to resume session `sid`.
 /// Its client random is `[0x5c; 32]`.
 pub fn client_hello12(name: &str, sid: &[u8]) -> Vec<u8> {
+    // A fresh random, as every real client sends.
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).unwrap();
+    client_hello12_with(name, sid, random)
+}
+
+/// [`client_hello12`] with a chosen client random (to play one again).
+pub fn client_hello12_with(name: &str, sid: &[u8], random: [u8; 32]) -> Vec<u8> {
     let mut body = vec![3, 3];
-    body.extend([0x5c; 32]);
+    body.extend(random);
     body.push(sid.len() as u8);
     body.extend(sid);
     body.extend([0, 6, 0x00, 0x9c, 0xc0, 0x2b, 0xc0, 0x2f, 1, 0]);
