@@ -97,6 +97,7 @@ pub fn read_flight(buf: &[u8]) -> Flight {
                         hello: Some(h),
                         chain: None,
                         key_exchange: None,
+                        ..
                     } if handshake.is_empty() => Flight::Resumed(h),
                     _ => Flight::Invalid("ChangeCipherSpec out of order"),
                 }
@@ -130,6 +131,9 @@ struct Seen {
     hello: Option<ServerHello>,
     chain: Option<Vec<Vec<u8>>>,
     key_exchange: Option<Vec<u8>>,
+    /// A NewSessionTicket: only in an abbreviated handshake (RFC 5077 §3.1),
+    /// before its ChangeCipherSpec.
+    ticket: bool,
 }
 
 /// One handshake message of the flight, in the order RFC 5246 §7.3 gives:
@@ -153,8 +157,15 @@ fn message(msg: &[u8], seen: &mut Seen) -> Step {
             seen.hello = Some(h);
             Step::More
         }
+        // A server resuming a session by ticket may issue a new one first.
+        TlsMessageHandshake::NewSessionTicket(_)
+            if started && !seen.ticket && seen.chain.is_none() && seen.key_exchange.is_none() =>
+        {
+            seen.ticket = true;
+            Step::More
+        }
         TlsMessageHandshake::Certificate(c)
-            if started && seen.chain.is_none() && seen.key_exchange.is_none() =>
+            if started && !seen.ticket && seen.chain.is_none() && seen.key_exchange.is_none() =>
         {
             seen.chain = Some(c.cert_chain.iter().map(|c| c.data.to_vec()).collect());
             Step::More
@@ -174,6 +185,7 @@ fn message(msg: &[u8], seen: &mut Seen) -> Step {
                 hello: Some(hello),
                 chain,
                 key_exchange,
+                ticket: false,
             } => Step::Done(Flight::Full {
                 hello,
                 chain: chain.unwrap_or_default(),
@@ -330,6 +342,21 @@ mod tests {
             read_flight(&record(22, &done)),
             Flight::Invalid(_)
         ));
+        // A resumption by ticket that issues a new ticket first.
+        let mut wire = record(22, &server_hello(0xc02f, &[]));
+        wire.extend_from_slice(&record(22, &handshake(4, &[0, 0, 0, 60, 0, 2, 1, 2])));
+        wire.extend_from_slice(&record(20, &[1]));
+        assert!(
+            matches!(read_flight(&wire), Flight::Resumed(_)),
+            "{:?}",
+            read_flight(&wire)
+        );
+        // …but a ticket is no part of a full handshake's first flight.
+        let mut hs = server_hello(0xc02b, &[]);
+        hs.extend_from_slice(&handshake(4, &[0, 0, 0, 60, 0, 2, 1, 2]));
+        hs.extend_from_slice(&cert);
+        hs.extend_from_slice(&done);
+        assert!(matches!(read_flight(&record(22, &hs)), Flight::Invalid(_)));
         // After a key exchange, ChangeCipherSpec is not a resumption.
         let mut hs = server_hello(0xc02b, &[]);
         hs.extend_from_slice(&ske);
