@@ -13,13 +13,17 @@ use std::time::Duration;
 use common::tls_lab::*;
 use common::*;
 
-const SPELLINGS: [&str; 6] = [
+const SPELLINGS: [&str; 9] = [
     "/admin",
     "/%61dmin",
     "//admin",
     "/./admin",
     "/x/../admin",
     "/x/%2E%2e/admin",
+    // What Tomcat, IIS and nginx read into a path (an attacker's review).
+    "/pub/..;/admin",
+    "/pub/..%5Cadmin",
+    "/pub/..%2Fadmin",
 ];
 const NAME: &str = "origin.example.test";
 
@@ -134,7 +138,7 @@ async fn every_spelling_of_a_denied_path_is_denied_inside_interception() {
     let codes = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(
         codes,
-        "[403]\n[403]\n[403]\n[403]\n[403]\n[403]\n[400]\n[400]\n[200]\n",
+        "[403]\n[403]\n[403]\n[403]\n[403]\n[403]\n[403]\n[403]\n[403]\n[400]\n[400]\n[200]\n",
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
