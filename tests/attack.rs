@@ -139,7 +139,7 @@ async fn a_password_flood_is_bounded_in_memory_and_answered() {
     let gh = Gatehouse::start(
         "max_connections_per_address = 5000\n",
         &format!(
-            "{auth}[auth.throttle]\nuser_failures = 0\naddress_failures = 0\n\
+            "{auth}[auth.throttle]\nuser_failures = 0\nfamiliar_failures = 0\naddress_failures = 0\n\
              [auth.password_checks]\npermits = 2\nqueue_timeout = \"1s\"\n"
         ),
     );

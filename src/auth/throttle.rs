@@ -211,10 +211,14 @@ impl Throttle {
     /// `user`'s turn: held from [`Throttle::check`] until the realm's answer
     /// is counted, so the budgets are spent one check at a time. (Within
     /// this instance: a fleet may overspend by one check per instance.)
-    pub async fn turn(&self, user: &str) -> tokio::sync::MutexGuard<'_, ()> {
+    /// With no per-user budget there is nothing to spend exactly: no turn.
+    pub async fn turn(&self, user: &str) -> Option<tokio::sync::MutexGuard<'_, ()>> {
         use std::hash::BuildHasher;
+        if self.budgets.unfamiliar == 0 && self.budgets.familiar == 0 {
+            return None;
+        }
         let i = (self.shard.hash_one(user) % TURNS as u64) as usize;
-        self.turns[i].lock().await
+        Some(self.turns[i].lock().await)
     }
 
     fn mark(&self, a: &Attempt<'_>) -> PasswordMark {
