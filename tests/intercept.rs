@@ -22,27 +22,9 @@ struct Lab {
 /// A proxy with the local realm, `origin_ca` trusted for origins, an
 /// interception CA, `policy` and `extra` config.
 fn lab(dir: &std::path::Path, ca: &TestCa, ports: &[u16], policy: &str, extra: &str) -> Lab {
-    let (proxy_ca, proxy_key) = gatehouse::intercept::ca::init(&dir.join("proxy-ca")).unwrap();
-    let policy_path = dir.join("policy.toml");
-    std::fs::write(&policy_path, policy).unwrap();
-    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-    let cfg = format!(
-        "{}[resolver]\nsystem = false\nhosts = {{ \"{NAME}\" = [\"127.0.0.1\"], \"bank.example.test\" = [\"127.0.0.1\"] }}\n\
-         [tunnel]\nallowed_ports = [{}]\n\
-         [detection]\nenabled = true\ntimeout = \"3s\"\nca_file = \"{}\"\n\
-         [intercept]\nca_cert = \"{}\"\nca_key = \"{}\"\n\
-         [policy]\nfile = \"{}\"\n{extra}",
-        local_realm(dir),
-        ports.join(", "),
-        ca.pem_path.display(),
-        proxy_ca.display(),
-        proxy_key.display(),
-        policy_path.display(),
-    );
-    Lab {
-        gh: Gatehouse::start("", &cfg),
-        proxy_ca,
-    }
+    let names = [NAME, "bank.example.test"];
+    let (gh, proxy_ca) = intercept_proxy(dir, ca, ports, &names, policy, extra);
+    Lab { gh, proxy_ca }
 }
 
 const INTERCEPT_BOB: &str = r#"

@@ -213,19 +213,27 @@ const BOB_TUNNELS: &str =
 const BOB_BLOCKED: &str = "[[layers.rules]]\nname = \"bob-blocked\"\nuser = [\"bob\"]\n\
 action = \"deny\"\nreason = \"no_tunnels\"\n";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_reload_closes_the_raw_tunnels_it_refuses_and_keeps_the_rest() {
-    let dir = tempfile::tempdir().unwrap();
+/// A proxy whose policy file gives bob raw tunnels to an echo server:
+/// (the proxy, the echo server, the policy file to rewrite).
+async fn raw_tunnels(
+    dir: &std::path::Path,
+) -> (Gatehouse, std::net::SocketAddr, std::path::PathBuf) {
     let echo = echo_server().await;
-    let policy = dir.path().join("policy.toml");
+    let policy = dir.join("policy.toml");
     std::fs::write(&policy, tunnels_policy(BOB_TUNNELS)).unwrap();
     let cfg = format!(
         "{}[tunnel]\nallowed_ports = [{}]\n[policy]\nfile = \"{}\"\n",
-        local_realm(dir.path()),
+        local_realm(dir),
         echo.port(),
         policy.display()
     );
-    let gh = Gatehouse::start("", &cfg);
+    (Gatehouse::start("", &cfg), echo, policy)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_closes_the_raw_tunnels_it_refuses_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gh, echo, policy) = raw_tunnels(dir.path()).await;
     let mut bob = tunnel(&gh, &echo.to_string(), "bob:bob-pw").await;
     let mut alice = tunnel(&gh, &echo.to_string(), "alice:alice-pw").await;
     roundtrip(&mut bob, b"bob-1").await;
@@ -307,16 +315,7 @@ async fn a_detected_tunnel_is_judged_again_on_what_detection_found() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_deleted_from_the_realm_loses_their_open_tunnel() {
     let dir = tempfile::tempdir().unwrap();
-    let echo = echo_server().await;
-    let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, tunnels_policy(BOB_TUNNELS)).unwrap();
-    let cfg = format!(
-        "{}[tunnel]\nallowed_ports = [{}]\n[policy]\nfile = \"{}\"\n",
-        local_realm(dir.path()),
-        echo.port(),
-        policy.display()
-    );
-    let gh = Gatehouse::start("", &cfg);
+    let (gh, echo, _) = raw_tunnels(dir.path()).await;
     let mut bob = tunnel(&gh, &echo.to_string(), "bob:bob-pw").await;
     let mut alice = tunnel(&gh, &echo.to_string(), "alice:alice-pw").await;
     roundtrip(&mut bob, b"bob").await;

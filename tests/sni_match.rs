@@ -18,22 +18,7 @@ const BANK: &str = "bank.example.test";
 /// A proxy with the local realm, detection trusting `ca`, an interception
 /// CA, and `policy`.
 fn proxy(dir: &std::path::Path, ca: &TestCa, port: u16, policy: &str) -> Gatehouse {
-    let (proxy_ca, proxy_key) = gatehouse::intercept::ca::init(&dir.join("proxy-ca")).unwrap();
-    let policy_path = dir.join("policy.toml");
-    std::fs::write(&policy_path, policy).unwrap();
-    let cfg = format!(
-        "{}[resolver]\nsystem = false\nhosts = {{ \"{NAME}\" = [\"127.0.0.1\"], \"{BANK}\" = [\"127.0.0.1\"] }}\n\
-         [tunnel]\nallowed_ports = [{port}]\n\
-         [detection]\nenabled = true\ntimeout = \"3s\"\nca_file = \"{}\"\n\
-         [intercept]\nca_cert = \"{}\"\nca_key = \"{}\"\n\
-         [policy]\nfile = \"{}\"\n",
-        local_realm(dir),
-        ca.pem_path.display(),
-        proxy_ca.display(),
-        proxy_key.display(),
-        policy_path.display(),
-    );
-    Gatehouse::start("", &cfg)
+    intercept_proxy(dir, ca, &[port], &[NAME, BANK], policy, "").0
 }
 
 fn auth() -> String {

@@ -47,22 +47,7 @@ action = "deny"
 "#;
 
 fn proxy(dir: &std::path::Path, ca: &TestCa, port: u16) -> (Gatehouse, std::path::PathBuf) {
-    let (proxy_ca, proxy_key) = gatehouse::intercept::ca::init(&dir.join("proxy-ca")).unwrap();
-    let policy_path = dir.join("policy.toml");
-    std::fs::write(&policy_path, POLICY).unwrap();
-    let cfg = format!(
-        "{}[resolver]\nsystem = false\nhosts = {{ \"{NAME}\" = [\"127.0.0.1\"] }}\n\
-         [tunnel]\nallowed_ports = [{port}]\n\
-         [detection]\nenabled = true\ntimeout = \"3s\"\nca_file = \"{}\"\n\
-         [intercept]\nca_cert = \"{}\"\nca_key = \"{}\"\n\
-         [policy]\nfile = \"{}\"\n",
-        local_realm(dir),
-        ca.pem_path.display(),
-        proxy_ca.display(),
-        proxy_key.display(),
-        policy_path.display(),
-    );
-    (Gatehouse::start("", &cfg), proxy_ca)
+    intercept_proxy(dir, ca, &[port], &[NAME], POLICY, "")
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -753,3 +753,40 @@ pub async fn answering_server(answer: Answer) -> (u16, Received) {
     });
     (port, seen)
 }
+
+/// A proxy with the local realm, detection trusting `ca`, an interception
+/// CA (its certificate's path returned, for clients to trust), the lab
+/// `names` on 127.0.0.1, CONNECT open to `ports`, the policy file
+/// `policy`, and `extra` config.
+pub fn intercept_proxy(
+    dir: &std::path::Path,
+    ca: &TestCa,
+    ports: &[u16],
+    names: &[&str],
+    policy: &str,
+    extra: &str,
+) -> (super::Gatehouse, PathBuf) {
+    let (proxy_ca, proxy_key) = gatehouse::intercept::ca::init(&dir.join("proxy-ca")).unwrap();
+    let policy_path = dir.join("policy.toml");
+    std::fs::write(&policy_path, policy).unwrap();
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let hosts: Vec<String> = names
+        .iter()
+        .map(|n| format!("\"{n}\" = [\"127.0.0.1\"]"))
+        .collect();
+    let cfg = format!(
+        "{}[resolver]\nsystem = false\nhosts = {{ {} }}\n\
+         [tunnel]\nallowed_ports = [{}]\n\
+         [detection]\nenabled = true\ntimeout = \"3s\"\nca_file = \"{}\"\n\
+         [intercept]\nca_cert = \"{}\"\nca_key = \"{}\"\n\
+         [policy]\nfile = \"{}\"\n{extra}",
+        super::local_realm(dir),
+        hosts.join(", "),
+        ports.join(", "),
+        ca.pem_path.display(),
+        proxy_ca.display(),
+        proxy_key.display(),
+        policy_path.display(),
+    );
+    (super::Gatehouse::start("", &cfg), proxy_ca)
+}
