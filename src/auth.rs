@@ -25,7 +25,6 @@ pub mod throttle;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::HeaderValue;
@@ -143,8 +142,6 @@ pub enum AuthError {
 /// The configured schemes in front of the realm chain in force.
 pub struct Authenticator {
     cfg: AuthConfig,
-    /// Swapped whole by [`Authenticator::replace_realms`] on reload.
-    realms: ArcSwap<RealmChain>,
     basic: basic::Basic,
     /// Users `gatehouse revoke` named, against identities kept on connections.
     revoked: revoked::Revoked,
@@ -154,8 +151,9 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// The schemes `cfg` enables, checking against `realms`.
-    pub fn new(cfg: &AuthConfig, realms: RealmChain) -> Result<Self, AuthError> {
+    /// The schemes `cfg` enables (the realms they check against are the
+    /// snapshot's a request was taken under).
+    pub fn new(cfg: &AuthConfig) -> Result<Self, AuthError> {
         let challenges = cfg
             .schemes
             .iter()
@@ -169,7 +167,6 @@ impl Authenticator {
             basic: basic::Basic::new(cfg)?,
             revoked: revoked::Revoked::default(),
             cfg: cfg.clone(),
-            realms: ArcSwap::from_pointee(realms),
             challenges,
             negotiate: cfg
                 .negotiate
@@ -181,18 +178,6 @@ impl Authenticator {
                 .contains(&Scheme::Ntlm)
                 .then(|| ntlm::Ntlm::new(&cfg.ntlm)),
         })
-    }
-
-    /// The realms in force (a snapshot: a reload does not change it).
-    pub fn realms(&self) -> Arc<RealmChain> {
-        self.realms.load_full()
-    }
-
-    /// Puts a new realm chain in force (SIGHUP). Verdicts cached under the
-    /// old chain, on the credential cache and on open connections, are not
-    /// used again: a changed password stops working at once.
-    pub fn replace_realms(&self, realms: RealmChain) -> Arc<RealmChain> {
-        self.realms.swap(Arc::new(realms))
     }
 
     /// `gatehouse revoke`: `who` (normalised, domain stripped) must prove
@@ -248,17 +233,21 @@ impl Authenticator {
     }
 
     /// Authenticates from the request's `Proxy-Authorization` values, or from
-    /// the identity the connection already established (Negotiate, NTLM).
+    /// the identity the connection already established (Negotiate, NTLM),
+    /// against `chain` (the realms of the request's snapshot). A verdict
+    /// remembered under another chain (before a reload changed the realm)
+    /// is not used: a changed password stops working at once.
     /// `state` follows the answer: a success binds or resets it, a failure
     /// that [`AuthFailure::counts`] is counted there.
     pub async fn authenticate<'a>(
         &self,
+        chain: &RealmChain,
         values: impl Iterator<Item = &'a HeaderValue>,
         state: &AuthState,
         client: IpAddr,
         place: &throttle::Place,
     ) -> Result<Authenticated, AuthFailure> {
-        let result = self.check(values, state, client, place).await;
+        let result = self.check(chain, values, state, client, place).await;
         match &result {
             Ok(who) => state.succeeded(who),
             Err(failure) if failure.counts() => {
@@ -271,6 +260,7 @@ impl Authenticator {
 
     async fn check<'a>(
         &self,
+        chain: &RealmChain,
         mut values: impl Iterator<Item = &'a HeaderValue>,
         state: &AuthState,
         client: IpAddr,
@@ -303,7 +293,6 @@ impl Authenticator {
         if values.next().is_some() {
             return Err(AuthFailure::Malformed(BadCredentials::Empty));
         }
-        let chain = self.realms();
         // The same Basic header again on this connection: already verified.
         // (Unless the realms were reloaded since.)
         if let Some((who, _)) = state
@@ -318,10 +307,7 @@ impl Authenticator {
         }
         match header::parse(value.as_bytes()).map_err(AuthFailure::Malformed)? {
             Presented::Basic(c) if self.cfg.schemes.contains(&Scheme::Basic) => {
-                let who = self
-                    .basic
-                    .check(&chain, &c.user, &c.password, place)
-                    .await?;
+                let who = self.basic.check(chain, &c.user, &c.password, place).await?;
                 state.remember_basic(value, &who);
                 Ok(who)
             }
@@ -342,9 +328,9 @@ impl Authenticator {
                 });
                 match (&self.negotiate, ntlm) {
                     (_, Some((ntlm, raw, framing))) => {
-                        ntlm.step(&chain, &raw, framing, state, client).await
+                        ntlm.step(chain, &raw, framing, state, client).await
                     }
-                    (Some(negotiate), None) => negotiate.step(&chain, credentials).await,
+                    (Some(negotiate), None) => negotiate.step(chain, credentials).await,
                     _ => Err(AuthFailure::UnsupportedScheme(scheme.to_string())),
                 }
             }
@@ -353,7 +339,7 @@ impl Authenticator {
                 credentials,
             } if scheme.eq_ignore_ascii_case("ntlm") => match &self.ntlm {
                 Some(ntlm) => match STANDARD.decode(credentials.trim()) {
-                    Ok(raw) => ntlm.step(&chain, &raw, Framing::Ntlm, state, client).await,
+                    Ok(raw) => ntlm.step(chain, &raw, Framing::Ntlm, state, client).await,
                     Err(_) => Err(AuthFailure::Malformed(BadCredentials::NotBase64)),
                 },
                 None => Err(AuthFailure::UnsupportedScheme(scheme.to_string())),

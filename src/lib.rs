@@ -33,5 +33,6 @@ pub mod proxy;
 pub mod resolve;
 pub mod server;
 pub mod settings;
+pub mod snapshot;
 pub mod stream;
 pub mod tunnel;

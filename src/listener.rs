@@ -38,6 +38,13 @@ use settings::ListenerConfig;
 /// What serves each request: the proxy's phases, given to the listener by
 /// whoever starts it (the listener knows connections, not requests).
 pub trait Service: Send + Sync + 'static {
+    /// What the listener reads its limits and certificate from.
+    type Settings: Settings;
+
+    /// The settings in force now; a connection keeps the ones it was
+    /// accepted under.
+    fn settings(&self) -> Arc<Self::Settings>;
+
     /// The answer to one request on `conn`.
     fn serve(
         self: Arc<Self>,
@@ -46,13 +53,19 @@ pub trait Service: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Response<ResponseBody>, Infallible>> + Send + 'static;
 }
 
+/// The listener's part of the running configuration (`[listener]` and
+/// the TLS listeners' certificate), swapped whole by a reload.
+pub trait Settings: Send + Sync + 'static {
+    /// `[listener]` limits and timeouts.
+    fn listener(&self) -> &ListenerConfig;
+    /// The TLS listeners' certificate, when any listener speaks TLS.
+    fn tls(&self) -> Option<&Arc<rustls::ServerConfig>>;
+}
+
 /// What every accept loop shares.
 pub struct Acceptor<S> {
     /// Serves the requests.
     pub service: Arc<S>,
-    /// `[listener]` limits and timeouts (swapped whole by a reload; each
-    /// connection keeps the ones it was accepted under).
-    pub settings: arc_swap::ArcSwap<ListenerConfig>,
     /// Where refusals before a request (overload, framing) are logged.
     pub log: AccessLog,
     /// One permit per open client connection.
@@ -65,8 +78,6 @@ pub struct Acceptor<S> {
     pub connections: TaskTracker,
     /// The next connection's id.
     pub next_id: AtomicU64,
-    /// The TLS listeners' certificate (swapped in whole on SIGHUP).
-    pub tls: Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>>,
 }
 
 /// Accepts on one listener until shutdown; `tls`: clients speak TLS to it.
@@ -103,8 +114,8 @@ pub async fn accept_loop<S: Service>(listener: TcpListener, acc: Arc<Acceptor<S>
             started: tokio::time::Instant::now(),
         };
         let behind_balancer = {
-            let cfg = acc.settings.load();
-            proxy_header::trusted(&cfg.proxy_protocol_from, peer.ip())
+            let settings = acc.service.settings();
+            proxy_header::trusted(&settings.listener().proxy_protocol_from, peer.ip())
         };
         if behind_balancer {
             // The client is known only after its PROXY header: the global
@@ -161,7 +172,7 @@ async fn behind_a_balancer<S: Service>(
     acc: Arc<Acceptor<S>>,
     global: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let deadline = at.started + acc.settings.load().header_read_timeout;
+    let deadline = at.started + acc.service.settings().listener().header_read_timeout;
     let read = tokio::time::timeout_at(deadline, proxy_header::read(&mut tcp)).await;
     let source = match read
         .unwrap_or_else(|_| Err("no whole PROXY protocol header within the header timeout".into()))
@@ -250,10 +261,11 @@ async fn serve_connection<S: Service>(
         tls,
         started: accepted,
     } = at;
-    let cfg = acc.settings.load_full();
+    let settings = acc.service.settings();
+    let cfg = settings.listener();
     // The handshake runs under the connection's slot and the header timeout:
     // a client that opens TLS and stalls holds no more than a silent one.
-    let stream = match acc.tls.load_full() {
+    let stream = match settings.tls().cloned() {
         // What is left of it after a PROXY header was read.
         Some(tls_cfg) if tls => match tls::accept(
             tcp,

@@ -39,7 +39,7 @@ pub enum StartError {
     },
     /// The config does not build (policy, realms, verifier).
     #[error(transparent)]
-    Build(#[from] runtime::BuildError),
+    Build(#[from] crate::snapshot::BuildError),
     /// The demo accounts on a non-loopback listener.
     #[error(transparent)]
     DemoAccounts(#[from] DemoAccounts),
@@ -101,13 +101,12 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Result<(), StartError> {
     let config = Arc::new(config);
-    let built = runtime::Runtime::build(&config)?;
-    for w in runtime::warnings(&config, &built.policy) {
+    let built = runtime::Runtime::build(config.clone())?;
+    for w in runtime::warnings(&config, &built.snapshot.policy) {
         tracing::warn!("{w}");
     }
     let all: Vec<SocketAddr> = config.listener.all_addresses().copied().collect();
-    refuse_demo_accounts(&all, &built.auth.realms())?;
-    let listener_tls = Arc::new(arc_swap::ArcSwapOption::from(built.listener_tls));
+    refuse_demo_accounts(&all, &built.snapshot.realms)?;
     let mut listeners = Vec::new();
     for (addr, tls) in config
         .listener
@@ -154,25 +153,18 @@ pub async fn run(
         log = log.observed_by(m.clone());
     }
     let proxy = Arc::new(Proxy {
+        live: crate::snapshot::Live::new(Arc::new(built.snapshot)),
         client: crate::forward::client(&config.forward),
-        resolver: arc_swap::ArcSwap::from_pointee(built.resolver),
-        refused: arc_swap::ArcSwap::from_pointee(built.refused),
         log: log.clone(),
         auth: built.auth,
-        policy: arc_swap::ArcSwap::from_pointee(built.policy),
-        checker: arc_swap::ArcSwap::from_pointee(built.checker),
-        interceptor: arc_swap::ArcSwapOption::from(built.interceptor.map(Arc::new)),
         listening: listening.clone(),
         hard_stop: CancellationToken::new(),
         tunnels: TaskTracker::new(),
         open: Default::default(),
-        config: arc_swap::ArcSwap::new(config.clone()),
-        generation: std::sync::atomic::AtomicU64::new(0),
     });
     proxy.auth.set_places(config.listener.places());
     let acc = Arc::new(Acceptor {
         service: proxy.clone(),
-        settings: arc_swap::ArcSwap::from_pointee(config.listener.clone()),
         log: log.clone(),
         slots: crate::conn::slots::Limit::new(config.listener.max_connections),
         per_address: {
@@ -184,7 +176,6 @@ pub async fn run(
         graceful: CancellationToken::new(),
         connections: TaskTracker::new(),
         next_id: AtomicU64::new(1),
-        tls: listener_tls.clone(),
     });
     let mut loops = Vec::new();
     for (l, tls) in listeners {
@@ -213,7 +204,6 @@ pub async fn run(
     let reloader = tokio::spawn(reload::on_hangup(reload::Handles {
         proxy: proxy.clone(),
         acceptor: acc.clone(),
-        listener_tls,
         path: config_path,
         metrics,
     }));
@@ -224,7 +214,7 @@ pub async fn run(
     reopener.abort();
     admin_stop.cancel();
     // The grace period as configured now (a reload may have changed it).
-    let grace = proxy.config.load().shutdown.grace_period;
+    let grace = proxy.snapshot().config.shutdown.grace_period;
     tracing::info!(grace = ?grace, "shutting down: no new connections");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     acc.graceful.cancel();
@@ -261,19 +251,22 @@ fn admin_endpoints(
     proxy: &Arc<Proxy>,
 ) -> crate::admin::Admin {
     let acc = acc.clone();
+    let config = proxy.snapshot().config.clone();
     crate::admin::Admin {
         metrics,
         live: crate::metrics::Live {
             connections: Box::new(move || acc.slots.open() as i64),
             tunnels: on(proxy, |p| p.tunnels.len() as i64),
             leaves_minted: on(proxy, |p| {
-                let i = p.interceptor.load();
-                i.as_ref().map_or(0, |i| i.minter.minted() as i64)
+                let now = p.snapshot();
+                now.interceptor
+                    .as_ref()
+                    .map_or(0, |i| i.minter.minted() as i64)
             }),
             credentials: on(proxy, |p| p.auth.cache_counters().into()),
             directories: on(proxy, |p| {
-                let realms = p.auth.realms();
-                let ldap = realms.iter().filter_map(|r| match &**r {
+                let now = p.snapshot();
+                let ldap = now.realms.iter().filter_map(|r| match &**r {
                     crate::directory::Realm::Ldap(l) => Some(l),
                     crate::directory::Realm::Local(_) => None,
                 });
@@ -285,14 +278,14 @@ fn admin_endpoints(
                 negotiate: p.auth.negotiate_slots(),
             }),
             policy: on(proxy, |p| {
-                let policy = p.policy.load();
-                (policy.source.clone(), policy.digest.clone())
+                let now = p.snapshot();
+                (now.policy.source.clone(), now.policy.digest.clone())
             }),
         },
-        realms: on(proxy, |p| p.auth.realms()),
-        probe_timeout: proxy.config.load().admin.probe_timeout,
-        pac: on(proxy, |p| crate::admin::pac::pac(&p.config.load().pac)),
-        limits: crate::admin::Limits::new(&proxy.config.load().admin),
+        realms: on(proxy, |p| p.snapshot().realms.clone()),
+        probe_timeout: config.admin.probe_timeout,
+        pac: on(proxy, |p| crate::admin::pac::pac(&p.snapshot().config.pac)),
+        limits: crate::admin::Limits::new(&config.admin),
         revoke: {
             let proxy = proxy.clone();
             Box::new(move |user| proxy.revoke(user))

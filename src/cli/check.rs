@@ -15,7 +15,7 @@ use crate::users::runtime;
 /// directory cannot be reached, 4 when the NTLM test logon (`ntlm`: user
 /// and password file) is refused.
 pub fn check(config: &Config, ntlm: Option<(&str, &std::path::Path)>) -> ExitCode {
-    let built = match Runtime::build(config) {
+    let built = match Runtime::build(std::sync::Arc::new(config.clone())) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("gatehouse: config error: {e}");
@@ -23,10 +23,10 @@ pub fn check(config: &Config, ntlm: Option<(&str, &std::path::Path)>) -> ExitCod
         }
     };
     println!("config OK");
-    for w in gatehouse::server::runtime::warnings(config, &built.policy) {
+    for w in gatehouse::server::runtime::warnings(config, &built.snapshot.policy) {
         println!("WARNING: {w}");
     }
-    let realms = built.auth.realms();
+    let realms = built.snapshot.realms.clone();
     let mut unreachable = 0;
     if let Some(n) = config.auth.negotiate.as_ref().filter(|_| {
         config

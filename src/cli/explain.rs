@@ -105,7 +105,7 @@ fn header_map(headers: &[String]) -> Result<http::HeaderMap, String> {
 /// The user as the realms know them (the first realm that knows the name),
 /// plus `--group`s.
 fn identity(built: &Runtime, user: &str, extra: &[String]) -> Identity {
-    let realms = built.auth.realms();
+    let realms = built.snapshot.realms.clone();
     let found = runtime()
         .block_on(realms.lookup(user))
         .ok()
@@ -233,14 +233,14 @@ fn print_plan(p: &Plan) {
 
 /// Prints each step the proxy would take for a request, and its decision.
 pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
-    let built = match Runtime::build(config) {
+    let built = match Runtime::build(std::sync::Arc::new(config.clone())) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("gatehouse: {e}");
             return ExitCode::from(2);
         }
     };
-    let policy = &built.policy;
+    let policy = &built.snapshot.policy;
     let method = q.method.to_ascii_uppercase();
     let (host, port, url) = match target(&method, &q.url) {
         Ok(t) => t,
@@ -261,7 +261,7 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
         println!("url (judged):   {u}");
     }
     // The addresses the proxy would judge, resolved the same way.
-    let addrs = match runtime().block_on(built.resolver.resolve(&host)) {
+    let addrs = match runtime().block_on(built.snapshot.resolver.resolve(&host)) {
         Ok(a) => a,
         Err(e) => {
             println!("resolution:     {host}: {e}");
@@ -287,7 +287,7 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
     let listening: Vec<SocketAddr> = config.listener.addresses.clone();
     let settings = Settings {
         connect_ports: &config.tunnel.allowed_ports,
-        refused: &built.refused,
+        refused: &built.snapshot.refused,
         listening: &listening,
         auth_required: config.auth.required,
         detection: config.detection.enabled,

@@ -14,7 +14,7 @@ pub(super) fn answer_error(
     e: ProxyError,
     mut record: AccessRecord,
     in_flight: InFlight,
-    is_connect: bool,
+    close: bool,
 ) -> Response<ResponseBody> {
     tracing::debug!(error = %e, client = %record.client_ip, "request refused");
     record.set_error(&e);
@@ -29,9 +29,7 @@ pub(super) fn answer_error(
                 .append(header::PROXY_AUTHENTICATE, c.clone());
         }
     }
-    if is_connect {
-        // After a refused CONNECT the client may already be sending tunnel
-        // bytes: they must never be read as a request.
+    if close {
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }

@@ -2,29 +2,28 @@
 //! answers (407, 503) and log fields here; a refusal drains the request
 //! body (bounded) so the connection survives its 407.
 
-use http::{header, HeaderValue, Method, Request, Response};
+use http::{header, Request, Response};
 use hyper::body::Incoming;
 
-use super::answer::answer_error;
+use super::transaction::Transaction;
 use super::Proxy;
-use crate::accesslog::AccessRecord;
 use crate::auth::throttle::Place;
 use crate::auth::{AuthFailure, Authenticated};
 use crate::body::ResponseBody;
-use crate::conn::{ConnState, InFlight};
+use crate::conn::ConnState;
 use crate::error::ProxyError;
 
-/// Checks the request's credentials; on success the identity goes to the
-/// record and to the connection.
+/// Checks the request's credentials against the transaction's realms; on
+/// success the identity goes to the record and to the connection.
 pub(super) async fn authenticate(
     proxy: &Proxy,
     conn: &ConnState,
     req: &Request<Incoming>,
-    config: &crate::config::Config,
-    r: &mut AccessRecord,
+    tx: &mut Transaction,
 ) -> Result<Authenticated, ProxyError> {
     let presented = req.headers().get_all(header::PROXY_AUTHORIZATION).iter();
     let ip = conn.client.ip();
+    let (config, chain) = (&tx.snapshot.config, &tx.snapshot.realms);
     let place = {
         let shared = crate::limit::shared(&config.listener.shared_addresses, ip);
         Place {
@@ -34,15 +33,14 @@ pub(super) async fn authenticate(
                 .unwrap_or(config.auth.throttle.address_failures),
         }
     };
+    let r = &mut tx.record;
     match proxy
         .auth
-        .authenticate(presented, &conn.auth, ip, &place)
+        .authenticate(chain, presented, &conn.auth, ip, &place)
         .await
     {
         Ok(who) => {
-            r.username = Some(who.identity.user.clone());
-            r.auth_groups = who.identity.group_names();
-            r.auth_scheme = Some(who.log_scheme());
+            tx.authenticated(&who);
             Ok(who)
         }
         Err(AuthFailure::Missing) => Err(ProxyError::AuthRequired),
@@ -84,36 +82,25 @@ pub(super) async fn authenticate(
 }
 
 /// Answers an authentication refusal. The unread request body is drained
-/// first (bounded in size and time) so the connection survives the 407.
+/// first (bounded in size and time) so the connection survives the 407
+/// (NTLM's handshake goes on on the same connection, CONNECT too).
 pub(super) async fn refuse(
     proxy: &Proxy,
     conn: &ConnState,
     e: ProxyError,
     req: Request<Incoming>,
-    record: AccessRecord,
-    in_flight: InFlight,
-    mut close: bool,
+    tx: Transaction,
+    close: bool,
 ) -> Response<ResponseBody> {
-    let is_connect = req.method() == Method::CONNECT;
-    if is_connect {
-        conn.answer_connect(false);
-    }
     let (limit, wait) = {
-        let config = proxy.config.load();
+        let config = &tx.snapshot.config;
         (
             config.auth.max_drain_bytes,
             config.listener.header_read_timeout,
         )
     };
-    if !drain(req.into_body(), limit, wait).await {
-        close = true;
-    }
-    let mut resp = answer_error(proxy, e, record, in_flight, false);
-    if close {
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    resp
+    let drained = drain(req.into_body(), limit, wait).await;
+    tx.refuse_keeping(proxy, conn, e, !drained || close)
 }
 
 /// Reads and discards a body; false when it is larger than `limit` or slower than `wait`.

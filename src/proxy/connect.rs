@@ -8,16 +8,20 @@ use std::sync::{Arc, OnceLock};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use super::judged::{Judged, Under};
+use super::transaction::TunnelTx;
 use super::tunnels::Open;
-use super::{Failed, Proxy};
+use super::Proxy;
 use crate::accesslog::{AccessRecord, FilterResult};
 use crate::body::ResponseBody;
 use crate::config::Config;
-use crate::conn::{ConnState, InFlight};
+use crate::conn::ConnState;
+use crate::error::ProxyError;
 use crate::listener::guard::GuardedStream;
 use crate::outcome::ExceptionId;
+use crate::snapshot::Snapshot;
 use crate::stream::ClientStream;
 use crate::tunnel::detect::Protocol;
 use crate::tunnel::handshake::Check;
@@ -36,10 +40,10 @@ pub(super) enum Mode {
     Intercept,
 }
 
-/// A CONNECT as its plan decided it: the addresses to dial, the mode, the
-/// facts it was judged on (judged again on each reload, and for each
-/// request inside), and the settings the request was decided under —
-/// which the tunnel keeps to its end, whatever a reload swaps in meanwhile.
+/// A CONNECT as its plan decided it: the addresses to dial, the mode, and
+/// the facts it was judged on (judged again on each reload, and for each
+/// request inside). The tunnel keeps its transaction's snapshot to its
+/// end, whatever a reload swaps in meanwhile.
 pub(super) struct Tunnel {
     /// The resolved addresses the policy judged.
     pub dial: Vec<SocketAddr>,
@@ -47,31 +51,30 @@ pub(super) struct Tunnel {
     pub mode: Mode,
     /// The CONNECT's facts.
     pub judged: Judged,
-    /// The request's configuration.
-    pub config: Arc<Config>,
 }
 
-/// Dials, answers `200`, and spawns the session in its mode.
-pub(super) async fn connect(
+/// Dials the planned addresses within `tunnel.connect_timeout`.
+pub(super) async fn dial(t: &Tunnel, config: &Config) -> Result<TcpStream, ProxyError> {
+    let name = format!("{}:{}", t.judged.host, t.judged.port);
+    tunnel::dial(&t.dial, &name, config.tunnel.connect_timeout).await
+}
+
+/// Answers `200` and spawns the session in its mode; the tunnel logs its
+/// transaction when it ends.
+pub(super) fn open(
     proxy: &Arc<Proxy>,
     conn: &ConnState,
     mut req: Request<Incoming>,
     tunnel: Tunnel,
-    mut record: AccessRecord,
-    in_flight: InFlight,
-) -> Result<Response<ResponseBody>, Failed> {
-    let Tunnel {
-        dial,
-        mode,
-        judged,
-        config,
-    } = tunnel;
-    let cfg = &config.tunnel;
-    let name = format!("{}:{}", record.host, record.port);
-    let server = match tunnel::dial(&dial, &name, cfg.connect_timeout).await {
-        Ok(s) => s,
-        Err(e) => return Err((e, record, in_flight)),
-    };
+    server: TcpStream,
+    tx: TunnelTx,
+) -> Response<ResponseBody> {
+    let Tunnel { mode, judged, .. } = tunnel;
+    let TunnelTx {
+        snapshot,
+        mut record,
+        in_flight,
+    } = tx;
     record.remote_ip = server.peer_addr().ok().map(|a| a.ip());
     let on_upgrade = hyper::upgrade::on(&mut req);
     record.status = 200;
@@ -101,7 +104,7 @@ pub(super) async fn connect(
                 let mut pending = parts.read_buf.to_vec();
                 pending.extend_from_slice(&held);
                 drop((held, parts.read_buf));
-                let how = Settled { mode, config };
+                let how = Settled { mode, snapshot };
                 let ends = Ends {
                     open,
                     judged_by: &judged_by,
@@ -130,13 +133,13 @@ pub(super) async fn connect(
     conn.pinned.clear();
     let mut resp = Response::new(ResponseBody::full(bytes::Bytes::new()));
     *resp.status_mut() = StatusCode::OK;
-    Ok(resp)
+    resp
 }
 
-/// A tunnel's mode and the settings it keeps.
+/// A tunnel's mode and the snapshot it keeps.
 struct Settled {
     mode: Mode,
-    config: Arc<Config>,
+    snapshot: Arc<Snapshot>,
 }
 
 /// Where a tunnel's session says how it is going: its registry entry (what
@@ -151,12 +154,13 @@ async fn run(
     proxy: &Arc<Proxy>,
     client: ClientStream,
     pending: Vec<u8>,
-    server: tokio::net::TcpStream,
+    server: TcpStream,
     how: Settled,
     ends: Ends<'_>,
     record: &mut AccessRecord,
 ) -> TunnelEnd {
-    let Settled { mode, config } = how;
+    let Settled { mode, snapshot } = how;
+    let config = &snapshot.config;
     let Ends { open, judged_by } = ends;
     // Closed before it began (a reload between its decision and now):
     // not a byte sent on. The caller logs it `tunnel_revoked`.
@@ -201,10 +205,10 @@ async fn run(
     // Judged by the policy in force when detection decides, and recorded
     // for the reloads after.
     let judge = |p: &Protocol| {
-        let policy = proxy.settled().policy;
-        let categories = judged.categories_under(&policy);
+        let now = proxy.snapshot();
+        let categories = judged.categories_under(&now);
         let under = Under {
-            policy: &policy,
+            policy: &now.policy,
             identity: judged.identity.as_deref(),
             categories: &categories,
         };
@@ -215,13 +219,12 @@ async fn run(
         }
         says
     };
-    // The checker this tunnel uses, even if a reload swaps it meanwhile.
-    let checker = proxy.checker.load_full();
+    // The checker of the tunnel's snapshot, even if a reload swaps it meanwhile.
     let detection = Detection {
         inspector: Inspector { cfg: detection_cfg },
         tls: Check {
             cfg: &config.detection,
-            checker: &checker,
+            checker: &snapshot.checker,
             host: &judged.host,
         },
         judge,
@@ -230,11 +233,11 @@ async fn run(
         Ended::Done(end) => end,
         Ended::Intercept(t) => {
             record.intercepted = true;
-            let how = (judged, &*config, open);
+            let how = (judged, &*snapshot, open);
             inside(proxy, t, how, record, Inside::Decrypted).await
         }
         Ended::Http(t) => {
-            let how = (judged, &*config, open);
+            let how = (judged, &*snapshot, open);
             inside(proxy, t, how, record, Inside::Plain).await
         }
     }
@@ -255,10 +258,11 @@ enum Inside {
 async fn inside(
     proxy: &Arc<Proxy>,
     t: HandedOver,
-    (judged, cfg, open): (Arc<Judged>, &Config, &Open),
+    (judged, snapshot, open): (Arc<Judged>, &Snapshot, &Open),
     record: &AccessRecord,
     what: Inside,
 ) -> TunnelEnd {
+    let cfg = &snapshot.config;
     let host = judged.host.clone();
     let session = crate::intercept::session::Session {
         host: &host,
@@ -284,11 +288,11 @@ async fn inside(
     if what == Inside::Plain {
         return crate::intercept::session::run_http(session, client, held, server).await;
     }
-    let Some(interceptor) = proxy.interceptor.load_full() else {
+    let Some(interceptor) = &snapshot.interceptor else {
         // Start-up refuses an intercepting policy without a CA; fail closed anyway.
         return crate::intercept::session::unavailable();
     };
-    crate::intercept::session::run(session, &interceptor, client, held, server).await
+    crate::intercept::session::run(session, interceptor, client, held, server).await
 }
 
 /// The judge type of an undetected session (never called).

@@ -42,16 +42,16 @@ pub(super) fn destination(req: &Request<Incoming>) -> Result<Destination, ProxyE
 /// Resolves the destination, within the connect timeout: the addresses the
 /// policy judges and the only ones dialled.
 pub(super) async fn resolve(
-    settled: &super::Settled,
+    snapshot: &crate::snapshot::Snapshot,
     dest: &Destination,
 ) -> Result<Vec<IpAddr>, ProxyError> {
     let name = || dest.host.authority(dest.port);
     let wait = if dest.target.is_some() {
-        settled.config.forward.connect_timeout
+        snapshot.config.forward.connect_timeout
     } else {
-        settled.config.tunnel.connect_timeout
+        snapshot.config.tunnel.connect_timeout
     };
-    let resolver = &settled.resolver;
+    let resolver = &snapshot.resolver;
     match tokio::time::timeout(wait, resolver.resolve(&dest.host)).await {
         Ok(Ok(a)) => Ok(a),
         Ok(Err(e)) => {

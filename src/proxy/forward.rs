@@ -1,5 +1,6 @@
-//! Phase 6, HTTP: forward the request to the planned address and log the
-//! transaction when its response body is done.
+//! Phase 6, HTTP: forward the request to the planned address. The
+//! response goes back to the transaction, which logs it when its body is
+//! done.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -8,44 +9,44 @@ use std::sync::Arc;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::{Failed, Proxy};
-use crate::accesslog::AccessRecord;
-use crate::body::{Finish, ResponseBody};
-use crate::conn::InFlight;
+use crate::body::ResponseBody;
+use crate::config::Config;
+use crate::error::ProxyError;
 use crate::forward::{self, headers};
 use crate::outcome::SAction;
 
-#[allow(clippy::too_many_arguments)]
+/// The origin's answer, on its way back.
+pub(super) struct Forwarded {
+    pub resp: Response<ResponseBody>,
+    /// Request body bytes, counted while they stream up.
+    pub cs_bytes: Arc<AtomicU64>,
+    /// `TCP_MISS` or, never cacheable, `TCP_NC_MISS`.
+    pub action: SAction,
+    /// The address it went to.
+    pub addr: SocketAddr,
+}
+
 pub(super) async fn forward(
-    proxy: &Proxy,
+    config: &Config,
     up: forward::Upstream<'_>,
     req: Request<Incoming>,
     target: forward::Target,
     addr: SocketAddr,
-    mut r: AccessRecord,
-    in_flight: InFlight,
-) -> Result<Response<ResponseBody>, Failed> {
+) -> Result<Forwarded, ProxyError> {
     let method = req.method().clone();
-    r.remote_ip = Some(addr.ip());
     let cs_bytes = Arc::new(AtomicU64::new(0));
-    let config = proxy.config.load_full();
     let cfg = &config.forward;
-    let (resp, pinned) = match forward::forward(up, cfg, req, &target, addr, cs_bytes.clone()).await
-    {
-        Ok(resp) => resp,
-        Err(e) => return Err((e, r, in_flight)),
-    };
-    r.status = resp.status().as_u16();
+    let (resp, pinned) = forward::forward(up, cfg, req, &target, addr, cs_bytes.clone()).await?;
     // Squid: what a pinned (per-user) connection brings is never cacheable.
-    r.action = if !pinned && headers::cacheable(&method, resp.headers()) {
+    let action = if !pinned && headers::cacheable(&method, resp.headers()) {
         SAction::TcpMiss
     } else {
         SAction::TcpNcMiss
     };
-    let finish = Finish {
-        record: r,
-        log: proxy.log.clone(),
-        cs_bytes: Some(cs_bytes),
-    };
-    Ok(resp.map(|b| b.logged(finish).in_flight(in_flight)))
+    Ok(Forwarded {
+        resp,
+        cs_bytes,
+        action,
+        addr,
+    })
 }

@@ -22,6 +22,7 @@ use crate::directory::{Identity, RealmChain};
 use crate::intercept::session::{Inner, Judge, Judging};
 use crate::outcome::DetectionReason;
 use crate::policy::{Detected, Facts, Policy, Verdict};
+use crate::snapshot::Snapshot;
 use crate::tunnel::detect::{ClientHello, Protocol};
 use crate::tunnel::inspect::PolicySays;
 
@@ -32,8 +33,8 @@ pub(super) const USER_GONE: &str = "builtin:identity";
 /// What a tunnel needs from its CONNECT to ask the policy again: once the
 /// protocol is known, for each request inside, and after each reload.
 pub(super) struct Judged {
-    /// The policy the CONNECT was decided by (`categories` are its).
-    pub policy: Arc<Policy>,
+    /// The snapshot the CONNECT was decided by (`categories` are its policy's).
+    pub snapshot: Arc<Snapshot>,
     pub identity: Option<Arc<Identity>>,
     pub headers: HeaderMap,
     pub categories: Vec<Arc<str>>,
@@ -72,13 +73,13 @@ impl Judged {
         }
     }
 
-    /// The CONNECT host's categories under `policy` (the CONNECT's own when
-    /// the policy is the one it was decided by).
-    pub fn categories_under(&self, policy: &Arc<Policy>) -> Vec<Arc<str>> {
-        if Arc::ptr_eq(policy, &self.policy) {
+    /// The CONNECT host's categories under `now`'s policy (the CONNECT's
+    /// own when it is the snapshot it was decided by).
+    pub fn categories_under(&self, now: &Arc<Snapshot>) -> Vec<Arc<str>> {
+        if Arc::ptr_eq(now, &self.snapshot) {
             self.categories.clone()
         } else {
-            policy.categories.lookup(&self.host, &self.addrs)
+            now.policy.categories.lookup(&self.host, &self.addrs)
         }
     }
 
@@ -182,8 +183,9 @@ impl Judged {
         name: &str,
         hello: Option<&ClientHello>,
     ) -> Inner {
-        let policy = proxy.settled().policy;
-        let Ok(identity) = self.identity_now(&proxy.auth.realms()).await else {
+        let now = proxy.snapshot();
+        let policy = &now.policy;
+        let Ok(identity) = self.identity_now(&now.realms).await else {
             return Inner::Deny {
                 status: 403,
                 reason: crate::outcome::ExceptionId::TunnelRevoked.as_str().into(),
@@ -191,12 +193,12 @@ impl Judged {
             };
         };
         let categories = if name.eq_ignore_ascii_case(&self.host) {
-            self.categories_under(&policy)
+            self.categories_under(&now)
         } else {
             policy.categories.lookup(name, &self.addrs)
         };
         let under = Under {
-            policy: &policy,
+            policy,
             identity: identity.as_deref(),
             categories: &categories,
         };

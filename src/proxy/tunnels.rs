@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio_util::sync::CancellationToken;
 
 use super::judged::{Judged, Under, USER_GONE};
-use super::{Proxy, Settled};
+use super::Proxy;
 use crate::directory::identity::normalise;
-use crate::directory::RealmChain;
+use crate::snapshot::Snapshot;
 use crate::tunnel::detect::Protocol;
 
 /// The `x-rule` of a tunnel closed by `gatehouse revoke`.
@@ -138,12 +138,11 @@ impl Proxy {
     /// closes those it refuses; how many it closed. Called after a reload,
     /// off the swap.
     pub async fn rejudge_tunnels(&self) -> usize {
-        let settled = self.settled();
-        let realms = self.auth.realms();
+        let now = self.snapshot();
         let open = self.open.snapshot();
         let mut revoked = 0;
         for t in &open {
-            if self.judge_again(t, &settled, &realms).await {
+            if self.judge_again(t, &now).await {
                 revoked += 1;
             }
         }
@@ -155,23 +154,23 @@ impl Proxy {
     /// came between its CONNECT's decision and its entry (the reload's
     /// round may have missed it): every reload swaps in a new policy.
     pub(super) async fn judged_since_reload(&self, t: &Open) {
-        let settled = self.settled();
-        if !Arc::ptr_eq(&settled.policy, &t.judged.policy) {
-            self.judge_again(t, &settled, &self.auth.realms()).await;
+        let now = self.snapshot();
+        if !Arc::ptr_eq(&now, &t.judged.snapshot) {
+            self.judge_again(t, &now).await;
         }
     }
 
-    /// Judges `t` under `settled` and the user as `realms` know them now;
+    /// Judges `t` under `now` and the user as its realms know them now;
     /// closes it if refused (true).
-    async fn judge_again(&self, t: &Open, settled: &Settled, realms: &RealmChain) -> bool {
-        let settings = self.plan_settings(&settled.config, &settled.refused);
+    async fn judge_again(&self, t: &Open, now: &Arc<Snapshot>) -> bool {
+        let settings = self.plan_settings(now);
         let j = &t.judged;
-        let rule = match j.identity_now(realms).await {
+        let rule = match j.identity_now(&now.realms).await {
             Err(_) => Some(USER_GONE.into()),
             Ok(identity) => {
-                let categories = j.categories_under(&settled.policy);
+                let categories = j.categories_under(now);
                 let under = Under {
-                    policy: &settled.policy,
+                    policy: &now.policy,
                     identity: identity.as_deref(),
                     categories: &categories,
                 };

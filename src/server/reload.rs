@@ -16,10 +16,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{refuse_demo_accounts, runtime, DemoAccounts};
+use super::{refuse_demo_accounts, DemoAccounts};
 use crate::config::Config;
 use crate::listener::Acceptor;
 use crate::proxy::Proxy;
+use crate::snapshot::{BuildError, Snapshot};
 
 /// Why a SIGHUP reload changed nothing.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +28,7 @@ enum ReloadError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    Build(#[from] runtime::BuildError),
+    Build(#[from] BuildError),
     #[error(transparent)]
     DemoAccounts(#[from] DemoAccounts),
     #[error("reload task: {0}")]
@@ -46,10 +47,8 @@ impl ReloadError {
     fn what(&self) -> &'static str {
         match self {
             ReloadError::Config(_) | ReloadError::NeedsRestart(_) => "config",
-            ReloadError::Build(runtime::BuildError::ListenerTls(_)) => "listener certificate",
-            ReloadError::Build(runtime::BuildError::Realm(_)) | ReloadError::DemoAccounts(_) => {
-                "realm"
-            }
+            ReloadError::Build(BuildError::ListenerTls(_)) => "listener certificate",
+            ReloadError::Build(BuildError::Realm(_)) | ReloadError::DemoAccounts(_) => "realm",
             ReloadError::AccessLog { .. } => "access log",
             ReloadError::Build(_) | ReloadError::Task(_) => "policy",
         }
@@ -60,15 +59,8 @@ impl ReloadError {
 pub(super) struct Handles {
     pub proxy: Arc<Proxy>,
     pub acceptor: Arc<Acceptor<Proxy>>,
-    pub listener_tls: Arc<arc_swap::ArcSwapOption<rustls::ServerConfig>>,
     pub path: Option<PathBuf>,
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
-}
-
-/// What a reload swaps in: the new config and what it builds.
-struct Reloaded {
-    config: Arc<Config>,
-    built: runtime::Reloadable,
 }
 
 /// On each SIGHUP, [`reload`] then the swap; a refusal changes nothing.
@@ -83,11 +75,11 @@ pub(super) async fn on_hangup(h: Handles) {
         let (path, listening, running, log) = (
             h.path.clone(),
             h.proxy.listening.clone(),
-            (h.proxy.config.load_full(), h.proxy.auth.realms()),
+            h.proxy.snapshot(),
             h.proxy.log.clone(),
         );
         let loaded = tokio::task::spawn_blocking(move || {
-            reload(path.as_deref(), &listening, (&running.0, &running.1), &log)
+            reload(path.as_deref(), &listening, &running, &log)
         })
         .await
         .unwrap_or_else(|e| Err(e.into()));
@@ -109,28 +101,14 @@ pub(super) async fn on_hangup(h: Handles) {
     }
 }
 
-fn swap_in(h: &Handles, new: Reloaded) {
-    use std::sync::atomic::Ordering::SeqCst;
+fn swap_in(h: &Handles, new: Snapshot) {
     let (proxy, acc) = (&h.proxy, &h.acceptor);
-    let Reloaded { config, built: new } = new;
     let (realms, source) = (new.realms.len(), new.policy.source.clone());
-    // Odd while swapping: a request never takes half of it
-    // (`Proxy::settled` waits). Stores only in here — nothing that logs or
-    // blocks.
-    proxy.generation.fetch_add(1, SeqCst);
-    // The old values are dropped after the window (a policy or a realm's
-    // pools can take a while to drop).
-    let old = (
-        proxy.auth.replace_realms(new.realms),
-        proxy.policy.swap(Arc::new(new.policy)),
-        // Certificates: the detection CA file, the interception CA and the
-        // TLS listeners' are read again (their caches start afresh).
-        proxy.checker.swap(Arc::new(new.checker)),
-        proxy.interceptor.swap(new.interceptor.map(Arc::new)),
-        h.listener_tls.swap(new.listener_tls),
-        proxy.resolver.swap(Arc::new(new.resolver)),
-        proxy.refused.swap(Arc::new(new.refused)),
-    );
+    let config = new.config.clone();
+    // One store: a connection, request or tunnel has the old snapshot or
+    // the new one, never half of each. The old one is dropped here, off
+    // the request path (a policy or a realm's pools can take a while).
+    let old = proxy.live.replace(Arc::new(new));
     // Limits: new connections see them; open ones keep their places.
     let listener = &config.listener;
     acc.slots.resize(listener.max_connections);
@@ -138,10 +116,7 @@ fn swap_in(h: &Handles, new: Reloaded) {
         .set_max(listener.max_connections_per_address);
     acc.per_address.set_places(listener.places());
     proxy.auth.set_places(listener.places());
-    let old_listener = acc.settings.swap(Arc::new(listener.clone()));
-    let old_config = proxy.config.swap(config);
-    proxy.generation.fetch_add(1, SeqCst);
-    drop((old, old_listener, old_config));
+    drop(old);
     tracing::info!(realms, "realms reloaded");
     tracing::info!(%source, "policy reloaded");
     tracing::info!("configuration reloaded");
@@ -158,25 +133,23 @@ fn swap_in(h: &Handles, new: Reloaded) {
 fn reload(
     path: Option<&std::path::Path>,
     listening: &[SocketAddr],
-    (running, realms): (&Config, &crate::directory::RealmChain),
+    running: &Snapshot,
     log: &crate::accesslog::AccessLog,
-) -> Result<Reloaded, ReloadError> {
+) -> Result<Snapshot, ReloadError> {
     let config = Config::load(path)?;
-    let changed = crate::config::restart_needed(running, &config);
+    let changed = crate::config::restart_needed(&running.config, &config);
     if !changed.is_empty() {
         return Err(ReloadError::NeedsRestart(changed));
     }
-    let built = runtime::Reloadable::build(&config, Some(realms))?;
+    let built = Snapshot::build(Arc::new(config), Some(&running.realms))?;
     refuse_demo_accounts(listening, &built.realms)?;
+    let config = &built.config;
     log.reopen(&config.accesslog)
         .map_err(|source| ReloadError::AccessLog {
             path: config.accesslog.path.clone(),
             source,
         })?;
-    Ok(Reloaded {
-        config: Arc::new(config),
-        built,
-    })
+    Ok(built)
 }
 
 /// On each SIGUSR1, the access log reopened at its path (logrotate's
@@ -188,7 +161,7 @@ pub(super) async fn reopen_log_on_usr1(proxy: Arc<Proxy>) {
         return;
     };
     while usr1.recv().await.is_some() {
-        let (log, cfg) = (proxy.log.clone(), proxy.config.load().accesslog.clone());
+        let (log, cfg) = (proxy.log.clone(), proxy.snapshot().config.accesslog.clone());
         let done = tokio::task::spawn_blocking(move || log.reopen(&cfg).map(|()| cfg.path)).await;
         match done {
             Ok(Ok(path)) => tracing::info!(%path, "access log reopened"),
