@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
-use crate::outcome::{ExceptionId, SAction};
+use crate::outcome::{ExceptionId, InterceptProblem, SAction};
 
 /// What went wrong with one transaction, and which side caused it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +44,10 @@ pub enum ProxyError {
     /// A destination address in `destinations.refuse`.
     #[error("destination {0} is in a refused range (destinations.refuse)")]
     DestinationRefused(std::net::IpAddr),
+    /// A request inside a tunnel for another server than the tunnel's
+    /// (its `Host`, or an SNI other than the CONNECT's host): domain fronting.
+    #[error("a request inside the tunnel to {0} names another server")]
+    DomainFronting(String),
     /// Denied by a policy rule.
     #[error("denied by policy rule {rule}")]
     PolicyDenied {
@@ -95,6 +99,10 @@ pub enum ProxyError {
     /// The origin's answer is broken.
     #[error("upstream {0} sent an invalid response or closed the connection")]
     UpstreamBroken(String),
+    /// The origin of a tunnel cannot be reached again, or not verified
+    /// again, for a request inside it.
+    #[error("the tunnel's origin cannot be used: {}", .0.as_str())]
+    OriginUnusable(crate::outcome::DetectionReason),
 }
 
 impl ProxyError {
@@ -110,6 +118,7 @@ impl ProxyError {
             HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
             Loop => StatusCode::LOOP_DETECTED,
             PortNotAllowed(_) | DestinationRefused(_) => StatusCode::FORBIDDEN,
+            DomainFronting(_) => StatusCode::MISDIRECTED_REQUEST,
             PolicyDenied { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
             }
@@ -118,7 +127,9 @@ impl ProxyError {
             }
             DirectoryUnavailable | AuthBusy => StatusCode::SERVICE_UNAVAILABLE,
             TooManyConnections | TooManyFromClient => StatusCode::SERVICE_UNAVAILABLE,
-            DnsFailure(_) | ConnectFailed(_) | UpstreamBroken(_) => StatusCode::BAD_GATEWAY,
+            DnsFailure(_) | ConnectFailed(_) | UpstreamBroken(_) | OriginUnusable(_) => {
+                StatusCode::BAD_GATEWAY
+            }
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -137,6 +148,8 @@ impl ProxyError {
             ProxyProtocol(_) => ExceptionId::ProxyProtocolInvalid,
             PortNotAllowed(_) => ExceptionId::PolicyDenied,
             DestinationRefused(_) => ExceptionId::DestinationRefused,
+            DomainFronting(_) => ExceptionId::Intercept(InterceptProblem::DomainFronting),
+            OriginUnusable(reason) => ExceptionId::Detection(reason.clone()),
             TooManyConnections => ExceptionId::TooManyConnections,
             TooManyFromClient => ExceptionId::TooManyConnectionsFromClient,
             AuthRequired | AuthContinue(_) => ExceptionId::AuthenticationRequired,
@@ -176,7 +189,11 @@ impl ProxyError {
         use ProxyError::*;
         matches!(
             self,
-            DnsFailure(_) | ConnectFailed(_) | UpstreamTimeout(_) | UpstreamBroken(_)
+            DnsFailure(_)
+                | ConnectFailed(_)
+                | UpstreamTimeout(_)
+                | UpstreamBroken(_)
+                | OriginUnusable(_)
         )
     }
 

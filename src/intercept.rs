@@ -19,6 +19,7 @@
 pub mod ca;
 mod handshake;
 mod inner;
+pub mod judge;
 pub mod mint;
 mod rewind;
 pub mod session;

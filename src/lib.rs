@@ -16,6 +16,7 @@
 
 pub mod accesslog;
 pub mod admin;
+pub mod answer;
 pub mod auth;
 pub mod body;
 pub mod config;

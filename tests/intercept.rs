@@ -280,7 +280,9 @@ async fn python_http_client_through_an_intercepting_proxy() {
     );
     assert_eq!(
         text,
-        "200 hello from origin\n403 403 Forbidden\n200 from python\n"
+        // Refused inside the tunnel with the proxy's one answer: the rule
+        // and the reason, as for any request the proxy refuses.
+        "200 hello from origin\n403 Gatehouse: denied by policy rule no-admin (admin_blocked)\n200 from python\n"
     );
     assert_eq!(*seen.lock().unwrap(), ["GET /", "POST /echo"]);
 }

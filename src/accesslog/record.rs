@@ -130,6 +130,21 @@ impl AccessRecord {
         }
     }
 
+    /// The request's own fields — method, `User-Agent`, path and query (none
+    /// for a CONNECT) — the same way for every request the proxy serves and
+    /// every request inside a tunnel.
+    pub fn request<B>(&mut self, req: &http::Request<B>) {
+        self.method = req.method().as_str().to_owned();
+        self.user_agent = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        if req.method() != http::Method::CONNECT {
+            self.path = req.uri().path().to_owned();
+            self.query = req.uri().query().map(str::to_owned);
+        }
+    }
+
     /// Stamps the duration; call once, just before writing.
     pub fn finish(&mut self) {
         let took = self.start.elapsed().unwrap_or(Duration::ZERO);

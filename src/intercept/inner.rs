@@ -10,19 +10,19 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use http::{header, HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use super::session::{Inner, Judge};
-use crate::accesslog::{AccessLog, AccessRecord, FilterResult};
+use super::judge::{Inner, Judge};
+use crate::accesslog::{AccessLog, AccessRecord};
 use crate::body::{Finish, RequestBody, ResponseBody};
+use crate::error::ProxyError;
 use crate::forward::headers;
-use crate::outcome::{DetectionReason, ExceptionId, InterceptProblem, SAction};
+use crate::outcome::{DetectionReason, SAction};
 use crate::tunnel::verify;
 
 /// The origin connection inner requests travel on; re-established (and
@@ -81,46 +81,31 @@ pub(super) async fn inner(
     r.start = std::time::SystemTime::now();
     // Decrypted TLS (`https`), or plain HTTP found inside the CONNECT.
     r.intercepted = ctx.hello.is_some();
-    r.method = req.method().as_str().to_string();
+    r.request(&req);
     let scheme = if r.intercepted { "https" } else { "http" };
     r.scheme = Some(scheme);
     r.host.clone_from(&ctx.name);
-    r.path = req.uri().path().to_string();
-    r.query = req.uri().query().map(str::to_string);
-    r.user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
     r.protocol = None;
     let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
     // Judged as every URL is, normalised (policy/url.rs); one that cannot
     // be is refused.
     let url = match crate::policy::url::path_and_query_normalised(pq) {
         Ok(pq) => format!("{scheme}://{}{pq}", ctx.authority),
-        Err(_) => {
-            return Ok(answer(
-                &ctx,
-                r,
-                StatusCode::BAD_REQUEST,
-                ExceptionId::InvalidRequest,
-                None,
-            ))
-        }
+        Err(e) => return Ok(answer(&ctx, r, ProxyError::BadRequest(e.reason()))),
     };
     // Requests inside the tunnel are for the tunnel's server: another Host
     // is domain fronting, whatever the policy would say of either name.
     // A tunnel inside the tunnel would carry bytes no rule has seen.
-    if req.headers().get_all(header::HOST).iter().count() > 1
-        || req.method() == http::Method::CONNECT
-    {
+    if req.headers().get_all(header::HOST).iter().count() > 1 {
         return Ok(answer(
             &ctx,
             r,
-            StatusCode::BAD_REQUEST,
-            ExceptionId::InvalidRequest,
-            None,
+            ProxyError::BadRequest("more than one Host"),
         ));
+    }
+    if req.method() == http::Method::CONNECT {
+        let e = ProxyError::BadRequest("a CONNECT inside a tunnel");
+        return Ok(answer(&ctx, r, e));
     }
     if let Some(h) = req.headers().get(header::HOST) {
         let host = h.to_str().unwrap_or("");
@@ -132,26 +117,15 @@ pub(super) async fn inner(
             _ => (host, Some(default_port)),
         };
         if !host.trim_end_matches('.').eq_ignore_ascii_case(&ctx.name) || port != Some(ctx.port) {
-            let problem = ExceptionId::Intercept(InterceptProblem::DomainFronting);
-            return Ok(answer(
-                &ctx,
-                r,
-                StatusCode::MISDIRECTED_REQUEST,
-                problem,
-                None,
-            ));
+            let e = ProxyError::DomainFronting(host.to_string());
+            return Ok(answer(&ctx, r, e));
         }
     }
     if req.headers().contains_key(header::CONTENT_LENGTH)
         && req.headers().contains_key(header::TRANSFER_ENCODING)
     {
-        return Ok(answer(
-            &ctx,
-            r,
-            StatusCode::BAD_REQUEST,
-            ExceptionId::InvalidRequest,
-            None,
-        ));
+        let e = ProxyError::BadRequest("both Content-Length and Transfer-Encoding");
+        return Ok(answer(&ctx, r, e));
     }
     let hello = ctx.hello.as_deref();
     match (ctx.judge)(req.method(), &url, req.headers(), &ctx.name, hello).await {
@@ -160,17 +134,19 @@ pub(super) async fn inner(
             reason,
             rule,
         } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
-            return Ok(answer(&ctx, r, status, ExceptionId::Rule(reason), rule));
+            let e = ProxyError::PolicyDenied {
+                status,
+                reason,
+                rule: rule.as_deref().unwrap_or("default").into(),
+            };
+            r.rule = rule;
+            return Ok(answer(&ctx, r, e));
         }
         Inner::Allow { rule } => r.rule = rule,
     }
     Ok(match forward(&ctx, req, &mut r).await {
         Ok(resp) => resp,
-        Err((status, id)) => {
-            let rule = r.rule.take();
-            answer(&ctx, r, status, id, rule)
-        }
+        Err(e) => answer(&ctx, r, e),
     })
 }
 
@@ -180,7 +156,7 @@ async fn forward(
     ctx: &Ctx,
     req: Request<Incoming>,
     r: &mut AccessRecord,
-) -> Result<Response<ResponseBody>, (StatusCode, ExceptionId)> {
+) -> Result<Response<ResponseBody>, ProxyError> {
     let method = req.method().clone();
     let (mut parts, body) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
@@ -199,12 +175,7 @@ async fn forward(
     let req = Request::from_parts(parts, RequestBody::new(body, cs_bytes.clone()));
     let mut origin = ctx.origin.lock().await;
     let o = match &mut *origin {
-        Err(reason) => {
-            return Err((
-                StatusCode::BAD_GATEWAY,
-                ExceptionId::Detection(reason.clone()),
-            ))
-        }
+        Err(reason) => return Err(ProxyError::OriginUnusable(reason.clone())),
         Ok(o) => o,
     };
     r.remote_ip = Some(o.addr.ip());
@@ -212,16 +183,14 @@ async fn forward(
     if !matches!(ready, Ok(Ok(()))) {
         match reconnect(ctx, o.addr, &o.name).await {
             Ok(fresh) => *o = fresh,
-            Err(reason) => {
-                return Err((StatusCode::BAD_GATEWAY, ExceptionId::Detection(reason)));
-            }
+            Err(reason) => return Err(ProxyError::OriginUnusable(reason)),
         }
     }
     let sent = tokio::time::timeout(ctx.response_timeout, o.send.send_request(req)).await;
     drop(origin);
     let resp = match sent {
-        Err(_) => return Err((StatusCode::GATEWAY_TIMEOUT, ExceptionId::GatewayTimeout)),
-        Ok(Err(_)) => return Err((StatusCode::BAD_GATEWAY, ExceptionId::TcpError)),
+        Err(_) => return Err(ProxyError::UpstreamTimeout(ctx.authority.clone())),
+        Ok(Err(_)) => return Err(ProxyError::UpstreamBroken(ctx.authority.clone())),
         Ok(Ok(resp)) => resp,
     };
     let (mut parts, body) = resp.into_parts();
@@ -274,45 +243,8 @@ async fn reconnect(ctx: &Ctx, addr: SocketAddr, name: &str) -> Result<Origin, De
         .map_err(|_| DetectionReason::HandshakeInvalid)
 }
 
-/// The proxy's own answer inside the tunnel, logged.
-fn answer(
-    ctx: &Ctx,
-    mut r: AccessRecord,
-    status: StatusCode,
-    id: ExceptionId,
-    rule: Option<String>,
-) -> Response<ResponseBody> {
-    let text = format!(
-        "{} {}\nGatehouse: {} ({})\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        id.as_str(),
-        ctx.authority
-    );
-    let mut resp = Response::new(ResponseBody::full(Bytes::from(text)));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if let Ok(v) = HeaderValue::from_str(id.as_str()) {
-        h.insert("x-exception-id", v);
-    }
-    r.status = status.as_u16();
-    r.action = if status == StatusCode::BAD_GATEWAY || status == StatusCode::GATEWAY_TIMEOUT {
-        SAction::TcpErrMiss
-    } else {
-        SAction::TcpDenied
-    };
-    r.filter_result = if r.action == SAction::TcpDenied {
-        FilterResult::Denied
-    } else {
-        FilterResult::Observed
-    };
-    r.exception_id = Some(id);
-    r.rule = rule;
-    r.finish();
-    ctx.log.write(r);
-    resp
+/// The proxy's own answer inside the tunnel, logged as every refusal is
+/// ([`crate::answer::refusal`]).
+fn answer(ctx: &Ctx, r: AccessRecord, e: ProxyError) -> Response<ResponseBody> {
+    crate::answer::refusal(&e, r, &ctx.log)
 }

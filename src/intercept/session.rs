@@ -7,13 +7,13 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Method;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::handshake::{accept_client, connect_origin, read_hello};
 use super::inner::{inner, Ctx, Origin};
+use super::judge::Judge;
 use super::rewind::{Activity, Rewind};
 use super::Interceptor;
 use crate::accesslog::{AccessLog, AccessRecord};
@@ -21,44 +21,6 @@ use crate::outcome::{DetectionReason, ExceptionId, InterceptProblem, SAction};
 use crate::stream::ClientStream;
 use crate::tunnel::detect::{ClientHello, Protocol};
 use crate::tunnel::session::TunnelEnd;
-
-/// The policy's say on one decrypted request.
-#[derive(Debug, Clone)]
-pub enum Inner {
-    /// Forward it; the rules that decided, for `x-rule`.
-    Allow {
-        /// `x-rule`.
-        rule: Option<String>,
-    },
-    /// Answer it with this status and reason.
-    Deny {
-        /// The status.
-        status: u16,
-        /// The `x-exception-id`.
-        reason: Arc<str>,
-        /// `x-rule`.
-        rule: Option<String>,
-    },
-}
-
-/// Judges a request inside the tunnel by its own method, full URL and
-/// headers, the tunnel's server name (the SNI, else the CONNECT host) and
-/// its ClientHello (none for plain HTTP).
-/// Async: the tunnel's user is looked up again (through the realms' caches).
-pub type Judge = Box<
-    dyn for<'a> Fn(
-            &'a Method,
-            &'a str,
-            &'a http::HeaderMap,
-            &'a str,
-            Option<&'a ClientHello>,
-        ) -> Judging<'a>
-        + Send
-        + Sync,
->;
-
-/// One request's judgement under way.
-pub type Judging<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Inner> + Send + 'a>>;
 
 /// What an intercepted tunnel needs from the proxy: narrow handles.
 pub struct Session<'a> {

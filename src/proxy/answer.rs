@@ -1,24 +1,23 @@
-//! The single place an error becomes an answer and an access record.
+//! A refusal of a request the proxy serves: [`crate::answer::refusal`],
+//! with the authentication challenges and the connection's fate.
 
 use http::{header, HeaderValue, Response, StatusCode};
 
 use super::Proxy;
 use crate::accesslog::AccessRecord;
-use crate::body::{Finish, ResponseBody};
+use crate::body::ResponseBody;
 use crate::conn::InFlight;
 use crate::error::ProxyError;
 
-/// The single place an error becomes an answer and an access record.
+/// The answer to `e`, logged when written; `close` ends the connection.
 pub(super) fn answer_error(
     proxy: &Proxy,
     e: ProxyError,
-    mut record: AccessRecord,
+    record: AccessRecord,
     in_flight: InFlight,
     close: bool,
 ) -> Response<ResponseBody> {
-    tracing::debug!(error = %e, client = %record.client_ip, "request refused");
-    record.set_error(&e);
-    let mut resp: Response<ResponseBody> = e.to_response();
+    let mut resp = crate::answer::refusal(&e, record, &proxy.log);
     if let ProxyError::AuthContinue(challenge) = &e {
         if let Ok(v) = HeaderValue::from_str(challenge) {
             resp.headers_mut().insert(header::PROXY_AUTHENTICATE, v);
@@ -33,10 +32,5 @@ pub(super) fn answer_error(
         resp.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    let finish = Finish {
-        record,
-        log: proxy.log.clone(),
-        cs_bytes: None,
-    };
-    resp.map(|b| b.logged(finish).in_flight(in_flight))
+    resp.map(|b| b.in_flight(in_flight))
 }

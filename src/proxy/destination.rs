@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use http::{header, Method, Request};
+use http::{Method, Request};
 use hyper::body::Incoming;
 
 use crate::accesslog::AccessRecord;
@@ -67,11 +67,7 @@ pub(super) async fn resolve(
 
 /// Request fields for the log, filled before anything can fail.
 pub(super) fn describe(r: &mut AccessRecord, req: &Request<Incoming>) {
-    r.method = req.method().as_str().to_owned();
-    r.user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    r.request(req);
     let uri = req.uri();
     r.scheme = uri.scheme_str().map(|s| {
         if s.eq_ignore_ascii_case("http") {
@@ -87,10 +83,6 @@ pub(super) fn describe(r: &mut AccessRecord, req: &Request<Incoming>) {
         } else {
             80
         });
-    }
-    if req.method() != Method::CONNECT {
-        r.path = uri.path().to_owned();
-        r.query = uri.query().map(str::to_owned);
     }
     if req.method() == Method::CONNECT {
         r.scheme = Some("tcp");

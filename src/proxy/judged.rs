@@ -19,7 +19,7 @@ use http::{HeaderMap, Method};
 use super::plan::{self, detected, detected_tls, judge_detected, Plan, Progress};
 use super::Proxy;
 use crate::directory::{Identity, RealmChain};
-use crate::intercept::session::{Inner, Judge, Judging};
+use crate::intercept::judge::{Inner, Judge, Judging};
 use crate::outcome::DetectionReason;
 use crate::policy::{Detected, Facts, Policy, Verdict};
 use crate::snapshot::Snapshot;

@@ -1,0 +1,48 @@
+//! What a tunnel's inner requests ask of the proxy: the policy's say on
+//! each, by its own method, URL and headers. The proxy supplies the
+//! [`Judge`] (it knows the policy and the tunnel's user); interception
+//! only calls it.
+
+use std::sync::Arc;
+
+use http::Method;
+
+use crate::tunnel::detect::ClientHello;
+
+/// The policy's say on one decrypted request.
+#[derive(Debug, Clone)]
+pub enum Inner {
+    /// Forward it; the rules that decided, for `x-rule`.
+    Allow {
+        /// `x-rule`.
+        rule: Option<String>,
+    },
+    /// Answer it with this status and reason.
+    Deny {
+        /// The status.
+        status: u16,
+        /// The `x-exception-id`.
+        reason: Arc<str>,
+        /// `x-rule`.
+        rule: Option<String>,
+    },
+}
+
+/// Judges a request inside the tunnel by its own method, full URL and
+/// headers, the tunnel's server name (the SNI, else the CONNECT host) and
+/// its ClientHello (none for plain HTTP).
+/// Async: the tunnel's user is looked up again (through the realms' caches).
+pub type Judge = Box<
+    dyn for<'a> Fn(
+            &'a Method,
+            &'a str,
+            &'a http::HeaderMap,
+            &'a str,
+            Option<&'a ClientHello>,
+        ) -> Judging<'a>
+        + Send
+        + Sync,
+>;
+
+/// One request's judgement under way.
+pub type Judging<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Inner> + Send + 'a>>;
