@@ -148,3 +148,92 @@ fn no_source_file_is_too_long_to_read_at_once() {
     long.sort();
     assert!(long.is_empty(), "over {MAX_LINES} lines: {long:#?}");
 }
+
+/// Longest README allowed, in lines: a front door; the manual lives in `docs/`.
+const MAX_README_LINES: usize = 300;
+
+#[test]
+fn the_readme_is_a_front_door_not_the_manual() {
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let lines = std::fs::read_to_string(&readme).unwrap().lines().count();
+    assert!(
+        lines <= MAX_README_LINES,
+        "README.md has {lines} lines, over {MAX_README_LINES}: move the detail into docs/"
+    );
+}
+
+/// The targets of a Markdown file's inline links (`[text](target)`), outside
+/// fenced code blocks and code spans.
+fn markdown_links(text: &str) -> Vec<String> {
+    let mut links = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        // Code spans (`...`) are not links: keep only the text outside them.
+        let prose: String = line
+            .split('`')
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 0)
+            .map(|(_, part)| part)
+            .collect::<Vec<_>>()
+            .join(" ");
+        for (i, _) in prose.match_indices("](") {
+            let rest = &prose[i + 2..];
+            if let Some(end) = rest.find(')') {
+                let target = rest[..end].split_whitespace().next().unwrap_or("");
+                links.push(target.to_string());
+            }
+        }
+    }
+    links
+}
+
+/// Relative links of a Markdown file that name no existing file or folder.
+fn broken_links(file: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let dir = file.parent().unwrap();
+    markdown_links(&text)
+        .into_iter()
+        .filter(|t| !t.is_empty() && !t.starts_with('#') && !t.contains("://"))
+        .filter(|t| !t.starts_with("mailto:"))
+        .filter(|t| {
+            let path = t.split('#').next().unwrap();
+            !dir.join(path).exists()
+        })
+        .map(|t| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            format!("{}: {t}", file.strip_prefix(root).unwrap_or(file).display())
+        })
+        .collect()
+}
+
+#[test]
+fn every_relative_link_in_the_readme_and_docs_names_a_file() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            files.push(path);
+        }
+    }
+    let mut broken: Vec<String> = files.iter().flat_map(|f| broken_links(f)).collect();
+    broken.sort();
+    assert!(broken.is_empty(), "links to nothing: {broken:#?}");
+}
+
+#[test]
+fn the_link_checker_reads_links_and_skips_code() {
+    let text = "See [config](docs/configuration.md#keys) and [web](https://x.test).\n\
+                `[not](a-link.md)` here\n```\n[nor](this.md)\n```\n[top](#top)";
+    assert_eq!(
+        markdown_links(text),
+        ["docs/configuration.md#keys", "https://x.test", "#top"]
+    );
+}

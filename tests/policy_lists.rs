@@ -156,7 +156,7 @@ async fn list_files_decide_reload_and_explain() {
 /// Load time and memory of a 1,000,000-entry list (run in release, each in
 /// its own process so one's freed memory does not hide the other's:
 /// `cargo test --release --test policy_lists a_million_domains -- --ignored --nocapture`,
-/// and the same for `a_million_cidrs`). The README's figures come from here.
+/// and the same for `a_million_cidrs`). The figures in docs/policy.md come from here.
 #[test]
 #[ignore = "a measurement: run with --release"]
 fn a_million_domains_load_fast() {

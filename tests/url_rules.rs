@@ -1,6 +1,6 @@
 //! `url` rules judge the normalised URL (src/policy/url.rs), on plain HTTP
 //! and inside interception alike: every spelling an attacker tried against
-//! the README's own rule — `/%61dmin`, `//admin`, `/./admin`, `/x/../admin`
+//! docs/policy.md's own rule — `/%61dmin`, `//admin`, `/./admin`, `/x/../admin`
 //! — is `/admin` to the rule, and a target that cannot be normalised is
 //! `400`. Raw sockets for plain HTTP and `curl --path-as-is` through an
 //! intercepting policy, so no client tidies the path first. And a request

@@ -765,8 +765,12 @@ def report():
 
 
 def results_file():
-    """A run of some tests (TESTS=...) does not overwrite the full run's results."""
-    return "bench-results.json" if not ONLY else f"bench-results-{'-'.join(sorted(ONLY))}.json"
+    """Under integration/bench/results/; a run of some tests (TESTS=...) does not overwrite
+    the full run's results."""
+    name = "bench-results.json" if not ONLY else f"bench-results-{'-'.join(sorted(ONLY))}.json"
+    out = os.path.join(ROOT, "integration", "bench", "results")
+    os.makedirs(out, exist_ok=True)
+    return os.path.join(out, name)
 
 
 if __name__ == "__main__":
