@@ -46,7 +46,7 @@ pub enum ProxyError {
     DestinationRefused(std::net::IpAddr),
     /// A request inside a tunnel for another server than the tunnel's
     /// (its `Host`, or an SNI other than the CONNECT's host): domain fronting.
-    #[error("a request inside the tunnel to {0} names another server")]
+    #[error("a request inside the tunnel names {0:?}, not the tunnel's server")]
     DomainFronting(String),
     /// Denied by a policy rule.
     #[error("denied by policy rule {rule}")]

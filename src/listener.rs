@@ -41,8 +41,8 @@ pub trait Service: Send + Sync + 'static {
     /// What the listener reads its limits and certificate from.
     type Settings: Settings;
 
-    /// The settings in force now; a connection keeps the ones it was
-    /// accepted under.
+    /// The settings in force now; a connection copies the few it keeps
+    /// (limits, timeouts) when it is accepted.
     fn settings(&self) -> Arc<Self::Settings>;
 
     /// The answer to one request on `conn`.
@@ -248,6 +248,12 @@ struct Accepted {
     started: tokio::time::Instant,
 }
 
+/// What a connection keeps of `[listener]` for its life.
+struct Kept {
+    limits: Limits,
+    timeouts: Timeouts,
+}
+
 async fn serve_connection<S: Service>(
     tcp: TcpStream,
     at: Accepted,
@@ -261,16 +267,33 @@ async fn serve_connection<S: Service>(
         tls,
         started: accepted,
     } = at;
-    let settings = acc.service.settings();
-    let cfg = settings.listener();
+    // What the connection keeps of the settings in force: a few numbers
+    // and the certificate, not the snapshot (a keep-alive connection that
+    // lives for days must not pin an old policy and its lists in memory).
+    let (cfg, tls_cfg) = {
+        let settings = acc.service.settings();
+        let l = settings.listener();
+        let kept = Kept {
+            limits: Limits {
+                max_header_bytes: l.max_header_bytes,
+                max_uri_bytes: l.max_uri_bytes,
+                max_headers: l.max_headers,
+            },
+            timeouts: Timeouts {
+                header: l.header_read_timeout,
+                idle: l.idle_timeout,
+            },
+        };
+        (kept, settings.tls().cloned())
+    };
     // The handshake runs under the connection's slot and the header timeout:
     // a client that opens TLS and stalls holds no more than a silent one.
-    let stream = match settings.tls().cloned() {
+    let stream = match (tls, tls_cfg) {
         // What is left of it after a PROXY header was read.
-        Some(tls_cfg) if tls => match tls::accept(
+        (true, Some(tls_cfg)) => match tls::accept(
             tcp,
             tls_cfg,
-            cfg.header_read_timeout.saturating_sub(accepted.elapsed()),
+            cfg.timeouts.header.saturating_sub(accepted.elapsed()),
         )
         .await
         {
@@ -281,19 +304,11 @@ async fn serve_connection<S: Service>(
             }
         },
         // A TLS listener with no certificate cannot be (start-up refuses it).
-        None if tls => return,
-        _ => ClientStream::Plain(tcp),
+        (true, None) => return,
+        (false, _) => ClientStream::Plain(tcp),
     };
     let conn = ConnState::with_slot(id, peer, local, Some(slot));
-    let limits = Limits {
-        max_header_bytes: cfg.max_header_bytes,
-        max_uri_bytes: cfg.max_uri_bytes,
-        max_headers: cfg.max_headers,
-    };
-    let timeouts = Timeouts {
-        header: cfg.header_read_timeout,
-        idle: cfg.idle_timeout,
-    };
+    let Kept { limits, timeouts } = cfg;
     let io = GuardedStream::new(stream, limits, timeouts, conn.clone(), accepted);
     let (svc, conn2) = (acc.service.clone(), conn.clone());
     let service = service_fn(move |req| svc.clone().serve(conn2.clone(), req));
@@ -306,9 +321,9 @@ async fn serve_connection<S: Service>(
         .keep_alive(true)
         // The guard has already bounded the head (with room for one large
         // Proxy-Authorization); hyper must never refuse one it let through.
-        .max_buf_size((cfg.max_header_bytes + framing::MAX_PROXY_AUTHORIZATION) * 2);
-    if cfg.max_headers > 100 {
-        builder.max_headers(cfg.max_headers);
+        .max_buf_size((limits.max_header_bytes + framing::MAX_PROXY_AUTHORIZATION) * 2);
+    if limits.max_headers > 100 {
+        builder.max_headers(limits.max_headers);
     }
     let served = builder
         .serve_connection(TokioIo::new(io), service)

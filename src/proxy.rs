@@ -57,8 +57,8 @@ use transaction::Transaction;
 /// Everything a request needs that outlives it.
 pub struct Proxy {
     /// The configuration in force and everything built from it; SIGHUP
-    /// swaps in a new one whole (each connection, request and tunnel keeps
-    /// the one it started with).
+    /// swaps in a new one whole (each request and tunnel keeps the one it
+    /// was decided under).
     pub live: Live,
     /// The upstream HTTP client (pooled connections).
     pub client: UpstreamClient,
@@ -210,6 +210,8 @@ async fn carry_out(
                 pins: &conn.pinned,
                 user: user.as_deref(),
             };
+            // s-ip is the address tried, on a 502/504 too.
+            tx.record.remote_ip = Some(addr.ip());
             let config = tx.snapshot.config.clone();
             match forward::forward(&config, up, req, target, addr).await {
                 Ok(f) => with_mutual(tx.respond(proxy, f), &who),

@@ -6,10 +6,15 @@
 //! through [`Snapshot::build`], so a config that `check` accepts is one
 //! `run` starts with, and a reload is refused for exactly the reasons a
 //! start would be. A reload builds a new snapshot whole and puts it in
-//! force with one store ([`Live::replace`]); a connection, a request or a
-//! tunnel takes one `Arc<Snapshot>` and is decided by it to its end — never
-//! the new policy with the old settings, or the new realms with the old
-//! policy. (linkerd2-proxy swaps one whole value per update the same way.)
+//! force with one store ([`Live::replace`]); a request takes one
+//! `Arc<Snapshot>` and is decided by it to its end — never the new policy
+//! with the old settings, or the new realms with the old policy. A tunnel
+//! keeps its CONNECT's snapshot for its settings and certificate check,
+//! and asks the one in force for each later judgement (what detection
+//! found, each request inside, a reload's re-judging) and for the
+//! interception CA. A connection keeps only a few numbers of it: an idle
+//! keep-alive connection does not pin an old policy in memory.
+//! (linkerd2-proxy swaps one whole value per update the same way.)
 
 use std::sync::Arc;
 

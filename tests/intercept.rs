@@ -306,6 +306,18 @@ async fn a_request_for_another_host_inside_the_tunnel_is_refused_as_fronting() {
                 "-w",
                 "\n[%{http_code}]",
                 &url,
+                // Then a good request on the same decrypted session: one
+                // refused request does not cost the client its tunnel.
+                "--next",
+                "-x",
+                &format!("http://{}", l.gh.addr()),
+                "--proxy-user",
+                "bob:bob-pw",
+                "--cacert",
+                cacert,
+                "-w",
+                "\n[%{http_code} %{num_connects}]",
+                &url,
             ],
         )
     });
@@ -313,7 +325,16 @@ async fn a_request_for_another_host_inside_the_tunnel_is_refused_as_fronting() {
         out.contains("domain_fronting") && out.contains("[421]"),
         "{out}"
     );
-    assert!(seen.lock().unwrap().is_empty());
+    assert!(out.contains("[200 0]"), "the session was kept: {out}");
+    assert_eq!(*seen.lock().unwrap(), ["GET /"]);
+    // The refusal is the proxy's own check, not the rule that let the
+    // tunnel through: no x-rule.
+    let lines = l.gh.log_lines(3);
+    let fronted = lines
+        .iter()
+        .find(|x| x["x-exception-id"] == "domain_fronting")
+        .expect("the fronted request is logged");
+    assert_eq!(fronted["x-rule"], "-", "{lines:?}");
 }
 
 #[test]

@@ -91,21 +91,18 @@ pub(super) async fn inner(
     // be is refused.
     let url = match crate::policy::url::path_and_query_normalised(pq) {
         Ok(pq) => format!("{scheme}://{}{pq}", ctx.authority),
-        Err(e) => return Ok(answer(&ctx, r, ProxyError::BadRequest(e.reason()))),
+        Err(e) => return Ok(answer(&ctx, r, ProxyError::BadRequest(e.reason()), None)),
     };
     // Requests inside the tunnel are for the tunnel's server: another Host
     // is domain fronting, whatever the policy would say of either name.
     // A tunnel inside the tunnel would carry bytes no rule has seen.
     if req.headers().get_all(header::HOST).iter().count() > 1 {
-        return Ok(answer(
-            &ctx,
-            r,
-            ProxyError::BadRequest("more than one Host"),
-        ));
+        let e = ProxyError::BadRequest("more than one Host");
+        return Ok(answer(&ctx, r, e, None));
     }
     if req.method() == http::Method::CONNECT {
         let e = ProxyError::BadRequest("a CONNECT inside a tunnel");
-        return Ok(answer(&ctx, r, e));
+        return Ok(answer(&ctx, r, e, None));
     }
     if let Some(h) = req.headers().get(header::HOST) {
         let host = h.to_str().unwrap_or("");
@@ -118,14 +115,16 @@ pub(super) async fn inner(
         };
         if !host.trim_end_matches('.').eq_ignore_ascii_case(&ctx.name) || port != Some(ctx.port) {
             let e = ProxyError::DomainFronting(host.to_string());
-            return Ok(answer(&ctx, r, e));
+            return Ok(answer(&ctx, r, e, None));
         }
     }
     if req.headers().contains_key(header::CONTENT_LENGTH)
         && req.headers().contains_key(header::TRANSFER_ENCODING)
     {
+        // Smuggling: the one inner refusal that also ends the session.
         let e = ProxyError::BadRequest("both Content-Length and Transfer-Encoding");
-        return Ok(answer(&ctx, r, e));
+        r.rule = None;
+        return Ok(crate::answer::refusal(&e, r, &ctx.log));
     }
     let hello = ctx.hello.as_deref();
     match (ctx.judge)(req.method(), &url, req.headers(), &ctx.name, hello).await {
@@ -139,14 +138,16 @@ pub(super) async fn inner(
                 reason,
                 rule: rule.as_deref().unwrap_or("default").into(),
             };
-            r.rule = rule;
-            return Ok(answer(&ctx, r, e));
+            return Ok(answer(&ctx, r, e, rule));
         }
         Inner::Allow { rule } => r.rule = rule,
     }
     Ok(match forward(&ctx, req, &mut r).await {
         Ok(resp) => resp,
-        Err(e) => answer(&ctx, r, e),
+        Err(e) => {
+            let rule = r.rule.take();
+            answer(&ctx, r, e, rule)
+        }
     })
 }
 
@@ -244,7 +245,17 @@ async fn reconnect(ctx: &Ctx, addr: SocketAddr, name: &str) -> Result<Origin, De
 }
 
 /// The proxy's own answer inside the tunnel, logged as every refusal is
-/// ([`crate::answer::refusal`]).
-fn answer(ctx: &Ctx, r: AccessRecord, e: ProxyError) -> Response<ResponseBody> {
-    crate::answer::refusal(&e, r, &ctx.log)
+/// ([`crate::answer::refusal`]) with `rule` as its `x-rule` (none: a check
+/// of the proxy's own, not the CONNECT's rule). The decrypted session stays
+/// open: one bad request does not cost the client its tunnel.
+fn answer(
+    ctx: &Ctx,
+    mut r: AccessRecord,
+    e: ProxyError,
+    rule: Option<String>,
+) -> Response<ResponseBody> {
+    r.rule = rule;
+    let mut resp = crate::answer::refusal(&e, r, &ctx.log);
+    resp.headers_mut().remove(header::CONNECTION);
+    resp
 }

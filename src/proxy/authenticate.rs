@@ -92,6 +92,10 @@ pub(super) async fn refuse(
     tx: Transaction,
     close: bool,
 ) -> Response<ResponseBody> {
+    // The framing guard stops reading until the CONNECT is answered.
+    if tx.is_connect {
+        conn.answer_connect(false);
+    }
     let (limit, wait) = {
         let config = &tx.snapshot.config;
         (

@@ -288,7 +288,10 @@ async fn inside(
     if what == Inside::Plain {
         return crate::intercept::session::run_http(session, client, held, server).await;
     }
-    let Some(interceptor) = &snapshot.interceptor else {
+    // The CA in force when detection handed over, as the policy that chose
+    // interception is (a reload that adds or rotates the CA applies).
+    let now = proxy.snapshot();
+    let Some(interceptor) = &now.interceptor else {
         // Start-up refuses an intercepting policy without a CA; fail closed anyway.
         return crate::intercept::session::unavailable();
     };

@@ -22,8 +22,6 @@ pub(super) struct Forwarded {
     pub cs_bytes: Arc<AtomicU64>,
     /// `TCP_MISS` or, never cacheable, `TCP_NC_MISS`.
     pub action: SAction,
-    /// The address it went to.
-    pub addr: SocketAddr,
 }
 
 pub(super) async fn forward(
@@ -47,6 +45,5 @@ pub(super) async fn forward(
         resp,
         cs_bytes,
         action,
-        addr,
     })
 }

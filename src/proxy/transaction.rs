@@ -101,7 +101,6 @@ impl Transaction {
     /// Exit 2: the origin's response, streamed and logged when its body is
     /// done (with the request bytes counted on the way up).
     pub fn respond(mut self, proxy: &Proxy, f: Forwarded) -> Response<ResponseBody> {
-        self.record.remote_ip = Some(f.addr.ip());
         self.record.status = f.resp.status().as_u16();
         self.record.action = f.action;
         let finish = Finish {

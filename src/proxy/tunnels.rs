@@ -105,7 +105,7 @@ impl Tunnels {
     }
 
     /// The tunnels open now (the lock is not held while they are judged).
-    fn snapshot(&self) -> Vec<Arc<Open>> {
+    fn list(&self) -> Vec<Arc<Open>> {
         self.lock().values().cloned().collect()
     }
 
@@ -139,7 +139,7 @@ impl Proxy {
     /// off the swap.
     pub async fn rejudge_tunnels(&self) -> usize {
         let now = self.snapshot();
-        let open = self.open.snapshot();
+        let open = self.open.list();
         let mut revoked = 0;
         for t in &open {
             if self.judge_again(t, &now).await {
@@ -193,7 +193,7 @@ impl Proxy {
         let who = normalise(user, true, true);
         self.auth.revoke(&who);
         let mut closed_now = 0;
-        for t in self.open.snapshot() {
+        for t in self.open.list() {
             let theirs = t.user().is_some_and(|u| normalise(u, true, true) == who);
             if theirs && t.revoke(REVOKE_RULE.into()) {
                 closed(&t, REVOKE_RULE);

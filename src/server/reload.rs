@@ -105,9 +105,9 @@ fn swap_in(h: &Handles, new: Snapshot) {
     let (proxy, acc) = (&h.proxy, &h.acceptor);
     let (realms, source) = (new.realms.len(), new.policy.source.clone());
     let config = new.config.clone();
-    // One store: a connection, request or tunnel has the old snapshot or
-    // the new one, never half of each. The old one is dropped here, off
-    // the request path (a policy or a realm's pools can take a while).
+    // One store: a request or tunnel has the old snapshot or the new one,
+    // never half of each. The old one is freed by whoever drops it last:
+    // here, or the last request or tunnel that held it.
     let old = proxy.live.replace(Arc::new(new));
     // Limits: new connections see them; open ones keep their places.
     let listener = &config.listener;
