@@ -46,12 +46,10 @@ impl ReloadError {
     fn what(&self) -> &'static str {
         match self {
             ReloadError::Config(_) | ReloadError::NeedsRestart(_) => "config",
-            ReloadError::Build(runtime::BuildError::ListenerTls(_)) => "listener certificate",
-            ReloadError::Build(runtime::BuildError::Realm(_)) | ReloadError::DemoAccounts(_) => {
-                "realm"
-            }
+            ReloadError::Build(e) => e.part(),
+            ReloadError::DemoAccounts(_) => "realm",
             ReloadError::AccessLog { .. } => "access log",
-            ReloadError::Build(_) | ReloadError::Task(_) => "policy",
+            ReloadError::Task(_) => "reload",
         }
     }
 }

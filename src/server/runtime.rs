@@ -39,6 +39,21 @@ pub enum BuildError {
     InterceptWithoutCa(String),
 }
 
+impl BuildError {
+    /// The part of the configuration that was refused, for the reload's
+    /// log line (`policy reload refused: ...`).
+    pub fn part(&self) -> &'static str {
+        match self {
+            BuildError::Policy(_) | BuildError::InterceptWithoutCa(_) => "policy",
+            BuildError::Realm(_) => "realm",
+            BuildError::Auth(_) => "authentication",
+            BuildError::Detection(_) => "detection certificate",
+            BuildError::Intercept(_) => "interception certificate",
+            BuildError::ListenerTls(_) => "listener certificate",
+        }
+    }
+}
+
 /// Everything SIGHUP swaps in, built from a config: the policy, the
 /// realms, the certificate checks, the names and refusals. Start-up builds
 /// the same (and the authenticator over the realms).
@@ -144,5 +159,25 @@ impl Runtime {
             refused,
             listener_tls,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_build_names_its_part() {
+        let policy = BuildError::Policy(crate::policy::LoadError::Syntax {
+            source_name: "policy.toml".into(),
+            message: "x".into(),
+        });
+        assert_eq!(policy.part(), "policy");
+        assert_eq!(BuildError::InterceptWithoutCa("r".into()).part(), "policy");
+        let ca = BuildError::Detection(VerifierError::CaFile {
+            path: "/nowhere/ca.pem".into(),
+            problem: "unreadable".into(),
+        });
+        assert_eq!(ca.part(), "detection certificate");
     }
 }
