@@ -310,7 +310,7 @@ pub async fn serve(
                     };
                     forward::forward(&proxy, up, req, target, *addr, record, in_flight).await
                 }
-                None => Err((ProxyError::ConnectFailed(host), record, in_flight)),
+                None => Err((ProxyError::nothing_to_dial(host), record, in_flight)),
             }
         }
         // A CONNECT is never planned to forward, nor HTTP to tunnel.
