@@ -50,10 +50,8 @@ pub enum ProxyError {
     /// Denied by a policy rule.
     #[error("denied by policy rule {rule}")]
     PolicyDenied {
-        /// The answer's status.
-        status: u16,
-        /// The rule's reason (the exception id).
-        reason: std::sync::Arc<str>,
+        /// The answer's status and the rule's reason (the exception id).
+        denial: crate::policy::Denial,
         /// The rule's name.
         rule: std::sync::Arc<str>,
     },
@@ -174,9 +172,7 @@ impl ProxyError {
             HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
             Loop => StatusCode::LOOP_DETECTED,
             PortNotAllowed(_) | DestinationRefused(_) => StatusCode::FORBIDDEN,
-            PolicyDenied { status, .. } => {
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
-            }
+            PolicyDenied { denial, .. } => denial.status,
             AuthRequired | AuthFailed | AuthContinue(_) | AuthThrottled | AccountRefused(_) => {
                 StatusCode::PROXY_AUTHENTICATION_REQUIRED
             }
@@ -191,7 +187,7 @@ impl ProxyError {
     pub fn exception_id(&self) -> ExceptionId {
         use ProxyError::*;
         match self {
-            PolicyDenied { reason, .. } => ExceptionId::Rule(reason.clone()),
+            PolicyDenied { denial, .. } => ExceptionId::Rule(denial.reason.clone()),
             BadRequest(_) | OriginForm => ExceptionId::InvalidRequest,
             HeaderTooLarge(_) => ExceptionId::RequestHeaderTooLarge,
             UriTooLong(_) => ExceptionId::RequestUriTooLong,

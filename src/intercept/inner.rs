@@ -155,13 +155,9 @@ pub(super) async fn inner(
     }
     let hello = ctx.hello.as_deref();
     match (ctx.judge)(req.method(), &url, req.headers(), &ctx.name, hello).await {
-        Inner::Deny {
-            status,
-            reason,
-            rule,
-        } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
-            return Ok(answer(&ctx, r, status, ExceptionId::Rule(reason), rule));
+        Inner::Deny { denial, rule } => {
+            let id = ExceptionId::Rule(denial.reason);
+            return Ok(answer(&ctx, r, denial.status, id, rule));
         }
         Inner::Allow { rule } => r.rule = rule,
     }

@@ -32,10 +32,8 @@ pub enum Inner {
     },
     /// Answer it with this status and reason.
     Deny {
-        /// The status.
-        status: u16,
-        /// The `x-exception-id`.
-        reason: Arc<str>,
+        /// The status and the `x-exception-id`.
+        denial: crate::policy::Denial,
         /// `x-rule`.
         rule: Option<String>,
     },

@@ -17,7 +17,7 @@ use super::index::{Layer, INDEX_FROM};
 use super::nets::parse_net;
 use super::objects::Objects;
 use super::rule::{Atom, HeaderCond, Rule, TimeCond};
-use super::Action;
+use super::{Action, Denial};
 use crate::directory::identity::fold;
 
 struct Ctx<'a> {
@@ -240,27 +240,10 @@ fn compile_rule(ctx: &Ctx<'_>, r: &file::Rule, place: &str) -> Result<Rule, Poli
         ActionName::Authenticate => Action::Authenticate,
         ActionName::NoAuthenticate => Action::NoAuthenticate,
         ActionName::Tag => Action::Tag,
-        ActionName::Deny => {
-            let status = r.status.unwrap_or(403);
-            if !(400..=599).contains(&status) || status == 407 {
-                return Err(err(&field("status"), "a 4xx or 5xx status other than 407"));
-            }
-            let reason = r.reason.clone().unwrap_or_else(|| "policy_denied".into());
-            if reason.is_empty()
-                || !reason
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            {
-                return Err(err(
-                    &field("reason"),
-                    "letters, digits, '_' and '-' (it is the x-exception-id)",
-                ));
-            }
-            Action::Deny {
-                status,
-                reason: reason.into(),
-            }
-        }
+        ActionName::Deny => Action::Deny(
+            Denial::new(r.status, r.reason.as_deref())
+                .map_err(|bad| err(&field(bad.field()), bad.message()))?,
+        ),
     };
     if r.action != ActionName::Deny && (r.status.is_some() || r.reason.is_some()) {
         return Err(err(

@@ -154,10 +154,10 @@ fn layers_refine_and_tags_accumulate() {
     let d = p.decide(&r.facts());
     assert_eq!(
         d.verdict,
-        Verdict::Deny {
-            status: 403,
+        Verdict::Deny(crate::policy::Denial {
+            status: http::StatusCode::FORBIDDEN,
             reason: "category_blocked".into()
-        }
+        })
     );
     assert_eq!(d.rule_names().as_deref(), Some("block-social,skype-tunnel"));
     assert_eq!(d.tags.len(), 2);
@@ -183,7 +183,7 @@ action = "allow"
     r.port = 8080;
     assert_eq!(p.decide(&r.facts()).verdict, Verdict::Allow);
     r.port = 8101;
-    assert!(matches!(p.decide(&r.facts()).verdict, Verdict::Deny { .. }));
+    assert!(matches!(p.decide(&r.facts()).verdict, Verdict::Deny(_)));
 }
 
 #[test]
@@ -289,7 +289,7 @@ action = "deny"
         sni: Some("www.bad.example"),
         ..Detected::default()
     });
-    assert!(matches!(p.decide(&f).verdict, Verdict::Deny { .. }));
+    assert!(matches!(p.decide(&f).verdict, Verdict::Deny(_)));
 }
 
 #[test]

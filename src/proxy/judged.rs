@@ -21,7 +21,7 @@ use super::Proxy;
 use crate::directory::{Identity, RealmChain};
 use crate::intercept::session::{Inner, Judge, Judging};
 use crate::outcome::DetectionReason;
-use crate::policy::{Detected, Facts, Policy, Verdict};
+use crate::policy::{Denial, Detected, Facts, Policy, Verdict};
 use crate::tunnel::detect::{ClientHello, Protocol};
 use crate::tunnel::inspect::PolicySays;
 
@@ -185,8 +185,10 @@ impl Judged {
         let policy = proxy.settled().policy;
         let Ok(identity) = self.identity_now(&proxy.auth.realms()).await else {
             return Inner::Deny {
-                status: 403,
-                reason: crate::outcome::ExceptionId::TunnelRevoked.as_str().into(),
+                denial: Denial {
+                    status: http::StatusCode::FORBIDDEN,
+                    reason: crate::outcome::ExceptionId::TunnelRevoked.as_str().into(),
+                },
                 rule: Some(USER_GONE.into()),
             };
         };
@@ -211,11 +213,7 @@ impl Judged {
         let d = policy.decide(&facts);
         let rule = d.rule_names();
         match d.verdict {
-            Verdict::Deny { status, reason } => Inner::Deny {
-                status,
-                reason,
-                rule,
-            },
+            Verdict::Deny(denial) => Inner::Deny { denial, rule },
             Verdict::Allow => Inner::Allow { rule },
         }
     }

@@ -138,10 +138,9 @@ pub fn plan(policy: &Policy, settings: &Settings<'_>, facts: &Facts<'_>, at: Pro
         return Plan::Resolve;
     }
     let decision = policy.decide(facts);
-    if let Verdict::Deny { status, reason } = &decision.verdict {
+    if let Verdict::Deny(denial) = &decision.verdict {
         let error = ProxyError::PolicyDenied {
-            status: *status,
-            reason: reason.clone(),
+            denial: denial.clone(),
             rule: decision
                 .verdict_rule
                 .clone()
@@ -168,7 +167,7 @@ pub fn judge_detected(policy: &Policy, facts: &Facts<'_>) -> (PolicySays, Option
     let d = policy.decide(facts);
     let tls = facts.detected.is_some_and(|x| x.protocol == "tls");
     let (says, rule) = match d.verdict {
-        Verdict::Deny { reason, .. } => (PolicySays::Deny(reason), d.verdict_rule),
+        Verdict::Deny(denial) => (PolicySays::Deny(denial.reason), d.verdict_rule),
         // The CONNECT's mode, with what the ClientHello said known (an SNI
         // or fingerprint rule may intercept, or bypass, here).
         Verdict::Allow if tls && d.connect == ConnectMode::Intercept => {
