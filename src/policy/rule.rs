@@ -197,6 +197,34 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// A rule with no conditions (it matches every request), doing
+    /// `action`: construction sites set only the conditions they use,
+    /// `Rule { methods: .., ..Rule::new(name, action) }`.
+    pub fn new(name: Arc<str>, action: Action) -> Self {
+        Rule {
+            name,
+            authenticated: None,
+            users: None,
+            groups: None,
+            realms: None,
+            clients: None,
+            methods: None,
+            hosts: None,
+            dests: None,
+            ports: None,
+            headers: Vec::new(),
+            sources: None,
+            categories: None,
+            time: None,
+            protocols: None,
+            snis: None,
+            fingerprints: Vec::new(),
+            urls: None,
+            action,
+            tag: None,
+        }
+    }
+
     /// Conditions that need an authenticated identity.
     pub fn needs_identity(&self) -> bool {
         self.authenticated.is_some()
