@@ -32,7 +32,7 @@ use categories::Categories;
 pub use denial::Denial;
 pub use entry::{EntrySource, MatchedEntry};
 pub use error::{LoadError, PolicyError};
-pub use facts::{Detected, Facts};
+pub use facts::{Detected, Facts, CONNECT};
 use file::{DefaultVerdict, LayerKind, PolicyFile};
 use index::Layer;
 use rule::{Atom, Rule};

@@ -211,7 +211,7 @@ pub async fn serve(
         let facts = Facts {
             identity: who.as_ref().map(|w| &*w.identity),
             client: conn.client.ip(),
-            method: req.method().as_str(),
+            method: req.method(),
             host: &host,
             addrs: &addrs,
             port: dest.port,

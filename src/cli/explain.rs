@@ -6,6 +6,8 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use http::Method;
+
 use gatehouse::config::Config;
 use gatehouse::directory::identity::{Group, Identity};
 use gatehouse::policy::{ConnectMode, Decision, Detected, Facts};
@@ -60,9 +62,9 @@ pub struct ExplainRequest {
 /// The destination, and (not for CONNECT) the URL `url` rules see: an
 /// `http://` URL as the proxy forwards it, or an `https://` one as a
 /// request decrypted from an intercepted tunnel — normalised either way.
-fn target(method: &str, url: &str) -> Result<(Host, u16, Option<String>), String> {
+fn target(method: &Method, url: &str) -> Result<(Host, u16, Option<String>), String> {
     let uri = url.parse::<http::Uri>().map_err(|e| e.to_string())?;
-    if method == "CONNECT" {
+    if method == Method::CONNECT {
         let (host, port) = gatehouse::tunnel::connect_target(&uri).map_err(|e| e.to_string())?;
         return Ok((host, port, None));
     }
@@ -241,7 +243,10 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
         }
     };
     let policy = &built.policy;
-    let method = q.method.to_ascii_uppercase();
+    let Ok(method) = Method::from_bytes(q.method.to_ascii_uppercase().as_bytes()) else {
+        eprintln!("gatehouse explain: --method {:?} is not a method", q.method);
+        return ExitCode::from(2);
+    };
     let (host, port, url) = match target(&method, &q.url) {
         Ok(t) => t,
         Err(e) => {

@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::HeaderMap;
+use http::{HeaderMap, Method};
 
 use crate::directory::identity::Identity;
 
@@ -16,7 +16,7 @@ pub struct Facts<'a> {
     /// The client's address.
     pub client: IpAddr,
     /// The request method.
-    pub method: &'a str,
+    pub method: &'a Method,
     /// The canonical host name or address literal (host patterns match it).
     pub host: &'a str,
     /// The addresses `host` resolved to — the ones that will be dialled.
@@ -35,6 +35,16 @@ pub struct Facts<'a> {
     /// The full URL of an HTTP request (`https://…` inside an intercepted
     /// tunnel); `None` for a CONNECT.
     pub url: Option<&'a str>,
+}
+
+/// `CONNECT`, for the facts of a tunnel judged without its request at hand.
+pub static CONNECT: Method = Method::CONNECT;
+
+impl Facts<'_> {
+    /// Is the request a CONNECT (a tunnel), rather than one to forward?
+    pub fn is_connect(&self) -> bool {
+        *self.method == Method::CONNECT
+    }
 }
 
 /// What protocol detection saw of a CONNECT's client, for the rules that

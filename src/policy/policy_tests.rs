@@ -24,7 +24,7 @@ fn identity(user: &str, groups: &[&str]) -> Identity {
 struct Req {
     id: Option<Identity>,
     client: IpAddr,
-    method: &'static str,
+    method: http::Method,
     host: &'static str,
     addrs: Vec<IpAddr>,
     port: u16,
@@ -38,7 +38,7 @@ impl Req {
         Req {
             id: None,
             client: "10.0.0.5".parse().unwrap(),
-            method: "CONNECT",
+            method: http::Method::CONNECT,
             host,
             addrs: host.parse().into_iter().collect(),
             port: 443,
@@ -59,7 +59,7 @@ impl Req {
         Facts {
             identity: self.id.as_ref(),
             client: self.client,
-            method: self.method,
+            method: &self.method,
             host: self.host,
             addrs: &self.addrs,
             port: self.port,
@@ -179,7 +179,7 @@ action = "allow"
     )
     .unwrap();
     let mut r = Req::connect("x").user("bob", &["Staff"]);
-    r.method = "GET";
+    r.method = http::Method::GET;
     r.port = 8080;
     assert_eq!(p.decide(&r.facts()).verdict, Verdict::Allow);
     r.port = 8101;
@@ -484,7 +484,7 @@ fn the_shipped_blocklist_example_loads_and_names_its_entries() {
     };
     let p = Policy::load(&cfg).unwrap();
     let mut q = Req::connect("x.ads.example");
-    q.method = "GET";
+    q.method = http::Method::GET;
     let d = p.decide(&q.facts());
     assert_eq!(d.verdict_rule.as_deref(), Some("blocked-domains"));
     assert_eq!(

@@ -64,7 +64,7 @@ impl Atom {
             Atom::Group(g) => f.identity.is_some_and(|i| i.in_group(g)),
             Atom::Realm(r) => f.identity.is_some_and(|i| folds_to(&i.realm, r)),
             Atom::Client(n) => n.contains(&f.client),
-            Atom::Method(m) => f.method.eq_ignore_ascii_case(m),
+            Atom::Method(m) => f.method.as_str().eq_ignore_ascii_case(m),
             Atom::Header(h) => h.iter().all(|c| c.matches(f.headers)),
         }
     }
@@ -253,7 +253,9 @@ impl Rule {
             && any(&self.groups, &|g| id.is_some_and(|i| i.in_group(g)))
             && any(&self.realms, &|x| id.is_some_and(|i| folds_to(&i.realm, x)))
             && self.clients.as_ref().is_none_or(|c| c.contains(&f.client))
-            && any(&self.methods, &|m| f.method.eq_ignore_ascii_case(m))
+            && any(&self.methods, &|m| {
+                f.method.as_str().eq_ignore_ascii_case(m)
+            })
             && self.hosts.as_ref().is_none_or(|h| h.matches(f.host))
             && self
                 .dests

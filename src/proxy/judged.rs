@@ -21,7 +21,7 @@ use super::Proxy;
 use crate::directory::{Identity, RealmChain};
 use crate::intercept::session::{Inner, Judge, Judging};
 use crate::outcome::DetectionReason;
-use crate::policy::{Denial, Detected, Facts, Policy, Verdict};
+use crate::policy::{Denial, Detected, Facts, Policy, Verdict, CONNECT};
 use crate::tunnel::detect::{ClientHello, Protocol};
 use crate::tunnel::inspect::PolicySays;
 
@@ -60,7 +60,7 @@ impl Judged {
         Facts {
             identity: under.identity,
             client: self.client,
-            method: "CONNECT",
+            method: &CONNECT,
             host: &self.host,
             addrs: &self.addrs,
             port: self.port,
@@ -204,7 +204,7 @@ impl Judged {
         };
         let detected = hello.map_or(Detected::protocol("http"), detected_tls);
         let facts = Facts {
-            method: method.as_str(),
+            method,
             url: Some(url),
             host: name,
             headers,

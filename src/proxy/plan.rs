@@ -106,7 +106,7 @@ fn refuse(error: ProxyError, rule: Option<String>) -> Plan {
 /// look at addresses (otherwise an unauthenticated client could make the
 /// proxy query DNS); authentication; resolution; the access layers.
 pub fn plan(policy: &Policy, settings: &Settings<'_>, facts: &Facts<'_>, at: Progress) -> Plan {
-    let connect = facts.method == "CONNECT";
+    let connect = facts.is_connect();
     if connect && !settings.connect_ports.contains(facts.port) {
         return refuse(
             ProxyError::PortNotAllowed(facts.port),
