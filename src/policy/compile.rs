@@ -19,6 +19,7 @@ use super::objects::Objects;
 use super::rule::{Atom, HeaderCond, Rule, TimeCond};
 use super::{Action, Denial};
 use crate::directory::identity::fold;
+use crate::protocol::ProtocolKind;
 
 struct Ctx<'a> {
     file: &'a PolicyFile,
@@ -205,17 +206,19 @@ fn compile_rule(ctx: &Ctx<'_>, r: &file::Rule, place: &str) -> Result<Rule, Poli
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
-    let protocols = list(&r.protocol, "protocol")?.map(lower);
-    if let Some(p) = protocols
-        .iter()
-        .flatten()
-        .find(|p| !["tls", "http", "ssh", "unknown"].contains(&p.as_str()))
-    {
-        return Err(err(
-            &field("protocol"),
-            format!("{p:?}: one of tls, http, ssh, unknown"),
-        ));
-    }
+    let protocols = list(&r.protocol, "protocol")?
+        .map(|names| {
+            lower(names)
+                .iter()
+                .map(|p| {
+                    ProtocolKind::from_name(p).ok_or_else(|| {
+                        let one_of = ProtocolKind::names();
+                        err(&field("protocol"), format!("{p:?}: one of {one_of}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
     let mut fingerprints = Vec::new();
     for (values, name, f) in [
         (&r.ja4, "ja4", Field::Ja4),

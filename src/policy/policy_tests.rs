@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use http::HeaderMap;
 
 use crate::directory::identity::{Group, Identity};
+use crate::protocol::{ProtocolKind, TlsVersion};
 
 fn identity(user: &str, groups: &[&str]) -> Identity {
     Identity {
@@ -278,16 +279,15 @@ action = "deny"
     let r = Req::connect("x");
     assert_eq!(p.decide(&r.facts()).verdict_rule, None);
     let mut f = r.facts();
-    f.detected = Some(Detected::protocol("http"));
+    f.detected = Some(Detected::protocol(ProtocolKind::Http));
     let d = p.decide(&f);
     assert_eq!(
         (d.verdict_rule.as_deref(), d.verdict_by_detection),
         (Some("plain-http-ok"), true)
     );
     f.detected = Some(Detected {
-        protocol: "tls",
         sni: Some("www.bad.example"),
-        ..Detected::default()
+        ..Detected::protocol(ProtocolKind::Tls)
     });
     assert!(matches!(p.decide(&f).verdict, Verdict::Deny(_)));
 }
@@ -318,11 +318,10 @@ action = "deny"
     let r = Req::connect("x");
     let alpn = vec!["h2".to_string()];
     let tls = |ja4: &'static str, version: &'static str| Detected {
-        protocol: "tls",
         ja4: Some(ja4),
         ja3n: Some("ffffffffffffffffffffffffffffffff"),
-        tls_version: Some(version),
-        ..Detected::default()
+        tls_version: TlsVersion::from_name(version),
+        ..Detected::protocol(ProtocolKind::Tls)
     };
     let rule = |d: Detected<'_>| {
         let mut f = r.facts();
@@ -352,7 +351,7 @@ action = "deny"
     d.ja3n = Some("0123456789ABCDEF0123456789ABCDEF");
     assert_eq!(rule(d).as_deref(), Some("h2-only-by-ja3n"));
     // Not TLS: no fingerprint to match.
-    assert_eq!(rule(Detected::protocol("ssh")), None);
+    assert_eq!(rule(Detected::protocol(ProtocolKind::Ssh)), None);
 }
 
 #[test]
@@ -539,4 +538,55 @@ fn list_file_objects_are_checked() {
             (Err(e), None) => panic!("{e}: {text}"),
         }
     }
+}
+
+#[test]
+fn a_rule_without_conditions_matches_every_request() {
+    let r = rule::Rule::new("all".into(), Action::Tag);
+    assert!(!r.needs_identity() && !r.needs_detection());
+    let q = Req::connect("anything.example");
+    assert!(r.matches(&q.facts()));
+    let mut f = q.facts();
+    f.detected = Some(Detected::protocol(ProtocolKind::Ssh));
+    assert!(r.matches(&f));
+    // Setting a condition is naming it; the rest stay absent.
+    let gets = rule::Rule {
+        methods: Some(vec!["GET".into()]),
+        ..rule::Rule::new("gets".into(), Action::Allow)
+    };
+    assert!(!gets.matches(&q.facts()));
+    let mut get = Req::connect("anything.example");
+    get.method = http::Method::GET;
+    assert!(gets.matches(&get.facts()));
+    assert!(!get.facts().is_connect() && q.facts().is_connect());
+}
+
+#[test]
+fn deny_status_and_protocol_names_are_checked_at_compile() {
+    let rule =
+        |extra: &str| format!("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r1\"\n{extra}\n");
+    let e = Policy::from_toml(&rule("action=\"deny\"\nstatus=302")).unwrap_err();
+    assert!(e.to_string().contains("rule \"r1\", field `status`"), "{e}");
+    let e = Policy::from_toml(&rule("action=\"deny\"\nreason=\"a b\"")).unwrap_err();
+    assert!(e.to_string().contains("field `reason`"), "{e}");
+    let p = Policy::from_toml(&rule("action=\"deny\"\nstatus=451\nreason=\"legal\"")).unwrap();
+    let d = p.decide(&Req::connect("x").facts());
+    let want = crate::policy::Denial {
+        status: http::StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+        reason: "legal".into(),
+    };
+    assert_eq!(d.verdict, Verdict::Deny(want));
+    let e = Policy::from_toml(&rule("action=\"allow\"\nprotocol=[\"TLS\", \"quic\"]")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("field `protocol`: \"quic\": one of tls, http, ssh, unknown"),
+        "{e}"
+    );
+    let p = Policy::from_toml(&rule("action=\"allow\"\nprotocol=[\"SSH\"]")).unwrap();
+    let q = Req::connect("x");
+    let mut f = q.facts();
+    f.detected = Some(Detected::protocol(ProtocolKind::Ssh));
+    assert_eq!(p.decide(&f).verdict_rule.as_deref(), Some("r1"));
+    f.detected = Some(Detected::protocol(ProtocolKind::Tls));
+    assert_eq!(p.decide(&f).verdict_rule, None);
 }

@@ -16,6 +16,7 @@ use super::hosts::HostSet;
 use super::nets::NetSet;
 use super::{Action, Detected, Facts};
 use crate::directory::identity::folds_to;
+use crate::protocol::ProtocolKind;
 
 /// A header that must match a regex; an absent header is the empty string.
 #[derive(Debug, Clone)]
@@ -182,8 +183,8 @@ pub struct Rule {
     pub categories: Option<Vec<String>>,
     /// Time window.
     pub time: Option<TimeCond>,
-    /// Detected protocols (`tls`, `http`, `ssh`, `unknown`).
-    pub protocols: Option<Vec<String>>,
+    /// Detected protocols.
+    pub protocols: Option<Vec<ProtocolKind>>,
     /// TLS SNI patterns.
     pub snis: Option<HostCond>,
     /// ClientHello facts: JA4, JA3N, highest version offered, ALPN offered.
@@ -274,9 +275,10 @@ impl Rule {
                 f.categories.iter().any(|x| folds_to(x, c))
             })
             && self.time.as_ref().is_none_or(|t| t.matches(f.now))
-            && any(&self.protocols, &|p| {
-                f.detected.is_some_and(|d| d.protocol == p)
-            })
+            && self
+                .protocols
+                .as_ref()
+                .is_none_or(|l| f.detected.is_some_and(|d| l.contains(&d.protocol)))
             && self.snis.as_ref().is_none_or(|l| {
                 f.detected
                     .and_then(|d| d.sni)
@@ -346,7 +348,7 @@ fn fingerprint_matches(field: Field, c: &TextCond, d: &Detected<'_>) -> bool {
     match field {
         Field::Ja4 => d.ja4.is_some_and(|v| c.matches(v)),
         Field::Ja3n => d.ja3n.is_some_and(|v| c.matches(v)),
-        Field::TlsVersion => d.tls_version.is_some_and(|v| c.matches(v)),
+        Field::TlsVersion => d.tls_version.is_some_and(|v| c.matches(v.name())),
         Field::Alpn => d.alpn.iter().any(|v| c.matches(v)),
     }
 }

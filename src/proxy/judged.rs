@@ -22,6 +22,7 @@ use crate::directory::{Identity, RealmChain};
 use crate::intercept::session::{Inner, Judge, Judging};
 use crate::outcome::DetectionReason;
 use crate::policy::{Denial, Detected, Facts, Policy, Verdict, CONNECT};
+use crate::protocol::ProtocolKind;
 use crate::tunnel::detect::{ClientHello, Protocol};
 use crate::tunnel::inspect::PolicySays;
 
@@ -202,7 +203,7 @@ impl Judged {
             identity: identity.as_deref(),
             categories: &categories,
         };
-        let detected = hello.map_or(Detected::protocol("http"), detected_tls);
+        let detected = hello.map_or(Detected::protocol(ProtocolKind::Http), detected_tls);
         let facts = Facts {
             method,
             url: Some(url),
