@@ -30,7 +30,7 @@ use base64::Engine;
 use http::HeaderValue;
 
 use crate::directory::{AccountProblem, Identity, RealmChain};
-use header::{BadCredentials, Presented};
+use header::{BadCredentials, Presented, PresentedScheme};
 use ntlm::Framing;
 use settings::{AuthConfig, Scheme};
 pub use state::AuthState;
@@ -285,8 +285,7 @@ impl Authenticator {
         // of a connection; once the connection is authenticated it is not
         // validated again (one GSS call, one replay-cache entry per connection).
         if let Some(who) = bound {
-            let scheme = value.as_bytes().split(|b| *b == b' ').next();
-            if scheme.is_some_and(|s| s.eq_ignore_ascii_case(b"negotiate")) {
+            if PresentedScheme::of_value(value.as_bytes()) == PresentedScheme::Negotiate {
                 return Ok(who);
             }
         }
@@ -312,10 +311,11 @@ impl Authenticator {
                 Ok(who)
             }
             Presented::Basic(_) => Err(AuthFailure::UnsupportedScheme("Basic".into())),
-            Presented::Other {
-                scheme,
+            Presented::Token {
+                scheme: PresentedScheme::Negotiate,
+                sent,
                 credentials,
-            } if scheme.eq_ignore_ascii_case("negotiate") => {
+            } => {
                 // Windows without a ticket sends NTLMSSP under Negotiate,
                 // raw or inside SPNEGO: that goes to the NTLM helpers.
                 let ntlm = self.ntlm.as_ref().and_then(|ntlm| {
@@ -331,22 +331,21 @@ impl Authenticator {
                         ntlm.step(chain, &raw, framing, state, client).await
                     }
                     (Some(negotiate), None) => negotiate.step(chain, credentials).await,
-                    _ => Err(AuthFailure::UnsupportedScheme(scheme.to_string())),
+                    _ => Err(AuthFailure::UnsupportedScheme(sent.to_string())),
                 }
             }
-            Presented::Other {
-                scheme,
+            Presented::Token {
+                scheme: PresentedScheme::Ntlm,
+                sent,
                 credentials,
-            } if scheme.eq_ignore_ascii_case("ntlm") => match &self.ntlm {
+            } => match &self.ntlm {
                 Some(ntlm) => match STANDARD.decode(credentials.trim()) {
                     Ok(raw) => ntlm.step(chain, &raw, Framing::Ntlm, state, client).await,
-                    Err(_) => Err(AuthFailure::Malformed(BadCredentials::NotBase64)),
+                    Err(_) => Err(AuthFailure::Malformed(BadCredentials::NtlmNotBase64)),
                 },
-                None => Err(AuthFailure::UnsupportedScheme(scheme.to_string())),
+                None => Err(AuthFailure::UnsupportedScheme(sent.to_string())),
             },
-            Presented::Other { scheme, .. } => {
-                Err(AuthFailure::UnsupportedScheme(scheme.to_string()))
-            }
+            Presented::Token { sent, .. } => Err(AuthFailure::UnsupportedScheme(sent.to_string())),
         }
     }
 }

@@ -3,9 +3,12 @@
 //! Every variant knows its status code, its `x-exception-id` (ProxySG-style
 //! names, so existing log tooling keeps working) and its `s-action`.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
+use crate::auth::AuthFailure;
 use crate::outcome::{ExceptionId, InterceptProblem, SAction};
 
 /// What went wrong with one transaction, and which side caused it.
@@ -51,10 +54,8 @@ pub enum ProxyError {
     /// Denied by a policy rule.
     #[error("denied by policy rule {rule}")]
     PolicyDenied {
-        /// The answer's status.
-        status: u16,
-        /// The rule's reason (the exception id).
-        reason: std::sync::Arc<str>,
+        /// The answer's status and the rule's reason (the exception id).
+        denial: crate::policy::Denial,
         /// The rule's name.
         rule: std::sync::Arc<str>,
     },
@@ -91,8 +92,13 @@ pub enum ProxyError {
     #[error("cannot resolve host {0}")]
     DnsFailure(String),
     /// The origin cannot be reached.
-    #[error("cannot connect to {0}")]
-    ConnectFailed(String),
+    #[error("cannot connect to {host}")]
+    ConnectFailed {
+        /// `host:port` (or the URL's authority) that was dialled.
+        host: String,
+        /// Why the last attempt failed.
+        source: Cause,
+    },
     /// The origin did not answer in time.
     #[error("upstream {0} timed out")]
     UpstreamTimeout(String),
@@ -105,7 +111,63 @@ pub enum ProxyError {
     OriginUnusable(crate::outcome::DetectionReason),
 }
 
+/// The I/O failure behind an upstream error, shared (an error is cloned
+/// into the plan and the record); two are equal when their kinds are.
+#[derive(Debug, Clone)]
+pub struct Cause(Arc<std::io::Error>);
+
+impl From<std::io::Error> for Cause {
+    fn from(e: std::io::Error) -> Self {
+        Cause(Arc::new(e))
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.kind() == other.0.kind()
+    }
+}
+
+impl Eq for Cause {}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// The answer to each authentication failure; what the failure says
+/// besides (the user, the reason) is for the log, written by the caller.
+impl From<AuthFailure> for ProxyError {
+    fn from(f: AuthFailure) -> Self {
+        match f {
+            AuthFailure::Missing | AuthFailure::UnsupportedScheme(_) => ProxyError::AuthRequired,
+            AuthFailure::Continue { challenge } => ProxyError::AuthContinue(challenge),
+            AuthFailure::Malformed(_) | AuthFailure::Rejected { .. } => ProxyError::AuthFailed,
+            AuthFailure::AccountRefused { problem, .. } => ProxyError::AccountRefused(problem),
+            AuthFailure::Throttled { .. } => ProxyError::AuthThrottled,
+            AuthFailure::Busy { .. } => ProxyError::AuthBusy,
+            AuthFailure::Unavailable { .. } => ProxyError::DirectoryUnavailable,
+        }
+    }
+}
+
 impl ProxyError {
+    /// `ConnectFailed` for a destination with no address left to dial.
+    pub fn nothing_to_dial(host: String) -> Self {
+        let why = std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address to dial");
+        ProxyError::ConnectFailed {
+            host,
+            source: why.into(),
+        }
+    }
+
     /// The HTTP status of the answer.
     pub fn status(&self) -> StatusCode {
         use ProxyError::*;
@@ -119,15 +181,13 @@ impl ProxyError {
             Loop => StatusCode::LOOP_DETECTED,
             PortNotAllowed(_) | DestinationRefused(_) => StatusCode::FORBIDDEN,
             DomainFronting(_) => StatusCode::MISDIRECTED_REQUEST,
-            PolicyDenied { status, .. } => {
-                StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
-            }
+            PolicyDenied { denial, .. } => denial.status,
             AuthRequired | AuthFailed | AuthContinue(_) | AuthThrottled | AccountRefused(_) => {
                 StatusCode::PROXY_AUTHENTICATION_REQUIRED
             }
             DirectoryUnavailable | AuthBusy => StatusCode::SERVICE_UNAVAILABLE,
             TooManyConnections | TooManyFromClient => StatusCode::SERVICE_UNAVAILABLE,
-            DnsFailure(_) | ConnectFailed(_) | UpstreamBroken(_) | OriginUnusable(_) => {
+            DnsFailure(_) | ConnectFailed { .. } | UpstreamBroken(_) | OriginUnusable(_) => {
                 StatusCode::BAD_GATEWAY
             }
             UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -138,7 +198,7 @@ impl ProxyError {
     pub fn exception_id(&self) -> ExceptionId {
         use ProxyError::*;
         match self {
-            PolicyDenied { reason, .. } => ExceptionId::Rule(reason.clone()),
+            PolicyDenied { denial, .. } => ExceptionId::Rule(denial.reason.clone()),
             BadRequest(_) | OriginForm => ExceptionId::InvalidRequest,
             HeaderTooLarge(_) => ExceptionId::RequestHeaderTooLarge,
             UriTooLong(_) => ExceptionId::RequestUriTooLong,
@@ -159,7 +219,7 @@ impl ProxyError {
             AccountRefused(p) => ExceptionId::Account(*p),
             AuthBusy => ExceptionId::AuthenticationBusy,
             DnsFailure(_) => ExceptionId::DnsUnresolvedHostname,
-            ConnectFailed(_) | UpstreamBroken(_) => ExceptionId::TcpError,
+            ConnectFailed { .. } | UpstreamBroken(_) => ExceptionId::TcpError,
             UpstreamTimeout(_) => ExceptionId::GatewayTimeout,
         }
     }
@@ -190,7 +250,7 @@ impl ProxyError {
         matches!(
             self,
             DnsFailure(_)
-                | ConnectFailed(_)
+                | ConnectFailed { .. }
                 | UpstreamTimeout(_)
                 | UpstreamBroken(_)
                 | OriginUnusable(_)
@@ -292,5 +352,69 @@ mod tests {
             SAction::TcpDenied
         );
         assert_eq!(ProxyError::UpstreamTimeout("x".into()).status(), 504);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = ProxyError::ConnectFailed {
+            host: "db.example:5432".into(),
+            source: refused.into(),
+        };
+        assert_eq!(e.to_string(), "cannot connect to db.example:5432");
+        assert_eq!(e.status(), 502);
+        assert_eq!(e.s_action(), SAction::TcpErrMiss);
+        let source = std::error::Error::source(&e).map(|s| s.to_string());
+        assert_eq!(source.as_deref(), Some("connection refused"));
+    }
+
+    #[test]
+    fn each_auth_failure_has_its_answer() {
+        use crate::auth::header::BadCredentials;
+        use crate::directory::AccountProblem;
+        let user = || "alice".to_string();
+        let cases = [
+            (AuthFailure::Missing, ProxyError::AuthRequired),
+            (
+                AuthFailure::UnsupportedScheme("Bearer".into()),
+                ProxyError::AuthRequired,
+            ),
+            (
+                AuthFailure::Continue {
+                    challenge: "NTLM TlRM".into(),
+                },
+                ProxyError::AuthContinue("NTLM TlRM".into()),
+            ),
+            (
+                AuthFailure::Malformed(BadCredentials::NotNtlm),
+                ProxyError::AuthFailed,
+            ),
+            (
+                AuthFailure::Rejected { user: user() },
+                ProxyError::AuthFailed,
+            ),
+            (
+                AuthFailure::AccountRefused {
+                    user: user(),
+                    problem: AccountProblem::Disabled,
+                },
+                ProxyError::AccountRefused(AccountProblem::Disabled),
+            ),
+            (
+                AuthFailure::Busy {
+                    user: user(),
+                    reason: "x".into(),
+                },
+                ProxyError::AuthBusy,
+            ),
+            (
+                AuthFailure::Unavailable {
+                    user: user(),
+                    reason: "x".into(),
+                },
+                ProxyError::DirectoryUnavailable,
+            ),
+        ];
+        for (failure, answer) in cases {
+            assert_eq!(ProxyError::from(failure), answer);
+        }
+        assert_eq!(ProxyError::AuthFailed.status(), 407);
+        assert_eq!(ProxyError::DirectoryUnavailable.status(), 503);
     }
 }

@@ -204,12 +204,14 @@ fn classify(e: &hyper_util::client::legacy::Error, target: String) -> ProxyError
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     let mut timed_out = false;
     let mut dns = false;
+    let mut io_error = None;
     while let Some(s) = source {
         if s.to_string() == "dns error" {
             dns = true;
         }
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+            io_error.get_or_insert((io.kind(), io.to_string()));
         }
         source = s.source();
     }
@@ -218,7 +220,12 @@ fn classify(e: &hyper_util::client::legacy::Error, target: String) -> ProxyError
     } else if timed_out {
         ProxyError::UpstreamTimeout(target)
     } else if e.is_connect() {
-        ProxyError::ConnectFailed(target)
+        tracing::debug!(%target, error = %e, "connect failed");
+        let (kind, why) = io_error.unwrap_or((std::io::ErrorKind::Other, e.to_string()));
+        ProxyError::ConnectFailed {
+            host: target,
+            source: std::io::Error::new(kind, why).into(),
+        }
     } else {
         ProxyError::UpstreamBroken(target)
     }

@@ -30,6 +30,7 @@ pub mod listener;
 pub mod metrics;
 pub mod outcome;
 pub mod policy;
+pub mod protocol;
 pub mod proxy;
 pub mod resolve;
 pub mod server;

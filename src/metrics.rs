@@ -318,7 +318,7 @@ impl Observe for Metrics {
         let scheme = match r.scheme {
             Some("https") => "https",
             Some("http") => "http",
-            _ if r.method == "CONNECT" => "tcp",
+            _ if r.is_connect() => "tcp",
             _ => "other",
         };
         self.transactions
@@ -340,7 +340,7 @@ impl Observe for Metrics {
                 })
                 .inc();
         }
-        if r.intercepted && r.method != "CONNECT" {
+        if r.intercepted && !r.is_connect() {
             self.intercepted.inc();
         }
     }

@@ -9,6 +9,7 @@
 
 pub mod categories;
 pub mod compile;
+pub mod denial;
 pub mod entry;
 pub mod error;
 mod facts;
@@ -28,9 +29,10 @@ use std::sync::Arc;
 
 use crate::directory::identity::fold;
 use categories::Categories;
+pub use denial::Denial;
 pub use entry::{EntrySource, MatchedEntry};
 pub use error::{LoadError, PolicyError};
-pub use facts::{Detected, Facts};
+pub use facts::{Detected, Facts, CONNECT};
 use file::{DefaultVerdict, LayerKind, PolicyFile};
 use index::Layer;
 use rule::{Atom, Rule};
@@ -42,12 +44,7 @@ pub enum Action {
     /// Allow the request.
     Allow,
     /// Refuse it.
-    Deny {
-        /// The answer's status.
-        status: u16,
-        /// The `x-exception-id`.
-        reason: Arc<str>,
-    },
+    Deny(Denial),
     /// CONNECT without protocol detection (raw tunnel).
     Tunnel,
     /// CONNECT with protocol detection.
@@ -70,12 +67,7 @@ pub enum Verdict {
     /// Allowed.
     Allow,
     /// Refused.
-    Deny {
-        /// The answer's status.
-        status: u16,
-        /// The `x-exception-id`.
-        reason: Arc<str>,
-    },
+    Deny(Denial),
 }
 
 /// How an allowed CONNECT is relayed.
@@ -268,10 +260,7 @@ impl Policy {
         let mut d = Decision {
             verdict: match self.default {
                 DefaultVerdict::Allow => Verdict::Allow,
-                DefaultVerdict::Deny => Verdict::Deny {
-                    status: 403,
-                    reason: "policy_denied".into(),
-                },
+                DefaultVerdict::Deny => Verdict::Deny(Denial::policy_denied()),
             },
             verdict_rule: None,
             verdict_by_detection: false,
@@ -290,19 +279,14 @@ impl Policy {
             let Some(rule) = hit else { continue };
             match &rule.action {
                 Action::Allow => d.verdict = Verdict::Allow,
-                Action::Deny { status, reason } => {
-                    d.verdict = Verdict::Deny {
-                        status: *status,
-                        reason: reason.clone(),
-                    }
-                }
+                Action::Deny(denial) => d.verdict = Verdict::Deny(denial.clone()),
                 Action::Tunnel => d.connect = ConnectMode::Tunnel,
                 Action::Detect | Action::Bypass => d.connect = ConnectMode::Detect,
                 Action::Intercept => d.connect = ConnectMode::Intercept,
                 Action::Authenticate | Action::NoAuthenticate | Action::Tag => {}
             }
             match &rule.action {
-                Action::Allow | Action::Deny { .. } => {
+                Action::Allow | Action::Deny(_) => {
                     d.verdict_rule = Some(rule.name.clone());
                     d.verdict_by_detection = rule.needs_detection();
                 }
@@ -376,26 +360,10 @@ fn allowed_layer(cfg: &PolicyConfig) -> Option<Layer> {
         "allowed-groups".into(),
         LayerKind::Access,
         vec![Rule {
-            name: "allowed-groups-tunnel".into(),
-            authenticated: None,
-            users: None,
-            groups: None,
-            realms: None,
-            clients: None,
             methods: Some(vec!["CONNECT".into()]),
-            hosts: None,
-            dests: None,
-            ports: None,
             headers: vec![no_ua],
             sources: Some(vec![Arc::new(vec![who])]),
-            categories: None,
-            time: None,
-            protocols: None,
-            snis: None,
-            fingerprints: Vec::new(),
-            urls: None,
-            action: Action::Tunnel,
-            tag: None,
+            ..Rule::new("allowed-groups-tunnel".into(), Action::Tunnel)
         }],
         index::INDEX_FROM,
     ))

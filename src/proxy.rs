@@ -199,7 +199,7 @@ async fn carry_out(
             tx.decided_by(decision.rule_names(), &decision.tags);
             // Plain HTTP goes to the first address only (see `forward`).
             let Some(addr) = dial.first().copied() else {
-                return tx.refuse(proxy, conn, ProxyError::ConnectFailed(asked.host));
+                return tx.refuse(proxy, conn, ProxyError::nothing_to_dial(asked.host));
             };
             // Realm and user: the same login in two realms is two people.
             let user = who

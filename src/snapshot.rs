@@ -55,6 +55,21 @@ pub enum BuildError {
     InterceptWithoutCa(String),
 }
 
+impl BuildError {
+    /// The part of the configuration that was refused, for the reload's
+    /// log line (`policy reload refused: ...`).
+    pub fn part(&self) -> &'static str {
+        match self {
+            BuildError::Policy(_) | BuildError::InterceptWithoutCa(_) => "policy",
+            BuildError::Realm(_) => "realm",
+            BuildError::Auth(_) => "authentication",
+            BuildError::Detection(_) => "detection certificate",
+            BuildError::Intercept(_) => "interception certificate",
+            BuildError::ListenerTls(_) => "listener certificate",
+        }
+    }
+}
+
 /// One configuration, built.
 pub struct Snapshot {
     /// The settings.
@@ -136,5 +151,25 @@ impl Live {
     /// off the hot path (a policy or a realm's pools can take a while).
     pub fn replace(&self, next: Arc<Snapshot>) -> Arc<Snapshot> {
         self.0.swap(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_build_names_its_part() {
+        let policy = BuildError::Policy(crate::policy::LoadError::Syntax {
+            source_name: "policy.toml".into(),
+            message: "x".into(),
+        });
+        assert_eq!(policy.part(), "policy");
+        assert_eq!(BuildError::InterceptWithoutCa("r".into()).part(), "policy");
+        let ca = BuildError::Detection(VerifierError::CaFile {
+            path: "/nowhere/ca.pem".into(),
+            problem: "unreadable".into(),
+        });
+        assert_eq!(ca.part(), "detection certificate");
     }
 }

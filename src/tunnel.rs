@@ -57,6 +57,7 @@ pub async fn dial(
     timeout: Duration,
 ) -> Result<TcpStream, ProxyError> {
     let deadline = Instant::now() + timeout;
+    let mut last = None;
     for addr in addrs {
         match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
             Err(_) => return Err(ProxyError::UpstreamTimeout(name.to_string())),
@@ -64,10 +65,19 @@ pub async fn dial(
                 let _ = s.set_nodelay(true);
                 return Ok(s);
             }
-            Ok(Err(e)) => tracing::debug!(%addr, error = %e, "connect failed"),
+            Ok(Err(e)) => {
+                tracing::debug!(%addr, error = %e, "connect failed");
+                last = Some(e);
+            }
         }
     }
-    Err(ProxyError::ConnectFailed(name.to_string()))
+    Err(match last {
+        Some(e) => ProxyError::ConnectFailed {
+            host: name.to_string(),
+            source: e.into(),
+        },
+        None => ProxyError::nothing_to_dial(name.to_string()),
+    })
 }
 
 #[cfg(test)]
@@ -101,9 +111,9 @@ mod tests {
         let e = dial(&[addr], "x", Duration::from_secs(2))
             .await
             .unwrap_err();
-        assert!(matches!(e, ProxyError::ConnectFailed(_)), "{e:?}");
+        assert!(matches!(e, ProxyError::ConnectFailed { .. }), "{e:?}");
         let e = dial(&[], "x", Duration::from_secs(2)).await.unwrap_err();
-        assert!(matches!(e, ProxyError::ConnectFailed(_)), "{e:?}");
+        assert!(matches!(e, ProxyError::ConnectFailed { .. }), "{e:?}");
     }
 
     #[tokio::test]

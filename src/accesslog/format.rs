@@ -153,7 +153,7 @@ pub fn elff_field(out: &mut String, v: &str) {
 
 fn squid(out: &mut String, r: &AccessRecord) {
     let t = r.start.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let url = if r.method == "CONNECT" {
+    let url = if r.is_connect() {
         format!("{}:{}", r.host, r.port)
     } else {
         let q = r

@@ -145,6 +145,11 @@ impl AccessRecord {
         }
     }
 
+    /// Was the transaction a CONNECT (its `cs-uri` is `host:port`)?
+    pub fn is_connect(&self) -> bool {
+        self.method == http::Method::CONNECT.as_str()
+    }
+
     /// Stamps the duration; call once, just before writing.
     pub fn finish(&mut self) {
         let took = self.start.elapsed().unwrap_or(Duration::ZERO);

@@ -17,12 +17,56 @@ pub enum Presented<'a> {
     /// Basic credentials, decoded and checked.
     Basic(BasicCredentials),
     /// Any other scheme (Negotiate, NTLM, ...), with its credentials text.
-    Other {
-        /// The scheme as sent (`Negotiate`, `NTLM`...).
-        scheme: &'a str,
+    Token {
+        /// The scheme (never [`PresentedScheme::Basic`]).
+        scheme: PresentedScheme,
+        /// The scheme as sent (`Negotiate`, `negotiate`, `Bearer`...), for messages.
+        sent: &'a str,
         /// Everything after the scheme, trimmed.
         credentials: &'a str,
     },
+}
+
+/// The scheme a `Proxy-Authorization` value names; scheme names are
+/// case-insensitive (RFC 9110 §11.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresentedScheme {
+    /// `Basic`.
+    Basic,
+    /// `Negotiate` (Kerberos in SPNEGO, or NTLM inside it).
+    Negotiate,
+    /// `NTLM`.
+    Ntlm,
+    /// A scheme this proxy does not speak (`Bearer`, `Digest`...).
+    Other,
+}
+
+/// The one name table of the schemes the proxy speaks.
+const SCHEMES: [(PresentedScheme, &str); 3] = [
+    (PresentedScheme::Basic, "Basic"),
+    (PresentedScheme::Negotiate, "Negotiate"),
+    (PresentedScheme::Ntlm, "NTLM"),
+];
+
+impl PresentedScheme {
+    /// The scheme `name` (any case) stands for.
+    pub fn parse(name: &str) -> Self {
+        SCHEMES
+            .iter()
+            .find(|(_, n)| n.eq_ignore_ascii_case(name))
+            .map_or(PresentedScheme::Other, |(s, _)| *s)
+    }
+
+    /// The scheme of a raw header value: its bytes up to the first space.
+    pub fn of_value(value: &[u8]) -> Self {
+        let word = value.split(|b| *b == b' ').next().unwrap_or_default();
+        std::str::from_utf8(word).map_or(PresentedScheme::Other, Self::parse)
+    }
+
+    /// The scheme's name as the RFCs spell it (`None` for another scheme).
+    pub fn name(self) -> Option<&'static str> {
+        SCHEMES.iter().find(|(s, _)| *s == self).map(|(_, n)| *n)
+    }
 }
 
 /// A user name and password from a Basic header. `Debug` never shows the password.
@@ -48,9 +92,18 @@ pub enum BadCredentials {
     /// Nothing, or several `Proxy-Authorization` headers.
     #[error("empty Proxy-Authorization header")]
     Empty,
-    /// The token is not base64.
+    /// The Basic token is missing or not base64.
     #[error("Basic credentials are not valid base64")]
     NotBase64,
+    /// The NTLM token (`NTLM`, or NTLMSSP under `Negotiate`) is not base64.
+    #[error("NTLM credentials are not valid base64")]
+    NtlmNotBase64,
+    /// An NTLM message larger than any real one.
+    #[error("NTLM message too large")]
+    TooLarge,
+    /// Not an NTLM negotiate (type 1) or authenticate (type 3) message.
+    #[error("not an NTLM negotiate or authenticate message")]
+    NotNtlm,
     /// Longer than any real Basic header.
     #[error("Basic credentials too long")]
     TooLong,
@@ -79,14 +132,15 @@ pub fn parse(value: &[u8]) -> Result<Presented<'_>, BadCredentials> {
     if value.is_empty() {
         return Err(BadCredentials::Empty);
     }
-    let (scheme, rest) = value.split_once([' ', '\t']).unwrap_or((value, ""));
-    if scheme.eq_ignore_ascii_case("basic") {
-        return parse_basic(rest.trim()).map(Presented::Basic);
+    let (sent, rest) = value.split_once([' ', '\t']).unwrap_or((value, ""));
+    match PresentedScheme::parse(sent) {
+        PresentedScheme::Basic => parse_basic(rest.trim()).map(Presented::Basic),
+        scheme => Ok(Presented::Token {
+            scheme,
+            sent,
+            credentials: rest.trim(),
+        }),
     }
-    Ok(Presented::Other {
-        scheme,
-        credentials: rest.trim(),
-    })
 }
 
 fn parse_basic(token: &str) -> Result<BasicCredentials, BadCredentials> {
@@ -202,16 +256,69 @@ mod tests {
 
     #[test]
     fn other_schemes_are_named() {
-        let other = |scheme, credentials| Presented::Other {
+        use PresentedScheme::*;
+        let token = |scheme, sent, credentials| Presented::Token {
             scheme,
+            sent,
             credentials,
         };
         assert_eq!(
             parse(b"Negotiate YIIC...").unwrap(),
-            other("Negotiate", "YIIC...")
+            token(Negotiate, "Negotiate", "YIIC...")
         );
-        assert_eq!(parse(b"NTLM").unwrap(), other("NTLM", ""));
-        assert_eq!(parse(b"Bearer x y z").unwrap(), other("Bearer", "x y z"));
+        assert_eq!(
+            parse(b"negotiate\tYIIC... ").unwrap(),
+            token(Negotiate, "negotiate", "YIIC...")
+        );
+        assert_eq!(parse(b"NTLM").unwrap(), token(Ntlm, "NTLM", ""));
+        assert_eq!(parse(b"ntLM TlRM").unwrap(), token(Ntlm, "ntLM", "TlRM"));
+        assert_eq!(
+            parse(b"Bearer x y z").unwrap(),
+            token(Other, "Bearer", "x y z")
+        );
+        // Basic in any case is parsed as Basic, never passed on as a token.
+        assert!(matches!(
+            parse(format!("bASIC {}", STANDARD.encode("a:b")).as_bytes()),
+            Ok(Presented::Basic(_))
+        ));
+    }
+
+    #[test]
+    fn scheme_names_round_trip() {
+        for s in [
+            PresentedScheme::Basic,
+            PresentedScheme::Negotiate,
+            PresentedScheme::Ntlm,
+        ] {
+            let name = s.name().unwrap();
+            assert_eq!(PresentedScheme::parse(name), s);
+            assert_eq!(PresentedScheme::parse(&name.to_lowercase()), s);
+            assert_eq!(
+                PresentedScheme::of_value(format!("{name} tok").as_bytes()),
+                s
+            );
+        }
+        assert_eq!(PresentedScheme::Other.name(), None);
+        assert_eq!(PresentedScheme::parse("Negotiate2"), PresentedScheme::Other);
+        assert_eq!(PresentedScheme::parse(""), PresentedScheme::Other);
+        // The raw form splits at the first space only, as the bound-connection
+        // shortcut always has: a leading space or a tab is another scheme.
+        assert_eq!(
+            PresentedScheme::of_value(b" Negotiate x"),
+            PresentedScheme::Other
+        );
+        assert_eq!(
+            PresentedScheme::of_value(b"Negotiate\tx"),
+            PresentedScheme::Other
+        );
+        assert_eq!(
+            PresentedScheme::of_value(b"\xffNegotiate x"),
+            PresentedScheme::Other
+        );
+        assert_eq!(
+            PresentedScheme::of_value(b"NEGOTIATE"),
+            PresentedScheme::Negotiate
+        );
     }
 
     #[test]

@@ -101,7 +101,7 @@ impl Ntlm {
         client: IpAddr,
     ) -> Result<Authenticated, AuthFailure> {
         if raw.len() > MAX_TOKEN {
-            return Err(AuthFailure::Malformed(BadCredentials::NotBase64));
+            return Err(AuthFailure::Malformed(BadCredentials::TooLarge));
         }
         let token = STANDARD.encode(raw);
         let token = token.as_str();
@@ -133,7 +133,7 @@ impl Ntlm {
                 }
             }
             Ok(NtlmMessage::Challenge { .. }) | Err(_) => {
-                Err(AuthFailure::Malformed(BadCredentials::NotBase64))
+                Err(AuthFailure::Malformed(BadCredentials::NotNtlm))
             }
         }
     }

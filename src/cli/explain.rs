@@ -6,9 +6,12 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use http::Method;
+
 use gatehouse::config::Config;
 use gatehouse::directory::identity::{Group, Identity};
 use gatehouse::policy::{ConnectMode, Decision, Detected, Facts};
+use gatehouse::protocol::{ProtocolKind, TlsVersion};
 use gatehouse::proxy::plan::{self, judge_detected, Plan, Progress, Settings};
 use gatehouse::resolve::Host;
 use gatehouse::server::runtime::Runtime;
@@ -38,8 +41,8 @@ pub struct ExplainRequest {
     #[arg(long, default_value = "127.0.0.1")]
     pub client: std::net::IpAddr,
     /// For CONNECT: the protocol detection found (tls, http, ssh, unknown).
-    #[arg(long)]
-    pub protocol: Option<String>,
+    #[arg(long, value_parser = protocol_kind)]
+    pub protocol: Option<ProtocolKind>,
     /// For CONNECT with TLS: the ClientHello's SNI.
     #[arg(long)]
     pub sni: Option<String>,
@@ -50,19 +53,34 @@ pub struct ExplainRequest {
     #[arg(long)]
     pub ja3n: Option<String>,
     /// For CONNECT with TLS: the highest version offered (1.0 … 1.3).
-    #[arg(long)]
-    pub tls_version: Option<String>,
+    #[arg(long, value_parser = tls_version)]
+    pub tls_version: Option<TlsVersion>,
     /// For CONNECT with TLS: an ALPN protocol offered (repeatable).
     #[arg(long)]
     pub alpn: Vec<String>,
 }
 
+/// `--protocol`: a name detection gives.
+fn protocol_kind(name: &str) -> Result<ProtocolKind, String> {
+    ProtocolKind::from_name(name).ok_or_else(|| format!("one of {}", ProtocolKind::names()))
+}
+
+/// `--tls-version`: a name rules use, or `unknown` (what detection makes
+/// of a version no rule can name).
+fn tls_version(name: &str) -> Result<TlsVersion, String> {
+    match TlsVersion::from_name(name) {
+        Some(v) => Ok(v),
+        None if name.eq_ignore_ascii_case("unknown") => Ok(TlsVersion::from_wire(0)),
+        None => Err(format!("one of {}, unknown", TlsVersion::names())),
+    }
+}
+
 /// The destination, and (not for CONNECT) the URL `url` rules see: an
 /// `http://` URL as the proxy forwards it, or an `https://` one as a
 /// request decrypted from an intercepted tunnel — normalised either way.
-fn target(method: &str, url: &str) -> Result<(Host, u16, Option<String>), String> {
+fn target(method: &Method, url: &str) -> Result<(Host, u16, Option<String>), String> {
     let uri = url.parse::<http::Uri>().map_err(|e| e.to_string())?;
-    if method == "CONNECT" {
+    if method == Method::CONNECT {
         let (host, port) = gatehouse::tunnel::connect_target(&uri).map_err(|e| e.to_string())?;
         return Ok((host, port, None));
     }
@@ -241,7 +259,10 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
         }
     };
     let policy = &built.snapshot.policy;
-    let method = q.method.to_ascii_uppercase();
+    let Ok(method) = Method::from_bytes(q.method.to_ascii_uppercase().as_bytes()) else {
+        eprintln!("gatehouse explain: --method {:?} is not a method", q.method);
+        return ExitCode::from(2);
+    };
     let (host, port, url) = match target(&method, &q.url) {
         Ok(t) => t,
         Err(e) => {
@@ -328,25 +349,20 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
         println!("authentication: not required");
     }
     print_plan(&p);
-    if let (Some(proto), Plan::Tunnel { detect: true, .. }) = (&q.protocol, &p) {
+    if let (Some(proto), Plan::Tunnel { detect: true, .. }) = (q.protocol, &p) {
         let after = Facts {
             detected: Some(Detected {
                 protocol: proto,
                 sni: q.sni.as_deref(),
                 ja4: q.ja4.as_deref(),
                 ja3n: q.ja3n.as_deref(),
-                tls_version: q.tls_version.as_deref(),
+                tls_version: q.tls_version,
                 alpn: &q.alpn,
             }),
             ..facts
         };
         let (says, rule) = judge_detected(policy, &after);
-        let spoken = match proto.as_str() {
-            "tls" => Spoken::Tls,
-            "http" => Spoken::Http,
-            _ => Spoken::Other,
-        };
-        let line = match next_step(&says, spoken) {
+        let line = match next_step(&says, Spoken::kind(proto)) {
             Next::Refuse(reason) => format!("DENY {}", reason.as_str()),
             Next::CheckCertificate => "TLS: passes if the server's certificate is valid".into(),
             Next::Pass => format!("ALLOW {proto}"),

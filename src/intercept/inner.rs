@@ -128,14 +128,9 @@ pub(super) async fn inner(
     }
     let hello = ctx.hello.as_deref();
     match (ctx.judge)(req.method(), &url, req.headers(), &ctx.name, hello).await {
-        Inner::Deny {
-            status,
-            reason,
-            rule,
-        } => {
+        Inner::Deny { denial, rule } => {
             let e = ProxyError::PolicyDenied {
-                status,
-                reason,
+                denial,
                 rule: rule.as_deref().unwrap_or("default").into(),
             };
             return Ok(answer(&ctx, r, e, rule));

@@ -3,8 +3,6 @@
 //! [`Judge`] (it knows the policy and the tunnel's user); interception
 //! only calls it.
 
-use std::sync::Arc;
-
 use http::Method;
 
 use crate::tunnel::detect::ClientHello;
@@ -19,10 +17,8 @@ pub enum Inner {
     },
     /// Answer it with this status and reason.
     Deny {
-        /// The status.
-        status: u16,
-        /// The `x-exception-id`.
-        reason: Arc<str>,
+        /// The status and the `x-exception-id`.
+        denial: crate::policy::Denial,
         /// `x-rule`.
         rule: Option<String>,
     },

@@ -17,8 +17,9 @@ use super::index::{Layer, INDEX_FROM};
 use super::nets::parse_net;
 use super::objects::Objects;
 use super::rule::{Atom, HeaderCond, Rule, TimeCond};
-use super::Action;
+use super::{Action, Denial};
 use crate::directory::identity::fold;
+use crate::protocol::ProtocolKind;
 
 struct Ctx<'a> {
     file: &'a PolicyFile,
@@ -205,17 +206,19 @@ fn compile_rule(ctx: &Ctx<'_>, r: &file::Rule, place: &str) -> Result<Rule, Poli
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
-    let protocols = list(&r.protocol, "protocol")?.map(lower);
-    if let Some(p) = protocols
-        .iter()
-        .flatten()
-        .find(|p| !["tls", "http", "ssh", "unknown"].contains(&p.as_str()))
-    {
-        return Err(err(
-            &field("protocol"),
-            format!("{p:?}: one of tls, http, ssh, unknown"),
-        ));
-    }
+    let protocols = list(&r.protocol, "protocol")?
+        .map(|names| {
+            lower(names)
+                .iter()
+                .map(|p| {
+                    ProtocolKind::from_name(p).ok_or_else(|| {
+                        let one_of = ProtocolKind::names();
+                        err(&field("protocol"), format!("{p:?}: one of {one_of}"))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
     let mut fingerprints = Vec::new();
     for (values, name, f) in [
         (&r.ja4, "ja4", Field::Ja4),
@@ -240,27 +243,10 @@ fn compile_rule(ctx: &Ctx<'_>, r: &file::Rule, place: &str) -> Result<Rule, Poli
         ActionName::Authenticate => Action::Authenticate,
         ActionName::NoAuthenticate => Action::NoAuthenticate,
         ActionName::Tag => Action::Tag,
-        ActionName::Deny => {
-            let status = r.status.unwrap_or(403);
-            if !(400..=599).contains(&status) || status == 407 {
-                return Err(err(&field("status"), "a 4xx or 5xx status other than 407"));
-            }
-            let reason = r.reason.clone().unwrap_or_else(|| "policy_denied".into());
-            if reason.is_empty()
-                || !reason
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            {
-                return Err(err(
-                    &field("reason"),
-                    "letters, digits, '_' and '-' (it is the x-exception-id)",
-                ));
-            }
-            Action::Deny {
-                status,
-                reason: reason.into(),
-            }
-        }
+        ActionName::Deny => Action::Deny(
+            Denial::new(r.status, r.reason.as_deref())
+                .map_err(|bad| err(&field(bad.field()), bad.message()))?,
+        ),
     };
     if r.action != ActionName::Deny && (r.status.is_some() || r.reason.is_some()) {
         return Err(err(

@@ -4,9 +4,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::HeaderMap;
+use http::{HeaderMap, Method};
 
 use crate::directory::identity::Identity;
+use crate::protocol::{ProtocolKind, TlsVersion};
 
 /// What the proxy knows when it decides.
 #[derive(Debug, Clone)]
@@ -16,7 +17,7 @@ pub struct Facts<'a> {
     /// The client's address.
     pub client: IpAddr,
     /// The request method.
-    pub method: &'a str,
+    pub method: &'a Method,
     /// The canonical host name or address literal (host patterns match it).
     pub host: &'a str,
     /// The addresses `host` resolved to — the ones that will be dialled.
@@ -37,30 +38,44 @@ pub struct Facts<'a> {
     pub url: Option<&'a str>,
 }
 
+/// `CONNECT`, for the facts of a tunnel judged without its request at hand.
+pub static CONNECT: Method = Method::CONNECT;
+
+impl Facts<'_> {
+    /// Is the request a CONNECT (a tunnel), rather than one to forward?
+    pub fn is_connect(&self) -> bool {
+        *self.method == Method::CONNECT
+    }
+}
+
 /// What protocol detection saw of a CONNECT's client, for the rules that
 /// look at it (`protocol`, `sni`, `ja4`, `ja3n`, `tls_version`, `alpn`).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Detected<'a> {
-    /// `tls`, `http`, `ssh` or `unknown`.
-    pub protocol: &'a str,
+    /// What the client speaks.
+    pub protocol: ProtocolKind,
     /// The TLS SNI, when sent.
     pub sni: Option<&'a str>,
     /// JA4 of the ClientHello.
     pub ja4: Option<&'a str>,
     /// JA3N of the ClientHello.
     pub ja3n: Option<&'a str>,
-    /// The highest TLS version offered (`1.3`, `1.2`, …).
-    pub tls_version: Option<&'a str>,
+    /// The highest TLS version offered.
+    pub tls_version: Option<TlsVersion>,
     /// The ALPN protocols offered.
     pub alpn: &'a [String],
 }
 
 impl<'a> Detected<'a> {
     /// A protocol seen without TLS facts.
-    pub fn protocol(protocol: &'a str) -> Self {
+    pub fn protocol(protocol: ProtocolKind) -> Self {
         Detected {
             protocol,
-            ..Detected::default()
+            sni: None,
+            ja4: None,
+            ja3n: None,
+            tls_version: None,
+            alpn: &[],
         }
     }
 }

@@ -10,6 +10,8 @@ use std::collections::HashSet;
 
 use regex::RegexSet;
 
+use crate::protocol::TlsVersion;
+
 /// Which ClientHello fact a condition looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
@@ -29,7 +31,7 @@ impl Field {
         let ok = match self {
             Field::Ja4 => is_ja4(v),
             Field::Ja3n => v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()),
-            Field::TlsVersion => ["1.0", "1.1", "1.2", "1.3", "ssl3"].contains(&v),
+            Field::TlsVersion => TlsVersion::from_name(v).is_some(),
             Field::Alpn => !v.is_empty() && v.len() <= 255,
         };
         if ok {
@@ -40,7 +42,7 @@ impl Field {
                 "{v:?} is not a JA4 fingerprint (like t13d1516h2_8daaf6152771_e5627efa2ab1)"
             ),
             Field::Ja3n => format!("{v:?} is not a JA3N fingerprint (32 hex digits)"),
-            Field::TlsVersion => format!("{v:?}: one of 1.0, 1.1, 1.2, 1.3, ssl3"),
+            Field::TlsVersion => format!("{v:?}: one of {}", TlsVersion::names()),
             Field::Alpn => format!("{v:?} is not an ALPN protocol name"),
         })
     }

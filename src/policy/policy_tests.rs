@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use http::HeaderMap;
 
 use crate::directory::identity::{Group, Identity};
+use crate::protocol::{ProtocolKind, TlsVersion};
 
 fn identity(user: &str, groups: &[&str]) -> Identity {
     Identity {
@@ -24,7 +25,7 @@ fn identity(user: &str, groups: &[&str]) -> Identity {
 struct Req {
     id: Option<Identity>,
     client: IpAddr,
-    method: &'static str,
+    method: http::Method,
     host: &'static str,
     addrs: Vec<IpAddr>,
     port: u16,
@@ -38,7 +39,7 @@ impl Req {
         Req {
             id: None,
             client: "10.0.0.5".parse().unwrap(),
-            method: "CONNECT",
+            method: http::Method::CONNECT,
             host,
             addrs: host.parse().into_iter().collect(),
             port: 443,
@@ -59,7 +60,7 @@ impl Req {
         Facts {
             identity: self.id.as_ref(),
             client: self.client,
-            method: self.method,
+            method: &self.method,
             host: self.host,
             addrs: &self.addrs,
             port: self.port,
@@ -154,10 +155,10 @@ fn layers_refine_and_tags_accumulate() {
     let d = p.decide(&r.facts());
     assert_eq!(
         d.verdict,
-        Verdict::Deny {
-            status: 403,
+        Verdict::Deny(crate::policy::Denial {
+            status: http::StatusCode::FORBIDDEN,
             reason: "category_blocked".into()
-        }
+        })
     );
     assert_eq!(d.rule_names().as_deref(), Some("block-social,skype-tunnel"));
     assert_eq!(d.tags.len(), 2);
@@ -179,11 +180,11 @@ action = "allow"
     )
     .unwrap();
     let mut r = Req::connect("x").user("bob", &["Staff"]);
-    r.method = "GET";
+    r.method = http::Method::GET;
     r.port = 8080;
     assert_eq!(p.decide(&r.facts()).verdict, Verdict::Allow);
     r.port = 8101;
-    assert!(matches!(p.decide(&r.facts()).verdict, Verdict::Deny { .. }));
+    assert!(matches!(p.decide(&r.facts()).verdict, Verdict::Deny(_)));
 }
 
 #[test]
@@ -278,18 +279,17 @@ action = "deny"
     let r = Req::connect("x");
     assert_eq!(p.decide(&r.facts()).verdict_rule, None);
     let mut f = r.facts();
-    f.detected = Some(Detected::protocol("http"));
+    f.detected = Some(Detected::protocol(ProtocolKind::Http));
     let d = p.decide(&f);
     assert_eq!(
         (d.verdict_rule.as_deref(), d.verdict_by_detection),
         (Some("plain-http-ok"), true)
     );
     f.detected = Some(Detected {
-        protocol: "tls",
         sni: Some("www.bad.example"),
-        ..Detected::default()
+        ..Detected::protocol(ProtocolKind::Tls)
     });
-    assert!(matches!(p.decide(&f).verdict, Verdict::Deny { .. }));
+    assert!(matches!(p.decide(&f).verdict, Verdict::Deny(_)));
 }
 
 #[test]
@@ -318,11 +318,10 @@ action = "deny"
     let r = Req::connect("x");
     let alpn = vec!["h2".to_string()];
     let tls = |ja4: &'static str, version: &'static str| Detected {
-        protocol: "tls",
         ja4: Some(ja4),
         ja3n: Some("ffffffffffffffffffffffffffffffff"),
-        tls_version: Some(version),
-        ..Detected::default()
+        tls_version: TlsVersion::from_name(version),
+        ..Detected::protocol(ProtocolKind::Tls)
     };
     let rule = |d: Detected<'_>| {
         let mut f = r.facts();
@@ -352,7 +351,7 @@ action = "deny"
     d.ja3n = Some("0123456789ABCDEF0123456789ABCDEF");
     assert_eq!(rule(d).as_deref(), Some("h2-only-by-ja3n"));
     // Not TLS: no fingerprint to match.
-    assert_eq!(rule(Detected::protocol("ssh")), None);
+    assert_eq!(rule(Detected::protocol(ProtocolKind::Ssh)), None);
 }
 
 #[test]
@@ -484,7 +483,7 @@ fn the_shipped_blocklist_example_loads_and_names_its_entries() {
     };
     let p = Policy::load(&cfg).unwrap();
     let mut q = Req::connect("x.ads.example");
-    q.method = "GET";
+    q.method = http::Method::GET;
     let d = p.decide(&q.facts());
     assert_eq!(d.verdict_rule.as_deref(), Some("blocked-domains"));
     assert_eq!(
@@ -539,4 +538,55 @@ fn list_file_objects_are_checked() {
             (Err(e), None) => panic!("{e}: {text}"),
         }
     }
+}
+
+#[test]
+fn a_rule_without_conditions_matches_every_request() {
+    let r = rule::Rule::new("all".into(), Action::Tag);
+    assert!(!r.needs_identity() && !r.needs_detection());
+    let q = Req::connect("anything.example");
+    assert!(r.matches(&q.facts()));
+    let mut f = q.facts();
+    f.detected = Some(Detected::protocol(ProtocolKind::Ssh));
+    assert!(r.matches(&f));
+    // Setting a condition is naming it; the rest stay absent.
+    let gets = rule::Rule {
+        methods: Some(vec!["GET".into()]),
+        ..rule::Rule::new("gets".into(), Action::Allow)
+    };
+    assert!(!gets.matches(&q.facts()));
+    let mut get = Req::connect("anything.example");
+    get.method = http::Method::GET;
+    assert!(gets.matches(&get.facts()));
+    assert!(!get.facts().is_connect() && q.facts().is_connect());
+}
+
+#[test]
+fn deny_status_and_protocol_names_are_checked_at_compile() {
+    let rule =
+        |extra: &str| format!("[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r1\"\n{extra}\n");
+    let e = Policy::from_toml(&rule("action=\"deny\"\nstatus=302")).unwrap_err();
+    assert!(e.to_string().contains("rule \"r1\", field `status`"), "{e}");
+    let e = Policy::from_toml(&rule("action=\"deny\"\nreason=\"a b\"")).unwrap_err();
+    assert!(e.to_string().contains("field `reason`"), "{e}");
+    let p = Policy::from_toml(&rule("action=\"deny\"\nstatus=451\nreason=\"legal\"")).unwrap();
+    let d = p.decide(&Req::connect("x").facts());
+    let want = crate::policy::Denial {
+        status: http::StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+        reason: "legal".into(),
+    };
+    assert_eq!(d.verdict, Verdict::Deny(want));
+    let e = Policy::from_toml(&rule("action=\"allow\"\nprotocol=[\"TLS\", \"quic\"]")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("field `protocol`: \"quic\": one of tls, http, ssh, unknown"),
+        "{e}"
+    );
+    let p = Policy::from_toml(&rule("action=\"allow\"\nprotocol=[\"SSH\"]")).unwrap();
+    let q = Req::connect("x");
+    let mut f = q.facts();
+    f.detected = Some(Detected::protocol(ProtocolKind::Ssh));
+    assert_eq!(p.decide(&f).verdict_rule.as_deref(), Some("r1"));
+    f.detected = Some(Detected::protocol(ProtocolKind::Tls));
+    assert_eq!(p.decide(&f).verdict_rule, None);
 }

@@ -59,7 +59,7 @@ fn reference_matches(r: &Rule, f: &Facts<'_>) -> bool {
         && any(&r.users, &|u| id.is_some_and(|i| folds_to(&i.user, u)))
         && any(&r.groups, &|g| id.is_some_and(|i| i.in_group(g)))
         && r.clients.as_ref().is_none_or(|c| old_in(c, &f.client))
-        && any(&r.methods, &|m| f.method.eq_ignore_ascii_case(m))
+        && any(&r.methods, &|m| f.method.as_str().eq_ignore_ascii_case(m))
         && r.hosts.as_ref().is_none_or(|h| old_hosts(h, f.host))
         && r.dests.as_ref().is_none_or(dest_ok)
         && r.ports
@@ -228,7 +228,7 @@ proptest! {
             let f = Facts {
                 identity: id.as_ref(),
                 client: "10.0.0.5".parse().unwrap(),
-                method: q.method,
+                method: &http::Method::from_bytes(q.method.as_bytes()).unwrap(),
                 host: q.host,
                 addrs: &q.addrs,
                 port: q.port,

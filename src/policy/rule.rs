@@ -16,6 +16,7 @@ use super::hosts::HostSet;
 use super::nets::NetSet;
 use super::{Action, Detected, Facts};
 use crate::directory::identity::folds_to;
+use crate::protocol::ProtocolKind;
 
 /// A header that must match a regex; an absent header is the empty string.
 #[derive(Debug, Clone)]
@@ -64,7 +65,7 @@ impl Atom {
             Atom::Group(g) => f.identity.is_some_and(|i| i.in_group(g)),
             Atom::Realm(r) => f.identity.is_some_and(|i| folds_to(&i.realm, r)),
             Atom::Client(n) => n.contains(&f.client),
-            Atom::Method(m) => f.method.eq_ignore_ascii_case(m),
+            Atom::Method(m) => f.method.as_str().eq_ignore_ascii_case(m),
             Atom::Header(h) => h.iter().all(|c| c.matches(f.headers)),
         }
     }
@@ -182,8 +183,8 @@ pub struct Rule {
     pub categories: Option<Vec<String>>,
     /// Time window.
     pub time: Option<TimeCond>,
-    /// Detected protocols (`tls`, `http`, `ssh`, `unknown`).
-    pub protocols: Option<Vec<String>>,
+    /// Detected protocols.
+    pub protocols: Option<Vec<ProtocolKind>>,
     /// TLS SNI patterns.
     pub snis: Option<HostCond>,
     /// ClientHello facts: JA4, JA3N, highest version offered, ALPN offered.
@@ -197,6 +198,34 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// A rule with no conditions (it matches every request), doing
+    /// `action`: construction sites set only the conditions they use,
+    /// `Rule { methods: .., ..Rule::new(name, action) }`.
+    pub fn new(name: Arc<str>, action: Action) -> Self {
+        Rule {
+            name,
+            authenticated: None,
+            users: None,
+            groups: None,
+            realms: None,
+            clients: None,
+            methods: None,
+            hosts: None,
+            dests: None,
+            ports: None,
+            headers: Vec::new(),
+            sources: None,
+            categories: None,
+            time: None,
+            protocols: None,
+            snis: None,
+            fingerprints: Vec::new(),
+            urls: None,
+            action,
+            tag: None,
+        }
+    }
+
     /// Conditions that need an authenticated identity.
     pub fn needs_identity(&self) -> bool {
         self.authenticated.is_some()
@@ -225,7 +254,9 @@ impl Rule {
             && any(&self.groups, &|g| id.is_some_and(|i| i.in_group(g)))
             && any(&self.realms, &|x| id.is_some_and(|i| folds_to(&i.realm, x)))
             && self.clients.as_ref().is_none_or(|c| c.contains(&f.client))
-            && any(&self.methods, &|m| f.method.eq_ignore_ascii_case(m))
+            && any(&self.methods, &|m| {
+                f.method.as_str().eq_ignore_ascii_case(m)
+            })
             && self.hosts.as_ref().is_none_or(|h| h.matches(f.host))
             && self
                 .dests
@@ -244,9 +275,10 @@ impl Rule {
                 f.categories.iter().any(|x| folds_to(x, c))
             })
             && self.time.as_ref().is_none_or(|t| t.matches(f.now))
-            && any(&self.protocols, &|p| {
-                f.detected.is_some_and(|d| d.protocol == p)
-            })
+            && self
+                .protocols
+                .as_ref()
+                .is_none_or(|l| f.detected.is_some_and(|d| l.contains(&d.protocol)))
             && self.snis.as_ref().is_none_or(|l| {
                 f.detected
                     .and_then(|d| d.sni)
@@ -316,7 +348,7 @@ fn fingerprint_matches(field: Field, c: &TextCond, d: &Detected<'_>) -> bool {
     match field {
         Field::Ja4 => d.ja4.is_some_and(|v| c.matches(v)),
         Field::Ja3n => d.ja3n.is_some_and(|v| c.matches(v)),
-        Field::TlsVersion => d.tls_version.is_some_and(|v| c.matches(v)),
+        Field::TlsVersion => d.tls_version.is_some_and(|v| c.matches(v.name())),
         Field::Alpn => d.alpn.iter().any(|v| c.matches(v)),
     }
 }

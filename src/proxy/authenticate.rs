@@ -33,52 +33,50 @@ pub(super) async fn authenticate(
                 .unwrap_or(config.auth.throttle.address_failures),
         }
     };
-    let r = &mut tx.record;
-    match proxy
+    let failure = match proxy
         .auth
         .authenticate(chain, presented, &conn.auth, ip, &place)
         .await
     {
         Ok(who) => {
             tx.authenticated(&who);
-            Ok(who)
+            return Ok(who);
         }
-        Err(AuthFailure::Missing) => Err(ProxyError::AuthRequired),
-        Err(AuthFailure::Continue { challenge }) => Err(ProxyError::AuthContinue(challenge)),
-        Err(AuthFailure::Malformed(why)) => {
+        Err(failure) => failure,
+    };
+    let r = &mut tx.record;
+    // The answer is the failure's (`From<AuthFailure>`); the log and the
+    // record's user are said here.
+    match &failure {
+        AuthFailure::Missing | AuthFailure::Continue { .. } => {}
+        AuthFailure::Malformed(why) => {
             tracing::debug!(client = %r.client_ip, reason = %why, "unreadable credentials");
-            Err(ProxyError::AuthFailed)
         }
-        Err(AuthFailure::UnsupportedScheme(scheme)) => {
+        AuthFailure::UnsupportedScheme(scheme) => {
             tracing::debug!(client = %r.client_ip, %scheme, "credentials in a scheme that is not enabled");
-            Err(ProxyError::AuthRequired)
         }
-        Err(AuthFailure::Rejected { user }) => {
+        AuthFailure::Rejected { user } => {
             tracing::info!(client = %r.client_ip, %user, "authentication failed");
-            r.username = Some(user);
-            Err(ProxyError::AuthFailed)
+            r.username = Some(user.clone());
         }
-        Err(AuthFailure::AccountRefused { user, problem }) => {
+        AuthFailure::AccountRefused { user, problem } => {
             tracing::info!(client = %r.client_ip, %user, reason = problem.as_str(), "authentication refused: account may not sign in");
-            r.username = Some(user);
-            Err(ProxyError::AccountRefused(problem))
+            r.username = Some(user.clone());
         }
-        Err(AuthFailure::Throttled { user, why }) => {
+        AuthFailure::Throttled { user, why } => {
             tracing::warn!(client = %r.client_ip, %user, reason = why.as_str(), "authentication throttled: the realm was not asked");
-            r.username = Some(user);
-            Err(ProxyError::AuthThrottled)
+            r.username = Some(user.clone());
         }
-        Err(AuthFailure::Busy { user, reason }) => {
+        AuthFailure::Busy { user, reason } => {
             tracing::warn!(client = %r.client_ip, %user, %reason, "cannot authenticate now: password checks busy");
-            r.username = Some(user);
-            Err(ProxyError::AuthBusy)
+            r.username = Some(user.clone());
         }
-        Err(AuthFailure::Unavailable { user, reason }) => {
+        AuthFailure::Unavailable { user, reason } => {
             tracing::warn!(client = %r.client_ip, %user, %reason, "cannot authenticate: directory unavailable");
-            r.username = Some(user);
-            Err(ProxyError::DirectoryUnavailable)
+            r.username = Some(user.clone());
         }
     }
+    Err(failure.into())
 }
 
 /// Answers an authentication refusal. The unread request body is drained

@@ -94,7 +94,7 @@ pub(super) async fn decide(
         let facts = Facts {
             identity: who.as_ref().map(|w| &*w.identity),
             client: conn.client.ip(),
-            method: req.method().as_str(),
+            method: req.method(),
             host: &asked.host,
             addrs: &addrs,
             port: asked.dest.port,

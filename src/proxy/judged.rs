@@ -21,7 +21,8 @@ use super::Proxy;
 use crate::directory::{Identity, RealmChain};
 use crate::intercept::judge::{Inner, Judge, Judging};
 use crate::outcome::DetectionReason;
-use crate::policy::{Detected, Facts, Policy, Verdict};
+use crate::policy::{Denial, Detected, Facts, Policy, Verdict, CONNECT};
+use crate::protocol::ProtocolKind;
 use crate::snapshot::Snapshot;
 use crate::tunnel::detect::{ClientHello, Protocol};
 use crate::tunnel::inspect::PolicySays;
@@ -61,7 +62,7 @@ impl Judged {
         Facts {
             identity: under.identity,
             client: self.client,
-            method: "CONNECT",
+            method: &CONNECT,
             host: &self.host,
             addrs: &self.addrs,
             port: self.port,
@@ -187,8 +188,10 @@ impl Judged {
         let policy = &now.policy;
         let Ok(identity) = self.identity_now(&now.realms).await else {
             return Inner::Deny {
-                status: 403,
-                reason: crate::outcome::ExceptionId::TunnelRevoked.as_str().into(),
+                denial: Denial {
+                    status: http::StatusCode::FORBIDDEN,
+                    reason: crate::outcome::ExceptionId::TunnelRevoked.as_str().into(),
+                },
                 rule: Some(USER_GONE.into()),
             };
         };
@@ -202,9 +205,9 @@ impl Judged {
             identity: identity.as_deref(),
             categories: &categories,
         };
-        let detected = hello.map_or(Detected::protocol("http"), detected_tls);
+        let detected = hello.map_or(Detected::protocol(ProtocolKind::Http), detected_tls);
         let facts = Facts {
-            method: method.as_str(),
+            method,
             url: Some(url),
             host: name,
             headers,
@@ -213,11 +216,7 @@ impl Judged {
         let d = policy.decide(&facts);
         let rule = d.rule_names();
         match d.verdict {
-            Verdict::Deny { status, reason } => Inner::Deny {
-                status,
-                reason,
-                rule,
-            },
+            Verdict::Deny(denial) => Inner::Deny { denial, rule },
             Verdict::Allow => Inner::Allow { rule },
         }
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::error::ProxyError;
 use crate::policy::{ConnectMode, Decision, Detected, Facts, Policy, Verdict};
+use crate::protocol::ProtocolKind;
 use crate::resolve::Refused;
 use crate::tunnel::detect::{ClientHello, Protocol};
 use crate::tunnel::inspect::PolicySays;
@@ -106,7 +107,7 @@ fn refuse(error: ProxyError, rule: Option<String>) -> Plan {
 /// look at addresses (otherwise an unauthenticated client could make the
 /// proxy query DNS); authentication; resolution; the access layers.
 pub fn plan(policy: &Policy, settings: &Settings<'_>, facts: &Facts<'_>, at: Progress) -> Plan {
-    let connect = facts.method == "CONNECT";
+    let connect = facts.is_connect();
     if connect && !settings.connect_ports.contains(facts.port) {
         return refuse(
             ProxyError::PortNotAllowed(facts.port),
@@ -138,10 +139,9 @@ pub fn plan(policy: &Policy, settings: &Settings<'_>, facts: &Facts<'_>, at: Pro
         return Plan::Resolve;
     }
     let decision = policy.decide(facts);
-    if let Verdict::Deny { status, reason } = &decision.verdict {
+    if let Verdict::Deny(denial) = &decision.verdict {
         let error = ProxyError::PolicyDenied {
-            status: *status,
-            reason: reason.clone(),
+            denial: denial.clone(),
             rule: decision
                 .verdict_rule
                 .clone()
@@ -166,9 +166,11 @@ pub fn plan(policy: &Policy, settings: &Settings<'_>, facts: &Facts<'_>, at: Pro
 /// the rule that said it — the log's `x-rule` for the tunnel.
 pub fn judge_detected(policy: &Policy, facts: &Facts<'_>) -> (PolicySays, Option<Arc<str>>) {
     let d = policy.decide(facts);
-    let tls = facts.detected.is_some_and(|x| x.protocol == "tls");
+    let tls = facts
+        .detected
+        .is_some_and(|x| x.protocol == ProtocolKind::Tls);
     let (says, rule) = match d.verdict {
-        Verdict::Deny { reason, .. } => (PolicySays::Deny(reason), d.verdict_rule),
+        Verdict::Deny(denial) => (PolicySays::Deny(denial.reason), d.verdict_rule),
         // The CONNECT's mode, with what the ClientHello said known (an SNI
         // or fingerprint rule may intercept, or bypass, here).
         Verdict::Allow if tls && d.connect == ConnectMode::Intercept => {
@@ -188,14 +190,14 @@ pub fn judge_detected(policy: &Policy, facts: &Facts<'_>) -> (PolicySays, Option
 pub fn detected(p: &Protocol) -> Detected<'_> {
     match p {
         Protocol::Tls(h) => detected_tls(h),
-        other => Detected::protocol(other.name()),
+        other => Detected::protocol(other.kind()),
     }
 }
 
 /// A ClientHello's facts, as the policy sees them.
 pub fn detected_tls(h: &ClientHello) -> Detected<'_> {
     Detected {
-        protocol: "tls",
+        protocol: ProtocolKind::Tls,
         sni: h.sni.as_deref(),
         ja4: Some(&h.ja4),
         ja3n: Some(&h.ja3n),

@@ -47,10 +47,10 @@ impl ReloadError {
     fn what(&self) -> &'static str {
         match self {
             ReloadError::Config(_) | ReloadError::NeedsRestart(_) => "config",
-            ReloadError::Build(BuildError::ListenerTls(_)) => "listener certificate",
-            ReloadError::Build(BuildError::Realm(_)) | ReloadError::DemoAccounts(_) => "realm",
+            ReloadError::Build(e) => e.part(),
+            ReloadError::DemoAccounts(_) => "realm",
             ReloadError::AccessLog { .. } => "access log",
-            ReloadError::Build(_) | ReloadError::Task(_) => "policy",
+            ReloadError::Task(_) => "reload",
         }
     }
 }

@@ -12,6 +12,8 @@ use tls_parser::{
     TlsMessage, TlsMessageHandshake,
 };
 
+use crate::protocol::{ProtocolKind, TlsVersion};
+
 /// Largest ClientHello we reassemble; beyond this the bytes are "unknown".
 pub const MAX_HELLO: usize = 64 * 1024;
 /// TLS record header length.
@@ -33,14 +35,19 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// What kind of protocol it is, for policy conditions.
+    pub fn kind(&self) -> ProtocolKind {
+        match self {
+            Protocol::Tls(_) => ProtocolKind::Tls,
+            Protocol::Http => ProtocolKind::Http,
+            Protocol::Ssh => ProtocolKind::Ssh,
+            Protocol::Unknown => ProtocolKind::Unknown,
+        }
+    }
+
     /// Short name for policy conditions and the log.
     pub fn name(&self) -> &'static str {
-        match self {
-            Protocol::Tls(_) => "tls",
-            Protocol::Http => "http",
-            Protocol::Ssh => "ssh",
-            Protocol::Unknown => "unknown",
-        }
+        self.kind().name()
     }
 }
 
@@ -51,8 +58,8 @@ pub struct ClientHello {
     pub sni: Option<String>,
     /// The ALPN protocols offered.
     pub alpn: Vec<String>,
-    /// Offered versions (`supported_versions`, else the hello's own), as `0x0303`-style numbers.
-    pub versions: Vec<u16>,
+    /// Offered versions (`supported_versions`, else the hello's own).
+    pub versions: Vec<TlsVersion>,
     /// JA3N fingerprint, hex: JA3 with the extension list sorted, so it is
     /// stable against the extension shuffling of Chrome and rustls.
     pub ja3n: String,
@@ -79,17 +86,19 @@ pub struct ClientHello {
 }
 
 impl ClientHello {
-    /// The highest version offered, as policy rules name it (`1.3`, `1.2`, …).
-    pub fn tls_version(&self) -> &'static str {
-        match self.versions.iter().max().copied().unwrap_or(0) {
-            0x0304 => "1.3",
-            0x0303 => "1.2",
-            0x0302 => "1.1",
-            0x0301 => "1.0",
-            0x0300 => "ssl3",
-            _ => "unknown",
-        }
+    /// The highest version offered (policy rules name it `1.3`, `1.2`, …).
+    pub fn tls_version(&self) -> TlsVersion {
+        highest(&self.versions)
     }
+}
+
+/// The highest of `versions`; none at all is version `0`, which no table names.
+pub fn highest(versions: &[TlsVersion]) -> TlsVersion {
+    versions
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or(TlsVersion::from_wire(0))
 }
 
 /// The classifier's answer.
@@ -224,7 +233,11 @@ fn parse_hello(msg: &[u8]) -> Option<ClientHello> {
                     .collect();
             }
             TlsExtension::SupportedVersions(v) => {
-                hello.versions = v.iter().map(|v| v.0).filter(|v| !is_grease(*v)).collect();
+                hello.versions = v
+                    .iter()
+                    .filter(|v| !is_grease(v.0))
+                    .map(|v| TlsVersion::from_wire(v.0))
+                    .collect();
             }
             TlsExtension::EllipticCurves(g) => {
                 groups = g.iter().map(|g| g.0).filter(|g| !is_grease(*g)).collect()
@@ -239,7 +252,7 @@ fn parse_hello(msg: &[u8]) -> Option<ClientHello> {
         }
     }
     if hello.versions.is_empty() {
-        hello.versions.push(ch.version.0);
+        hello.versions.push(TlsVersion::from_wire(ch.version.0));
     }
     let ciphers: Vec<u16> = ch
         .ciphers

@@ -57,7 +57,7 @@ fn real_client_hello() {
     assert_eq!(h.sni.as_deref(), Some("example.test"));
     assert_eq!(h.alpn, vec!["h2", "http/1.1"]);
     assert!(
-        h.versions.contains(&0x0304) && h.versions.contains(&0x0303),
+        h.versions.contains(&TlsVersion::TLS13) && h.versions.contains(&TlsVersion::TLS12),
         "{:?}",
         h.versions
     );

@@ -33,6 +33,7 @@ use super::server_flight::{read_flight, Flight, ServerHello};
 use super::settings::{DetectionConfig, Unsigned};
 use super::tls_check::{ProbeVersion, TlsChecker};
 use crate::outcome::DetectionReason;
+use crate::protocol::TlsVersion;
 
 /// What the on-the-wire check needs.
 pub struct Check<'a> {
@@ -205,15 +206,15 @@ async fn probe(
 /// HelloRetryRequest, one of its groups.
 fn answers_offer(sh: &ServerHello, hello: &ClientHello) -> Result<(), DetectionReason> {
     // Without `supported_versions` the hello's own version is the highest offered.
-    let legacy = matches!(hello.versions[..], [v] if v <= 0x0303 && sh.version <= v);
+    let legacy = matches!(hello.versions[..], [v] if v <= TlsVersion::TLS12 && sh.version <= v);
     let version = hello.versions.contains(&sh.version) || legacy;
     let cipher = hello.ciphers.contains(&sh.cipher);
     let share = match (sh.version, sh.key_share) {
-        (0x0304, Some(g)) if sh.retry => hello.groups.contains(&g),
-        (0x0304, Some(g)) => hello.key_shares.contains(&g),
+        (TlsVersion::TLS13, Some(g)) if sh.retry => hello.groups.contains(&g),
+        (TlsVersion::TLS13, Some(g)) => hello.key_shares.contains(&g),
         // TLS 1.3 without a key share: PSK-only, which needs the client's PSK
         // and is refused here as not answering a fresh offer.
-        (0x0304, None) => false,
+        (TlsVersion::TLS13, None) => false,
         _ => true,
     };
     if version && cipher && share {
@@ -230,7 +231,7 @@ mod tests {
 
     fn offer() -> ClientHello {
         ClientHello {
-            versions: vec![0x0304, 0x0303],
+            versions: vec![TlsVersion::TLS13, TlsVersion::TLS12],
             ciphers: vec![0x1301, 0xc02f],
             groups: vec![29, 23],
             key_shares: vec![29],
@@ -238,7 +239,7 @@ mod tests {
         }
     }
 
-    fn sh(version: u16, cipher: u16, key_share: Option<u16>, retry: bool) -> ServerHello {
+    fn sh(version: TlsVersion, cipher: u16, key_share: Option<u16>, retry: bool) -> ServerHello {
         ServerHello {
             version,
             cipher,
@@ -252,18 +253,18 @@ mod tests {
     #[test]
     fn a_server_hello_must_answer_the_offer() {
         let ok = |s: ServerHello| answers_offer(&s, &offer()).is_ok();
-        assert!(ok(sh(0x0304, 0x1301, Some(29), false)));
-        assert!(ok(sh(0x0303, 0xc02f, None, false)));
+        assert!(ok(sh(TlsVersion::TLS13, 0x1301, Some(29), false)));
+        assert!(ok(sh(TlsVersion::TLS12, 0xc02f, None, false)));
         // A retry may pick any offered group.
-        assert!(ok(sh(0x0304, 0x1301, Some(23), true)));
+        assert!(ok(sh(TlsVersion::TLS13, 0x1301, Some(23), true)));
         // Not offered: the cipher, the key share group, TLS 1.3 without a share.
-        assert!(!ok(sh(0x0304, 0x1302, Some(29), false)));
-        assert!(!ok(sh(0x0304, 0x1301, Some(23), false)));
-        assert!(!ok(sh(0x0304, 0x1301, None, false)));
+        assert!(!ok(sh(TlsVersion::TLS13, 0x1302, Some(29), false)));
+        assert!(!ok(sh(TlsVersion::TLS13, 0x1301, Some(23), false)));
+        assert!(!ok(sh(TlsVersion::TLS13, 0x1301, None, false)));
         let only13 = ClientHello {
-            versions: vec![0x0304],
+            versions: vec![TlsVersion::TLS13],
             ..offer()
         };
-        assert!(answers_offer(&sh(0x0303, 0xc02f, None, false), &only13).is_err());
+        assert!(answers_offer(&sh(TlsVersion::TLS12, 0xc02f, None, false), &only13).is_err());
     }
 }

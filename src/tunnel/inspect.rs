@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::detect::{classify, Classified, Protocol};
 use super::settings::{DetectionConfig, OnSilence};
 use crate::outcome::{DetectionReason, SAction};
+use crate::protocol::ProtocolKind;
 
 /// The post-detection policy's say on a detected protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,10 +41,15 @@ pub enum Spoken {
 impl Spoken {
     /// The kind of a detected protocol.
     pub fn of(p: &Protocol) -> Self {
-        match p {
-            Protocol::Tls(_) => Spoken::Tls,
-            Protocol::Http => Spoken::Http,
-            Protocol::Ssh | Protocol::Unknown => Spoken::Other,
+        Self::kind(p.kind())
+    }
+
+    /// What the next step makes of a kind of protocol.
+    pub fn kind(kind: ProtocolKind) -> Self {
+        match kind {
+            ProtocolKind::Tls => Spoken::Tls,
+            ProtocolKind::Http => Spoken::Http,
+            ProtocolKind::Ssh | ProtocolKind::Unknown => Spoken::Other,
         }
     }
 }

@@ -11,11 +11,13 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::protocol::TlsVersion;
+
 /// What JA4 needs from a ClientHello; every list already without GREASE.
 #[derive(Debug, Default)]
 pub struct Ja4Input<'a> {
     /// `supported_versions` if sent, else the hello's own version.
-    pub versions: &'a [u16],
+    pub versions: &'a [TlsVersion],
     /// An SNI extension was present.
     pub sni: bool,
     /// Cipher suites, in any order.
@@ -33,18 +35,7 @@ const ALPN: u16 = 0x0010;
 
 /// The JA4 fingerprint (TCP TLS: the first character is `t`).
 pub fn ja4(i: &Ja4Input<'_>) -> String {
-    let version = match i.versions.iter().max().copied().unwrap_or(0) {
-        0x0304 => "13",
-        0x0303 => "12",
-        0x0302 => "11",
-        0x0301 => "10",
-        0x0300 => "s3",
-        0x0002 => "s2",
-        0xfeff => "d1",
-        0xfefd => "d2",
-        0xfefc => "d3",
-        _ => "00",
-    };
+    let version = super::detect::highest(i.versions).ja4();
     let mut ciphers = i.ciphers.to_vec();
     ciphers.sort_unstable();
     let mut extensions: Vec<u16> = i
@@ -128,7 +119,7 @@ mod tests {
             0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601,
         ];
         let got = ja4(&Ja4Input {
-            versions: &[0x0304, 0x0303],
+            versions: &[TlsVersion::TLS13, TlsVersion::TLS12],
             sni: true,
             ciphers: &ciphers,
             extensions: &extensions,
@@ -150,12 +141,12 @@ mod tests {
         assert_eq!(alpn_chars(Some(&[b'h', 0xad])), "h9");
         assert_eq!(alpn_chars(Some(&[b'h', 0x1f])), "99");
         let bare = ja4(&Ja4Input {
-            versions: &[0x0301],
+            versions: &[TlsVersion::TLS10],
             ..Ja4Input::default()
         });
         assert_eq!(bare, "t10i000000_000000000000_000000000000");
         let odd = ja4(&Ja4Input {
-            versions: &[0x7f17],
+            versions: &[TlsVersion::from_wire(0x7f17)],
             ciphers: &[0x002f; 120],
             ..Ja4Input::default()
         });

@@ -21,6 +21,7 @@ use tls_parser::{TlsCipherKx, TlsCipherSuite};
 
 use super::server_flight::ServerHello;
 use crate::outcome::DetectionReason;
+use crate::protocol::TlsVersion;
 
 /// How a full handshake stands, once the chain itself is valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +66,7 @@ pub fn prove(
     let Some(ske) = ske else {
         return Err(DetectionReason::KeyExchangeMissing);
     };
-    if sh.version < 0x0303 {
+    if sh.version < TlsVersion::TLS12 {
         return Ok(Proof::Unproven(Unproven::LegacyVersion));
     }
     let params_len = match kx {

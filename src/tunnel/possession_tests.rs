@@ -39,7 +39,7 @@ fn sign(server: &Server, message: &[u8]) -> Vec<u8> {
     signer.sign(message).unwrap()
 }
 
-fn hello(cipher: u16, version: u16) -> ServerHello {
+fn hello(cipher: u16, version: TlsVersion) -> ServerHello {
     ServerHello {
         version,
         cipher,
@@ -98,7 +98,7 @@ fn judge(
 #[test]
 fn a_key_exchange_signed_with_the_leafs_key_proves_possession() {
     let s = server();
-    let sh = hello(ECDHE_ECDSA, 0x0303);
+    let sh = hello(ECDHE_ECDSA, TlsVersion::TLS12);
     let ske = signed_ske(&s, &sh, &x25519_params());
     assert_eq!(
         judge(&s, &sh, Some(&ske), &[P256_SHA256]),
@@ -112,7 +112,7 @@ fn a_key_exchange_signed_with_the_leafs_key_proves_possession() {
 fn a_replayed_chain_without_the_key_is_refused() {
     let real = server();
     let impostor = server();
-    let sh = hello(ECDHE_ECDSA, 0x0303);
+    let sh = hello(ECDHE_ECDSA, TlsVersion::TLS12);
     // No ServerKeyExchange at all.
     assert_eq!(
         judge(&real, &sh, None, &[]),
@@ -131,7 +131,11 @@ fn a_replayed_chain_without_the_key_is_refused() {
         Err(DetectionReason::SignatureInvalid)
     );
     // A genuine signature replayed from another handshake (other randoms).
-    let replayed = signed_ske(&real, &hello(ECDHE_ECDSA, 0x0303), &x25519_params());
+    let replayed = signed_ske(
+        &real,
+        &hello(ECDHE_ECDSA, TlsVersion::TLS12),
+        &x25519_params(),
+    );
     let fresh = ServerHello {
         random: [0x44; 32],
         ..sh.clone()
@@ -155,7 +159,7 @@ fn a_replayed_chain_without_the_key_is_refused() {
 #[test]
 fn a_scheme_the_client_did_not_offer_is_inconsistent() {
     let s = server();
-    let sh = hello(ECDHE_ECDSA, 0x0303);
+    let sh = hello(ECDHE_ECDSA, TlsVersion::TLS12);
     let ske = signed_ske(&s, &sh, &x25519_params());
     assert_eq!(
         judge(&s, &sh, Some(&ske), &[0x0804]),
@@ -167,22 +171,27 @@ fn a_scheme_the_client_did_not_offer_is_inconsistent() {
 fn rsa_and_legacy_key_exchanges_prove_nothing_in_the_clear() {
     let s = server();
     assert_eq!(
-        judge(&s, &hello(RSA_KX, 0x0303), None, &[]),
+        judge(&s, &hello(RSA_KX, TlsVersion::TLS12), None, &[]),
         Ok(Proof::Unproven(Unproven::KeyExchange))
     );
     // An RSA suite with a ServerKeyExchange is no real server's flight.
     assert_eq!(
-        judge(&s, &hello(RSA_KX, 0x0303), Some(&[1, 2, 3]), &[]),
+        judge(&s, &hello(RSA_KX, TlsVersion::TLS12), Some(&[1, 2, 3]), &[]),
         Err(DetectionReason::HandshakeInvalid)
     );
     // TLS 1.0 ECDHE: signed with MD5‖SHA-1, not verified here.
     assert_eq!(
-        judge(&s, &hello(ECDHE_RSA, 0x0301), Some(&[1, 2, 3]), &[]),
+        judge(
+            &s,
+            &hello(ECDHE_RSA, TlsVersion::TLS10),
+            Some(&[1, 2, 3]),
+            &[]
+        ),
         Ok(Proof::Unproven(Unproven::LegacyVersion))
     );
     // …but a missing ServerKeyExchange is missing at any version.
     assert_eq!(
-        judge(&s, &hello(ECDHE_RSA, 0x0301), None, &[]),
+        judge(&s, &hello(ECDHE_RSA, TlsVersion::TLS10), None, &[]),
         Err(DetectionReason::KeyExchangeMissing)
     );
 }
@@ -190,7 +199,7 @@ fn rsa_and_legacy_key_exchanges_prove_nothing_in_the_clear() {
 #[test]
 fn dhe_params_are_three_vectors_and_truncations_are_invalid() {
     let s = server();
-    let sh = hello(DHE_RSA, 0x0303);
+    let sh = hello(DHE_RSA, TlsVersion::TLS12);
     let mut params = Vec::new();
     for len in [256u16, 1, 256] {
         params.extend_from_slice(&len.to_be_bytes());
@@ -218,7 +227,7 @@ fn dhe_params_are_three_vectors_and_truncations_are_invalid() {
 #[ignore]
 fn possession_cost() {
     let s = server();
-    let sh = hello(ECDHE_ECDSA, 0x0303);
+    let sh = hello(ECDHE_ECDSA, TlsVersion::TLS12);
     let ske = signed_ske(&s, &sh, &x25519_params());
     let algs = algorithms();
     let n = 2000;

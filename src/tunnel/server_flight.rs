@@ -11,6 +11,8 @@ use tls_parser::{
     TlsMessageHandshake,
 };
 
+use crate::protocol::TlsVersion;
+
 /// TLS record header length.
 const RECORD_HEADER: usize = 5;
 /// Largest TLS record fragment we accept (2^14 plus the allowance RFC 5246
@@ -26,7 +28,7 @@ const HRR_RANDOM: [u8; 32] = [
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerHello {
     /// The version in force: `supported_versions` when present, else the hello's.
-    pub version: u16,
+    pub version: TlsVersion,
     /// The cipher suite chosen.
     pub cipher: u16,
     /// The legacy session ID.
@@ -151,7 +153,7 @@ fn message(msg: &[u8], seen: &mut Seen) -> Step {
             let Some(h) = server_hello(&sh) else {
                 return Step::Done(Flight::Invalid("ServerHello extensions"));
             };
-            if h.version == 0x0304 {
+            if h.version == TlsVersion::TLS13 {
                 return Step::Done(Flight::Tls13(h));
             }
             seen.hello = Some(h);
@@ -199,7 +201,7 @@ fn message(msg: &[u8], seen: &mut Seen) -> Step {
 
 fn server_hello(sh: &tls_parser::TlsServerHelloContents<'_>) -> Option<ServerHello> {
     let mut h = ServerHello {
-        version: sh.version.0,
+        version: TlsVersion::from_wire(sh.version.0),
         cipher: sh.cipher.0,
         session_id: sh.session_id.map(<[u8]>::to_vec).unwrap_or_default(),
         key_share: None,
@@ -212,7 +214,7 @@ fn server_hello(sh: &tls_parser::TlsServerHelloContents<'_>) -> Option<ServerHel
     };
     for ext in extensions {
         match ext {
-            TlsExtension::SupportedVersions(v) => h.version = v.first()?.0,
+            TlsExtension::SupportedVersions(v) => h.version = TlsVersion::from_wire(v.first()?.0),
             // ServerHello: group + key; HelloRetryRequest: the group alone.
             TlsExtension::KeyShare(raw) => {
                 h.key_share = raw.get(..2).map(|g| u16::from_be_bytes([g[0], g[1]]))
@@ -278,7 +280,7 @@ mod tests {
         };
         assert!(chain.is_empty());
         assert_eq!(key_exchange, None);
-        assert_eq!((hello.version, hello.cipher), (0x0303, 0xc02f));
+        assert_eq!((hello.version, hello.cipher), (TlsVersion::TLS12, 0xc02f));
         assert_eq!(hello.session_id, [1, 2, 3]);
     }
 
