@@ -253,12 +253,13 @@ async fn serve_connection<S: Service>(
     let cfg = acc.settings.load_full();
     // The handshake runs under the connection's slot and the header timeout:
     // a client that opens TLS and stalls holds no more than a silent one.
-    let stream = match acc.tls.load_full() {
+    let (stream, slot) = match acc.tls.load_full() {
         // What is left of it after a PROXY header was read.
         Some(tls_cfg) if tls => match tls::accept(
             tcp,
             tls_cfg,
             cfg.header_read_timeout.saturating_sub(accepted.elapsed()),
+            slot,
         )
         .await
         {
@@ -270,7 +271,7 @@ async fn serve_connection<S: Service>(
         },
         // A TLS listener with no certificate cannot be (start-up refuses it).
         None if tls => return,
-        _ => ClientStream::Plain(tcp),
+        _ => (ClientStream::Plain(tcp), slot),
     };
     let conn = ConnState::with_slot(id, peer, local, Some(slot));
     let limits = Limits {
