@@ -19,10 +19,10 @@
 pub mod ca;
 mod handshake;
 mod inner;
-pub mod mint;
+mod mint;
 mod rewind;
-pub mod session;
-pub mod settings;
+pub(crate) mod session;
+pub(crate) mod settings;
 
 use std::sync::Arc;
 

@@ -2,10 +2,10 @@
 //! framing guard, and hyper's HTTP/1.1 server on top.
 
 pub mod framing;
-pub mod guard;
+pub(crate) mod guard;
 pub mod proxy_header;
-pub mod settings;
-pub mod tls;
+pub(crate) mod settings;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -27,7 +27,7 @@ mod destination;
 mod forward;
 mod judged;
 pub mod plan;
-pub mod tunnels;
+mod tunnels;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
