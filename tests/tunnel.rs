@@ -216,3 +216,26 @@ async fn bytes_sent_with_the_connect_are_relayed() {
     drop(s);
     assert_eq!(gh.log_lines(1)[0]["cs-bytes"], "11");
 }
+
+/// Signals are caught before the proxy says it listens: a SIGHUP (or
+/// SIGUSR1) the moment it is ready never kills it, and a SIGTERM then is
+/// a graceful stop, not the default action's death.
+#[tokio::test(flavor = "multi_thread")]
+async fn signals_the_moment_it_listens_are_caught() {
+    let mut gh = Gatehouse::start("", "");
+    gh.signal("HUP");
+    gh.signal("USR1");
+    let text = raw_exchange(
+        gh.addr(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status_of(&text), 400, "still serving: {text}");
+    let mut gh2 = Gatehouse::start("", "");
+    gh2.send_term();
+    let status = gh2.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "exit status {status}: {}", gh2.stderr());
+    gh.send_term();
+    assert!(gh.wait_exit(Duration::from_secs(60)).success());
+}
