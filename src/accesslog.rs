@@ -7,9 +7,9 @@
 //! path again — after logrotate moved the file, or with a new path or
 //! format — between two lines, none lost.
 
-pub mod format;
-pub mod record;
-pub mod settings;
+mod format;
+mod record;
+pub(crate) mod settings;
 
 use std::fs::OpenOptions;
 use std::io::{self, BufWriter, Write};

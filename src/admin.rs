@@ -4,9 +4,9 @@
 //! a probe; 503 naming the realms that do not), `/proxy.pac` ([`pac`]),
 //! `POST /revoke?user=NAME` ([`revoke`], loopback only).
 
-pub mod pac;
-pub mod revoke;
-pub mod settings;
+pub(crate) mod pac;
+mod revoke;
+pub(crate) mod settings;
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -19,8 +19,8 @@ pub mod ntlm_msg;
 mod revoked;
 pub mod settings;
 pub mod spnego;
-pub mod state;
-pub mod throttle;
+mod state;
+pub(crate) mod throttle;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use std::time::Instant;
 use crate::auth::AuthState;
 use crate::error::ProxyError;
 
-pub mod slots;
+pub(crate) mod slots;
 
 /// The proxy's answer to a CONNECT, as the framing guard needs to know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,14 +5,14 @@
 //! This side owns [`Identity`] and name normalisation; `auth` asks a chain
 //! and never the other way round (`directory` imports nothing from `auth`).
 
-pub mod cache;
-pub mod chain;
-pub mod config;
-pub mod error;
+pub(crate) mod cache;
+mod chain;
+pub(crate) mod config;
+mod error;
 pub mod identity;
-pub mod ldap;
+mod ldap;
 pub mod local;
-pub mod timing;
+pub(crate) mod timing;
 
 use std::sync::Arc;
 

@@ -8,9 +8,9 @@
 //! Connections carrying NTLM/Negotiate origin authentication never enter
 //! the pool: they are pinned to their client connection ([`pin`]).
 
-pub mod headers;
-pub mod pin;
-pub mod settings;
+pub(crate) mod headers;
+pub(crate) mod pin;
+pub(crate) mod settings;
 
 use std::future::Future;
 use std::io;

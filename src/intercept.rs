@@ -19,11 +19,11 @@
 pub mod ca;
 mod handshake;
 mod inner;
-pub mod judge;
-pub mod mint;
+pub(crate) mod judge;
+mod mint;
 mod rewind;
-pub mod session;
-pub mod settings;
+pub(crate) mod session;
+pub(crate) mod settings;
 
 use std::sync::Arc;
 

@@ -14,21 +14,21 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod accesslog;
-pub mod admin;
-pub mod answer;
+mod accesslog;
+mod admin;
+mod answer;
 pub mod auth;
-pub mod body;
+mod body;
 pub mod config;
-pub mod conn;
+mod conn;
 pub mod directory;
-pub mod error;
+mod error;
 pub mod forward;
 pub mod intercept;
-pub mod limit;
+mod limit;
 pub mod listener;
-pub mod metrics;
-pub mod outcome;
+mod metrics;
+mod outcome;
 pub mod policy;
 pub mod protocol;
 pub mod proxy;
@@ -36,5 +36,5 @@ pub mod resolve;
 pub mod server;
 pub mod settings;
 pub mod snapshot;
-pub mod stream;
+mod stream;
 pub mod tunnel;

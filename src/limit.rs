@@ -6,9 +6,9 @@
 //! A leaf module: it imports nothing from the crate, so `auth`, `directory`
 //! and `conn` can all use it without importing one another.
 
-pub mod blocking;
-pub mod per_address;
-pub mod place;
+mod blocking;
+mod per_address;
+pub(crate) mod place;
 
 pub use blocking::{BlockingSlots, SlotError};
 pub use per_address::{AddressSlot, Counted, PerAddress, Places};

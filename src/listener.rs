@@ -2,10 +2,10 @@
 //! framing guard, and hyper's HTTP/1.1 server on top.
 
 pub mod framing;
-pub mod guard;
+pub(crate) mod guard;
 pub mod proxy_header;
-pub mod settings;
-pub mod tls;
+pub(crate) mod settings;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -288,12 +288,13 @@ async fn serve_connection<S: Service>(
     };
     // The handshake runs under the connection's slot and the header timeout:
     // a client that opens TLS and stalls holds no more than a silent one.
-    let stream = match (tls, tls_cfg) {
+    let (stream, slot) = match (tls, tls_cfg) {
         // What is left of it after a PROXY header was read.
         (true, Some(tls_cfg)) => match tls::accept(
             tcp,
             tls_cfg,
             cfg.timeouts.header.saturating_sub(accepted.elapsed()),
+            slot,
         )
         .await
         {
@@ -305,7 +306,7 @@ async fn serve_connection<S: Service>(
         },
         // A TLS listener with no certificate cannot be (start-up refuses it).
         (true, None) => return,
-        (false, _) => ClientStream::Plain(tcp),
+        (false, _) => (ClientStream::Plain(tcp), slot),
     };
     let conn = ConnState::with_slot(id, peer, local, Some(slot));
     let Kept { limits, timeouts } = cfg;

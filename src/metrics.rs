@@ -7,8 +7,6 @@
 //! leaves minted, the credential cache's hits/loads/stale serves, NTLM
 //! helpers and Negotiate validations in use, and which policy runs.
 
-use std::sync::Arc;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -345,6 +343,3 @@ impl Observe for Metrics {
         }
     }
 }
-
-/// Shared handle.
-pub type SharedMetrics = Arc<Metrics>;

@@ -12,6 +12,9 @@ use std::sync::Arc;
 use crate::directory::AccountProblem;
 
 /// ProxySG's `s-action`: what the proxy did with the transaction.
+// The variants spell ProxySG's values (TCP_MISS, TCP_DENIED...): the common
+// `Tcp` is theirs. (Clippy saw this only once the module stopped being public.)
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SAction {
     /// Forwarded; a cache could have stored the answer.

@@ -7,20 +7,20 @@
 //! `gatehouse explain` can say why. Compiled once at load (regexes, CIDRs,
 //! time zones); a reload compiles a whole new policy or changes nothing.
 
-pub mod categories;
-pub mod compile;
-pub mod denial;
-pub mod entry;
-pub mod error;
+mod categories;
+mod compile;
+mod denial;
+mod entry;
+mod error;
 mod facts;
-pub mod file;
-pub mod fingerprint;
-pub mod hosts;
-pub mod index;
-pub mod lists;
-pub mod nets;
+mod file;
+mod fingerprint;
+mod hosts;
+mod index;
+mod lists;
+mod nets;
 mod objects;
-pub mod rule;
+mod rule;
 pub mod settings;
 pub mod url;
 

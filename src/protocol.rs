@@ -98,6 +98,16 @@ impl Named {
 }
 
 impl TlsVersion {
+    /// The highest of `versions`; none at all is version `0`, which no
+    /// table names.
+    pub fn highest(versions: &[TlsVersion]) -> TlsVersion {
+        versions
+            .iter()
+            .max()
+            .copied()
+            .unwrap_or(TlsVersion::from_wire(0))
+    }
+
     /// SSL 3.0.
     pub const SSL3: Self = TlsVersion(0x0300);
     /// TLS 1.0.

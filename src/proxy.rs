@@ -31,7 +31,7 @@ mod forward;
 mod judged;
 pub mod plan;
 mod transaction;
-pub mod tunnels;
+mod tunnels;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -11,7 +11,7 @@
 //! query may leave the machine.
 
 pub mod host;
-pub mod settings;
+pub(crate) mod settings;
 
 use std::collections::HashMap;
 use std::io;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::signal::unix::SignalKind;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -177,6 +178,14 @@ pub async fn run(
         connections: TaskTracker::new(),
         next_id: AtomicU64::new(1),
     });
+    // Caught before anyone is told we listen: SIGHUP and SIGUSR1 are never
+    // again their default action (exit), even before the reload tasks below
+    // take streams of their own (tokio keeps a handler for good once set).
+    for kind in [SignalKind::hangup(), SignalKind::user_defined1()] {
+        if let Err(e) = tokio::signal::unix::signal(kind) {
+            tracing::warn!(error = %e, "cannot catch {kind:?}");
+        }
+    }
     let mut loops = Vec::new();
     for (l, tls) in listeners {
         if let Ok(a) = l.local_addr() {
@@ -299,18 +308,28 @@ fn on<T: 'static>(proxy: &Arc<Proxy>, f: fn(&Proxy) -> T) -> Box<dyn Fn() -> T +
     Box::new(move || f(&proxy))
 }
 
-/// Resolves when SIGTERM or SIGINT arrives.
-pub async fn signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Resolves when SIGTERM or SIGINT arrives. Both are caught from this call
+/// on, not from the future's first poll: a SIGTERM sent the moment the
+/// proxy says it listens (systemd, a test) is a graceful stop, never the
+/// default action's sudden death. Call it within the runtime.
+pub fn signal() -> impl std::future::Future<Output = ()> + Send {
+    let caught = |kind| tokio::signal::unix::signal(kind).ok();
+    let (term, int) = (
+        caught(SignalKind::terminate()),
+        caught(SignalKind::interrupt()),
+    );
+    async move {
+        let recv = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            _ = recv(term) => {}
+            _ = recv(int) => {}
         }
-    };
-    tokio::select! {
-        _ = term => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -21,17 +21,6 @@ pub enum ClientStream {
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
-impl ClientStream {
-    /// The socket, when the bytes on it are the client's own (plain): only
-    /// then can a tunnel move them with splice(2).
-    pub fn as_plain(&self) -> Option<&TcpStream> {
-        match self {
-            ClientStream::Plain(tcp) => Some(tcp),
-            ClientStream::Tls(_) => None,
-        }
-    }
-}
-
 impl From<TcpStream> for ClientStream {
     fn from(tcp: TcpStream) -> Self {
         ClientStream::Plain(tcp)

@@ -4,18 +4,18 @@
 //! byte reaches the destination, then the [`relay`].
 
 pub mod detect;
-pub mod handshake;
+pub(crate) mod handshake;
 pub mod inspect;
-pub mod ja4;
-pub mod possession;
-pub mod relay;
+mod ja4;
+mod possession;
+pub(crate) mod relay;
 pub mod server_flight;
-pub mod session;
-pub mod settings;
+pub(crate) mod session;
+pub(crate) mod settings;
 #[cfg(target_os = "linux")]
 mod splice;
-pub mod tls_check;
-pub mod verify;
+pub(crate) mod tls_check;
+pub(crate) mod verify;
 
 use std::net::SocketAddr;
 use std::time::Duration;

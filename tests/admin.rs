@@ -128,7 +128,8 @@ async fn counters_move_by_exactly_the_traffic_sent() {
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_names_a_directory_that_does_not_answer() {
     let dir = tempfile::tempdir().unwrap();
-    let dead = free_port();
+    let dead = closed_port();
+    let dead = dead.port;
     let realm = dir.path().join("corp.toml");
     std::fs::write(
         &realm,

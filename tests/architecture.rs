@@ -132,6 +132,251 @@ fn the_checker_finds_a_cycle_when_there_is_one() {
     );
 }
 
+// === Circles between files ===
+//
+// The check above sees only the top-level modules; inside one, two files
+// can still need each other, and then neither can be read first. Here every
+// `crate::…`, `super::…` and `self::…` path in a file (in `use` or inline;
+// comments and `mod tests` left out) is resolved to the file that defines
+// its deepest module, and the files must import each other without a
+// circle. A module file reaching into its own folder (`auth.rs` using or
+// re-exporting `auth/state.rs`) is the folder's front door, not an import
+// between peers: only files outside a file's own folder count.
+
+/// Circles between files that are allowed for now, as (file, file) under
+/// `src/`. Nothing may join this list.
+const FILE_CIRCLES_ALLOWED: &[(&str, &str)] = &[];
+
+/// A file's crate folder and module path: `src/auth/ntlm.rs` is `auth::ntlm`
+/// in the library (root `src/lib.rs`); `src/cli/join.rs` is `join` in the
+/// binary (root `src/cli/main.rs`).
+fn file_module(src: &Path, file: &Path) -> (PathBuf, Vec<String>) {
+    let bin = src.join("cli");
+    let root = if file.starts_with(&bin) {
+        bin
+    } else {
+        src.to_path_buf()
+    };
+    let rel = file.strip_prefix(&root).unwrap().with_extension("");
+    let mut path: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if path == ["lib"] || path == ["main"] {
+        path.clear();
+    }
+    if path.last().is_some_and(|l| l == "mod") {
+        path.pop();
+    }
+    (root, path)
+}
+
+/// The file that defines the module at `path` in the crate at `root`.
+fn module_file(root: &Path, path: &[String]) -> Option<PathBuf> {
+    if path.is_empty() {
+        return ["lib.rs", "main.rs"]
+            .iter()
+            .map(|f| root.join(f))
+            .find(|f| f.exists());
+    }
+    let dir = path.iter().fold(root.to_path_buf(), |d, s| d.join(s));
+    [dir.with_extension("rs"), dir.join("mod.rs")]
+        .into_iter()
+        .find(|f| f.exists())
+}
+
+fn skip_space(s: &[u8], i: &mut usize) {
+    while *i < s.len() && s[*i].is_ascii_whitespace() {
+        *i += 1;
+    }
+}
+
+fn word(s: &[u8], i: &mut usize) -> String {
+    let start = *i;
+    while *i < s.len() && (s[*i].is_ascii_alphanumeric() || s[*i] == b'_') {
+        *i += 1;
+    }
+    String::from_utf8_lossy(&s[start..*i]).into_owned()
+}
+
+/// Every path of the path tree at `s[*i..]`, after `segs`:
+/// `crate::a::{b as c, d::{self, e}}` gives `crate::a::b`, `crate::a::d`
+/// and `crate::a::d::e`.
+fn path_tree(s: &[u8], i: &mut usize, mut segs: Vec<String>, out: &mut Vec<Vec<String>>) {
+    loop {
+        skip_space(s, i);
+        if s.get(*i) == Some(&b'{') {
+            *i += 1;
+            loop {
+                skip_space(s, i);
+                match s.get(*i) {
+                    None => return,
+                    Some(b'}') => {
+                        *i += 1;
+                        return;
+                    }
+                    Some(b',') => *i += 1,
+                    Some(_) => {
+                        let before = *i;
+                        path_tree(s, i, segs.clone(), out);
+                        if *i == before {
+                            *i += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let w = word(s, i);
+        if w.is_empty() {
+            // `*`, or the end of the path.
+            out.push(segs);
+            return;
+        }
+        if w != "self" || segs.is_empty() {
+            segs.push(w);
+        }
+        if s[*i..].starts_with(b"::") {
+            *i += 2;
+            continue;
+        }
+        // `name as other`: the other name is no part of the path.
+        let mut j = *i;
+        skip_space(s, &mut j);
+        if s[j..].starts_with(b"as") && s.get(j + 2).is_some_and(u8::is_ascii_whitespace) {
+            j += 2;
+            skip_space(s, &mut j);
+            word(s, &mut j);
+            *i = j;
+        }
+        out.push(segs);
+        return;
+    }
+}
+
+/// Every `crate::`, `super::` and `self::` path in `text`, made absolute from
+/// the module at `here`.
+fn file_paths(text: &str, here: &[String]) -> Vec<Vec<String>> {
+    let code = &text[..text.find("mod tests {").unwrap_or(text.len())];
+    let code: String = code
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let s = code.as_bytes();
+    let mut found = Vec::new();
+    for start in ["crate::", "super::", "self::"] {
+        for (at, _) in code.match_indices(start) {
+            let before = at.checked_sub(1).map(|b| s[b]);
+            if before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':') {
+                continue;
+            }
+            path_tree(s, &mut at.clone(), Vec::new(), &mut found);
+        }
+    }
+    found
+        .into_iter()
+        .map(|p| {
+            let mut base = here.to_vec();
+            let mut rest = p.as_slice();
+            match rest.first().map(String::as_str) {
+                Some("crate") => {
+                    base.clear();
+                    rest = &rest[1..];
+                }
+                Some("self") => rest = &rest[1..],
+                _ => {
+                    while rest.first().is_some_and(|s| s == "super") {
+                        base.pop();
+                        rest = &rest[1..];
+                    }
+                }
+            }
+            base.extend(rest.iter().cloned());
+            base
+        })
+        .collect()
+}
+
+/// Which file imports which, by paths relative to `src/`; a file's own
+/// folder left out.
+fn file_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let name = |f: &Path| f.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+    let mut graph = BTreeMap::new();
+    for file in files
+        .iter()
+        .filter(|f| !f.to_string_lossy().ends_with("_tests.rs"))
+    {
+        let (root, here) = file_module(&src, file);
+        let text = std::fs::read_to_string(file).unwrap();
+        let deps: &mut BTreeSet<String> = graph.entry(name(file)).or_default();
+        for path in file_paths(&text, &here) {
+            // The deepest module of the path that is a file of its own.
+            let Some(n) = (0..=path.len())
+                .rev()
+                .find(|&n| module_file(&root, &path[..n]).is_some())
+            else {
+                continue;
+            };
+            if path[..n].starts_with(&here) {
+                continue; // itself, or its own folder
+            }
+            deps.insert(name(&module_file(&root, &path[..n]).unwrap()));
+        }
+    }
+    graph
+}
+
+#[test]
+fn files_import_each_other_without_a_circle() {
+    let mut graph = file_graph();
+    for (a, b) in FILE_CIRCLES_ALLOWED {
+        let imports = |x: &str, y: &str| graph.get(x).is_some_and(|d| d.contains(y));
+        assert!(
+            imports(a, b) && imports(b, a),
+            "{a} and {b} no longer import each other: take them off FILE_CIRCLES_ALLOWED"
+        );
+        graph.get_mut(*a).unwrap().remove(*b);
+        graph.get_mut(*b).unwrap().remove(*a);
+    }
+    let mut done = BTreeSet::new();
+    for f in graph.keys() {
+        if let Some(circle) = cycle_from(&graph, &mut vec![f.clone()], &mut done) {
+            panic!("files import each other: {}", circle.join(" -> "));
+        }
+    }
+}
+
+#[test]
+fn the_file_checker_reads_paths_as_rustc_does() {
+    let here: Vec<String> = vec!["auth".into(), "ntlm".into()];
+    let paths = file_paths(
+        "use super::{header::Bad, spnego};\n\
+         // use crate::commented::Out;\n\
+         use crate::conn::{self as c, slots::{Slot, take}};\n\
+         let x = super::super::policy::Facts::new();\n\
+         mod tests {\n use crate::only_in_tests::X;\n}\n",
+        &here,
+    );
+    let paths: BTreeSet<String> = paths.iter().map(|p| p.join("::")).collect();
+    assert_eq!(
+        paths,
+        BTreeSet::from(
+            [
+                "auth::header::Bad",
+                "auth::spnego",
+                "conn",
+                "conn::slots::Slot",
+                "conn::slots::take",
+                "policy::Facts::new",
+            ]
+            .map(String::from)
+        )
+    );
+}
+
 #[test]
 fn no_source_file_is_too_long_to_read_at_once() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");

@@ -17,13 +17,15 @@ async fn a_silent_connection_gets_the_header_timeout_not_the_idle_timeout() {
     let gh = Gatehouse::start("header_read_timeout = \"1s\"\nidle_timeout = \"60s\"\n", "");
     let mut s = TcpStream::connect(gh.addr()).await.unwrap();
     let started = Instant::now();
-    let text = read_until_close(&mut s, Duration::from_secs(20)).await;
+    let text = read_until_close(&mut s, Duration::from_secs(40)).await;
     let took = started.elapsed();
-    assert!(
-        took < Duration::from_secs(5),
-        "closed after {took:?}, not within the 1 s header timeout"
-    );
+    // The 408 names the header timeout; the idle timeout (60 s) would have
+    // closed it without a word and later than the 40 s read gives up.
     assert_eq!(status_of(&text), 408, "{text}");
+    assert!(
+        took < Duration::from_secs(40),
+        "closed after {took:?}: the idle timeout, not the 1 s header timeout"
+    );
     // A kept-alive connection after a request still gets the idle timeout.
     let origin = Origin::start().await;
     let mut s = TcpStream::connect(gh.addr()).await.unwrap();
@@ -44,10 +46,9 @@ async fn a_silent_connection_gets_the_header_timeout_not_the_idle_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_address_cannot_take_every_slot() {
     let gh = Gatehouse::start("max_connections_per_address = 2\n", "");
-    // Hold two connections, each proven open by an answer that keeps it
-    // (the readiness probe's own connection may still count for a moment).
+    // Hold two connections, each proven open by an answer that keeps it.
     let mut held = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while held.len() < 2 {
         let mut s = TcpStream::connect(gh.addr()).await.unwrap();
         s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -65,7 +66,7 @@ async fn one_address_cannot_take_every_slot() {
     assert!(text.contains("too_many_connections_from_client"), "{text}");
     // A slot given back is a slot free again.
     drop(held.pop());
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = raw_exchange(
             gh.addr(),
@@ -109,7 +110,12 @@ async fn connect_with_a_body_is_400_and_closed() {
         assert_eq!(status_of(&text), 400, "{text}");
         assert!(text.contains("CONNECT with a body"), "{text}");
         assert_eq!(text.matches("HTTP/1.1").count(), 1, "one answer: {text}");
-        assert!(started.elapsed() < Duration::from_secs(5), "closed at once");
+        // The read gives up after 20 s of silence: ending sooner is the
+        // proxy closing, not a timeout of ours.
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "closed, not left open"
+        );
     }
 }
 

@@ -185,7 +185,8 @@ async fn an_https_page_through_connect_with_detection_and_refused_tunnels() {
     let fake = common::tls_lab::self_signed(&[ORIGIN]);
     let fake_pin = spki_pin(&fake.0[0]);
     let (fake, fake_seen) = https_origin(fake).await;
-    let closed_port = free_port();
+    let closed = common::closed_port();
+    let closed_port = closed.port;
     let cfg = format!(
         "{}{}[tunnel]\nallowed_ports = [{}, {}]\n[detection]\nenabled = true\nca_file = \"{}\"\n",
         local_realm(dir.path()),

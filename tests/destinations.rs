@@ -146,7 +146,6 @@ async fn metadata_and_link_local_are_refused_by_default() {
     let port = origin.addr.port();
     let dir = tempfile::tempdir().unwrap();
     let gh = proxy(dir.path(), None, port);
-    let started = std::time::Instant::now();
     for (raw, addr) in [
         (get("169.254.169.254", 80), "169.254.169.254"),
         (connect("169.254.169.254", 80), "169.254.169.254"),
@@ -169,8 +168,8 @@ async fn metadata_and_link_local_are_refused_by_default() {
         assert!(text.contains(addr), "the answer names {addr}: {text}");
     }
     // No connection was tried: an attempt to an unrouted address would
-    // have answered 502/504, after the connect timeout at worst.
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // have answered 502/504, not the 403 each one got (a clock would say
+    // less: a busy machine slows a refusal as much as an attempt).
     let lines = gh.log_lines(9);
     for l in &lines {
         assert_eq!(l["x-rule"], "builtin:destinations", "{l:?}");

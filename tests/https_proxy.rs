@@ -294,9 +294,12 @@ async fn a_stalled_tls_handshake_is_bounded_by_the_header_timeout_and_the_addres
         cert,
         key,
     };
+    // The cap is checked while both stalled handshakes still hold their
+    // places: the header timeout must outlast the test's three connects and
+    // the proxy's three accepts, however long a busy machine makes those.
     let gh = Gatehouse::start(
         &format!(
-            "{}header_read_timeout = \"1s\"\nmax_connections_per_address = 2\n",
+            "{}header_read_timeout = \"3s\"\nmax_connections_per_address = 2\n",
             listener(&tls)
         ),
         "",
@@ -312,13 +315,13 @@ async fn a_stalled_tls_handshake_is_bounded_by_the_header_timeout_and_the_addres
         stalled.push(s);
     }
     // Over the cap: refused before any handshake (a plain 503, not TLS).
-    let over = raw_exchange(addr, b"", std::time::Duration::from_secs(3)).await;
+    let over = raw_exchange(addr, b"", std::time::Duration::from_secs(30)).await;
     assert!(over.starts_with("HTTP/1.1 503"), "{over:?}");
-    // Each stalled one is closed at the header timeout, not left open.
-    let started = std::time::Instant::now();
+    // Each stalled one is closed by the proxy at the header timeout, not left
+    // open (the 60 s only keeps a broken proxy from hanging the test).
     for mut s in stalled {
         let mut buf = [0u8; 64];
-        let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(60), async {
             loop {
                 match s.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
@@ -327,9 +330,9 @@ async fn a_stalled_tls_handshake_is_bounded_by_the_header_timeout_and_the_addres
             }
         })
         .await;
-        assert!(closed.is_ok(), "a stalled TLS client was kept past 5 s");
+        assert!(closed.is_ok(), "a stalled TLS client was kept open");
     }
-    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    gh.wait_stderr("no TLS handshake within", 2);
     // With their places given back, a real client gets through.
     let (out, err) = tokio::task::block_in_place(|| {
         curl(

@@ -60,7 +60,7 @@ fn get(origin: &Origin, path: &str) -> String {
 
 /// The access log line for `path`.
 fn line_for(gh: &Gatehouse, path: &str) -> std::collections::HashMap<String, String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let lines = parse_elff(&std::fs::read_to_string(&gh.log_path).unwrap_or_default());
         if let Some(l) = lines.into_iter().find(|l| l["cs-uri-path"] == path) {
@@ -118,7 +118,8 @@ async fn a_trusted_source_without_a_header_is_never_forwarded() {
     let started = Instant::now();
     let text = exchange(&mut s, b"PROXY TCP4 203.0.113.7 ").await;
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(4), "closed after {took:?}");
+    // `exchange` gives up after 10 s: ending sooner is the proxy closing.
+    assert!(took < Duration::from_secs(10), "closed after {took:?}");
     assert_eq!(status_of(&text), 400, "{text}");
     assert_eq!(origin.requests(), 0, "nothing was forwarded");
     let refusals = gh.log_lines(2);
@@ -253,25 +254,25 @@ async fn on_a_tls_listener_the_header_comes_before_the_handshake() {
 }
 
 /// The header and the TLS handshake share one header timeout from accept:
-/// a slow header leaves the handshake only what is left of it.
+/// a slow header leaves the handshake only what is left of it. The proxy
+/// says how long it gave the handshake, so no clock of ours decides.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_header_then_a_stalled_handshake_share_one_header_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new(dir.path());
-    let (_gh, port) = tls_proxy(dir.path(), &ca, "header_read_timeout = \"2s\"\n");
+    let (gh, port) = tls_proxy(dir.path(), &ca, "header_read_timeout = \"4s\"\n");
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let started = Instant::now();
     let header = v2([192, 0, 2, 44], false);
     tcp.write_all(&header[..10]).await.unwrap();
     // A slow client (not a wait for readiness): the rest of the header
-    // after 1.5 s, then a ClientHello that never comes.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // after 1 s (well inside the 4 s), then a ClientHello that never comes.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     tcp.write_all(&header[10..]).await.unwrap();
     tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
         .await
         .unwrap();
     let mut buf = [0u8; 64];
-    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+    let closed = tokio::time::timeout(Duration::from_secs(60), async {
         while let Ok(n) = tcp.read(&mut buf).await {
             if n == 0 {
                 break;
@@ -279,10 +280,11 @@ async fn a_slow_header_then_a_stalled_handshake_share_one_header_timeout() {
         }
     })
     .await;
-    assert!(closed.is_ok());
-    let took = started.elapsed();
+    assert!(closed.is_ok(), "the stalled handshake was kept open");
+    gh.wait_stderr("no TLS handshake within", 1);
+    let stderr = gh.stderr();
     assert!(
-        took < Duration::from_millis(3000),
-        "closed {took:?} after accept: the handshake got a whole timeout of its own"
+        !stderr.contains("no TLS handshake within 4s"),
+        "the handshake got a whole timeout of its own:\n{stderr}"
     );
 }

@@ -80,7 +80,8 @@ async fn relays_both_ways_and_logs_on_close(splice: bool) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connect_failures_are_answered() {
-    let closed = free_port();
+    let closed = closed_port();
+    let closed = closed.port;
     let gh = Gatehouse::start(
         "",
         &format!("[tunnel]\nallowed_ports = [443, {closed}]\n[resolver]\nsystem = false\n"),
@@ -114,13 +115,18 @@ async fn connect_failures_are_answered() {
 #[tokio::test(flavor = "multi_thread")]
 async fn graceful_shutdown_lets_an_open_tunnel_finish() {
     let echo = echo_server().await;
-    let gh_cfg = format!("[tunnel]\nallowed_ports = [{}]\n", echo.port());
+    // A grace period no machine is slow enough to reach: the exit below is
+    // the tunnel's end, not the grace period's.
+    let gh_cfg = format!(
+        "[tunnel]\nallowed_ports = [{}]\n[shutdown]\ngrace_period = \"10min\"\n",
+        echo.port()
+    );
     let mut gh = Gatehouse::start("", &gh_cfg);
     let mut s = open_tunnel(&gh, echo).await;
     echo_round(&mut s, b"before").await;
     gh.send_term();
     // New connections are refused once the listener is closed.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(gh.addr()).await.is_ok() {
         assert!(
             std::time::Instant::now() < deadline,
@@ -130,14 +136,9 @@ async fn graceful_shutdown_lets_an_open_tunnel_finish() {
     }
     // The open tunnel still works during the grace period.
     echo_round(&mut s, b"during shutdown").await;
-    let closed = std::time::Instant::now();
     drop(s);
-    let status = gh.wait_exit(Duration::from_secs(10));
-    // Exits when the tunnel is done, well before the 5 s grace period runs out.
-    assert!(
-        closed.elapsed() < Duration::from_secs(3),
-        "waited for the grace period instead"
-    );
+    // Exits when the tunnel is done, long before the grace period runs out.
+    let status = gh.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "exit status {status}");
     let line = &gh.log_lines(1)[0];
     assert_eq!(line["s-action"], "TCP_TUNNELED");
@@ -174,14 +175,10 @@ async fn an_open_tunnel_counts_against_max_connections() {
         "max_connections = 1\n",
         &format!("[tunnel]\nallowed_ports = [{}]\n", echo.port()),
     );
-    // The readiness probe may hold the only slot for a moment: retry until the tunnel opens.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut tunnel = loop {
-        if let Ok(s) = common::tls_lab::connect_through(gh.addr(), &echo.to_string(), "").await {
-            break s;
-        }
-        assert!(std::time::Instant::now() < deadline, "tunnel never opened");
-    };
+    // Readiness opens no connection of its own: the only slot is free.
+    let mut tunnel = common::tls_lab::connect_through(gh.addr(), &echo.to_string(), "")
+        .await
+        .expect("the tunnel opens in the only slot");
     echo_round(&mut tunnel, b"held").await;
     let text = raw_exchange(gh.addr(), b"", Duration::from_secs(5)).await;
     assert_eq!(
@@ -218,4 +215,27 @@ async fn bytes_sent_with_the_connect_are_relayed() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     drop(s);
     assert_eq!(gh.log_lines(1)[0]["cs-bytes"], "11");
+}
+
+/// Signals are caught before the proxy says it listens: a SIGHUP (or
+/// SIGUSR1) the moment it is ready never kills it, and a SIGTERM then is
+/// a graceful stop, not the default action's death.
+#[tokio::test(flavor = "multi_thread")]
+async fn signals_the_moment_it_listens_are_caught() {
+    let mut gh = Gatehouse::start("", "");
+    gh.signal("HUP");
+    gh.signal("USR1");
+    let text = raw_exchange(
+        gh.addr(),
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(status_of(&text), 400, "still serving: {text}");
+    let mut gh2 = Gatehouse::start("", "");
+    gh2.send_term();
+    let status = gh2.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "exit status {status}: {}", gh2.stderr());
+    gh.send_term();
+    assert!(gh.wait_exit(Duration::from_secs(60)).success());
 }

@@ -35,10 +35,9 @@ pub enum Phase {
     NtlmChallenged {
         /// The helper process leased for this handshake.
         lease: Box<Lease>,
-        /// This handshake's place under `auth.ntlm.max_pending_per_address`.
-        place: AddressSlot,
-        /// When the challenge was sent.
-        since: Instant,
+        /// This handshake's place under `auth.ntlm.max_pending_per_address`:
+        /// held, never read; dropped with the phase, it is given back.
+        _place: AddressSlot,
         /// Drops the handshake at `auth.ntlm.handshake_timeout`, even if the
         /// client never sends another byte; stopped when the phase ends.
         timer: ExpiryTimer,
@@ -178,8 +177,7 @@ impl AuthState {
         .abort_handle();
         inner.phase = Phase::NtlmChallenged {
             lease: Box::new(lease),
-            place,
-            since: Instant::now(),
+            _place: place,
             timer: ExpiryTimer { task, serial },
         };
     }

@@ -29,7 +29,7 @@
 //! it cannot be reached — never refusing everyone.
 
 mod local;
-pub mod redis;
+pub(crate) mod redis;
 
 use std::net::IpAddr;
 use std::time::Duration;

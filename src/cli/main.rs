@@ -1,4 +1,5 @@
 //! The `gatehouse` command.
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -196,8 +197,10 @@ fn main() -> ExitCode {
             let stop = tokio_util::sync::CancellationToken::new();
             let result = runtime.block_on(async {
                 let s = stop.clone();
+                // Caught from here, before the proxy binds and says so.
+                let signalled = gatehouse::server::signal();
                 tokio::spawn(async move {
-                    gatehouse::server::signal().await;
+                    signalled.await;
                     s.cancel();
                 });
                 gatehouse::server::run(config, config_path, stop).await

@@ -3,9 +3,9 @@
 //! resolve groups — the lookup cached, so a known user costs one bind per
 //! credential-cache period and no search.
 
-pub mod bind_result;
-pub mod groups;
-pub mod pool;
+mod bind_result;
+mod groups;
+mod pool;
 
 use std::sync::Arc;
 use std::time::Duration;

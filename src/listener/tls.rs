@@ -81,16 +81,25 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsListenerErr
 
 /// The client's TLS handshake, bounded by `timeout` (the header read
 /// timeout: a client that connects and says nothing is closed as a plain
-/// one would be).
-pub async fn accept(
+/// one would be). `place` is the connection's place under the limits: on
+/// failure it is given back *before* the socket closes, so a client that
+/// sees the close and connects again finds its place free, however long a
+/// busy machine takes between the two.
+pub async fn accept<P>(
     tcp: TcpStream,
     cfg: Arc<ServerConfig>,
     timeout: Duration,
-) -> Result<ClientStream, String> {
+    place: P,
+) -> Result<(ClientStream, P), String> {
     let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
-        Ok(Ok(tls)) => Ok(ClientStream::Tls(Box::new(tls))),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no TLS handshake within {timeout:?}")),
-    }
+    let mut handshake = acceptor.accept(tcp).into_fallible();
+    let (why, remains) = match tokio::time::timeout(timeout, &mut handshake).await {
+        Ok(Ok(tls)) => return Ok((ClientStream::Tls(Box::new(tls)), place)),
+        Ok(Err((e, tcp))) => (e.to_string(), Some(tcp)),
+        Err(_) => (format!("no TLS handshake within {timeout:?}"), None),
+    };
+    drop(place);
+    drop(remains);
+    drop(handshake);
+    Err(why)
 }

@@ -45,6 +45,7 @@ impl NetSet {
     }
 
     /// Number of ranges.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -77,6 +78,7 @@ impl NetSet {
     }
 
     /// Every range, in no fixed order.
+    #[cfg(test)]
     pub fn nets(&self) -> impl Iterator<Item = IpNet> + '_ {
         self.map.iter().map(|(n, _)| n)
     }

@@ -126,11 +126,6 @@ impl HostCond {
     pub fn len(&self) -> usize {
         self.sets.iter().map(|s| s.len()).sum()
     }
-
-    /// No patterns at all (the condition never holds).
-    pub fn is_empty(&self) -> bool {
-        self.sets.iter().all(|s| s.is_empty())
-    }
 }
 
 /// A `dest` or `client` condition: ranges, as sets.

@@ -88,17 +88,8 @@ pub struct ClientHello {
 impl ClientHello {
     /// The highest version offered (policy rules name it `1.3`, `1.2`, …).
     pub fn tls_version(&self) -> TlsVersion {
-        highest(&self.versions)
+        TlsVersion::highest(&self.versions)
     }
-}
-
-/// The highest of `versions`; none at all is version `0`, which no table names.
-pub fn highest(versions: &[TlsVersion]) -> TlsVersion {
-    versions
-        .iter()
-        .max()
-        .copied()
-        .unwrap_or(TlsVersion::from_wire(0))
 }
 
 /// The classifier's answer.

@@ -35,7 +35,7 @@ const ALPN: u16 = 0x0010;
 
 /// The JA4 fingerprint (TCP TLS: the first character is `t`).
 pub fn ja4(i: &Ja4Input<'_>) -> String {
-    let version = super::detect::highest(i.versions).ja4();
+    let version = crate::protocol::TlsVersion::highest(i.versions).ja4();
     let mut ciphers = i.ciphers.to_vec();
     ciphers.sort_unstable();
     let mut extensions: Vec<u16> = i

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
@@ -25,7 +25,6 @@ pub mod ntlm;
 pub mod samba;
 pub mod tls_lab;
 
-/// Ports below 32768 (out of the ephemeral range), spread per test process.
 /// `integration/lab/<name>`, a lab server script.
 pub fn lab_script(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -65,15 +64,47 @@ pub fn run_with_input(cmd: &mut std::process::Command, input: &str) -> std::proc
     child.wait_with_output().unwrap()
 }
 
+/// A port below 32768 (out of the ephemeral range) that was free a moment
+/// ago, for a server that binds it itself. Each test process starts at a
+/// random place in the range: test binaries run side by side (five builders
+/// on one machine), and starts derived from neighbouring pids collided after
+/// a few ports. Free when probed is all it promises: a server given it must
+/// retry on another when the bind fails (`Gatehouse::start` does), and a
+/// port that must stay closed is [`closed_port`].
 pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20000 + (std::process::id() % 400) as u16 * 20;
+    static START: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| {
+        let mut b = [0u8; 2];
+        getrandom::fill(&mut b).unwrap();
+        u16::from_le_bytes(b) % 12000
+    });
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 20000 + (base - 20000 + n) % 12000;
+        let port = 20000 + (start.wrapping_add(n)) % 12000;
         if StdListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
+    }
+}
+
+/// A loopback port nobody listens on, for as long as the value lives: the
+/// socket is bound (so no other process can take the port) but never
+/// listens, so a connection to it is refused. A port merely probed free could
+/// be taken by a server in a neighbouring test process before the refusal
+/// the test expects.
+pub struct ClosedPort {
+    pub port: u16,
+    _bound: tokio::net::TcpSocket,
+}
+
+pub fn closed_port() -> ClosedPort {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    ClosedPort {
+        port,
+        _bound: socket,
     }
 }
 
@@ -370,9 +401,14 @@ impl Gatehouse {
             .replace("{log_path}", &log_path.display().to_string());
         let config = format!(
             "[listener]\naddresses = [\"127.0.0.1:{port}\"]\n{listener_extra}\n\
-             [accesslog]\n{accesslog}\n\
-             [shutdown]\ngrace_period = \"5s\"\n{extra}\n",
+             [accesslog]\n{accesslog}\n{extra}\n",
         );
+        // A 5 s grace period unless the test sets its own.
+        let config = if extra.contains("[shutdown]") {
+            config
+        } else {
+            format!("{config}[shutdown]\ngrace_period = \"5s\"\n")
+        };
         // Core tests run without authentication unless the test configures it.
         let config = if extra.contains("[auth]") {
             config
@@ -409,11 +445,15 @@ impl Gatehouse {
         Ok(g)
     }
 
-    /// Readiness: the port accepts a connection (bounded number of tries).
+    /// Readiness: the proxy says it is listening (it binds every listener,
+    /// plain and TLS, before it says so for any). Not a probe connection:
+    /// the proxy would count one against `max_connections` and the
+    /// per-address cap until it noticed the close — on a busy machine, after
+    /// the test's own first connections arrived.
     fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if StdStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if self.stderr().contains("listening") {
                 return Ok(());
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -425,7 +465,7 @@ impl Gatehouse {
             std::thread::sleep(Duration::from_millis(10));
         }
         Err(format!(
-            "gatehouse did not listen within 10 s\n{}",
+            "gatehouse did not listen within 30 s\n{}",
             self.stderr()
         ))
     }
@@ -465,7 +505,7 @@ impl Gatehouse {
 
     /// Waits until the diagnostics contain `needle` at least `count` times.
     pub fn wait_stderr(&self, needle: &str, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while self.stderr().matches(needle).count() < count {
             assert!(
                 Instant::now() < deadline,
@@ -502,7 +542,7 @@ impl Gatehouse {
 
     /// Access log lines (ELFF), as field maps, waiting until at least `n` exist.
     pub fn log_lines(&self, n: usize) -> Vec<HashMap<String, String>> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let lines = parse_elff(&std::fs::read_to_string(&self.log_path).unwrap_or_default());
             if lines.len() >= n || Instant::now() > deadline {
@@ -567,11 +607,27 @@ pub async fn raw_exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Str
     read_until_close(&mut s, wait).await
 }
 
-/// Reads until the peer closes, or nothing arrives for `wait`.
+/// How long the first byte of an answer may take: as long as a busy machine
+/// makes it (five builders on two cores can hold a proxy for seconds), only
+/// not for ever. A peer that closes ends the wait at once.
+pub const FIRST_BYTE: Duration = Duration::from_secs(60);
+
+/// Reads until the peer closes, or nothing more arrives for `wait` once the
+/// answer has begun (its first byte may take up to [`FIRST_BYTE`]: a short
+/// wait there read "" from a proxy that had not yet had the CPU to answer).
 pub async fn read_until_close(s: &mut tokio::net::TcpStream, wait: Duration) -> String {
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
-    while let Ok(Ok(n)) = tokio::time::timeout(wait, s.read(&mut buf)).await {
+    while let Ok(Ok(n)) = tokio::time::timeout(
+        if out.is_empty() {
+            wait.max(FIRST_BYTE)
+        } else {
+            wait
+        },
+        s.read(&mut buf),
+    )
+    .await
+    {
         if n == 0 {
             break;
         }
@@ -734,6 +790,6 @@ pub async fn get_from(proxy: SocketAddr, source: &str, url: &str, user_pass: &st
     );
     s.write_all(raw.as_bytes()).await.unwrap();
     let mut out = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await;
+    let _ = tokio::time::timeout(FIRST_BYTE, s.read_to_string(&mut out)).await;
     out
 }
