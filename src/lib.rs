@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod policy;
 pub mod proxy;
+pub mod replay;
 pub mod resolve;
 pub mod server;
 pub mod settings;

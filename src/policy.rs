@@ -244,6 +244,12 @@ impl Policy {
             .map(|r| &*r.name)
     }
 
+    /// The layers, in policy order: `gatehouse replay` asks which rules
+    /// read facts a log line does not record.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
     /// Must this request authenticate? Authentication layers refine `required`.
     pub fn needs_auth(&self, facts: &Facts<'_>, required: bool) -> (bool, Option<Arc<str>>) {
         let mut need = (required, None);
