@@ -13,6 +13,7 @@ pub mod identity;
 pub mod ldap;
 pub mod local;
 pub mod timing;
+pub mod watch;
 
 use std::sync::Arc;
 

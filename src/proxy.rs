@@ -24,6 +24,7 @@ mod answer;
 mod authenticate;
 mod connect;
 mod destination;
+pub mod follow;
 mod forward;
 mod judged;
 pub mod plan;
