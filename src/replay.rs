@@ -48,6 +48,23 @@ impl Replayer {
         })
     }
 
+    /// A policy with these settings, nothing refused and no listener (tests).
+    pub fn from_parts(
+        policy: Policy,
+        connect_ports: Ports,
+        auth_required: bool,
+        detection: bool,
+    ) -> Self {
+        Self {
+            policy,
+            connect_ports,
+            refused: Refused::new(&[]),
+            listening: Vec::new(),
+            auth_required,
+            detection,
+        }
+    }
+
     /// The plan's settings, borrowed.
     pub fn settings(&self) -> Settings<'_> {
         Settings {
@@ -85,3 +102,7 @@ impl Replayer {
         tally.add(text.trim_end(), old, new.verdict, new.unknown);
     }
 }
+
+#[cfg(test)]
+#[path = "replay/replay_tests.rs"]
+mod tests;
