@@ -268,26 +268,11 @@ fn parse_json(line: &str) -> Result<Line, Malformed> {
 /// Squid percent-encodes a space, `"`, `%` and line breaks in its columns:
 /// decoding is exact.
 fn squid_value(v: &str) -> Option<String> {
-    if v == "-" {
-        return None;
-    }
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (b[i], b.get(i + 1).copied(), b.get(i + 2).copied()) {
-            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    Some(String::from_utf8_lossy(&out).into_owned())
+    (v != "-").then(|| {
+        percent_encoding::percent_decode_str(v)
+            .decode_utf8_lossy()
+            .into_owned()
+    })
 }
 
 /// `time elapsed client action/status bytes method url user hier type ja4`.
