@@ -61,6 +61,9 @@ pub fn run(replayer: &Replayer, paths: &[PathBuf], opts: &Options) -> io::Result
                 s.spawn(move || work(replayer, &rx))
             })
             .collect();
+        // Only the workers hold the queue's end: if they all stopped, the
+        // reader's send fails instead of waiting forever.
+        drop(rx);
         let counter = read.clone();
         let reader = s.spawn(move || read_all(paths, &tx, &counter));
         let started = Instant::now();
