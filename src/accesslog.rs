@@ -7,7 +7,7 @@
 //! path again — after logrotate moved the file, or with a new path or
 //! format — between two lines, none lost.
 
-mod format;
+pub(crate) mod format;
 mod record;
 pub(crate) mod settings;
 

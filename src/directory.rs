@@ -13,6 +13,7 @@ pub mod identity;
 mod ldap;
 pub mod local;
 pub(crate) mod timing;
+pub(crate) mod watch;
 
 use std::sync::Arc;
 

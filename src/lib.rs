@@ -32,6 +32,7 @@ mod outcome;
 pub mod policy;
 pub mod protocol;
 pub mod proxy;
+pub mod replay;
 pub mod resolve;
 pub mod server;
 pub mod settings;

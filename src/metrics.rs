@@ -226,6 +226,11 @@ impl Metrics {
             crate::directory::timing::OPERATIONS.clone(),
         );
         registry.register(
+            "directory_watch_failures",
+            "Directory watches broken (lost, refused), by realm: the TTLs cover until they are back",
+            crate::directory::watch::FAILURES.clone(),
+        );
+        registry.register(
             "auth_throttle_store_fallbacks",
             "Failure-throttle operations answered from this instance's memory because the shared store failed",
             crate::auth::throttle::redis::FALLBACKS.clone(),

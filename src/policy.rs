@@ -14,13 +14,13 @@ mod entry;
 mod error;
 mod facts;
 mod file;
-mod fingerprint;
+pub(crate) mod fingerprint;
 mod hosts;
 mod index;
 mod lists;
 mod nets;
 mod objects;
-mod rule;
+pub(crate) mod rule;
 pub mod settings;
 pub mod url;
 
@@ -234,6 +234,12 @@ impl Policy {
             .flat_map(|l| l.rules.iter())
             .find(|r| r.needs_detection())
             .map(|r| &*r.name)
+    }
+
+    /// The layers, in policy order: `gatehouse replay` asks which rules
+    /// read facts a log line does not record.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
     }
 
     /// Must this request authenticate? Authentication layers refine `required`.

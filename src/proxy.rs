@@ -27,6 +27,7 @@ mod authenticate;
 mod connect;
 mod decide;
 mod destination;
+pub mod follow;
 mod forward;
 mod judged;
 pub mod plan;

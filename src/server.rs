@@ -217,10 +217,14 @@ pub async fn run(
         metrics,
     }));
     let reopener = tokio::spawn(reload::reopen_log_on_usr1(proxy.clone()));
+    let watches = crate::proxy::follow::start(&proxy, &config.realm_configs);
 
     stop.cancelled().await;
     reloader.abort();
     reopener.abort();
+    if let Some(w) = watches {
+        w.abort();
+    }
     admin_stop.cancel();
     // The grace period as configured now (a reload may have changed it).
     let grace = proxy.snapshot().config.shutdown.grace_period;

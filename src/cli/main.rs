@@ -11,6 +11,7 @@ mod check;
 mod explain;
 mod join;
 mod ntlm_logon;
+mod replay;
 mod revoke;
 mod users;
 
@@ -92,6 +93,13 @@ enum Command {
         #[arg(long)]
         user: String,
     },
+    /// Re-decide recorded access logs under a new policy: what would change.
+    Replay {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: Box<replay::ReplayArgs>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,6 +168,9 @@ fn main() -> ExitCode {
         Command::Join(args) => join::join(&args),
         Command::Revoke { config, user } => {
             with_config(config, |config| revoke::revoke(config, &user))
+        }
+        Command::Replay { config, args } => {
+            with_config(config, |config| replay::replay(config, &args))
         }
         Command::AuthTest { config, user } => {
             with_config(config, |config| users::auth_test(config, &user))

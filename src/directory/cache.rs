@@ -194,6 +194,16 @@ where
         self.inner.invalidate(key).await;
     }
 
+    /// The keys whose values `pick` picks: a scan of the whole cache, for
+    /// rare events (a directory change), never per request.
+    pub fn keys_where(&self, pick: impl Fn(&V) -> bool) -> Vec<K> {
+        self.inner
+            .iter()
+            .filter(|(_, e)| pick(&e.value))
+            .map(|(k, _)| (*k).clone())
+            .collect()
+    }
+
     /// Forgets every entry whose value `drop` picks: none of them is served
     /// again (moka removes them lazily, but never returns one).
     pub fn invalidate_if(&self, drop: impl Fn(&V) -> bool + Send + Sync + 'static) {

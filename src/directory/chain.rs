@@ -50,6 +50,14 @@ impl RealmChain {
         }
     }
 
+    /// The directory realm called `name`.
+    pub fn ldap(&self, name: &str) -> Option<&super::ldap::LdapRealm> {
+        self.realms.iter().find_map(|r| match &**r {
+            Realm::Ldap(l) if l.name() == name => Some(&**l),
+            _ => None,
+        })
+    }
+
     /// Builds every configured realm into a chain, sharing one
     /// password-check pool sized by `auth.password_checks`.
     pub fn build(

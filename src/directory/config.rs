@@ -205,6 +205,12 @@ pub struct LdapRealmConfig {
     /// Most users (and group parents) cached.
     #[serde(default = "default_capacity")]
     pub cache_capacity: u64,
+    /// Follow the directory's changes (`directory/watch.rs`); `off`: the TTLs.
+    #[serde(default)]
+    pub watch: super::watch::WatchMode,
+    /// How often `usn` (and `dirsync`) poll.
+    #[serde(default = "secs3", with = "humantime_serde")]
+    pub watch_interval: Duration,
 }
 
 fn default_group_filter() -> String {
@@ -218,6 +224,9 @@ fn default_cn() -> String {
 }
 fn default_depth() -> usize {
     8
+}
+fn secs3() -> Duration {
+    Duration::from_secs(3)
 }
 fn secs5() -> Duration {
     Duration::from_secs(5)

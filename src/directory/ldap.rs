@@ -5,7 +5,7 @@
 
 mod bind_result;
 mod groups;
-mod pool;
+pub(crate) mod pool;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,6 +126,43 @@ impl LdapRealm {
             return Ok((None, Source::Fresh));
         }
         self.users.get(login.clone(), || self.fetch(login)).await
+    }
+
+    /// Forgets what is cached about the users a directory change concerns
+    /// (the entry itself, a group they are or were in, members it lists
+    /// now) and every cached group parent; returns those users.
+    pub async fn forget_changed(&self, c: &crate::directory::watch::Change) -> Vec<String> {
+        let dn = c.dn.to_lowercase();
+        let members: Vec<String> = c.members.iter().map(|m| m.to_lowercase()).collect();
+        let concerned = move |v: &Option<Arc<Identity>>| {
+            v.as_ref().is_some_and(|id| {
+                let own = id.dn.as_ref().map(|d| d.to_lowercase());
+                own.as_ref()
+                    .is_some_and(|d| *d == dn || members.contains(d))
+                    || id
+                        .groups
+                        .iter()
+                        .any(|g| g.dn.as_ref().is_some_and(|d| d.eq_ignore_ascii_case(&dn)))
+            })
+        };
+        let mut keys = self.users.keys_where(concerned);
+        if let Some(login) = &c.login {
+            let login = if self.cfg.case_insensitive {
+                login.to_lowercase()
+            } else {
+                login.clone()
+            };
+            if !keys.contains(&login) {
+                keys.push(login);
+            }
+        }
+        for k in &keys {
+            self.users.invalidate(k).await;
+        }
+        if !c.members.is_empty() {
+            self.parents.invalidate_if(|_| true);
+        }
+        keys
     }
 
     /// The user whose `principal_attribute` is `principal` (cached like logins).

@@ -143,6 +143,21 @@ impl Judged {
         }
     }
 
+    /// Whether the plan under `under` relays this CONNECT raw (no
+    /// detection, no interception).
+    pub fn planned_raw(&self, settings: &plan::Settings<'_>, under: &Under<'_>) -> bool {
+        let facts = self.facts(under, None);
+        let at = Progress {
+            resolved: true,
+            authenticated: under.identity.is_some(),
+        };
+        matches!(
+            plan::plan(under.policy, settings, &facts, at),
+            Plan::Tunnel { detect: false, decision }
+                if decision.connect != crate::policy::ConnectMode::Intercept
+        )
+    }
+
     /// The tunnel judged again as its CONNECT was ([`plan::plan`] on its
     /// facts, then what detection found, if it has), under `under`: `None`
     /// while it is still allowed, else the rule that now refuses it. A

@@ -45,7 +45,7 @@ impl Open {
     }
 
     /// Closes the tunnel, naming `rule`; false if it was closed already.
-    fn revoke(&self, rule: Arc<str>) -> bool {
+    pub(super) fn revoke(&self, rule: Arc<str>) -> bool {
         let first = self.revoked.set(rule).is_ok();
         self.stop.cancel();
         first
@@ -56,7 +56,7 @@ impl Open {
         self.revoked.get()
     }
 
-    fn user(&self) -> Option<&str> {
+    pub(super) fn user(&self) -> Option<&str> {
         self.judged.identity.as_deref().map(|i| i.user.as_str())
     }
 }
@@ -105,7 +105,7 @@ impl Tunnels {
     }
 
     /// The tunnels open now (the lock is not held while they are judged).
-    fn list(&self) -> Vec<Arc<Open>> {
+    pub(super) fn list(&self) -> Vec<Arc<Open>> {
         self.lock().values().cloned().collect()
     }
 

@@ -126,6 +126,24 @@ impl LdapPool {
         Ok(l)
     }
 
+    /// A connection of its own, bound as the service account, for a
+    /// long-lived use (the directory watch) that must not hold the shared one.
+    pub async fn bound_connection(&self) -> Result<Ldap, Unavailable> {
+        let mut l = self.connect().await?;
+        let res = l
+            .with_timeout(self.op_timeout())
+            .simple_bind(&self.cfg.bind_dn, &self.bind_password)
+            .await
+            .map_err(|e| Unavailable(format!("service bind to {}: {e}", self.cfg.name)))?;
+        if res.rc != RC_SUCCESS {
+            return Err(Unavailable(format!(
+                "service account {} refused by {} (rc={} {})",
+                self.cfg.bind_dn, self.cfg.name, res.rc, res.text
+            )));
+        }
+        Ok(l)
+    }
+
     async fn drop_service(&self) {
         *self.service.lock().await = None;
     }
