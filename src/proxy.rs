@@ -27,7 +27,7 @@ mod authenticate;
 mod connect;
 mod decide;
 mod destination;
-pub mod follow;
+pub(crate) mod follow;
 mod forward;
 mod judged;
 pub mod plan;

@@ -7,11 +7,11 @@
 //! queues ([`run`]), so memory stays flat over gigabytes, and the counts
 //! ([`tally`]) merge in any order.
 
-pub mod judge;
-pub mod line;
+mod judge;
+mod line;
 pub mod run;
-pub mod tally;
-pub mod unknown;
+mod tally;
+mod unknown;
 
 use std::net::SocketAddr;
 

@@ -12,8 +12,8 @@
 //! ([`FAILURES`]), the TTLs cover meanwhile, and it reconnects with a
 //! backoff.
 
-pub mod syncrepl;
-pub mod usn;
+mod syncrepl;
+mod usn;
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;

@@ -109,27 +109,17 @@ impl LdapPool {
             }
         }
         *slot = None;
-        let mut l = self.connect().await?;
-        self.ops.binds.fetch_add(1, Ordering::Relaxed);
-        let res = l
-            .with_timeout(self.op_timeout())
-            .simple_bind(&self.cfg.bind_dn, &self.bind_password)
-            .await
-            .map_err(|e| Unavailable(format!("service bind to {}: {e}", self.cfg.name)))?;
-        if res.rc != RC_SUCCESS {
-            return Err(Unavailable(format!(
-                "service account {} refused by {} (rc={} {})",
-                self.cfg.bind_dn, self.cfg.name, res.rc, res.text
-            )));
-        }
+        let l = self.bound_connection().await?;
         *slot = Some(l.clone());
         Ok(l)
     }
 
-    /// A connection of its own, bound as the service account, for a
-    /// long-lived use (the directory watch) that must not hold the shared one.
+    /// A new connection bound as the service account: the shared one's
+    /// next, or one of its own for a long-lived use (the directory watch)
+    /// that must not hold the shared one.
     pub async fn bound_connection(&self) -> Result<Ldap, Unavailable> {
         let mut l = self.connect().await?;
+        self.ops.binds.fetch_add(1, Ordering::Relaxed);
         let res = l
             .with_timeout(self.op_timeout())
             .simple_bind(&self.cfg.bind_dn, &self.bind_password)
