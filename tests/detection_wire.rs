@@ -217,6 +217,9 @@ async fn tls13_is_probed_at_the_dialled_address_once_per_sni() {
     }
     // Two tunnels and one probe: the verdict is kept per (address, SNI).
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    // Both genuine tunnels logged (at their ends) before the next one, so
+    // the lines are in the order the tunnels were made.
+    gh.log_lines(2);
     // A name the certificate does not cover is probed on its own, and
     // refused (by address: a named CONNECT for another SNI is refused before).
     let by_address = format!("127.0.0.1:{}", origin.port());
@@ -254,6 +257,8 @@ async fn a_server_genuine_until_its_verdict_is_cached_is_caught_when_it_switches
             "hello over tls\n"
         );
     }
+    // Both logged (at their tunnels' ends) before the fake is tried.
+    gh.log_lines(2);
     // Then the fake: the same address, the same SNI, a verdict "cached" —
     // and still refused, because this connection's own flight has no certificate.
     let reply = evasive_client(gh.addr(), &dest, NAME).await;
@@ -288,6 +293,7 @@ async fn a_server_that_knows_its_clients_by_a_secret_cannot_show_them_a_fake() {
         rustls_client(gh.addr(), &dest, NAME, &ca).await.unwrap(),
         "hello over tls\n"
     );
+    gh.log_lines(1);
     // Its own client is shown the fake, on the tunnel's connection: refused.
     let reply = evasive_client(
         gh.addr(),
@@ -537,6 +543,7 @@ async fn a_tls13_verdict_does_not_vouch_for_a_tls12_resumption() {
         rustls_client(gh.addr(), &dest, NAME, &ca).await.unwrap(),
         "hello over tls\n"
     );
+    gh.log_lines(1);
     let reply = evasive_client(gh.addr(), &dest, NAME).await;
     assert!(reply.is_empty(), "{reply:?}");
     assert!(!seen.any_contains(PAYLOAD_MARKER));

@@ -207,7 +207,7 @@ pub struct LdapRealmConfig {
     pub cache_capacity: u64,
     /// Follow the directory's changes (`directory/watch.rs`); `off`: the TTLs.
     #[serde(default)]
-    pub watch: super::watch::WatchMode,
+    pub watch: WatchMode,
     /// How often `usn` (and `dirsync`) poll.
     #[serde(default = "secs3", with = "humantime_serde")]
     pub watch_interval: Duration,
@@ -401,4 +401,17 @@ mod tests {
         std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(c.bind_password().unwrap(), "s3cret");
     }
+}
+
+/// `watch` in a directory realm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchMode {
+    /// Trust cached look-ups for their TTLs.
+    #[default]
+    Off,
+    /// OpenLDAP content synchronisation (RFC 4533), refreshAndPersist.
+    Syncrepl,
+    /// Active Directory / Samba: poll `uSNChanged` every `watch_interval`.
+    Usn,
 }

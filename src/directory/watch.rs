@@ -21,25 +21,11 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::cache::Unavailable;
-use super::config::LdapRealmConfig;
+use super::config::{LdapRealmConfig, WatchMode};
 use super::ldap::pool::LdapPool;
-
-/// `watch` in a directory realm.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WatchMode {
-    /// Trust cached look-ups for their TTLs.
-    #[default]
-    Off,
-    /// OpenLDAP content synchronisation (RFC 4533), refreshAndPersist.
-    Syncrepl,
-    /// Active Directory / Samba: poll `uSNChanged` every `watch_interval`.
-    Usn,
-}
 
 /// An entry the directory reports changed (added, modified, deleted).
 #[derive(Debug, Clone, PartialEq, Eq)]
