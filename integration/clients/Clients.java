@@ -66,7 +66,9 @@ public class Clients {
                 var request = HttpRequest.newBuilder(URI.create(url))
                     .timeout(Duration.ofSeconds(30)).build();
                 var r = builder.build().send(request, HttpResponse.BodyHandlers.ofString());
-                outcome = r.statusCode() + " " + r.body().trim().replace('\n', ' ');
+                // A 407 to a CONNECT comes back as a response with no body.
+                String body = r.body() == null ? "" : r.body().trim().replace('\n', ' ');
+                outcome = r.statusCode() + " " + body;
             } catch (Exception e) {
                 outcome = "ERROR " + e.toString().replace('\n', ' ');
             }

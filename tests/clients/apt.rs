@@ -15,7 +15,12 @@ use crate::lab::{client, Lab, Mode};
 const FETCH: &str = r#"apt-get -q update && cd "$HOME" && apt-get -q download "$DEB" && dpkg-deb -f "$HOME"/"$DEB"_*.deb Description"#;
 
 fn apt(lab: &Lab, mode: Mode, user: &str, password: &str, home: &Path) -> Command {
-    for d in ["state/lists/partial", "cache/archives/partial", "parts", "log"] {
+    for d in [
+        "state/lists/partial",
+        "cache/archives/partial",
+        "parts",
+        "log",
+    ] {
         std::fs::create_dir_all(home.join(d)).unwrap();
     }
     std::fs::write(home.join("status"), "").unwrap();
@@ -46,4 +51,4 @@ fn apt(lab: &Lab, mode: Mode, user: &str, password: &str, home: &Path) -> Comman
     c
 }
 
-crate::lab::matrix!("apt", apt);
+crate::lab::matrix!("apt", apt, backoff = 8);

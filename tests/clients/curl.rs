@@ -8,10 +8,16 @@ use crate::lab::{client, Lab, Mode};
 
 fn curl(lab: &Lab, mode: Mode, user: &str, password: &str, home: &Path) -> Command {
     let mut c = client("curl", home);
-    c.args(["-sS", "--max-time", "60", "-x", &lab.proxy_url(user, password)])
-        .arg("--cacert")
-        .arg(lab.ca(mode))
-        .arg(lab.url(mode, "/hello.txt"));
+    c.args([
+        "-sS",
+        "--max-time",
+        "60",
+        "-x",
+        &lab.proxy_url(user, password),
+    ])
+    .arg("--cacert")
+    .arg(lab.ca(mode))
+    .arg(lab.url(mode, "/hello.txt"));
     c
 }
 

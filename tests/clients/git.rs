@@ -9,7 +9,8 @@ use std::process::Command;
 use crate::lab::{client, Lab, Mode};
 
 /// Clones, then prints the one file (the lab's greeting).
-const CLONE: &str = r#"/usr/bin/git "$@" clone -q "$URL" "$HOME/clone" && cat "$HOME/clone/README""#;
+const CLONE: &str =
+    r#"/usr/bin/git "$@" clone -q "$URL" "$HOME/clone" && cat "$HOME/clone/README""#;
 
 fn git_with(lab: &Lab, mode: Mode, proxy: String, ca: &Path, home: &Path) -> Command {
     let mut c = client("sh", home);

@@ -41,7 +41,11 @@ mod undici {
             &mut node("undici", &lab, Mode::Plain, proxy, scratch.path()),
             crate::lab::SUCCEED_WITHIN,
         );
-        assert!(r.out.contains(crate::lab::HELLO), "undici/plain tunnelled: {}", r.out);
+        assert!(
+            r.out.contains(crate::lab::HELLO),
+            "undici/plain tunnelled: {}",
+            r.out
+        );
         let port = lab.plain_port.to_string();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while !lab.lines_of("undici").iter().any(|l| {

@@ -31,4 +31,4 @@ fn pip(lab: &Lab, mode: Mode, user: &str, password: &str, home: &Path) -> Comman
     c
 }
 
-crate::lab::matrix!("pip", pip);
+crate::lab::matrix!("pip", pip, backoff = 8);
