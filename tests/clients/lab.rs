@@ -6,6 +6,7 @@
 //! Each client signs in as its own user (`curl`, `wget`, … with password
 //! `<name>-pw`), so the access log tells the clients apart: a wrong
 //! password's attempts are the 407 lines with that user's name.
+#![allow(dead_code)] // tests/clients_surrogate.rs uses part of it
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -83,7 +84,7 @@ pub fn lab() -> Arc<Lab> {
     if let Some(l) = shared.upgrade() {
         return l;
     }
-    let l = Arc::new(start());
+    let l = Arc::new(start(""));
     *shared = Arc::downgrade(&l);
     l
 }
@@ -98,7 +99,9 @@ host = ["intercept.example.test"]
 action = "intercept"
 "#;
 
-fn start() -> Lab {
+/// A lab of its own, with `extra` config after the `[auth]` section (for a
+/// test that needs another proxy, e.g. `[auth.surrogate]`).
+pub fn start(extra: &str) -> Lab {
     let dir = tempfile::tempdir().unwrap();
     let root = super::docroot::build(&dir.path().join("www"));
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -118,7 +121,7 @@ fn start() -> Lab {
     let policy = dir.path().join("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
     let cfg = format!(
-        "{auth}[auth.throttle]\nuser_failures = 2\nfamiliar_failures = 2\naddress_failures = 100\n\
+        "{auth}[auth.throttle]\nuser_failures = 2\nfamiliar_failures = 2\naddress_failures = 100\n{extra}\n\
          [resolver]\nsystem = false\n\
          hosts = {{ \"{ORIGIN}\" = [\"127.0.0.1\"], \"{INTERCEPTED}\" = [\"127.0.0.1\"] }}\n\
          [tunnel]\nallowed_ports = [{tls_port}, {plain_port}]\n\
@@ -412,6 +415,7 @@ pub fn fails_fast(user: &str, mode: Mode, client: Client, backoff: Duration) {
 
 /// The five cases of a client: three modes, a wrong password on plain
 /// HTTP and on a CONNECT. `$user` names the client in every failure.
+#[allow(unused_macros)]
 macro_rules! matrix {
     ($user:literal, $client:path) => {
         $crate::lab::matrix!($user, $client, backoff = 0);
@@ -441,4 +445,5 @@ macro_rules! matrix {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use matrix;
