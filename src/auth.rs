@@ -20,6 +20,7 @@ mod revoked;
 pub mod settings;
 pub mod spnego;
 mod state;
+pub mod surrogate;
 pub(crate) mod throttle;
 
 use std::net::IpAddr;
@@ -128,6 +129,20 @@ impl Authenticated {
     }
 }
 
+/// The `x-auth-scheme` (and policy `auth_scheme`) of a guest.
+pub const GUEST: &str = "guest";
+
+/// Every `x-auth-scheme` a request can be logged with (`-cached` aside):
+/// the values a policy's `auth_scheme` condition may name.
+pub const SCHEMES: [&str; 6] = [
+    "basic",
+    "negotiate-kerberos",
+    "negotiate-ntlm",
+    "ntlm",
+    surrogate::SURROGATE_IP,
+    GUEST,
+];
+
 /// Why the authenticator could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -148,6 +163,10 @@ pub struct Authenticator {
     challenges: Vec<HeaderValue>,
     negotiate: Option<negotiate::Negotiate>,
     ntlm: Option<ntlm::Ntlm>,
+    /// IP surrogates, when `auth.surrogate.kind = "ip"`.
+    surrogates: Option<surrogate::Surrogates>,
+    /// Who `action = "guest"` lets through.
+    guest: Arc<Identity>,
 }
 
 impl Authenticator {
@@ -177,6 +196,13 @@ impl Authenticator {
                 .schemes
                 .contains(&Scheme::Ntlm)
                 .then(|| ntlm::Ntlm::new(&cfg.ntlm)),
+            surrogates: surrogate::Surrogates::new(&cfg.surrogate),
+            guest: Arc::new(Identity {
+                user: cfg.guest_user.clone(),
+                realm: GUEST.into(),
+                dn: None,
+                groups: Vec::new(),
+            }),
         })
     }
 
@@ -187,6 +213,36 @@ impl Authenticator {
     pub fn revoke(&self, who: &str) {
         self.basic.revoke(who);
         self.revoked.revoke(who);
+    }
+
+    /// `who` proved themselves from `from` (not by a surrogate): the
+    /// address's IP surrogate is theirs from now, when surrogates are on.
+    pub fn proven(&self, from: &surrogate::ClientPlace, who: &Authenticated) {
+        if let Some(s) = &self.surrogates {
+            s.proven(from, who);
+        }
+    }
+
+    /// The IP surrogate of `from`, for a request that presented no
+    /// credentials (see [`surrogate`]).
+    pub fn surrogate(
+        &self,
+        from: &surrogate::ClientPlace,
+        chain: &RealmChain,
+    ) -> Option<Authenticated> {
+        self.surrogates.as_ref()?.recall(from, chain, &self.revoked)
+    }
+
+    /// The guest identity (`auth.guest_user`), for a request without
+    /// credentials that a `guest` rule lets through.
+    pub fn guest(&self) -> Authenticated {
+        Authenticated {
+            identity: self.guest.clone(),
+            scheme: GUEST,
+            cached: false,
+            connection_bound: false,
+            mutual: None,
+        }
     }
 
     /// `auth.required`: whether requests no policy rule exempts must authenticate.

@@ -57,6 +57,9 @@ pub enum Action {
     Authenticate,
     /// Do not require authentication.
     NoAuthenticate,
+    /// Authenticate credentials presented; without any, let the request
+    /// through as the guest (`auth.guest_user`, `auth_scheme` `guest`).
+    Guest,
     /// Only adds a tag to the log.
     Tag,
 }
@@ -116,6 +119,17 @@ impl Decision {
             .collect();
         (!names.is_empty()).then(|| names.join(","))
     }
+}
+
+/// What the authentication layers ask of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthNeed {
+    /// Authenticate (credentials presented are always checked).
+    pub required: bool,
+    /// Without credentials, let it through as the guest.
+    pub guest: bool,
+    /// The rule that said so (`None`: `auth.required`).
+    pub rule: Option<Arc<str>>,
 }
 
 /// A compiled policy.
@@ -244,18 +258,35 @@ impl Policy {
 
     /// Must this request authenticate? Authentication layers refine `required`.
     pub fn needs_auth(&self, facts: &Facts<'_>, required: bool) -> (bool, Option<Arc<str>>) {
-        let mut need = (required, None);
+        let need = self.auth_need(facts, required);
+        (need.required, need.rule)
+    }
+
+    /// What the authentication layers ask of this request: the last layer
+    /// whose rule matched decides.
+    pub fn auth_need(&self, facts: &Facts<'_>, required: bool) -> AuthNeed {
+        let mut need = AuthNeed {
+            required,
+            guest: false,
+            rule: None,
+        };
         for layer in self
             .layers
             .iter()
             .filter(|l| l.kind == LayerKind::Authentication)
         {
             if let Some(rule) = layer.first_match(facts) {
-                match rule.action {
-                    Action::Authenticate => need = (true, Some(rule.name.clone())),
-                    Action::NoAuthenticate => need = (false, Some(rule.name.clone())),
-                    _ => {}
-                }
+                let (required, guest) = match rule.action {
+                    Action::Authenticate => (true, false),
+                    Action::NoAuthenticate => (false, false),
+                    Action::Guest => (true, true),
+                    _ => continue,
+                };
+                need = AuthNeed {
+                    required,
+                    guest,
+                    rule: Some(rule.name.clone()),
+                };
             }
         }
         need
@@ -289,7 +320,7 @@ impl Policy {
                 Action::Tunnel => d.connect = ConnectMode::Tunnel,
                 Action::Detect | Action::Bypass => d.connect = ConnectMode::Detect,
                 Action::Intercept => d.connect = ConnectMode::Intercept,
-                Action::Authenticate | Action::NoAuthenticate | Action::Tag => {}
+                Action::Authenticate | Action::NoAuthenticate | Action::Guest | Action::Tag => {}
             }
             match &rule.action {
                 Action::Allow | Action::Deny(_) => {

@@ -180,6 +180,7 @@ async fn carry_out(
             let judged = judged::Judged {
                 snapshot: tx.snapshot.clone(),
                 identity: who.as_ref().map(|w| w.identity.clone()),
+                scheme: who.as_ref().map(|w| w.scheme),
                 headers: req.headers().clone(),
                 categories,
                 addrs,

@@ -135,6 +135,11 @@ pub struct AuthConfig {
     pub throttle: ThrottleConfig,
     /// Local-realm password hashing: bounded CPU and memory.
     pub password_checks: PasswordCheckConfig,
+    /// Surrogate credentials for clients that cannot answer a challenge.
+    pub surrogate: super::surrogate::SurrogateConfig,
+    /// The user a policy's `action = "guest"` lets requests without
+    /// credentials through as (realm `guest`, no groups).
+    pub guest_user: String,
 }
 
 /// The smart lockout ([`super::throttle`]): distinct failed passwords per
@@ -206,6 +211,8 @@ impl Default for AuthConfig {
             ntlm: NtlmConfig::default(),
             throttle: ThrottleConfig::default(),
             password_checks: PasswordCheckConfig::default(),
+            surrogate: super::surrogate::SurrogateConfig::default(),
+            guest_user: "guest".into(),
         }
     }
 }
@@ -286,6 +293,14 @@ impl AuthConfig {
         }
         if a.password_checks.permits > 1024 {
             return Err(invalid("auth.password_checks.permits", "at most 1024"));
+        }
+        a.surrogate.validate()?;
+        let printable = |c: char| c.is_alphanumeric() || "._-@$".contains(c);
+        if a.guest_user.is_empty()
+            || a.guest_user.len() > 64
+            || !a.guest_user.chars().all(printable)
+        {
+            return Err(invalid("auth.guest_user", "1-64 letters, digits or ._-@$"));
         }
         if a.max_failures_per_connection == 0 {
             return Err(invalid(

@@ -234,7 +234,7 @@ fn print_plan(p: &Plan) {
             println!("{line}");
             (plan, action, d.rule_names())
         }
-        Plan::Authenticate { rule } => {
+        Plan::Authenticate { rule, .. } => {
             println!(
                 "decision:       AUTHENTICATE 407 ({})",
                 rule.as_deref()
@@ -315,6 +315,7 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
     };
     let facts = Facts {
         identity: None,
+        auth_scheme: None,
         client: q.client,
         method: &method,
         host: &host,
@@ -335,7 +336,7 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
         identity: identity.as_ref(),
         ..facts
     };
-    if let Plan::Authenticate { rule } = &p {
+    if let Plan::Authenticate { rule, .. } = &p {
         println!(
             "authentication: required ({})",
             rule.as_deref()

@@ -139,12 +139,15 @@ pub fn compile_indexed(
                 }
                 if !matches!(
                     r.action,
-                    Action::Authenticate | Action::NoAuthenticate | Action::Tag
+                    Action::Authenticate | Action::NoAuthenticate | Action::Guest | Action::Tag
                 ) {
-                    return Err(err(&place, "field `action`: an authentication layer takes authenticate or no-authenticate").into());
+                    return Err(err(&place, "field `action`: an authentication layer takes authenticate, no-authenticate or guest").into());
                 }
-            } else if matches!(r.action, Action::Authenticate | Action::NoAuthenticate) {
-                return Err(err(&place, "field `action`: (no-)authenticate belongs in a layer with kind = \"authentication\"").into());
+            } else if matches!(
+                r.action,
+                Action::Authenticate | Action::NoAuthenticate | Action::Guest
+            ) {
+                return Err(err(&place, "field `action`: (no-)authenticate and guest belong in a layer with kind = \"authentication\"").into());
             }
             rules.push(r);
         }
@@ -242,6 +245,7 @@ fn compile_rule(ctx: &Ctx<'_>, r: &file::Rule, place: &str) -> Result<Rule, Poli
         ActionName::Bypass => Action::Bypass,
         ActionName::Authenticate => Action::Authenticate,
         ActionName::NoAuthenticate => Action::NoAuthenticate,
+        ActionName::Guest => Action::Guest,
         ActionName::Tag => Action::Tag,
         ActionName::Deny => Action::Deny(
             Denial::new(r.status, r.reason.as_deref())
@@ -263,6 +267,9 @@ fn compile_rule(ctx: &Ctx<'_>, r: &file::Rule, place: &str) -> Result<Rule, Poli
         users: list(&r.user, "user")?.map(folded),
         groups: list(&r.group, "group")?.map(folded),
         realms: list(&r.realm, "realm")?.map(folded),
+        auth_schemes: list(&r.auth_scheme, "auth_scheme")?
+            .map(|v| auth_schemes(v, &field("auth_scheme")))
+            .transpose()?,
         clients: nets(&r.client, "client")?,
         methods: list(&r.method, "method")?
             .map(|v| v.into_iter().map(|m| m.to_ascii_uppercase()).collect()),
@@ -284,6 +291,21 @@ fn compile_rule(ctx: &Ctx<'_>, r: &file::Rule, place: &str) -> Result<Rule, Poli
         action,
         tag: r.tag.as_deref().map(Into::into),
     })
+}
+
+/// `auth_scheme` values: the schemes the log can say, lowercase.
+fn auth_schemes(v: Vec<String>, place: &str) -> Result<Vec<String>, PolicyError> {
+    lower(v)
+        .into_iter()
+        .map(|s| {
+            if crate::auth::SCHEMES.contains(&s.as_str()) {
+                Ok(s)
+            } else {
+                let one_of = crate::auth::SCHEMES.join(", ");
+                Err(err(place, format!("{s:?}: one of {one_of}")))
+            }
+        })
+        .collect()
 }
 
 fn port_range(p: &PortSpec, place: &str) -> Result<(u16, u16), PolicyError> {

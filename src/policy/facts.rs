@@ -14,6 +14,9 @@ use crate::protocol::{ProtocolKind, TlsVersion};
 pub struct Facts<'a> {
     /// The authenticated user, if any.
     pub identity: Option<&'a Identity>,
+    /// How `identity` was obtained: `basic`, `ntlm`, `surrogate-ip`,
+    /// `guest`… (`auth::SCHEMES`); `None` without one.
+    pub auth_scheme: Option<&'a str>,
     /// The client's address.
     pub client: IpAddr,
     /// The request method.

@@ -132,6 +132,8 @@ pub enum ActionName {
     Authenticate,
     /// `no-authenticate` (authentication layers).
     NoAuthenticate,
+    /// `guest` (authentication layers): without credentials, the guest user.
+    Guest,
     /// `intercept`: a CONNECT decrypted, each request inside judged and logged.
     Intercept,
     /// `bypass`: a CONNECT exempt from interception (detected as usual).
@@ -185,6 +187,9 @@ pub struct Rule {
     pub group: Option<Vec<String>>,
     /// Realm names (folded).
     pub realm: Option<Vec<String>>,
+    /// How the user was identified: `basic`, `negotiate-kerberos`,
+    /// `negotiate-ntlm`, `ntlm`, `surrogate-ip`, `guest`.
+    pub auth_scheme: Option<Vec<String>>,
     /// Client addresses and CIDRs (or `@dest_file` objects).
     pub client: Option<Vec<String>>,
     /// Request methods.

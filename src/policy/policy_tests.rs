@@ -32,6 +32,7 @@ struct Req {
     headers: HeaderMap,
     cats: Vec<Arc<str>>,
     now: jiff::Timestamp,
+    scheme: &'static str,
 }
 
 impl Req {
@@ -46,6 +47,7 @@ impl Req {
             headers: HeaderMap::new(),
             cats: Vec::new(),
             now: "2026-11-27T10:00:00Z".parse().unwrap(), // a Friday
+            scheme: "basic",
         }
     }
     fn user(mut self, u: &str, groups: &[&str]) -> Self {
@@ -59,6 +61,7 @@ impl Req {
     fn facts(&self) -> Facts<'_> {
         Facts {
             identity: self.id.as_ref(),
+            auth_scheme: self.id.as_ref().map(|_| self.scheme),
             client: self.client,
             method: &self.method,
             host: self.host,
@@ -589,4 +592,81 @@ fn deny_status_and_protocol_names_are_checked_at_compile() {
     assert_eq!(p.decide(&f).verdict_rule.as_deref(), Some("r1"));
     f.detected = Some(Detected::protocol(ProtocolKind::Tls));
     assert_eq!(p.decide(&f).verdict_rule, None);
+}
+
+#[test]
+fn guest_rules_and_auth_scheme_conditions() {
+    let p = Policy::from_toml(
+        r#"
+[[layers]]
+name = "auth"
+kind = "authentication"
+[[layers.rules]]
+name = "updates-as-guest"
+host = [".updates.example"]
+action = "guest"
+
+[[layers]]
+name = "access"
+[[layers.rules]]
+name = "guests-only-updates"
+auth_scheme = ["guest"]
+host = [".updates.example"]
+action = "allow"
+[[layers.rules]]
+name = "no-guest-elsewhere"
+auth_scheme = ["GUEST"]
+action = "deny"
+[[layers.rules]]
+name = "surrogates-no-connect-22"
+auth_scheme = ["surrogate-ip"]
+port = [22]
+action = "deny"
+"#,
+    )
+    .unwrap();
+    let r = Req::connect("dl.updates.example");
+    let need = p.auth_need(&r.facts(), true);
+    assert!(need.required && need.guest, "{need:?}");
+    assert_eq!(need.rule.as_deref(), Some("updates-as-guest"));
+    let other = Req::connect("www.example");
+    assert!(!p.auth_need(&other.facts(), true).guest);
+    let verdict = |mut r: Req, scheme: &'static str| {
+        r = r.user("anyone", &[]);
+        r.scheme = scheme;
+        p.decide(&r.facts()).verdict_rule.map(|r| r.to_string())
+    };
+    assert_eq!(
+        verdict(Req::connect("dl.updates.example"), "guest").as_deref(),
+        Some("guests-only-updates")
+    );
+    assert_eq!(
+        verdict(Req::connect("www.example"), "guest").as_deref(),
+        Some("no-guest-elsewhere")
+    );
+    assert_eq!(verdict(Req::connect("www.example"), "basic"), None);
+    let mut ssh = Req::connect("www.example");
+    ssh.port = 22;
+    assert_eq!(
+        verdict(ssh, "surrogate-ip").as_deref(),
+        Some("surrogates-no-connect-22")
+    );
+    // Unknown schemes, and guest or auth_scheme where they do not belong.
+    for (bad, says) in [
+        (
+            "[[layers]]\nname = \"a\"\n[[layers.rules]]\nname = \"x\"\nauth_scheme = [\"digest\"]\naction = \"allow\"",
+            "one of basic",
+        ),
+        (
+            "[[layers]]\nname = \"a\"\n[[layers.rules]]\nname = \"x\"\naction = \"guest\"",
+            "guest belong",
+        ),
+        (
+            "[[layers]]\nname = \"a\"\nkind = \"authentication\"\n[[layers.rules]]\nname = \"x\"\nauth_scheme = [\"basic\"]\naction = \"guest\"",
+            "identity",
+        ),
+    ] {
+        let e = Policy::from_toml(bad).unwrap_err().to_string();
+        assert!(e.contains(says), "{e}");
+    }
 }

@@ -227,6 +227,7 @@ proptest! {
             });
             let f = Facts {
                 identity: id.as_ref(),
+                auth_scheme: id.as_ref().map(|_| "basic"),
                 client: "10.0.0.5".parse().unwrap(),
                 method: &http::Method::from_bytes(q.method.as_bytes()).unwrap(),
                 host: q.host,

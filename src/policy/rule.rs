@@ -160,6 +160,8 @@ pub struct Rule {
     pub groups: Option<Vec<String>>,
     /// Realm names, folded.
     pub realms: Option<Vec<String>>,
+    /// How the identity was obtained (`x-auth-scheme` without `-cached`).
+    pub auth_schemes: Option<Vec<String>>,
     /// Client address ranges.
     pub clients: Option<NetCond>,
     /// Methods, uppercase.
@@ -203,6 +205,7 @@ impl Rule {
             users: None,
             groups: None,
             realms: None,
+            auth_schemes: None,
             clients: None,
             methods: None,
             hosts: None,
@@ -227,6 +230,7 @@ impl Rule {
             || self.users.is_some()
             || self.groups.is_some()
             || self.realms.is_some()
+            || self.auth_schemes.is_some()
             || self.sources.is_some()
     }
 
@@ -248,6 +252,7 @@ impl Rule {
             && any(&self.users, &|u| id.is_some_and(|i| folds_to(&i.user, u)))
             && any(&self.groups, &|g| id.is_some_and(|i| i.in_group(g)))
             && any(&self.realms, &|x| id.is_some_and(|i| folds_to(&i.realm, x)))
+            && any(&self.auth_schemes, &|s| f.auth_scheme == Some(s))
             && self.clients.as_ref().is_none_or(|c| c.contains(&f.client))
             && any(&self.methods, &|m| {
                 f.method.as_str().eq_ignore_ascii_case(m)
@@ -307,7 +312,11 @@ impl Rule {
     pub fn grants(&self) -> bool {
         matches!(
             self.action,
-            Action::Allow | Action::Tunnel | Action::NoAuthenticate | Action::Bypass
+            Action::Allow
+                | Action::Tunnel
+                | Action::NoAuthenticate
+                | Action::Guest
+                | Action::Bypass
         )
     }
 

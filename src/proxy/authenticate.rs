@@ -7,6 +7,7 @@ use hyper::body::Incoming;
 
 use super::transaction::Transaction;
 use super::Proxy;
+use crate::auth::surrogate::ClientPlace;
 use crate::auth::throttle::Place;
 use crate::auth::{AuthFailure, Authenticated};
 use crate::body::ResponseBody;
@@ -14,18 +15,31 @@ use crate::conn::ConnState;
 use crate::error::ProxyError;
 
 /// Checks the request's credentials against the transaction's realms; on
-/// success the identity goes to the record and to the connection.
+/// success the identity goes to the record and to the connection, and the
+/// client's address becomes the user's IP surrogate (when those are on).
+///
+/// A request that presents no credentials at all (and whose connection
+/// proved nobody) is its address's surrogate user if it has one, else the
+/// guest when a `guest` rule (`guest`) let it through, else challenged.
+/// Credentials presented are always checked: a surrogate or a guest rule
+/// never answers for wrong ones.
 pub(super) async fn authenticate(
     proxy: &Proxy,
     conn: &ConnState,
     req: &Request<Incoming>,
     tx: &mut Transaction,
+    guest: bool,
 ) -> Result<Authenticated, ProxyError> {
     let presented = req.headers().get_all(header::PROXY_AUTHORIZATION).iter();
     let ip = conn.client.ip();
     let (config, chain) = (&tx.snapshot.config, &tx.snapshot.realms);
+    let shared = crate::limit::shared(&config.listener.shared_addresses, ip);
+    let from = ClientPlace {
+        ip,
+        place: crate::limit::place(ip, config.listener.ipv6_prefix),
+        shared: shared.is_some(),
+    };
     let place = {
-        let shared = crate::limit::shared(&config.listener.shared_addresses, ip);
         Place {
             key: crate::limit::place(ip, config.listener.ipv6_prefix),
             failures: shared
@@ -39,8 +53,20 @@ pub(super) async fn authenticate(
         .await
     {
         Ok(who) => {
+            proxy.auth.proven(&from, &who);
             tx.authenticated(&who);
             return Ok(who);
+        }
+        Err(AuthFailure::Missing) => {
+            let stand_in = proxy
+                .auth
+                .surrogate(&from, chain)
+                .or_else(|| guest.then(|| proxy.auth.guest()));
+            if let Some(who) = stand_in {
+                tx.authenticated(&who);
+                return Ok(who);
+            }
+            AuthFailure::Missing
         }
         Err(failure) => failure,
     };

@@ -93,6 +93,7 @@ pub(super) async fn decide(
         let categories = policy.categories.lookup(&asked.host, &addrs);
         let facts = Facts {
             identity: who.as_ref().map(|w| &*w.identity),
+            auth_scheme: who.as_ref().map(|w| w.scheme),
             client: conn.client.ip(),
             method: req.method(),
             host: &asked.host,
@@ -111,8 +112,8 @@ pub(super) async fn decide(
                     .map_err(Stop::Refused)?;
                 at.resolved = true;
             }
-            Plan::Authenticate { .. } => {
-                match authenticate::authenticate(proxy, conn, req, tx).await {
+            Plan::Authenticate { guest, .. } => {
+                match authenticate::authenticate(proxy, conn, req, tx, guest).await {
                     Ok(w) => {
                         who = Some(w);
                         at.authenticated = true;

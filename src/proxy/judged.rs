@@ -37,6 +37,8 @@ pub(super) struct Judged {
     /// The snapshot the CONNECT was decided by (`categories` are its policy's).
     pub snapshot: Arc<Snapshot>,
     pub identity: Option<Arc<Identity>>,
+    /// How `identity` was obtained (`Authenticated::scheme`).
+    pub scheme: Option<&'static str>,
     pub headers: HeaderMap,
     pub categories: Vec<Arc<str>>,
     pub addrs: Vec<IpAddr>,
@@ -61,6 +63,7 @@ impl Judged {
     fn facts<'a>(&'a self, under: &Under<'a>, detected: Option<Detected<'a>>) -> Facts<'a> {
         Facts {
             identity: under.identity,
+            auth_scheme: self.scheme,
             client: self.client,
             method: &CONNECT,
             host: &self.host,
@@ -93,6 +96,9 @@ impl Judged {
         let Some(was) = &self.identity else {
             return Ok(None);
         };
+        if self.scheme == Some(crate::auth::GUEST) {
+            return Ok(Some(was.clone())); // no realm knows the guest
+        }
         match realms.lookup(&was.user).await {
             Ok(Some(now)) => Ok(Some(now)),
             Ok(None) => Err(UserGone),
@@ -176,7 +182,7 @@ impl Judged {
         };
         match plan::plan(under.policy, settings, &facts, at) {
             Plan::Refuse(r) => Some(r.rule.unwrap_or_else(|| "default".into()).into()),
-            Plan::Authenticate { rule } => Some(rule.unwrap_or_else(|| "builtin:auth".into())),
+            Plan::Authenticate { rule, .. } => Some(rule.unwrap_or_else(|| "builtin:auth".into())),
             Plan::Tunnel { .. } => match found.map(|p| self.detected(under, p)) {
                 Some((PolicySays::Deny(_), rule)) => Some(rule.unwrap_or_else(|| "default".into())),
                 _ => None,

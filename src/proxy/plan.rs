@@ -67,6 +67,8 @@ pub enum Plan {
     Authenticate {
         /// The rule that required authentication, if one did.
         rule: Option<Arc<str>>,
+        /// A `guest` rule: without credentials (or a surrogate), the guest.
+        guest: bool,
     },
     /// Forward the HTTP request.
     Forward(Decision),
@@ -130,9 +132,12 @@ pub fn plan(policy: &Policy, settings: &Settings<'_>, facts: &Facts<'_>, at: Pro
         if !at.resolved && (literal || policy.auth_needs_addresses()) {
             return Plan::Resolve;
         }
-        let (need, rule) = policy.needs_auth(facts, settings.auth_required);
-        if need {
-            return Plan::Authenticate { rule };
+        let need = policy.auth_need(facts, settings.auth_required);
+        if need.required {
+            return Plan::Authenticate {
+                rule: need.rule,
+                guest: need.guest,
+            };
         }
     }
     if !at.resolved {

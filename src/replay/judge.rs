@@ -195,6 +195,7 @@ pub fn new(policy: &Policy, settings: &Settings<'_>, scan: &mut Scanner, l: &Lin
     };
     let mut facts = Facts {
         identity: None,
+        auth_scheme: None,
         client: l.client,
         method: &method,
         host: &l.host,

@@ -1,0 +1,241 @@
+//! IP surrogate credentials (`[auth.surrogate] kind = "ip"`): after a user
+//! proves themselves from an address, requests from that address that
+//! present no credentials at all are taken as that user, for `ttl` after
+//! their last proven request (ProxySG's IP surrogates, Squid's
+//! `authenticate_ip_ttl`). It is for clients that cannot answer a
+//! challenge — Java's `HttpClient` never answers a 407 to a CONNECT with
+//! Basic, update agents send nothing — running beside a client that can.
+//!
+//! What it never does:
+//! - override credentials that were presented: wrong ones still get 407;
+//! - apply to an address in `exclude` or in `listener.shared_addresses`
+//!   (a terminal server or a NAT carries many users: the last to sign in
+//!   would lend their identity to everyone else there);
+//! - slide on its own use: only a proven request extends it, so a client
+//!   that never signs in again loses it `ttl` after the last one that did;
+//! - outlive a revocation or a directory change (`gatehouse revoke`, the
+//!   directory watch): a surrogate made before one no longer counts;
+//! - bind the connection: every request looks it up again, so expiry and
+//!   revocation apply on a kept-alive connection too.
+//!
+//! Memory is bounded: one entry per address (IPv6 per `listener.ipv6_prefix`,
+//! as `limit` counts places) that proved someone, at most `max_addresses`,
+//! each gone `ttl` after it was last refreshed. An address that never
+//! authenticated costs nothing.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use moka::sync::Cache;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::Authenticated;
+use crate::directory::{Identity, RealmChain};
+use crate::settings::{invalid, Invalid};
+
+/// The `x-auth-scheme` (and policy `auth_scheme`) of an IP surrogate.
+pub const SURROGATE_IP: &str = "surrogate-ip";
+
+/// A proven request refreshes its address's surrogate at most this often
+/// (the cache is not written on every request of a busy client).
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
+/// Which surrogate, if any.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SurrogateKind {
+    /// No surrogates: every request proves itself.
+    #[default]
+    Off,
+    /// By client address.
+    Ip,
+}
+
+/// `[auth.surrogate]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SurrogateConfig {
+    /// `off` or `ip`.
+    pub kind: SurrogateKind,
+    /// A surrogate lasts this long after its user's last proven request.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Client addresses never given a surrogate (`listener.shared_addresses`
+    /// never are either).
+    pub exclude: Vec<IpNet>,
+    /// Most addresses remembered at once (the least recently used gives way).
+    pub max_addresses: u64,
+}
+
+impl Default for SurrogateConfig {
+    fn default() -> Self {
+        Self {
+            kind: SurrogateKind::Off,
+            ttl: Duration::from_secs(15 * 60),
+            exclude: Vec::new(),
+            max_addresses: 100_000,
+        }
+    }
+}
+
+impl SurrogateConfig {
+    /// Checks the values; the error names the key.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.ttl.is_zero() {
+            return Err(invalid("auth.surrogate.ttl", "must be longer than zero"));
+        }
+        if self.max_addresses == 0 {
+            return Err(invalid("auth.surrogate.max_addresses", "at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Who last proved themselves from an address, and when.
+#[derive(Clone)]
+struct Entry {
+    identity: Arc<Identity>,
+    at: Instant,
+}
+
+/// The address → user table (see the module).
+pub struct Surrogates {
+    ttl: Duration,
+    exclude: Vec<IpNet>,
+    table: Cache<IpAddr, Entry>,
+}
+
+/// Where a request comes from, as surrogates see it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientPlace {
+    /// The client's address (after the PROXY protocol).
+    pub ip: IpAddr,
+    /// Its place (`limit::place`): the key.
+    pub place: IpAddr,
+    /// In `listener.shared_addresses`.
+    pub shared: bool,
+}
+
+impl Surrogates {
+    /// The table `cfg` asks for, or none when surrogates are off.
+    pub fn new(cfg: &SurrogateConfig) -> Option<Self> {
+        (cfg.kind == SurrogateKind::Ip).then(|| Self {
+            ttl: cfg.ttl,
+            exclude: cfg.exclude.clone(),
+            table: Cache::builder()
+                .max_capacity(cfg.max_addresses)
+                .time_to_live(cfg.ttl)
+                .build(),
+        })
+    }
+
+    /// Can `from` ever have a surrogate?
+    fn eligible(&self, from: &ClientPlace) -> bool {
+        let ip = crate::limit::place(from.ip, 128);
+        !from.shared && !self.exclude.iter().any(|n| n.contains(&ip))
+    }
+
+    /// `who` proved themselves from `from`: the address is theirs for
+    /// `ttl` from now (another user's surrogate there is replaced, logged).
+    pub fn proven(&self, from: &ClientPlace, who: &Authenticated) {
+        if !self.eligible(from) {
+            return;
+        }
+        let now = Instant::now();
+        if let Some(was) = self.table.get(&from.place) {
+            let same =
+                was.identity.user == who.identity.user && was.identity.realm == who.identity.realm;
+            if same && now.duration_since(was.at) < REFRESH_EVERY && was.identity == who.identity {
+                return;
+            }
+            if !same {
+                tracing::info!(client = %from.ip, user = %who.identity.user,
+                    replaced = %was.identity.user, "IP surrogate replaced by another user");
+            }
+        }
+        let entry = Entry {
+            identity: who.identity.clone(),
+            at: now,
+        };
+        self.table.insert(from.place, entry);
+    }
+
+    /// The user `from` is taken as when it presents no credentials: one
+    /// proven there within `ttl`, still vouched for by `chain` (a reload
+    /// that changed the realms ends every surrogate) and not revoked since.
+    pub fn recall(
+        &self,
+        from: &ClientPlace,
+        chain: &RealmChain,
+        revoked: &super::revoked::Revoked,
+    ) -> Option<Authenticated> {
+        if !self.eligible(from) {
+            return None;
+        }
+        let e = self.table.get(&from.place)?;
+        if e.at.elapsed() >= self.ttl
+            || !chain.vouched_for(&e.identity)
+            || revoked.covers(&e.identity, e.at)
+        {
+            self.table.invalidate(&from.place);
+            return None;
+        }
+        Some(Authenticated {
+            identity: e.identity,
+            scheme: SURROGATE_IP,
+            cached: false,
+            connection_bound: false,
+            mutual: None,
+        })
+    }
+
+    /// Addresses remembered now (for tests and metrics).
+    pub fn addresses(&self) -> u64 {
+        self.table.run_pending_tasks();
+        self.table.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_and_checks() {
+        let c: SurrogateConfig = toml_edit::de::from_str("kind = \"ip\"").unwrap();
+        assert_eq!(c.kind, SurrogateKind::Ip);
+        assert_eq!(c.ttl, Duration::from_secs(900));
+        assert!(c.validate().is_ok());
+        let c: SurrogateConfig =
+            toml_edit::de::from_str("kind = \"ip\"\nttl = \"0s\"\nexclude = [\"10.0.0.0/8\"]")
+                .unwrap();
+        assert!(c.validate().is_err());
+        assert!(toml_edit::de::from_str::<SurrogateConfig>("kind = \"sometimes\"").is_err());
+        assert!(Surrogates::new(&SurrogateConfig::default()).is_none());
+    }
+
+    #[test]
+    fn excluded_and_shared_addresses_are_never_eligible() {
+        let c = SurrogateConfig {
+            kind: SurrogateKind::Ip,
+            exclude: vec!["10.0.0.0/8".parse().unwrap()],
+            ..SurrogateConfig::default()
+        };
+        let s = Surrogates::new(&c).unwrap();
+        let at = |ip: &str, shared| {
+            let ip: IpAddr = ip.parse().unwrap();
+            ClientPlace {
+                ip,
+                place: ip,
+                shared,
+            }
+        };
+        assert!(s.eligible(&at("192.0.2.1", false)));
+        assert!(!s.eligible(&at("192.0.2.1", true)));
+        assert!(!s.eligible(&at("10.1.2.3", false)));
+        assert!(!s.eligible(&at("::ffff:10.1.2.3", false)));
+    }
+}
