@@ -6,7 +6,6 @@
 //! Each client signs in as its own user (`curl`, `wget`, … with password
 //! `<name>-pw`), so the access log tells the clients apart: a wrong
 //! password's attempts are the 407 lines with that user's name.
-#![allow(dead_code)] // tests/clients_surrogate.rs uses part of it
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -415,7 +414,6 @@ pub fn fails_fast(user: &str, mode: Mode, client: Client, backoff: Duration) {
 
 /// The five cases of a client: three modes, a wrong password on plain
 /// HTTP and on a CONNECT. `$user` names the client in every failure.
-#[allow(unused_macros)]
 macro_rules! matrix {
     ($user:literal, $client:path) => {
         $crate::lab::matrix!($user, $client, backoff = 0);
@@ -445,5 +443,4 @@ macro_rules! matrix {
         }
     };
 }
-#[allow(unused_imports)]
 pub(crate) use matrix;

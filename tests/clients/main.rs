@@ -6,8 +6,9 @@
 //! 407s are printed: `cargo test --test clients -- --nocapture`).
 //!
 //! A case is `<client>::<mode>`, e.g. `wget::intercept`, and its failure
-//! names the client and mode. docs/clients.md describes each client's
-//! settings and traps.
+//! names the client and mode. `surrogate::` runs Java's default HttpClient
+//! through an IP surrogate, with proxies of its own. docs/clients.md
+//! describes each client's settings and traps.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -24,4 +25,5 @@ mod java;
 mod node;
 mod pip;
 mod python;
+mod surrogate;
 mod wget;
