@@ -18,7 +18,6 @@ fn build(out: &Path) {
         .env("GOCACHE", cache.path().join("cache"))
         .env("GOPATH", cache.path().join("path"))
         .env("GOPROXY", "off")
-        .env("GOFLAGS", "-mod=mod")
         .env("GO111MODULE", "off")
         .output()
         .expect("go is installed (integration/install-deps: golang-go)");
