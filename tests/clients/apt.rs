@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::docroot::DEB;
-use crate::lab::{client, Lab, Mode};
+use crate::lab::{Lab, Mode};
+use crate::process::client;
 
 /// Updates, downloads the package, prints its description (the greeting).
 const FETCH: &str = r#"apt-get -q update && cd "$HOME" && apt-get -q download "$DEB" && dpkg-deb -f "$HOME"/"$DEB"_*.deb Description"#;

@@ -4,7 +4,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::lab::{client, Lab, Mode};
+use crate::lab::{Lab, Mode};
+use crate::process::client;
 
 fn curl(lab: &Lab, mode: Mode, user: &str, password: &str, home: &Path) -> Command {
     let mut c = client("curl", home);

@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::lab::{client, Lab, Mode};
+use crate::lab::{Lab, Mode};
+use crate::process::client;
 
 /// Clones, then prints the one file (the lab's greeting).
 const CLONE: &str =
@@ -44,7 +45,7 @@ fn ssl_cainfo_env_wins() {
         scratch.path(),
     );
     c.env("GIT_SSL_CAINFO", &lab.origin_ca);
-    let r = crate::lab::run(&mut c, crate::lab::SUCCEED_WITHIN);
+    let r = crate::process::run(&mut c, crate::lab::SUCCEED_WITHIN);
     assert!(
         !r.out.contains(crate::lab::HELLO) && !r.killed,
         "git/intercept with GIT_SSL_CAINFO set elsewhere: {}",

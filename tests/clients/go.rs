@@ -7,7 +7,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::lab::{client, program, Lab, Mode};
+use crate::lab::{Lab, Mode};
+use crate::process::{client, program};
 
 fn build(out: &Path) {
     let cache = tempfile::tempdir().unwrap();
@@ -51,6 +52,6 @@ fn loopback_bypasses_the_proxy() {
     direct
         .env("HTTP_PROXY", lab.proxy_url("go", crate::lab::WRONG))
         .arg(format!("http://127.0.0.1:{}/hello.txt", lab.plain_port));
-    let r = crate::lab::run(&mut direct, crate::lab::SUCCEED_WITHIN);
+    let r = crate::process::run(&mut direct, crate::lab::SUCCEED_WITHIN);
     assert!(r.out.contains(crate::lab::HELLO), "go/loopback: {}", r.out);
 }

@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::lab::{client, lab, program, refusals, run, Lab, Mode, FAIL_FAST, HELLO, WRONG};
+use crate::lab::{lab, refusals, Lab, Mode, FAIL_FAST, HELLO, WRONG};
+use crate::process::{client, program, run};
 
 /// One case for Clients.java: `NAME|URL|USER|PASSWORD|CA`.
 fn case(lab: &Lab, name: &str, mode: Mode, user: &str, password: &str) -> String {

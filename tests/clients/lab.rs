@@ -1,7 +1,7 @@
 //! The clients lab: one proxy, one plain HTTP origin and one HTTPS origin,
 //! shared by every case of the test binary while any case runs (each holds
-//! an `Arc`; the last one out stops them), and the way a client is run — in
-//! its own process group, with a hard deadline, its output kept.
+//! an `Arc`; the last one out stops them), and the cases every client runs:
+//! three modes and a wrong password.
 //!
 //! Each client signs in as its own user (`curl`, `wget`, … with password
 //! `<name>-pw`), so the access log tells the clients apart: a wrong
@@ -9,12 +9,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::common::tls_lab::TestCa;
 use crate::common::Gatehouse;
+
+use super::process::run;
 
 /// The name the plain origin and the detected HTTPS origin answer to.
 pub const ORIGIN: &str = "origin.example.test";
@@ -252,84 +254,6 @@ impl Lab {
         build(&out);
         built.insert(name, out.clone());
         out
-    }
-}
-
-/// `integration/clients/<name>`.
-pub fn program(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("integration/clients")
-        .join(name)
-}
-
-/// A command for `program` with none of the environment's proxy or CA
-/// settings (the case gives its own) and `home` as HOME.
-pub fn client(program: impl AsRef<std::ffi::OsStr>, home: &Path) -> Command {
-    let mut c = Command::new(program);
-    for var in [
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-        "no_proxy",
-        "NO_PROXY",
-        "SSL_CERT_FILE",
-        "SSL_CERT_DIR",
-        "REQUESTS_CA_BUNDLE",
-        "CURL_CA_BUNDLE",
-        "GIT_SSL_CAINFO",
-        "NODE_EXTRA_CA_CERTS",
-        "PIP_CONFIG_FILE",
-        "PIP_PROXY",
-    ] {
-        c.env_remove(var);
-    }
-    c.env("HOME", home);
-    c
-}
-
-/// What a client printed, and how long it took.
-pub struct Run {
-    pub out: String,
-    pub took: Duration,
-    pub killed: bool,
-}
-
-/// Runs `cmd` in its own process group, stdout and stderr together; at
-/// `limit` the whole group is killed (a hang fails the case, never the run).
-pub fn run(cmd: &mut Command, limit: Duration) -> Run {
-    use std::os::unix::process::CommandExt;
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let start = Instant::now();
-    let mut child = cmd
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(log.reopen().unwrap())
-        .stderr(log.reopen().unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let mut killed = false;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if start.elapsed() > limit {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", child.id())])
-                .status();
-            let _ = child.wait();
-            killed = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let took = start.elapsed();
-    Run {
-        out: std::fs::read_to_string(log.path()).unwrap_or_default(),
-        took,
-        killed,
     }
 }
 

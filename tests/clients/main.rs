@@ -16,6 +16,7 @@ mod common;
 mod docroot;
 mod files;
 mod lab;
+mod process;
 
 mod apt;
 mod curl;

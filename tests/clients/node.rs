@@ -9,7 +9,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::lab::{client, program, Lab, Mode};
+use crate::lab::{Lab, Mode};
+use crate::process::{client, program};
 
 fn node(lib: &str, lab: &Lab, mode: Mode, proxy: String, home: &Path) -> Command {
     let mut c = client("node", home);
@@ -37,7 +38,7 @@ mod undici {
         let lab = crate::lab::lab();
         let scratch = lab.scratch();
         let proxy = lab.proxy_url("undici", "undici-pw");
-        let r = crate::lab::run(
+        let r = crate::process::run(
             &mut node("undici", &lab, Mode::Plain, proxy, scratch.path()),
             crate::lab::SUCCEED_WITHIN,
         );

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::docroot::WHEEL;
-use crate::lab::{client, Lab, Mode, ORIGIN};
+use crate::lab::{Lab, Mode, ORIGIN};
+use crate::process::client;
 
 /// Downloads the wheel, then prints its module (which holds the greeting).
 const DOWNLOAD: &str = r#"python3 -m pip download "$@" && python3 -c "import sys, zipfile; print(zipfile.ZipFile(sys.argv[1]).read('demo_pkg/__init__.py').decode())" "$HOME/$WHEEL""#;

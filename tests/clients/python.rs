@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::lab::{client, Lab, Mode};
+use crate::lab::{Lab, Mode};
+use crate::process::client;
 
 const REQUESTS: &str = r#"
 import sys, requests

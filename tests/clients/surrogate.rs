@@ -15,7 +15,8 @@ use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::lab::{self, program, run, Lab, Mode, HELLO, SUCCEED_WITHIN};
+use crate::lab::{self, Lab, Mode, HELLO, SUCCEED_WITHIN};
+use crate::process::{client, program, run};
 
 /// An IP surrogate for 15 minutes, except from `exclude`.
 fn surrogate(exclude: &str) -> String {
@@ -34,7 +35,7 @@ struct Jvm {
 impl Jvm {
     fn start(lab: &Lab) -> Jvm {
         let dir = lab.scratch();
-        let mut child = lab::client("java", dir.path())
+        let mut child = client("java", dir.path())
             .args(["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
             .arg(program("Clients.java"))
             .arg(lab.gh.port.to_string())
@@ -94,7 +95,7 @@ impl Drop for Jvm {
 fn sign_in(lab: &Lab, source: &str) {
     let scratch = lab.scratch();
     let r = run(
-        lab::client("curl", scratch.path())
+        client("curl", scratch.path())
             .args(["-sS", "--max-time", "60", "--interface", source])
             .args(["-x", &lab.proxy_url("java", "java-pw")])
             .arg(lab.url(Mode::Plain, "/hello.txt")),
