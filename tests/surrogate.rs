@@ -233,3 +233,53 @@ async fn a_surrogate_ends_ttl_after_the_last_sign_in_however_much_it_is_used() {
     assert!(used > 0, "the surrogate worked before it ended");
     assert!(ended >= Duration::from_secs(2), "ended after {ended:?}");
 }
+
+/// One GET through a trusted balancer (127.0.0.1) whose PROXY header
+/// names `client`; the status.
+async fn get_via_balancer(gh: &Gatehouse, client: &str, url: &str, creds: Option<&str>) -> u16 {
+    let auth = creds.map_or(String::new(), |c| {
+        format!("Proxy-Authorization: {}\r\n", basic(c))
+    });
+    let mut s = connect_from("127.0.0.1", gh.addr()).await;
+    let raw = format!(
+        "PROXY TCP4 {client} 127.0.0.1 40001 3128\r\n\
+         GET {url} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+    );
+    s.write_all(raw.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    let _ = tokio::time::timeout(FIRST_BYTE, s.read_to_string(&mut out)).await;
+    status_of(&out)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_surrogate_is_the_client_the_proxy_protocol_names_not_the_balancer() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start().await;
+    let echo = echo_server().await;
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let gh = Gatehouse::start(
+        "proxy_protocol_from = [\"127.0.0.1/32\"]\n",
+        &config(
+            dir.path(),
+            "kind = \"ip\"\nexclude = [\"198.51.100.0/24\"]",
+            admin,
+            echo,
+        ),
+    );
+    let url = origin.url("/");
+    assert_eq!(
+        get_via_balancer(&gh, "192.0.2.7", &url, Some("alice:alice-pw")).await,
+        200
+    );
+    assert_eq!(get_via_balancer(&gh, "192.0.2.7", &url, None).await, 200);
+    assert_eq!(get_via_balancer(&gh, "192.0.2.8", &url, None).await, 407);
+    // An excluded client behind the balancer.
+    assert_eq!(
+        get_via_balancer(&gh, "198.51.100.3", &url, Some("bob:bob-pw")).await,
+        200
+    );
+    assert_eq!(get_via_balancer(&gh, "198.51.100.3", &url, None).await, 407);
+    let lines = gh.log_lines(5);
+    assert_eq!(lines[1]["c-ip"], "192.0.2.7");
+    assert_eq!(lines[1]["x-auth-scheme"], "surrogate-ip");
+}
