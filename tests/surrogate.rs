@@ -283,3 +283,50 @@ async fn the_surrogate_is_the_client_the_proxy_protocol_names_not_the_balancer()
     assert_eq!(lines[1]["c-ip"], "192.0.2.7");
     assert_eq!(lines[1]["x-auth-scheme"], "surrogate-ip");
 }
+
+/// Surrogates kept to what they need: the policy matches the scheme.
+const KEEP_SURROGATES_SMALL: &str = r#"
+[[layers]]
+name = "surrogates"
+[[layers.rules]]
+name = "surrogates-read-only"
+auth_scheme = ["surrogate-ip"]
+method = ["POST", "CONNECT"]
+action = "deny"
+reason = "surrogate_restricted"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_keeps_surrogates_to_what_they_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let origin = Origin::start().await;
+    let echo = echo_server().await;
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, KEEP_SURROGATES_SMALL).unwrap();
+    let cfg = format!(
+        "{}[policy]\nfile = \"{}\"\n",
+        config(dir.path(), "kind = \"ip\"", admin, echo),
+        policy.display()
+    );
+    let gh = Gatehouse::start("", &cfg);
+    let url = origin.url("/");
+    let from = "127.0.0.6";
+    assert_eq!(get(&gh, from, &url, Some("alice:alice-pw")).await, 200);
+    assert_eq!(get(&gh, from, &url, None).await, 200);
+    assert_eq!(connect_without_credentials(&gh, from, echo).await, 403);
+    let lines = gh.log_lines(3);
+    assert_eq!(lines[2]["x-rule"], "surrogates-read-only");
+    assert_eq!(lines[2]["x-exception-id"], "surrogate_restricted");
+    assert_eq!(lines[2]["cs-username"], "alice");
+    // With her credentials, alice may.
+    let mut s = connect_from(from, gh.addr()).await;
+    let raw = format!(
+        "CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\nProxy-Authorization: {}\r\n\r\n",
+        basic("alice:alice-pw")
+    );
+    s.write_all(raw.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+}
