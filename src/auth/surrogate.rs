@@ -148,7 +148,9 @@ impl Surrogates {
         if let Some(was) = self.table.get(&from.place) {
             let same =
                 was.identity.user == who.identity.user && was.identity.realm == who.identity.realm;
-            if same && now.duration_since(was.at) < REFRESH_EVERY && was.identity == who.identity {
+            // Within a second the same user's entry is left as it is (their
+            // groups, if a cache refresh changed them, follow a second later).
+            if same && now.duration_since(was.at) < REFRESH_EVERY {
                 return;
             }
             if !same {
