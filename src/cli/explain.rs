@@ -336,11 +336,16 @@ pub fn explain(config: &Config, q: &ExplainRequest) -> ExitCode {
         identity: identity.as_ref(),
         ..facts
     };
-    if let Plan::Authenticate { rule, .. } = &p {
+    if let Plan::Authenticate { rule, guest } = &p {
         println!(
-            "authentication: required ({})",
+            "authentication: required ({}){}",
             rule.as_deref()
-                .map_or("auth.required".to_string(), |r| format!("rule {r}"))
+                .map_or("auth.required".to_string(), |r| format!("rule {r}")),
+            if *guest {
+                "; without credentials, the guest"
+            } else {
+                ""
+            }
         );
         if identity.is_some() {
             at.authenticated = true;

@@ -20,7 +20,7 @@ use crate::error::ProxyError;
 ///
 /// A request that presents no credentials at all (and whose connection
 /// proved nobody) is its address's surrogate user if it has one, else the
-/// guest when a `guest` rule (`guest`) let it through, else challenged.
+/// guest when a `guest` rule let it through (`guest`), else challenged.
 /// Credentials presented are always checked: a surrogate or a guest rule
 /// never answers for wrong ones.
 pub(super) async fn authenticate(
@@ -39,13 +39,11 @@ pub(super) async fn authenticate(
         place: crate::limit::place(ip, config.listener.ipv6_prefix),
         shared: shared.is_some(),
     };
-    let place = {
-        Place {
-            key: crate::limit::place(ip, config.listener.ipv6_prefix),
-            failures: shared
-                .and_then(|s| s.address_failures)
-                .unwrap_or(config.auth.throttle.address_failures),
-        }
+    let place = Place {
+        key: from.place,
+        failures: shared
+            .and_then(|s| s.address_failures)
+            .unwrap_or(config.auth.throttle.address_failures),
     };
     let failure = match proxy
         .auth
