@@ -330,3 +330,43 @@ async fn policy_keeps_surrogates_to_what_they_need() {
     s.read_exact(&mut head).await.unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
 }
+
+/// A directory watch that reports the user changed ends their surrogate:
+/// the groups it carried may be gone. Against OpenLDAP (syncrepl).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directory_change_to_the_user_ends_their_surrogate() {
+    let lab = common::lab::Slapd::start();
+    let realm = lab.realm_file("memberof", "watch = \"syncrepl\"\ncache_ttl = \"10m\"\n");
+    let origin = Origin::start().await;
+    let cfg = format!(
+        "[auth]\nrequired = true\nrealms = [\"{}\"]\n[auth.surrogate]\nkind = \"ip\"\n",
+        realm.display()
+    );
+    let gh = Gatehouse::start("", &cfg);
+    gh.wait_stderr("directory watch (syncrepl) following", 1);
+    let url = origin.url("/");
+    let from = "127.0.0.7";
+    assert_eq!(get(&gh, from, &url, Some("alice:alice-pw")).await, 200);
+    assert_eq!(get(&gh, from, &url, None).await, 200);
+    let before = gh.log_lines(2).pop().unwrap();
+    assert_eq!(before["x-auth-scheme"], "surrogate-ip");
+    assert!(before["cs-auth-group"].contains("telephony"), "{before:?}");
+
+    // groupOfNames needs a member: carol takes alice's place.
+    lab.modify(
+        "dn: cn=telephony,ou=groups,dc=example,dc=test\nchangetype: modify\n\
+         add: member\nmember: uid=carol,ou=people,dc=example,dc=test\n-\n\
+         delete: member\nmember: uid=alice,ou=people,dc=example,dc=test\n",
+    );
+    gh.wait_stderr(
+        "directory change: cached identities and credentials dropped",
+        1,
+    );
+    assert_eq!(get(&gh, from, &url, None).await, 407);
+    // Signed in again, the surrogate carries her groups as they are now.
+    assert_eq!(get(&gh, from, &url, Some("alice:alice-pw")).await, 200);
+    assert_eq!(get(&gh, from, &url, None).await, 200);
+    let after = gh.log_lines(5).pop().unwrap();
+    assert_eq!(after["x-auth-scheme"], "surrogate-ip");
+    assert!(!after["cs-auth-group"].contains("telephony"), "{after:?}");
+}

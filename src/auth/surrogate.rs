@@ -122,6 +122,10 @@ pub struct ClientPlace {
 impl Surrogates {
     /// The table `cfg` asks for, or none when surrogates are off.
     pub fn new(cfg: &SurrogateConfig) -> Option<Self> {
+        if cfg.kind == SurrogateKind::Ip {
+            tracing::info!(ttl = ?cfg.ttl, exclude = ?cfg.exclude,
+                "IP surrogates on: requests without credentials are the last user proven from their address (never shared addresses)");
+        }
         (cfg.kind == SurrogateKind::Ip).then(|| Self {
             ttl: cfg.ttl,
             exclude: cfg.exclude.clone(),
