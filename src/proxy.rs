@@ -180,7 +180,7 @@ async fn carry_out(
             let judged = judged::Judged {
                 snapshot: tx.snapshot.clone(),
                 identity: who.as_ref().map(|w| w.identity.clone()),
-                headers: req.headers().clone(),
+                headers: judged::kept_headers(req.headers()),
                 categories,
                 addrs,
                 host: asked.host,
