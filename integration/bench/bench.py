@@ -419,6 +419,12 @@ def run():
     # 6. memory: idle authenticated tunnels (once; 9000 = the fd limit's worth)
     count = int(os.environ.get("IDLE_TUNNELS", "9000"))
     for who, port, pid_key in () if not want("idle_tunnels") else (("gatehouse", P["gh_auth"], "gatehouse_auth"), ("squid_w1", P["sq_auth"], "squid_auth")):
+        # The baseline is the proxy idle after one sign-in: the first one sets up what every
+        # later one reuses (Gatehouse's argon2 buffer, 19 MiB; Squid's helpers), not the burst's.
+        warm = subprocess.Popen([LOADGEN, "idle", f"127.0.0.1:{port}", f"127.0.0.1:{P['echo']}", "1", f"{USER}:{PASSWORD}"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        warm.stdout.readline(); warm.stdin.close(); warm.wait(timeout=60)
+        time.sleep(1)
         before = rss_mib(pids[pid_key])
         p = subprocess.Popen([LOADGEN, "idle", f"127.0.0.1:{port}", f"127.0.0.1:{P['echo']}", str(count), f"{USER}:{PASSWORD}"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
