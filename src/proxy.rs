@@ -181,7 +181,7 @@ async fn carry_out(
                 snapshot: tx.snapshot.clone(),
                 identity: who.as_ref().map(|w| w.identity.clone()),
                 scheme: who.as_ref().map(|w| w.scheme),
-                headers: req.headers().clone(),
+                headers: judged::kept_headers(req.headers()),
                 categories,
                 addrs,
                 host: asked.host,

@@ -231,14 +231,16 @@ async fn run(
     };
     match session::run(client, pending, server, Some(detection), &relay).await {
         Ended::Done(end) => end,
+        // Boxed: the session inside (TLS, HTTP/1.1 both ways) is a large
+        // future, and every raw or detected tunnel would carry its size.
         Ended::Intercept(t) => {
             record.intercepted = true;
             let how = (judged, &*snapshot, open);
-            inside(proxy, t, how, record, Inside::Decrypted).await
+            Box::pin(inside(proxy, t, how, record, Inside::Decrypted)).await
         }
         Ended::Http(t) => {
             let how = (judged, &*snapshot, open);
-            inside(proxy, t, how, record, Inside::Plain).await
+            Box::pin(inside(proxy, t, how, record, Inside::Plain)).await
         }
     }
 }
