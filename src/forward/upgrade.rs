@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
+use http::Uri;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -47,6 +48,22 @@ pub fn judge(headers: &HeaderMap, by_rule: bool) -> Result<Option<Offer>, ProxyE
         admit(o, by_rule)?;
     }
     Ok(offer)
+}
+
+/// The `http://` URI a WebSocket request's `ws://` target stands for
+/// (RFC 6455 §3); `None` for any other target or request. `wss://` is not
+/// mapped: a client reaches a TLS origin through a CONNECT.
+pub fn ws_as_http(uri: &Uri, headers: &HeaderMap) -> Option<Uri> {
+    if !uri.scheme_str()?.eq_ignore_ascii_case("ws") {
+        return None;
+    }
+    match upgrade::offered(headers) {
+        Ok(Some(o)) if o.is_websocket() => {}
+        _ => return None,
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    Uri::from_parts(parts).ok()
 }
 
 /// A message's `Upgrade` values, kept across the hop-by-hop strip.
@@ -247,6 +264,22 @@ mod tests {
         super::super::headers::strip_hop_by_hop(&mut h);
         kept.restore(&mut h);
         assert!(h.is_empty());
+    }
+
+    #[test]
+    fn a_websocket_ws_target_is_its_http_url() {
+        let mut h = HeaderMap::new();
+        let ws: Uri = "ws://Chat.example:8080/room?x=1".parse().unwrap();
+        assert_eq!(ws_as_http(&ws, &h), None, "not an upgrade");
+        h.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        let http = ws_as_http(&ws, &h).unwrap();
+        assert_eq!(http.to_string(), "http://Chat.example:8080/room?x=1");
+        for other in ["wss://a/", "http://a/", "ftp://a/"] {
+            assert_eq!(ws_as_http(&other.parse().unwrap(), &h), None, "{other}");
+        }
+        h.insert(UPGRADE, HeaderValue::from_static("foo"));
+        assert_eq!(ws_as_http(&ws, &h), None, "only a WebSocket");
     }
 
     #[tokio::test(start_paused = true)]
