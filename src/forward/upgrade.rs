@@ -20,7 +20,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::accesslog::AccessRecord;
 use crate::error::ProxyError;
+use crate::outcome::{ExceptionId, SAction};
 use crate::tunnel::relay::{End, Outcome};
 use crate::upgrade::{self, Offer};
 
@@ -154,6 +156,26 @@ where
         client_to_server: up.load(Ordering::Relaxed),
         server_to_client: down.load(Ordering::Relaxed),
         end,
+    }
+}
+
+/// Fills an upgraded request's record at the relay's end: the bytes both
+/// ways (`sent`: the request's own body, counted on its way up), an idle
+/// end, or a hand-over that failed (`out` is `None`).
+pub fn ended(record: &mut AccessRecord, sent: u64, out: Option<Outcome>) {
+    match out {
+        Some(out) => {
+            record.cs_bytes = sent + out.client_to_server;
+            record.sc_bytes = out.server_to_client;
+            if out.end == End::Idle {
+                record.exception_id = Some(ExceptionId::TunnelIdleTimeout);
+            }
+        }
+        None => {
+            record.cs_bytes = sent;
+            record.action = SAction::TcpErrMiss;
+            record.exception_id = Some(ExceptionId::TcpError);
+        }
     }
 }
 

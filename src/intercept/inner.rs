@@ -147,7 +147,7 @@ pub(super) async fn inner(
             // An upgrade: judged above as the request, now by what it offers.
             match upgrade::judge(req.headers(), by_upgrade) {
                 Ok(None) => {}
-                Ok(Some(_)) => return Ok(super::upgrade::forward(&ctx, req, r).await),
+                Ok(Some(_)) => return Ok(upgrading(&ctx, req, r).await),
                 Err(e) => {
                     let rule = matches!(e, ProxyError::UpgradeRefused(_))
                         .then(|| super::upgrade::UPGRADE_RULE.to_string())
@@ -166,6 +166,34 @@ pub(super) async fn inner(
     })
 }
 
+/// An admitted upgrade request (a WebSocket) forwarded: anything but
+/// `101` is an ordinary response; a `101` goes to the relay.
+async fn upgrading(
+    ctx: &Ctx,
+    mut req: Request<Incoming>,
+    mut r: AccessRecord,
+) -> Response<ResponseBody> {
+    let client = hyper::upgrade::on(&mut req);
+    let method = req.method().clone();
+    match exchange(ctx, req, &mut r).await {
+        Err(e) => {
+            let rule = r.rule.take();
+            answer(ctx, r, e, rule)
+        }
+        Ok((resp, cs_bytes)) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+            let relaying = super::upgrade::Relaying {
+                log: ctx.log.clone(),
+                via: &ctx.via,
+                idle: ctx.idle_timeout,
+                stop: ctx.hard_stop.clone(),
+                relays: &ctx.relays,
+            };
+            super::upgrade::switch(resp, client, cs_bytes, r, relaying)
+        }
+        Ok((resp, cs_bytes)) => respond(ctx, &method, resp, cs_bytes, &mut r),
+    }
+}
+
 /// Sends one request on the origin connection (reconnecting once if the
 /// origin had closed it) and returns the response that logs when done.
 async fn forward(
@@ -179,7 +207,7 @@ async fn forward(
 }
 
 /// The origin's response on its way back, logged when its body is done.
-pub(super) fn respond(
+fn respond(
     ctx: &Ctx,
     method: &http::Method,
     resp: Response<Incoming>,
@@ -207,7 +235,7 @@ pub(super) fn respond(
 /// The request sent on the origin connection (hop-by-hop headers off, an
 /// admitted upgrade's back on, `Via` added), and the origin's response as
 /// it came, with the request body bytes counted on the way up.
-pub(super) async fn exchange(
+async fn exchange(
     ctx: &Ctx,
     req: Request<Incoming>,
     r: &mut AccessRecord,
@@ -285,7 +313,7 @@ async fn reconnect(ctx: &Ctx, addr: SocketAddr, name: &str) -> Result<Origin, De
 /// ([`crate::answer::refusal`]) with `rule` as its `x-rule` (none: a check
 /// of the proxy's own, not the CONNECT's rule). The decrypted session stays
 /// open: one bad request does not cost the client its tunnel.
-pub(super) fn answer(
+fn answer(
     ctx: &Ctx,
     mut r: AccessRecord,
     e: ProxyError,

@@ -18,8 +18,7 @@ use super::Proxy;
 use crate::body::ResponseBody;
 use crate::forward::upgrade::{self, HANDOVER};
 use crate::listener::guard::GuardedStream;
-use crate::outcome::{ExceptionId, SAction};
-use crate::tunnel::relay::End;
+use crate::outcome::SAction;
 
 /// The `x-rule` of an upgrade the proxy itself refuses (`h2c`, or a
 /// protocol no rule's `upgrade` condition allows).
@@ -82,20 +81,7 @@ pub(super) fn carry(
             }
         };
         let sent = head_bytes.load(std::sync::atomic::Ordering::Relaxed);
-        match out {
-            Some(out) => {
-                record.cs_bytes = sent + out.client_to_server;
-                record.sc_bytes = out.server_to_client;
-                if out.end == End::Idle {
-                    record.exception_id = Some(ExceptionId::TunnelIdleTimeout);
-                }
-            }
-            None => {
-                record.cs_bytes = sent;
-                record.action = SAction::TcpErrMiss;
-                record.exception_id = Some(ExceptionId::TcpError);
-            }
-        }
+        upgrade::ended(&mut record, sent, out);
         log.write(record);
     });
     let mut resp = f.resp;
