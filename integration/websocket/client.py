@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A WebSocket client through Gatehouse, for the tests and the bench.
 
-    client.py MODE PROXY USER:PASS URL [--ca CA] [--count N] [--size BYTES] [--seconds S]
+    client.py MODE PROXY USER:PASS|- URL [--ca CA] [--count N] [--size BYTES] [--seconds S]
 
 MODE `absolute`: aiohttp, which sends a `ws://` upgrade to an HTTP proxy as
 an absolute-form GET. MODE `connect`: Python `websockets`, which opens a
@@ -55,7 +55,7 @@ async def exchange(send, recv, a):
 async def absolute(a):
     import aiohttp
 
-    auth = aiohttp.BasicAuth(*a.user.split(":", 1))
+    auth = aiohttp.BasicAuth(*a.user.split(":", 1)) if a.user != "-" else None
     timeout = aiohttp.ClientWSTimeout(ws_receive=10)
     async with aiohttp.ClientSession() as s:
         try:
@@ -74,7 +74,7 @@ async def connect(a):
     ctx = None
     if a.url.startswith("wss:"):
         ctx = ssl.create_default_context(cafile=a.ca)
-    proxy = f"http://{a.user}@{a.proxy}"
+    proxy = f"http://{a.user}@{a.proxy}" if a.user != "-" else f"http://{a.proxy}"
     try:
         ws = await ws_connect(a.url, proxy=proxy, ssl=ctx, open_timeout=10, ping_interval=None)
     except InvalidStatus as e:
