@@ -73,7 +73,7 @@ def cleanup():
         except ProcessLookupError:
             pass
     squids = []
-    for pidfile in ("sq1", "sq2", "sq_auth", "sq_ldap", "sq_pol_none", "sq_pol_domains", "sq_pol_cidrs", "sq_bump"):
+    for pidfile in ("sq1", "sq2", "sq_auth", "sq_ldap", "sq_pol_none", "sq_pol_domains", "sq_pol_cidrs", "sq_bump", "sq_ws"):
         f = os.path.join(work, pidfile, "squid.pid")
         if os.path.exists(f):
             try:
@@ -654,7 +654,7 @@ def websocket_scale():
     """WebSocket echo round trips (32-byte messages, WS_CLIENTS Python `websockets` clients, each
     one message in flight) to a Python `websockets` TLS echo origin, through an intercepting
     proxy: messages/s and proxy CPU per message — Gatehouse `intercept` vs Squid 5.7
-    (squid-openssl) `ssl_bump bump` with `http_upgrade_request_protocols WebSocket allow all`.
+    (squid-openssl) `ssl_bump bump` with `http_upgrade_request_protocols websocket allow all`.
     The clients are the bottleneck: this row shows that it works and what it costs, not a peak."""
     origin_ca, origin_ca_key = openssl_ca("ws-origin-ca", "Bench WS Origin CA")
     sh(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
@@ -710,7 +710,7 @@ ssl_bump peek step1
 ssl_bump bump all
 tls_outgoing_options cafile={origin_ca}
 sslproxy_cert_error deny all
-http_upgrade_request_protocols WebSocket allow all
+http_upgrade_request_protocols websocket allow all
 hosts_file {work}/ws-hosts
 workers 1
 pid_filename {d}/squid.pid
@@ -759,7 +759,7 @@ def websocket_report(lines):
         return
     lines += ["", f"WebSocket echo through interception, 32-byte messages, {WS_CLIENTS} Python `websockets` clients "
               "(one message in flight each; the clients are the bottleneck); Squid: ssl_bump bump with "
-              "http_upgrade_request_protocols WebSocket allow all", "",
+              "http_upgrade_request_protocols websocket allow all", "",
               "| test | metric | gatehouse | squid bump | gatehouse / squid |", "|---|---|---|---|---|"]
     for key, label, fmt in (("rate", "messages/s", "{:.0f}"), ("cpu_us", "proxy CPU µs per message", "{:.1f}"),
                             ("errors", "failed clients", "{:.0f}")):
