@@ -24,6 +24,7 @@ mod mint;
 mod rewind;
 pub(crate) mod session;
 pub(crate) mod settings;
+mod upgrade;
 
 use std::sync::Arc;
 

@@ -39,3 +39,4 @@ pub mod settings;
 pub mod snapshot;
 mod stream;
 pub mod tunnel;
+pub mod upgrade;

@@ -33,6 +33,7 @@ mod judged;
 pub mod plan;
 mod transaction;
 mod tunnels;
+mod upgrade;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -155,7 +156,7 @@ fn with_mutual(
 async fn carry_out(
     proxy: &Arc<Proxy>,
     conn: &Arc<ConnState>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     mut tx: Transaction,
     asked: Asked,
     decided: Decided,
@@ -199,6 +200,19 @@ async fn carry_out(
         }
         (Plan::Forward(decision), Some(target)) => {
             tx.decided_by(decision.rule_names(), &decision.tags);
+            // An upgrade is judged as the request was, then admitted or not
+            // by what it offers: refused, not a byte reaches the origin.
+            let by_rule = decision.verdict_by_upgrade;
+            let client_upgrade = match crate::forward::upgrade::judge(req.headers(), by_rule) {
+                Ok(None) => None,
+                Ok(Some(_)) => Some(hyper::upgrade::on(&mut req)),
+                Err(e) => {
+                    if matches!(e, ProxyError::UpgradeRefused(_)) {
+                        tx.record.rule = Some(upgrade::UPGRADE_RULE.into());
+                    }
+                    return tx.refuse(proxy, conn, e);
+                }
+            };
             // Plain HTTP goes to the first address only (see `forward`).
             let Some(addr) = dial.first().copied() else {
                 return tx.refuse(proxy, conn, ProxyError::nothing_to_dial(asked.host));
@@ -216,7 +230,10 @@ async fn carry_out(
             tx.record.remote_ip = Some(addr.ip());
             let config = tx.snapshot.config.clone();
             match forward::forward(&config, up, req, target, addr).await {
-                Ok(f) => with_mutual(tx.respond(proxy, f), &who),
+                Ok(f) => match client_upgrade {
+                    Some(client) => with_mutual(upgrade::carry(proxy, client, f, tx), &who),
+                    None => with_mutual(tx.respond(proxy, f), &who),
+                },
                 Err(e) => tx.refuse(proxy, conn, e),
             }
         }

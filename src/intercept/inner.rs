@@ -21,7 +21,7 @@ use super::judge::{Inner, Judge};
 use crate::accesslog::{AccessLog, AccessRecord};
 use crate::body::{Finish, RequestBody, ResponseBody};
 use crate::error::ProxyError;
-use crate::forward::headers;
+use crate::forward::{headers, upgrade};
 use crate::outcome::{DetectionReason, SAction};
 use crate::tunnel::verify;
 
@@ -42,7 +42,8 @@ impl Origin {
     {
         let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
         tokio::spawn(async move {
-            let _ = conn.await;
+            // An upgraded origin connection is handed to its relay.
+            let _ = conn.with_upgrades().await;
         });
         Ok(Self { send, addr, name })
     }
@@ -69,6 +70,12 @@ pub(super) struct Ctx {
     pub(super) response_timeout: Duration,
     pub(super) handshake_timeout: Duration,
     pub(super) served: AtomicU64,
+    /// Upgraded (WebSocket) relays: the session waits for them.
+    pub(super) relays: tokio_util::task::TaskTracker,
+    /// The tunnel's hard stop, which ends its relays too.
+    pub(super) hard_stop: tokio_util::sync::CancellationToken,
+    /// `tunnel.idle_timeout`, for an upgraded relay.
+    pub(super) idle_timeout: Duration,
 }
 
 pub(super) async fn inner(
@@ -135,7 +142,20 @@ pub(super) async fn inner(
             };
             return Ok(answer(&ctx, r, e, rule));
         }
-        Inner::Allow { rule } => r.rule = rule,
+        Inner::Allow { rule, by_upgrade } => {
+            r.rule = rule;
+            // An upgrade: judged above as the request, now by what it offers.
+            match upgrade::judge(req.headers(), by_upgrade) {
+                Ok(None) => {}
+                Ok(Some(_)) => return Ok(upgrading(&ctx, req, r).await),
+                Err(e) => {
+                    let rule = matches!(e, ProxyError::UpgradeRefused(_))
+                        .then(|| super::upgrade::UPGRADE_RULE.to_string())
+                        .or(r.rule.take());
+                    return Ok(answer(&ctx, r, e, rule));
+                }
+            }
+        }
     }
     Ok(match forward(&ctx, req, &mut r).await {
         Ok(resp) => resp,
@@ -146,6 +166,34 @@ pub(super) async fn inner(
     })
 }
 
+/// An admitted upgrade request (a WebSocket) forwarded: anything but
+/// `101` is an ordinary response; a `101` goes to the relay.
+async fn upgrading(
+    ctx: &Ctx,
+    mut req: Request<Incoming>,
+    mut r: AccessRecord,
+) -> Response<ResponseBody> {
+    let client = hyper::upgrade::on(&mut req);
+    let method = req.method().clone();
+    match exchange(ctx, req, &mut r).await {
+        Err(e) => {
+            let rule = r.rule.take();
+            answer(ctx, r, e, rule)
+        }
+        Ok((resp, cs_bytes)) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+            let relaying = super::upgrade::Relaying {
+                log: ctx.log.clone(),
+                via: &ctx.via,
+                idle: ctx.idle_timeout,
+                stop: ctx.hard_stop.clone(),
+                relays: &ctx.relays,
+            };
+            super::upgrade::switch(resp, client, cs_bytes, r, relaying)
+        }
+        Ok((resp, cs_bytes)) => respond(ctx, &method, resp, cs_bytes, &mut r),
+    }
+}
+
 /// Sends one request on the origin connection (reconnecting once if the
 /// origin had closed it) and returns the response that logs when done.
 async fn forward(
@@ -154,8 +202,48 @@ async fn forward(
     r: &mut AccessRecord,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let method = req.method().clone();
-    let (mut parts, body) = req.into_parts();
+    let (resp, cs_bytes) = exchange(ctx, req, r).await?;
+    Ok(respond(ctx, &method, resp, cs_bytes, r))
+}
+
+/// The origin's response on its way back, logged when its body is done.
+fn respond(
+    ctx: &Ctx,
+    method: &http::Method,
+    resp: Response<Incoming>,
+    cs_bytes: Arc<AtomicU64>,
+    r: &mut AccessRecord,
+) -> Response<ResponseBody> {
+    let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
+    headers::add_via(&mut parts.headers, parts.version, &ctx.via);
+    parts.version = http::Version::HTTP_11;
+    r.status = parts.status.as_u16();
+    r.action = if headers::cacheable(method, &parts.headers) {
+        SAction::TcpMiss
+    } else {
+        SAction::TcpNcMiss
+    };
+    let finish = Finish {
+        record: r.clone(),
+        log: ctx.log.clone(),
+        cs_bytes: Some(cs_bytes),
+    };
+    Response::from_parts(parts, ResponseBody::upstream(body).logged(finish))
+}
+
+/// The request sent on the origin connection (hop-by-hop headers off, an
+/// admitted upgrade's back on, `Via` added), and the origin's response as
+/// it came, with the request body bytes counted on the way up.
+async fn exchange(
+    ctx: &Ctx,
+    req: Request<Incoming>,
+    r: &mut AccessRecord,
+) -> Result<(Response<Incoming>, Arc<AtomicU64>), ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    let upgrading = upgrade::Kept::from(&parts.headers);
+    headers::strip_hop_by_hop(&mut parts.headers);
+    upgrading.restore(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version, &ctx.via);
     if !parts.headers.contains_key(header::HOST) {
         if let Ok(v) = HeaderValue::from_str(&ctx.authority) {
@@ -189,25 +277,7 @@ async fn forward(
         Ok(Err(_)) => return Err(ProxyError::UpstreamBroken(ctx.authority.clone())),
         Ok(Ok(resp)) => resp,
     };
-    let (mut parts, body) = resp.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers);
-    headers::add_via(&mut parts.headers, parts.version, &ctx.via);
-    parts.version = http::Version::HTTP_11;
-    r.status = parts.status.as_u16();
-    r.action = if headers::cacheable(&method, &parts.headers) {
-        SAction::TcpMiss
-    } else {
-        SAction::TcpNcMiss
-    };
-    let finish = Finish {
-        record: r.clone(),
-        log: ctx.log.clone(),
-        cs_bytes: Some(cs_bytes),
-    };
-    Ok(Response::from_parts(
-        parts,
-        ResponseBody::upstream(body).logged(finish),
-    ))
+    Ok((resp, cs_bytes))
 }
 
 /// A new origin connection at the same address (the one the policy

@@ -14,6 +14,9 @@ pub enum Inner {
     Allow {
         /// `x-rule`.
         rule: Option<String>,
+        /// The allowing rule has an `upgrade` condition: the protocols it
+        /// lists may be upgraded to (see `forward::upgrade::admit`).
+        by_upgrade: bool,
     },
     /// Answer it with this status and reason.
     Deny {

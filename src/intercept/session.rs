@@ -211,6 +211,9 @@ where
         response_timeout: s.response_timeout,
         handshake_timeout: s.handshake_timeout,
         served: AtomicU64::new(0),
+        relays: tokio_util::task::TaskTracker::new(),
+        hard_stop: s.hard_stop.clone(),
+        idle_timeout: s.idle_timeout,
     });
     let service = {
         let ctx = ctx.clone();
@@ -220,7 +223,8 @@ where
         .timer(TokioTimer::new())
         .header_read_timeout(s.header_timeout)
         .max_buf_size(s.max_header_bytes.max(8192))
-        .serve_connection(TokioIo::new(client), service);
+        .serve_connection(TokioIo::new(client), service)
+        .with_upgrades();
     // Nothing moving for `idle_timeout`, either way, closes it: request
     // heads have hyper's own deadline, bodies and silence this one.
     let idle = async {
@@ -240,6 +244,11 @@ where
             return None;
         }
     };
+    // An upgraded request (a WebSocket) relays on after the connection
+    // has let go of the socket: the tunnel lasts as long as its relay
+    // (which ends on the same hard stop and its own idle timeout).
+    ctx.relays.close();
+    ctx.relays.wait().await;
     let served = ctx.served.load(std::sync::atomic::Ordering::Relaxed);
     match result {
         _ if served > 0 => None,

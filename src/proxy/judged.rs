@@ -253,7 +253,10 @@ impl Judged {
         let rule = d.rule_names();
         match d.verdict {
             Verdict::Deny(denial) => Inner::Deny { denial, rule },
-            Verdict::Allow => Inner::Allow { rule },
+            Verdict::Allow => Inner::Allow {
+                rule,
+                by_upgrade: d.verdict_by_upgrade,
+            },
         }
     }
 }
