@@ -84,6 +84,9 @@ pub struct Config {
     /// `[intercept]`.
     #[serde(default)]
     pub intercept: InterceptConfig,
+    /// `[http2]`: HTTP/2 inside interception and on the TLS listener.
+    #[serde(default)]
+    pub http2: crate::http2::Http2Config,
     /// `[admin]`.
     #[serde(default)]
     pub admin: AdminConfig,
@@ -145,6 +148,7 @@ impl Config {
         self.tunnel.validate()?;
         self.detection.validate()?;
         self.intercept.validate()?;
+        self.http2.validate()?;
         self.admin.validate()?;
         self.pac.validate()?;
         if let Some(a) = self.admin.address {
