@@ -149,6 +149,21 @@ impl Config {
         self.detection.validate()?;
         self.intercept.validate()?;
         self.http2.validate()?;
+        // NTLM is never offered on an HTTP/2 stream (listener/h2.rs): with
+        // no other scheme, HTTP/2 clients could not authenticate at all.
+        let ntlm_only = self.auth.required
+            && !self.auth.schemes.is_empty()
+            && self
+                .auth
+                .schemes
+                .iter()
+                .all(|s| *s == crate::auth::settings::Scheme::Ntlm);
+        if self.http2.listener && !self.listener.tls_addresses.is_empty() && ntlm_only {
+            return Err(invalid(
+                "http2.listener",
+                "NTLM cannot authenticate HTTP/2 streams: add Basic or Negotiate to auth.schemes, or leave http2.listener off",
+            ));
+        }
         self.admin.validate()?;
         self.pac.validate()?;
         if let Some(a) = self.admin.address {

@@ -135,6 +135,10 @@ impl crate::listener::Settings for Snapshot {
     fn tls(&self) -> Option<&Arc<rustls::ServerConfig>> {
         self.listener_tls.as_ref()
     }
+
+    fn http2(&self) -> &crate::http2::Http2Config {
+        &self.config.http2
+    }
 }
 
 /// The snapshot in force: one `ArcSwap`, one store per reload.
