@@ -52,6 +52,7 @@ pub(super) async fn serve<S: Service>(
     accepted: Instant,
     graceful: CancellationToken,
 ) {
+    tracing::debug!(client = %conn.client, "HTTP/2 connection to the proxy");
     let resets = Resets::new(&kept.cfg);
     let abuse = resets.abuse.clone();
     let conn2 = conn.clone();
