@@ -330,6 +330,9 @@ async fn serve_connection<S: Service>(
             max_header_bytes: limits.max_header_bytes + framing::MAX_PROXY_AUTHORIZATION,
             header_timeout: timeouts.header,
             idle_timeout: timeouts.idle,
+            max_uri_bytes: limits.max_uri_bytes,
+            max_headers: limits.max_headers,
+            log: acc.log.clone(),
         };
         let (svc, graceful) = (acc.service.clone(), acc.graceful.clone());
         return h2::serve(stream, conn, svc, kept, accepted, graceful).await;

@@ -176,6 +176,37 @@ async fn connect_and_http_requests_on_streams_of_one_http2_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_stream_over_the_uri_or_header_count_limit_is_refused_and_logged() {
+    let origin = Origin::start().await;
+    let l = lab("max_uri_bytes = 200\nmax_headers = 20\n", "");
+    let (mut send, _conn) = h2_to_proxy(&l).await;
+    let long = format!("http://{}/{}", origin.addr, "a".repeat(300));
+    let req = Request::builder().uri(long).body(Empty::new()).unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::URI_TOO_LONG);
+    let mut many = Request::builder().uri(format!("http://{}/many", origin.addr));
+    for i in 0..30 {
+        many = many.header(format!("x-h{i}"), "v");
+    }
+    let resp = send
+        .send_request(many.body(Empty::new()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    // The connection goes on, and nothing reached the origin.
+    let plain = Request::builder()
+        .uri(format!("http://{}/plain", origin.addr))
+        .body(Empty::new())
+        .unwrap();
+    let resp = send.send_request(plain).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::PROXY_AUTHENTICATION_REQUIRED);
+    assert_eq!(origin.requests(), 0);
+    let lines = tokio::task::block_in_place(|| l.gh.log_lines(3));
+    assert!(lines.iter().any(|x| x["sc-status"] == "414"), "{lines:?}");
+    assert!(lines.iter().any(|x| x["sc-status"] == "431"), "{lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_http2_client_that_sends_no_request_is_closed_after_the_header_timeout() {
     let l = lab("header_read_timeout = \"1s\"\n", "");
     let (_send, conn) = h2_to_proxy(&l).await;

@@ -29,13 +29,21 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Service;
+use crate::accesslog::{AccessLog, AccessRecord};
 use crate::conn::ConnState;
+use crate::error::ProxyError;
 use crate::http2::{Http2Config, Resets};
 use crate::stream::ClientStream;
 
 /// What an HTTP/2 connection keeps of the settings it was accepted under.
 pub(super) struct H2Kept {
     pub cfg: Http2Config,
+    /// `listener.max_uri_bytes` and `listener.max_headers`, checked per
+    /// stream as the framer checks a head.
+    pub max_uri_bytes: usize,
+    pub max_headers: usize,
+    /// Where a stream refused by those limits is logged.
+    pub log: AccessLog,
     /// `listener.max_header_bytes` (+ room for one large `Proxy-Authorization`).
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
@@ -56,13 +64,20 @@ pub(super) async fn serve<S: Service>(
     let resets = Resets::new(&kept.cfg);
     let abuse = resets.abuse.clone();
     let conn2 = conn.clone();
+    let (max_uri, max_headers, log) = (kept.max_uri_bytes, kept.max_headers, kept.log.clone());
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let stream = resets.stream();
-        let answering = svc.clone().serve(conn2.clone(), without_ntlm(req));
+        let (svc, conn, log) = (svc.clone(), conn2.clone(), log.clone());
         async move {
-            let answer = answering.await.map(challenge_without_ntlm);
+            if let Some(e) = too_large(&req, max_uri, max_headers) {
+                let mut r = AccessRecord::new(conn.client.ip(), conn.local.ip());
+                r.request(&req);
+                stream.answered();
+                return Ok(crate::answer::refusal(&e, r, &log));
+            }
+            let answer = svc.serve(conn, without_ntlm(req)).await;
             stream.answered();
-            answer
+            answer.map(challenge_without_ntlm)
         }
     });
     let mut builder = kept.cfg.server(true);
@@ -118,6 +133,19 @@ async fn quiet(conn: &ConnState, accepted: Instant, header: Duration, idle: Dura
         };
         tokio::time::sleep_until(next.max(Instant::now() + Duration::from_millis(10))).await;
     }
+}
+
+/// The framer's per-head bounds on one stream: the target's length
+/// (`414`) and the number of header fields (`431`).
+fn too_large<B>(req: &Request<B>, max_uri: usize, max_headers: usize) -> Option<ProxyError> {
+    let target = req.uri().to_string().len();
+    if target > max_uri {
+        return Some(ProxyError::UriTooLong(max_uri));
+    }
+    if req.headers().len() > max_headers {
+        return Some(ProxyError::HeaderTooLarge(max_headers));
+    }
+    None
 }
 
 /// NTLM (raw, or inside a `Negotiate` token) cannot authenticate a stream:
