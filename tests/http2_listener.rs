@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ fn lab_with(listener_extra: &str, extra: &str, h2: bool) -> Lab {
         cert.display(),
         key.display()
     );
+    // `extra` may go on with more `[http2]` keys.
     let on = if h2 { "[http2]\nlistener = true\n" } else { "" };
     let cfg = format!("{}{on}{extra}", local_realm(dir.path()));
     Lab {
@@ -219,4 +221,41 @@ async fn h2_is_not_offered_on_the_tls_listener_unless_configured() {
     let l = lab_with("", "", false);
     let tls = tls_to_proxy(&l).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_accepted_streams_on_the_tls_listener_ends_the_connection() {
+    let origin = Origin::start().await;
+    let l = lab("", "max_client_resets = 30\n");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("integration/flood/h2_attack.py");
+    let pem = l._dir.path().join("ca.pem");
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .args([
+            "accepted",
+            "--tls-listener",
+            "--scheme",
+            "http",
+            "--batch",
+            "10",
+        ])
+        .args(["--count", "30", "--auth", "bob:bob-pw", "--ca"])
+        .arg(&pem)
+        .arg("--proxy")
+        .arg(format!("127.0.0.1:{}", l.tls_port))
+        .arg("--target")
+        .arg(origin.addr.to_string())
+        .args(["--path", "/slow/5000", "--proxy-name", PROXY])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(r["closed"], true, "{r}");
+    assert!(r["done"].as_u64().unwrap() <= 4, "{r}");
 }

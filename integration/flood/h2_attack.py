@@ -7,7 +7,8 @@ pinned by integration/install-deps), for tests/http2_attack.rs.
 
 The connection: a CONNECT to NAME:PORT (the proxy intercepts it), then TLS with
 the proxy's minted leaf, ALPN h2; or with --tls-listener, TLS to the proxy's
-own listener, ALPN h2, and the requests aimed at the proxy itself.
+own listener, ALPN h2, and requests for NAME:PORT sent to the proxy
+(`--scheme http`, Basic credentials on each).
 
 MODE
   rapid      COUNT streams, each HEADERS + RST_STREAM(CANCEL) at once, in one
@@ -36,9 +37,11 @@ ap.add_argument("--auth", default="")
 ap.add_argument("--target", required=True)
 ap.add_argument("--ca", required=True)
 ap.add_argument("--tls-listener", action="store_true")
+ap.add_argument("--proxy-name", help="the name in the TLS listener's certificate")
 ap.add_argument("--count", type=int, default=1000)
 ap.add_argument("--batch", type=int, default=20)
 ap.add_argument("--path", default="/hold")
+ap.add_argument("--scheme", default="https", help="http: absolute requests to the proxy (TLS listener)")
 args = ap.parse_args()
 
 phost, pport = args.proxy.rsplit(":", 1)
@@ -50,7 +53,7 @@ def connect():
     ctx = ssl.create_default_context(cafile=args.ca)
     ctx.set_alpn_protocols(["h2"])
     if args.tls_listener:
-        tls = ctx.wrap_socket(raw, server_hostname=phost)
+        tls = ctx.wrap_socket(raw, server_hostname=args.proxy_name or phost)
     else:
         head = f"CONNECT {name}:{port} HTTP/1.1\r\nHost: {name}:{port}\r\n"
         if args.auth:
@@ -75,7 +78,10 @@ def connect():
 
 def request_headers(path, method="GET"):
     authority = f"{name}:{port}"
-    return [(":method", method), (":scheme", "https"), (":authority", authority), (":path", path)]
+    h = [(":method", method), (":scheme", args.scheme), (":authority", authority), (":path", path)]
+    if args.tls_listener and args.auth:
+        h.append(("proxy-authorization", "Basic " + base64.b64encode(args.auth.encode()).decode()))
+    return h
 
 
 class Ended(Exception):
