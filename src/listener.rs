@@ -3,7 +3,7 @@
 
 pub mod framing;
 pub(crate) mod guard;
-mod h2;
+pub(crate) mod h2;
 pub mod proxy_header;
 pub(crate) mod settings;
 pub(crate) mod tls;
@@ -333,6 +333,7 @@ async fn serve_connection<S: Service>(
             max_uri_bytes: limits.max_uri_bytes,
             max_headers: limits.max_headers,
             log: acc.log.clone(),
+            places: (acc.slots.permits.clone(), acc.per_address.clone()),
         };
         let (svc, graceful) = (acc.service.clone(), acc.graceful.clone());
         return h2::serve(stream, conn, svc, kept, accepted, graceful).await;

@@ -259,3 +259,27 @@ async fn cancelling_accepted_streams_on_the_tls_listener_ends_the_connection() {
     assert_eq!(r["closed"], true, "{r}");
     assert!(r["done"].as_u64().unwrap() <= 4, "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_connect_stream_takes_a_place_under_the_per_address_cap() {
+    let echo = echo_server().await;
+    // The connection takes one place, its first tunnel the second.
+    let l = lab(
+        "max_connections_per_address = 2\n",
+        &format!("[tunnel]\nallowed_ports = [{}]\n", echo.port()),
+    );
+    let (mut send, _conn) = h2_to_proxy(&l).await;
+    let first = send
+        .send_request(connect(echo, Some("bob:bob-pw")))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let _tunnel = hyper::upgrade::on(first).await.unwrap();
+    let second = send
+        .send_request(connect(echo, Some("bob:bob-pw")))
+        .await
+        .unwrap();
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let lines = tokio::task::block_in_place(|| l.gh.log_lines(1));
+    assert!(lines.iter().any(|x| x["sc-status"] == "503"), "{lines:?}");
+}

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Service;
 use crate::accesslog::{AccessLog, AccessRecord};
-use crate::conn::ConnState;
+use crate::conn::{slots, ConnState};
 use crate::error::ProxyError;
 use crate::http2::{Http2Config, Resets};
 use crate::stream::ClientStream;
@@ -48,6 +48,27 @@ pub(super) struct H2Kept {
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
+    /// The connection limits' places: each CONNECT stream takes its own.
+    pub places: (Arc<tokio::sync::Semaphore>, Arc<slots::PerAddress>),
+}
+
+/// The places (under `listener.max_connections` and the per-address cap)
+/// of one tunnel on an HTTP/2 stream, held by the tunnel for its life
+/// ([`crate::proxy`]'s CONNECT takes it from the request): one connection
+/// carries many tunnels, and each counts as an HTTP/1.1 tunnel does.
+#[derive(Clone)]
+pub(crate) struct TunnelPlace(#[allow(dead_code)] Arc<slots::Slot>);
+
+impl TunnelPlace {
+    /// Takes the places for a CONNECT stream from `ip`.
+    fn take(
+        places: &(Arc<tokio::sync::Semaphore>, Arc<slots::PerAddress>),
+        ip: std::net::IpAddr,
+    ) -> Result<Self, ProxyError> {
+        slots::take(&places.0, &places.1, ip)
+            .map(|s| Self(Arc::new(s)))
+            .map_err(ProxyError::from)
+    }
 }
 
 /// Serves one HTTP/2 connection until it closes, idles, abuses or the
@@ -65,11 +86,22 @@ pub(super) async fn serve<S: Service>(
     let abuse = resets.abuse.clone();
     let conn2 = conn.clone();
     let (max_uri, max_headers, log) = (kept.max_uri_bytes, kept.max_headers, kept.log.clone());
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let places = kept.places.clone();
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let stream = resets.stream();
         let (svc, conn, log) = (svc.clone(), conn2.clone(), log.clone());
+        let place = (req.method() == http::Method::CONNECT)
+            .then(|| TunnelPlace::take(&places, conn.client.ip()));
         async move {
-            if let Some(e) = too_large(&req, max_uri, max_headers) {
+            let refused = match place {
+                Some(Err(e)) => Some(e),
+                Some(Ok(place)) => {
+                    req.extensions_mut().insert(place);
+                    None
+                }
+                None => None,
+            };
+            if let Some(e) = refused.or_else(|| too_large(&req, max_uri, max_headers)) {
                 let mut r = AccessRecord::new(conn.client.ip(), conn.local.ip());
                 r.request(&req);
                 stream.answered();

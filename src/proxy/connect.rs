@@ -77,10 +77,16 @@ pub(super) fn open(
     } = tx;
     record.remote_ip = server.peer_addr().ok().map(|a| a.ip());
     let on_upgrade = hyper::upgrade::on(&mut req);
+    // A CONNECT stream of an HTTP/2 connection holds its own places under
+    // the connection limits (listener/h2.rs) for as long as its tunnel.
+    let place = req
+        .extensions_mut()
+        .remove::<crate::listener::h2::TunnelPlace>();
     record.status = 200;
     let proxy2 = proxy.clone();
     proxy.tunnels.spawn(async move {
         let _in_flight = in_flight;
+        let _place = place;
         // The rule that judged what detection found, when one did.
         let judged_by = OnceLock::new();
         let proxy = proxy2;
