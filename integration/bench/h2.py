@@ -30,6 +30,9 @@ ROWS = [
 
 
 def setup():
+    # nginx's worker and Squid run as other users: they must read the work dir.
+    shutil.chown(work, "proxy", "proxy")
+    os.chmod(work, 0o755)
     origin_ca, origin_ca_key = openssl_ca("origin-ca", "Bench Origin CA")
     sh(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
         "-keyout", f"{work}/origin.key", "-out", f"{work}/origin.csr", "-subj", f"/CN={NAME}"])
@@ -119,8 +122,9 @@ def h2load(port, args):
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
     proto = re.search(r"Application protocol: (\S+)", out)
     ok2xx = re.search(r"status codes: (\d+) 2xx", out)
+    if not (rate and done) or not ok2xx or int(ok2xx.group(1)) == 0:
+        print(out[-1500:], file=sys.stderr)
     if not (rate and done):
-        print(out[-800:], file=sys.stderr)
         return None
     return {"rate": float(rate.group(1)), "done": int(done.group(1)), "failed": int(done.group(3)),
             "ok": int(ok2xx.group(1)) if ok2xx else 0, "proto": proto.group(1) if proto else "?"}
@@ -132,6 +136,7 @@ def main():
         results = {}
         for rep in range(REPS):
             print(f"# h2 repetition {rep + 1}/{REPS}", file=sys.stderr)
+            sys.stderr.flush()
             for who, proto, port, args in ROWS:
                 c0 = cpu_seconds(pids[who])
                 before = sum(1 for _ in open(f"{work}/nginx-h2.log"))
