@@ -54,7 +54,7 @@ pub(super) struct H2Kept {
 
 /// The places (under `listener.max_connections` and the per-address cap)
 /// of one tunnel on an HTTP/2 stream, held by the tunnel for its life
-/// ([`crate::proxy`]'s CONNECT takes it from the request): one connection
+/// (the proxy's CONNECT takes it from the request): one connection
 /// carries many tunnels, and each counts as an HTTP/1.1 tunnel does.
 #[derive(Clone)]
 pub(crate) struct TunnelPlace(#[allow(dead_code)] Arc<slots::Slot>);
