@@ -24,6 +24,7 @@ mod conn;
 pub mod directory;
 mod error;
 pub mod forward;
+pub mod http2;
 pub mod intercept;
 mod limit;
 pub mod listener;

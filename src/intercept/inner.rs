@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use http::{header, HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
@@ -28,24 +28,56 @@ use crate::tunnel::verify;
 /// The origin connection inner requests travel on; re-established (and
 /// re-verified) at the same address when the origin closes it.
 pub(super) struct Origin {
-    send: SendRequest<RequestBody>,
+    send: Sender,
     addr: SocketAddr,
     name: String,
 }
 
+/// HTTP/1.1 carries one request at a time; HTTP/2 (the origin chose `h2`)
+/// carries each of the client's streams on a stream of its own.
+enum Sender {
+    H1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
+}
+
 impl Origin {
-    /// HTTP/1.1 on `io`: the verified TLS of an intercepted tunnel, or the
-    /// dialled socket itself for plain HTTP.
-    pub(super) async fn handshake<T>(io: T, addr: SocketAddr, name: String) -> hyper::Result<Self>
+    /// HTTP/1.1 (or HTTP/2 when the origin's ALPN said `h2`) on `io`: the
+    /// verified TLS of an intercepted tunnel, or the dialled socket itself
+    /// for plain HTTP.
+    pub(super) async fn handshake<T>(
+        io: T,
+        addr: SocketAddr,
+        name: String,
+        h2: bool,
+    ) -> hyper::Result<Self>
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-        tokio::spawn(async move {
-            // An upgraded origin connection is handed to its relay.
-            let _ = conn.with_upgrades().await;
-        });
+        let send = if h2 {
+            let (send, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(TokioIo::new(io))
+                .await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Sender::H2(send)
+        } else {
+            let (send, conn) = http1::handshake(TokioIo::new(io)).await?;
+            tokio::spawn(async move {
+                // An upgraded origin connection is handed to its relay.
+                let _ = conn.with_upgrades().await;
+            });
+            Sender::H1(send)
+        };
         Ok(Self { send, addr, name })
+    }
+
+    async fn ready(&mut self) -> hyper::Result<()> {
+        match &mut self.send {
+            Sender::H1(s) => s.ready().await,
+            Sender::H2(s) => s.ready().await,
+        }
     }
 }
 
@@ -111,8 +143,15 @@ pub(super) async fn inner(
         let e = ProxyError::BadRequest("a CONNECT inside a tunnel");
         return Ok(answer(&ctx, r, e, None));
     }
-    if let Some(h) = req.headers().get(header::HOST) {
-        let host = h.to_str().unwrap_or("");
+    // HTTP/2 names the server in `:authority` (the URI's), HTTP/1.1 in
+    // `Host`: each one given must be the tunnel's.
+    let named = req.uri().authority().map(|a| a.as_str().to_string());
+    let host_header = req
+        .headers()
+        .get(header::HOST)
+        .map(|h| h.to_str().unwrap_or("").to_string());
+    for host in named.iter().chain(&host_header) {
+        let host = host.as_str();
         // No port is the scheme's (443); plain HTTP found in a tunnel to
         // any port may leave it out.
         let default_port = if r.intercepted { 443 } else { ctx.port };
@@ -245,33 +284,60 @@ async fn exchange(
     headers::strip_hop_by_hop(&mut parts.headers);
     upgrading.restore(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version, &ctx.via);
-    if !parts.headers.contains_key(header::HOST) {
-        if let Ok(v) = HeaderValue::from_str(&ctx.authority) {
-            parts.headers.insert(header::HOST, v);
-        }
-    }
-    parts.uri = parts
+    let pq = parts
         .uri
         .path_and_query()
-        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
-    parts.version = http::Version::HTTP_11;
+        .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string());
     let cs_bytes = Arc::new(AtomicU64::new(0));
-    let req = Request::from_parts(parts, RequestBody::new(body, cs_bytes.clone()));
     let mut origin = ctx.origin.lock().await;
     let o = match &mut *origin {
         Err(reason) => return Err(ProxyError::OriginUnusable(reason.clone())),
         Ok(o) => o,
     };
     r.remote_ip = Some(o.addr.ip());
-    let ready = tokio::time::timeout(ctx.response_timeout, o.send.ready()).await;
+    let ready = tokio::time::timeout(ctx.response_timeout, o.ready()).await;
     if !matches!(ready, Ok(Ok(()))) {
         match reconnect(ctx, o.addr, &o.name).await {
             Ok(fresh) => *o = fresh,
             Err(reason) => return Err(ProxyError::OriginUnusable(reason)),
         }
     }
-    let sent = tokio::time::timeout(ctx.response_timeout, o.send.send_request(req)).await;
-    drop(origin);
+    // HTTP/1.1 in origin form with `Host`; HTTP/2 with `:scheme` and
+    // `:authority` (from the absolute URI) and no `Host`.
+    let h2 = matches!(o.send, Sender::H2(_));
+    let scheme = if ctx.hello.is_some() { "https" } else { "http" };
+    (parts.uri, parts.version) = if h2 {
+        parts.headers.remove(header::HOST);
+        let uri = format!("{scheme}://{}{pq}", ctx.authority);
+        (
+            uri.parse()
+                .map_err(|_| ProxyError::BadRequest("unusable URL"))?,
+            http::Version::HTTP_2,
+        )
+    } else {
+        if !parts.headers.contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(&ctx.authority) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+        let uri = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
+        (uri, http::Version::HTTP_11)
+    };
+    let req = Request::from_parts(parts, RequestBody::new(body, cs_bytes.clone()));
+    let sent = match &mut o.send {
+        Sender::H1(send) => {
+            let sending = send.send_request(req);
+            let sent = tokio::time::timeout(ctx.response_timeout, sending).await;
+            drop(origin);
+            sent
+        }
+        // Streams run side by side: the connection is not held while one waits.
+        Sender::H2(send) => {
+            let sending = send.send_request(req);
+            drop(origin);
+            tokio::time::timeout(ctx.response_timeout, sending).await
+        }
+    };
     let resp = match sent {
         Err(_) => return Err(ProxyError::UpstreamTimeout(ctx.authority.clone())),
         Ok(Err(_)) => return Err(ProxyError::UpstreamBroken(ctx.authority.clone())),
@@ -288,7 +354,7 @@ async fn reconnect(ctx: &Ctx, addr: SocketAddr, name: &str) -> Result<Origin, De
         .map_err(|_| DetectionReason::ServerTimeout)?
         .map_err(|_| DetectionReason::CheckFailed)?;
     let Some(upstream) = &ctx.interceptor_upstream else {
-        return Origin::handshake(tcp, addr, name.to_string())
+        return Origin::handshake(tcp, addr, name.to_string(), false)
             .await
             .map_err(|_| DetectionReason::CheckFailed);
     };
@@ -304,7 +370,8 @@ async fn reconnect(ctx: &Ctx, addr: SocketAddr, name: &str) -> Result<Origin, De
                 _ => DetectionReason::HandshakeInvalid,
             },
         )?;
-    Origin::handshake(tls, addr, name.to_string())
+    let h2 = super::handshake::is_h2(tls.get_ref().1.alpn_protocol());
+    Origin::handshake(tls, addr, name.to_string(), h2)
         .await
         .map_err(|_| DetectionReason::HandshakeInvalid)
 }
