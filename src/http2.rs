@@ -144,7 +144,11 @@ impl Http2Config {
             .initial_connection_window_size(self.initial_connection_window)
             .adaptive_window(false)
             .max_pending_accept_reset_streams(self.max_pending_accept_reset_streams)
-            .max_local_error_reset_streams(self.max_local_error_reset_streams);
+            .max_local_error_reset_streams(self.max_local_error_reset_streams)
+            // What one stream may hold queued for a client that stops
+            // reading: hyper's default (400 KiB) times the stream limit
+            // is tens of MiB per connection.
+            .max_send_buf_size(MAX_SEND_BUF);
         if keep_alive {
             b.keep_alive_interval(self.keep_alive_interval)
                 .keep_alive_timeout(self.keep_alive_timeout);
@@ -152,6 +156,9 @@ impl Http2Config {
         b
     }
 }
+
+/// Bytes queued per stream towards a client that does not read.
+const MAX_SEND_BUF: usize = 64 * 1024;
 
 /// One client connection's count of streams it cancelled after the proxy
 /// accepted them; past the bound, `abuse` is cancelled and the connection

@@ -18,8 +18,11 @@
 //! - bind the connection: every request looks it up again, so expiry and
 //!   revocation apply on a kept-alive connection too.
 //!
-//! Memory is bounded: one entry per address (IPv6 per `listener.ipv6_prefix`,
-//! as `limit` counts places) that proved someone, at most `max_addresses`,
+//! The key is the whole address, IPv6 too: `limit` counts an IPv6 client
+//! by its prefix (a /64 is one LAN), and lending a surrogate to a prefix
+//! would lend it to every neighbour, no spoofing needed.
+//!
+//! Memory is bounded: one entry per address that proved someone, at most `max_addresses`,
 //! each gone `ttl` after it was last refreshed. An address that never
 //! authenticated costs nothing.
 
@@ -113,10 +116,16 @@ pub struct Surrogates {
 pub struct ClientPlace {
     /// The client's address (after the PROXY protocol).
     pub ip: IpAddr,
-    /// Its place (`limit::place`): the key.
-    pub place: IpAddr,
     /// In `listener.shared_addresses`.
     pub shared: bool,
+}
+
+impl ClientPlace {
+    /// The table's key: the whole address (an IPv4-mapped IPv6 address as
+    /// its IPv4 one), never a prefix.
+    fn key(&self) -> IpAddr {
+        crate::limit::place(self.ip, 128)
+    }
 }
 
 impl Surrogates {
@@ -138,7 +147,7 @@ impl Surrogates {
 
     /// Can `from` ever have a surrogate?
     fn eligible(&self, from: &ClientPlace) -> bool {
-        let ip = crate::limit::place(from.ip, 128);
+        let ip = from.key();
         !from.shared && !self.exclude.iter().any(|n| n.contains(&ip))
     }
 
@@ -149,7 +158,7 @@ impl Surrogates {
             return;
         }
         let now = Instant::now();
-        if let Some(was) = self.table.get(&from.place) {
+        if let Some(was) = self.table.get(&from.key()) {
             let same =
                 was.identity.user == who.identity.user && was.identity.realm == who.identity.realm;
             // Within a second the same user's entry is left as it is (their
@@ -166,7 +175,7 @@ impl Surrogates {
             identity: who.identity.clone(),
             at: now,
         };
-        self.table.insert(from.place, entry);
+        self.table.insert(from.key(), entry);
     }
 
     /// The user `from` is taken as when it presents no credentials: one
@@ -181,12 +190,12 @@ impl Surrogates {
         if !self.eligible(from) {
             return None;
         }
-        let e = self.table.get(&from.place)?;
+        let e = self.table.get(&from.key())?;
         if e.at.elapsed() >= self.ttl
             || !chain.vouched_for(&e.identity)
             || revoked.covers(&e.identity, e.at)
         {
-            self.table.invalidate(&from.place);
+            self.table.invalidate(&from.key());
             return None;
         }
         Some(Authenticated {

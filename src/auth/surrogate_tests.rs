@@ -21,11 +21,7 @@ fn config_defaults_and_checks() {
 
 fn at(ip: &str, shared: bool) -> ClientPlace {
     let ip: IpAddr = ip.parse().unwrap();
-    ClientPlace {
-        ip,
-        place: crate::limit::place(ip, 64),
-        shared,
-    }
+    ClientPlace { ip, shared }
 }
 
 fn table(ttl: Duration) -> Surrogates {
@@ -95,12 +91,10 @@ async fn proof_lends_the_place_until_ttl_after_the_last_proof_and_use_does_not_e
         user_of(s.recall(&here, &chain, &revoked)).as_deref(),
         Some("alice")
     );
-    // The same /64 is the same place; another /64 is not.
+    // Another host on the same /64 is not alice: a surrogate is never
+    // lent to a prefix (the throttle counts one; this must not).
     let same_lan = at("2001:db8:1:2::99", false);
-    assert_eq!(
-        user_of(s.recall(&same_lan, &chain, &revoked)).as_deref(),
-        Some("alice")
-    );
+    assert_eq!(user_of(s.recall(&same_lan, &chain, &revoked)), None);
     assert_eq!(
         user_of(s.recall(&at("2001:db8:1:3::10", false), &chain, &revoked)),
         None
@@ -123,6 +117,17 @@ async fn proof_lends_the_place_until_ttl_after_the_last_proof_and_use_does_not_e
         s.recall(&here, &chain, &revoked).is_some(),
         "slid on the second proof"
     );
+}
+
+#[tokio::test]
+async fn an_ipv4_mapped_address_is_its_ipv4_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = chain(dir.path());
+    let revoked = Revoked::default();
+    let s = table(Duration::from_secs(60));
+    s.proven(&at("192.0.2.9", false), &proven_as(&chain, "alice").await);
+    let mapped = s.recall(&at("::ffff:192.0.2.9", false), &chain, &revoked);
+    assert_eq!(user_of(mapped).as_deref(), Some("alice"));
 }
 
 #[tokio::test(start_paused = true)]

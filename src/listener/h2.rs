@@ -205,7 +205,9 @@ fn is_ntlm(v: &[u8]) -> bool {
     scheme.eq_ignore_ascii_case("Negotiate")
         && base64::engine::general_purpose::STANDARD
             .decode(token.trim())
-            .is_ok_and(|raw| raw.starts_with(b"NTLMSSP\0"))
+            .is_ok_and(|raw| {
+                raw.starts_with(b"NTLMSSP\0") || crate::auth::spnego::ntlm_inside(&raw).is_some()
+            })
 }
 
 /// A `407` on an HTTP/2 stream offers every scheme but NTLM.
@@ -232,7 +234,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ntlm_is_recognised_raw_and_inside_negotiate_kerberos_is_not() {
+    fn ntlm_is_recognised_raw_and_inside_negotiate_or_spnego_kerberos_is_not() {
         let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
         assert!(is_ntlm(
             format!("NTLM {}", b64(b"NTLMSSP\0\x01")).as_bytes()
@@ -243,6 +245,11 @@ mod tests {
         assert!(!is_ntlm(
             format!("Negotiate {}", b64(b"\x60\x82kerberos")).as_bytes()
         ));
+        // The client's type 3 inside SPNEGO (a NegTokenResp's responseToken)
+        // is NTLM too: it would bind the HTTP/2 connection to its user.
+        let mut resp = vec![0xa1, 0x16, 0x30, 0x14, 0xa2, 0x12, 0x04, 0x10];
+        resp.extend_from_slice(b"NTLMSSP\0\x03\0\0\0rest");
+        assert!(is_ntlm(format!("Negotiate {}", b64(&resp)).as_bytes()));
         assert!(!is_ntlm(b"Basic Ym9iOmJvYi1wdw=="));
         assert!(!is_ntlm(b"garbage"));
     }

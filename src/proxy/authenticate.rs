@@ -36,11 +36,10 @@ pub(super) async fn authenticate(
     let shared = crate::limit::shared(&config.listener.shared_addresses, ip);
     let from = ClientPlace {
         ip,
-        place: crate::limit::place(ip, config.listener.ipv6_prefix),
         shared: shared.is_some(),
     };
     let place = Place {
-        key: from.place,
+        key: crate::limit::place(ip, config.listener.ipv6_prefix),
         failures: shared
             .and_then(|s| s.address_failures)
             .unwrap_or(config.auth.throttle.address_failures),
