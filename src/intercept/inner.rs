@@ -127,15 +127,24 @@ pub(super) async fn inner(
         return Ok(crate::answer::refusal(&e, r, &ctx.log));
     }
     let hello = ctx.hello.as_deref();
-    match (ctx.judge)(req.method(), &url, req.headers(), &ctx.name, hello).await {
-        Inner::Deny { denial, rule } => {
+    let said = (ctx.judge)(req.method(), &url, req.headers(), &ctx.name, hello).await;
+    if let Some(who) = said.surrogate() {
+        r.authenticated(who);
+    }
+    match said {
+        Inner::Redirect(to) => {
+            let mut resp = crate::answer::redirect(&to, r, &ctx.log);
+            resp.headers_mut().remove(header::CONNECTION);
+            return Ok(resp);
+        }
+        Inner::Deny { denial, rule, .. } => {
             let e = ProxyError::PolicyDenied {
                 denial,
                 rule: rule.as_deref().unwrap_or("default").into(),
             };
             return Ok(answer(&ctx, r, e, rule));
         }
-        Inner::Allow { rule } => r.rule = rule,
+        Inner::Allow { rule, .. } => r.rule = rule,
     }
     Ok(match forward(&ctx, req, &mut r).await {
         Ok(resp) => resp,
@@ -156,6 +165,8 @@ async fn forward(
     let method = req.method().clone();
     let (mut parts, body) = req.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
+    // A cookie surrogate's cookie is the proxy's, never the origin's.
+    crate::auth::cookie::strip_cookie(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version, &ctx.via);
     if !parts.headers.contains_key(header::HOST) {
         if let Ok(v) = HeaderValue::from_str(&ctx.authority) {
