@@ -17,6 +17,49 @@ const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef";
 const COOKIE: &str = "__gatehouse_surrogate";
 const TOKEN: &str = "__gatehouse_token";
 
+/// A browser-like client: follows redirects, keeps cookies in a jar file,
+/// answers a 407 with `creds` only when asked (none: never); prints the
+/// final status and URL.
+const CLIENT: &str = r#"
+import sys, urllib.request, urllib.error, http.cookiejar
+proxy, url, jar, creds, ca = sys.argv[1:6]
+import ssl
+ctx = ssl.create_default_context(cafile=ca) if ca else None
+cj = http.cookiejar.MozillaCookieJar(jar)
+try: cj.load(ignore_discard=True)
+except FileNotFoundError: pass
+handlers = [urllib.request.ProxyHandler({"http": proxy, "https": proxy}), urllib.request.HTTPCookieProcessor(cj), urllib.request.HTTPSHandler(context=ctx)]
+if creds:
+    pm = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+    user, pw = creds.split(":")
+    pm.add_password(None, proxy, user, pw)
+    handlers.append(urllib.request.ProxyBasicAuthHandler(pm))
+opener = urllib.request.build_opener(*handlers)
+try:
+    r = opener.open(url, timeout=60); print(r.status, r.geturl())
+except urllib.error.HTTPError as e:
+    print(e.code, e.geturl())
+cj.save(ignore_discard=True)
+"#;
+
+fn browse(
+    proxy: SocketAddr,
+    url: &str,
+    jar: &std::path::Path,
+    creds: &str,
+    ca: Option<&std::path::Path>,
+) -> String {
+    let out = std::process::Command::new("python3")
+        .args(["-c", CLIENT, &format!("http://{proxy}"), url])
+        .arg(jar)
+        .arg(creds)
+        .arg(ca.map_or(std::ffi::OsStr::new(""), |c| c.as_os_str()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn start(dir: &std::path::Path, admin: SocketAddr) -> Gatehouse {
     use std::os::unix::fs::PermissionsExt;
     let key = dir.join("cookie.key");
@@ -89,35 +132,7 @@ async fn a_real_client_follows_the_flow_and_the_origin_never_sees_cookie_or_toke
     let gh = start(dir.path(), admin);
     let jar = dir.path().join("jar.txt");
     let url = origin.url("/page?q=1");
-    let script = r#"
-import sys, urllib.request, urllib.error, http.cookiejar
-proxy, url, jar, creds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-cj = http.cookiejar.MozillaCookieJar(jar)
-try: cj.load(ignore_discard=True)
-except FileNotFoundError: pass
-handlers = [urllib.request.ProxyHandler({"http": proxy}), urllib.request.HTTPCookieProcessor(cj)]
-if creds:
-    pm = urllib.request.HTTPPasswordMgrWithDefaultRealm()
-    user, pw = creds.split(":")
-    pm.add_password(None, proxy, user, pw)
-    handlers.append(urllib.request.ProxyBasicAuthHandler(pm))
-opener = urllib.request.build_opener(*handlers)
-try:
-    r = opener.open(url, timeout=60); print(r.status, r.geturl())
-except urllib.error.HTTPError as e:
-    print(e.code, e.geturl())
-cj.save(ignore_discard=True)
-"#;
-    let run = |creds: &str| {
-        let out = std::process::Command::new("python3")
-            .args(["-c", script, &format!("http://{}", gh.addr()), &url])
-            .arg(&jar)
-            .arg(creds)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |creds: &str| browse(gh.addr(), &url, &jar, creds, None);
     // The client answers the 407 at the virtual host, and comes back.
     let first = run("alice:alice-pw");
     assert_eq!(first.trim(), format!("200 {url}"));
@@ -222,4 +237,73 @@ async fn tampered_other_host_replayed_revoked_and_wrong_credentials_do_not_count
     // ... until alice signs in again.
     let (_, fresh) = sign_in(&gh, &url).await;
     assert_eq!(status_of(&send(&gh, &get(&url, &with(&fresh))).await), 200);
+}
+
+const INTERCEPT: &str = r#"
+[[layers]]
+name = "who"
+kind = "authentication"
+[[layers.rules]]
+name = "tunnels-without-credentials"
+method = ["CONNECT"]
+action = "no-authenticate"
+[[layers]]
+name = "https"
+[[layers.rules]]
+name = "intercept-all"
+method = ["CONNECT"]
+action = "intercept"
+[[layers.rules]]
+name = "cookie-users"
+auth_scheme = ["surrogate-cookie"]
+action = "allow"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inside_interception_the_cookie_is_set_secure_and_makes_the_request_its_user() {
+    use common::tls_lab::*;
+    use std::os::unix::fs::PermissionsExt;
+    const NAME: &str = "origin.example.test";
+    let dir = tempfile::tempdir().unwrap();
+    let origin_ca = TestCa::new(dir.path());
+    let (origin, seen) = https_origin(origin_ca.leaf(&[NAME])).await;
+    let key = dir.path().join("cookie.key");
+    std::fs::write(&key, format!("{KEY}\n")).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let extra = format!(
+        "[auth.surrogate]\nkinds = [\"ip\", \"cookie\"]\nkey_file = \"{}\"\nexclude = [\"127.0.0.0/8\"]\n",
+        key.display()
+    );
+    let (gh, proxy_ca) = intercept_proxy(
+        dir.path(),
+        &origin_ca,
+        &[origin.port()],
+        &[NAME],
+        INTERCEPT,
+        &extra,
+    );
+    gh.wait_stderr("cookie surrogates on", 1);
+    let jar = dir.path().join("jar.txt");
+    let url = format!("https://{NAME}:{}/page?q=1", origin.port());
+    let go = |creds: &str| browse(gh.addr(), &url, &jar, creds, Some(&proxy_ca));
+    let first = tokio::task::block_in_place(|| go("alice:alice-pw"));
+    assert_eq!(first.trim(), format!("200 {url}"));
+    let jar_text = std::fs::read_to_string(&jar).unwrap();
+    let line = jar_text
+        .lines()
+        .find(|l| l.contains(COOKIE))
+        .expect("the cookie kept");
+    assert!(line.contains("\tTRUE\t"), "Secure over https: {line}");
+    let again = tokio::task::block_in_place(|| go(""));
+    assert_eq!(again.trim(), format!("200 {url}"));
+    // The origin saw the page twice and never the token's step.
+    let paths = seen.lock().unwrap().clone();
+    assert_eq!(paths, ["GET /page", "GET /page"], "{paths:?}");
+    let lines = gh.log_lines(8);
+    let inner: Vec<_> = lines
+        .iter()
+        .filter(|l| l["cs-uri-path"] == "/page" && l["sc-status"] == "200")
+        .map(|l| (l["cs-username"].as_str(), l["x-auth-scheme"].as_str()))
+        .collect();
+    assert_eq!(inner, [("alice", "surrogate-cookie"); 2], "{lines:?}");
 }
