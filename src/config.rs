@@ -84,6 +84,9 @@ pub struct Config {
     /// `[intercept]`.
     #[serde(default)]
     pub intercept: InterceptConfig,
+    /// `[http2]`: HTTP/2 inside interception and on the TLS listener.
+    #[serde(default)]
+    pub http2: crate::http2::Http2Config,
     /// `[admin]`.
     #[serde(default)]
     pub admin: AdminConfig,
@@ -145,6 +148,22 @@ impl Config {
         self.tunnel.validate()?;
         self.detection.validate()?;
         self.intercept.validate()?;
+        self.http2.validate()?;
+        // NTLM is never offered on an HTTP/2 stream (listener/h2.rs): with
+        // no other scheme, HTTP/2 clients could not authenticate at all.
+        let ntlm_only = self.auth.required
+            && !self.auth.schemes.is_empty()
+            && self
+                .auth
+                .schemes
+                .iter()
+                .all(|s| *s == crate::auth::settings::Scheme::Ntlm);
+        if self.http2.listener && !self.listener.tls_addresses.is_empty() && ntlm_only {
+            return Err(invalid(
+                "http2.listener",
+                "NTLM cannot authenticate HTTP/2 streams: add Basic or Negotiate to auth.schemes, or leave http2.listener off",
+            ));
+        }
         self.admin.validate()?;
         self.pac.validate()?;
         if let Some(a) = self.admin.address {

@@ -11,6 +11,7 @@
 pub(crate) mod headers;
 pub(crate) mod pin;
 pub(crate) mod settings;
+pub(crate) mod upgrade;
 
 use std::future::Future;
 use std::io;
@@ -149,7 +150,11 @@ pub async fn forward(
     cs_bytes: Arc<AtomicU64>,
 ) -> Result<(Response<ResponseBody>, bool), ProxyError> {
     let (mut parts, body) = req.into_parts();
+    // An upgrade reaches here admitted ([`upgrade::judge`]): its headers go on.
+    let upgrading = upgrade::Kept::from(&parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers);
+    let asks_upgrade = !upgrading.is_empty();
+    upgrading.restore(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version, &cfg.via_pseudonym);
     // RFC 9112 §3.2.2: the Host header follows the request target.
     let host = target.uri.authority().map_or("", |a| a.as_str());
@@ -162,7 +167,10 @@ pub async fn forward(
         host: host.to_string(),
         user: up.user.map(str::to_owned),
     };
-    let pinned = pin::wanted(up.pins, &key, &parts.headers);
+    // An upgrade takes its connection for good: the pool's, never a pin.
+    let pinned = (!asks_upgrade)
+        .then(|| pin::wanted(up.pins, &key, &parts.headers))
+        .flatten();
     let is_pinned = pinned.is_some();
     let resp = match pinned {
         Some(held) => {
@@ -189,7 +197,13 @@ pub async fn forward(
     let (mut parts, body) = resp.into_parts();
     let session_based =
         is_pinned || pin::connection_auth(&parts.headers, &header::WWW_AUTHENTICATE);
+    let switching = if parts.status == http::StatusCode::SWITCHING_PROTOCOLS && asks_upgrade {
+        upgrade::Kept::from(&parts.headers)
+    } else {
+        upgrade::Kept::default()
+    };
     headers::strip_hop_by_hop(&mut parts.headers);
+    switching.restore(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version, &cfg.via_pseudonym);
     if session_based {
         pin::mark_session_based(&mut parts.headers);

@@ -3,6 +3,7 @@
 
 pub mod framing;
 pub(crate) mod guard;
+pub(crate) mod h2;
 pub mod proxy_header;
 pub(crate) mod settings;
 pub(crate) mod tls;
@@ -60,6 +61,8 @@ pub trait Settings: Send + Sync + 'static {
     fn listener(&self) -> &ListenerConfig;
     /// The TLS listeners' certificate, when any listener speaks TLS.
     fn tls(&self) -> Option<&Arc<rustls::ServerConfig>>;
+    /// `[http2]`: the limits of an HTTP/2 connection on a TLS listener.
+    fn http2(&self) -> &crate::http2::Http2Config;
 }
 
 /// What every accept loop shares.
@@ -252,6 +255,8 @@ struct Accepted {
 struct Kept {
     limits: Limits,
     timeouts: Timeouts,
+    /// `[http2]`, for a TLS client that chooses `h2`.
+    http2: Option<crate::http2::Http2Config>,
 }
 
 async fn serve_connection<S: Service>(
@@ -283,6 +288,7 @@ async fn serve_connection<S: Service>(
                 header: l.header_read_timeout,
                 idle: l.idle_timeout,
             },
+            http2: tls.then(|| settings.http2().clone()),
         };
         (kept, settings.tls().cloned())
     };
@@ -309,7 +315,29 @@ async fn serve_connection<S: Service>(
         (false, _) => (ClientStream::Plain(tcp), slot),
     };
     let conn = ConnState::with_slot(id, peer, local, Some(slot));
-    let Kept { limits, timeouts } = cfg;
+    let Kept {
+        limits,
+        timeouts,
+        http2,
+    } = cfg;
+    let chose_h2 = match &stream {
+        ClientStream::Tls(t) => t.get_ref().1.alpn_protocol() == Some(crate::http2::ALPN_H2),
+        _ => false,
+    };
+    if let (true, Some(cfg)) = (chose_h2, http2) {
+        let kept = h2::H2Kept {
+            cfg,
+            max_header_bytes: limits.max_header_bytes + framing::MAX_PROXY_AUTHORIZATION,
+            header_timeout: timeouts.header,
+            idle_timeout: timeouts.idle,
+            max_uri_bytes: limits.max_uri_bytes,
+            max_headers: limits.max_headers,
+            log: acc.log.clone(),
+            places: (acc.slots.permits.clone(), acc.per_address.clone()),
+        };
+        let (svc, graceful) = (acc.service.clone(), acc.graceful.clone());
+        return h2::serve(stream, conn, svc, kept, accepted, graceful).await;
+    }
     let io = GuardedStream::new(stream, limits, timeouts, conn.clone(), accepted);
     let (svc, conn2) = (acc.service.clone(), conn.clone());
     let service = service_fn(move |req| svc.clone().serve(conn2.clone(), req));

@@ -154,6 +154,9 @@ pub enum ExceptionId {
     Rule(Arc<str>),
     /// A destination address is in `destinations.refuse`.
     DestinationRefused,
+    /// A protocol upgrade the proxy does not relay (`h2c`, or a protocol
+    /// other than WebSocket no rule's `upgrade` condition allows).
+    UpgradeRefused,
     /// The listener is at `listener.max_connections`.
     TooManyConnections,
     /// This client address is at `listener.max_connections_per_address`.
@@ -235,6 +238,7 @@ impl ExceptionId {
             PolicyDenied => "policy_denied",
             Rule(reason) => reason,
             DestinationRefused => "destination_refused",
+            UpgradeRefused => "upgrade_refused",
             TooManyConnections => "too_many_connections",
             TooManyConnectionsFromClient => "too_many_connections_from_client",
             ProxyProtocolInvalid => "proxy_protocol_invalid",

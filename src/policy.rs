@@ -93,6 +93,9 @@ pub struct Decision {
     pub verdict_rule: Option<Arc<str>>,
     /// The verdict came from a rule that looked at the detected protocol.
     pub verdict_by_detection: bool,
+    /// The verdict came from a rule with an `upgrade` condition: when it allows,
+    /// it lets the protocols it lists through (not only `websocket`; never `h2c`).
+    pub verdict_by_upgrade: bool,
     /// For a CONNECT: detect or tunnel.
     pub connect: ConnectMode,
     /// The rule that chose `connect`.
@@ -301,6 +304,7 @@ impl Policy {
             },
             verdict_rule: None,
             verdict_by_detection: false,
+            verdict_by_upgrade: false,
             connect: ConnectMode::Detect,
             connect_rule: None,
             tags: Vec::new(),
@@ -326,6 +330,7 @@ impl Policy {
                 Action::Allow | Action::Deny(_) => {
                     d.verdict_rule = Some(rule.name.clone());
                     d.verdict_by_detection = rule.needs_detection();
+                    d.verdict_by_upgrade = rule.upgrades.is_some();
                 }
                 Action::Tunnel | Action::Detect | Action::Intercept | Action::Bypass => {
                     d.connect_rule = Some(rule.name.clone())

@@ -34,6 +34,7 @@ mod judged;
 pub mod plan;
 mod transaction;
 mod tunnels;
+mod upgrade;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -196,7 +197,7 @@ async fn carry_out(
                 snapshot: tx.snapshot.clone(),
                 identity: who.as_ref().map(|w| w.identity.clone()),
                 scheme: who.as_ref().map(|w| w.scheme),
-                headers: req.headers().clone(),
+                headers: judged::kept_headers(req.headers()),
                 categories,
                 addrs,
                 host: asked.host,
@@ -214,6 +215,19 @@ async fn carry_out(
         }
         (Plan::Forward(decision), Some(target)) => {
             tx.decided_by(decision.rule_names(), &decision.tags);
+            // An upgrade is judged as the request was, then admitted or not
+            // by what it offers: refused, not a byte reaches the origin.
+            let by_rule = decision.verdict_by_upgrade;
+            let client_upgrade = match crate::forward::upgrade::judge(req.headers(), by_rule) {
+                Ok(None) => None,
+                Ok(Some(_)) => Some(hyper::upgrade::on(&mut req)),
+                Err(e) => {
+                    if matches!(e, ProxyError::UpgradeRefused(_)) {
+                        tx.record.rule = Some(upgrade::UPGRADE_RULE.into());
+                    }
+                    return tx.refuse(proxy, conn, e);
+                }
+            };
             // Plain HTTP goes to the first address only (see `forward`).
             let Some(addr) = dial.first().copied() else {
                 return tx.refuse(proxy, conn, ProxyError::nothing_to_dial(asked.host));
@@ -235,7 +249,10 @@ async fn carry_out(
             tx.record.remote_ip = Some(addr.ip());
             let config = tx.snapshot.config.clone();
             match forward::forward(&config, up, req, target, addr).await {
-                Ok(f) => with_mutual(tx.respond(proxy, f), &who),
+                Ok(f) => match client_upgrade {
+                    Some(client) => with_mutual(upgrade::carry(proxy, client, f, tx), &who),
+                    None => with_mutual(tx.respond(proxy, f), &who),
+                },
                 Err(e) => tx.refuse(proxy, conn, e),
             }
         }

@@ -3,6 +3,7 @@
 
 mod reload;
 pub mod runtime;
+mod trim;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -218,10 +219,16 @@ pub async fn run(
     }));
     let reopener = tokio::spawn(reload::reopen_log_on_usr1(proxy.clone()));
     let watches = crate::proxy::follow::start(&proxy, &config.realm_configs);
+    // Memory given back once a burst of connections has closed.
+    let trimmer = {
+        let acc = acc.clone();
+        tokio::spawn(async move { trim::after_bursts(|| acc.slots.open()).await })
+    };
 
     stop.cancelled().await;
     reloader.abort();
     reopener.abort();
+    trimmer.abort();
     if let Some(w) = watches {
         w.abort();
     }

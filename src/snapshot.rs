@@ -108,13 +108,17 @@ impl Snapshot {
             None => RealmChain::build(&config.realm_configs, &config.auth.password_checks)?,
         };
         let checker = TlsChecker::new(&config.detection)?;
-        let interceptor = Interceptor::build(&config.intercept, checker.verifier().rustls())?;
+        let interceptor = Interceptor::build(
+            &config.intercept,
+            &config.http2,
+            checker.verifier().rustls(),
+        )?;
         Ok(Self {
             policy,
             realms: Arc::new(realms),
             checker,
             interceptor,
-            listener_tls: config.listener.load_tls()?,
+            listener_tls: config.listener.load_tls(config.http2.listener)?,
             resolver: Resolver::new(&config.resolver),
             refused: Refused::new(&config.destinations.refuse),
             config,
@@ -130,6 +134,10 @@ impl crate::listener::Settings for Snapshot {
 
     fn tls(&self) -> Option<&Arc<rustls::ServerConfig>> {
         self.listener_tls.as_ref()
+    }
+
+    fn http2(&self) -> &crate::http2::Http2Config {
+        &self.config.http2
     }
 }
 

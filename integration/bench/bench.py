@@ -22,7 +22,8 @@ def want(test):
     return not ONLY or test in ONLY or any(test.startswith(t) for t in ONLY)
 P = dict(ldap=21389, gh_ldap=21134, sq_ldap=21135, origin=21080, echo=21090, pong=21091, tls=21092, tls12=21093, https=21094, gh_intercept=21136, sq_bump=21137, gh_detect=21133, gh=21130, gh_auth=21131, sq1=21128, sq2=21129, sq_auth=21132,
          gh_pol_none=21140, gh_pol_domains=21141, gh_pol_cidrs=21142, gh_pol_rules=21143,
-         sq_pol_none=21144, sq_pol_domains=21145, sq_pol_cidrs=21146)
+         sq_pol_none=21144, sq_pol_domains=21145, sq_pol_cidrs=21146,
+         ws_origin=21147, gh_ws=21148, sq_ws=21149)
 USER, PASSWORD = "bench", "bench-password"
 work = tempfile.mkdtemp(prefix="gatehouse-bench-")
 procs = []
@@ -72,7 +73,7 @@ def cleanup():
         except ProcessLookupError:
             pass
     squids = []
-    for pidfile in ("sq1", "sq2", "sq_auth", "sq_ldap", "sq_pol_none", "sq_pol_domains", "sq_pol_cidrs", "sq_bump"):
+    for pidfile in ("sq1", "sq2", "sq_auth", "sq_ldap", "sq_pol_none", "sq_pol_domains", "sq_pol_cidrs", "sq_bump", "sq_ws"):
         f = os.path.join(work, pidfile, "squid.pid")
         if os.path.exists(f):
             try:
@@ -416,9 +417,18 @@ def run():
     # 9. TLS interception: Gatehouse `intercept` against Squid's `ssl_bump bump`
     if want("intercept"):
         intercept_scale()
+    # 10. WebSocket echo through interception (Gatehouse `intercept`, Squid `ssl_bump bump`)
+    if want("websocket"):
+        websocket_scale()
     # 6. memory: idle authenticated tunnels (once; 9000 = the fd limit's worth)
     count = int(os.environ.get("IDLE_TUNNELS", "9000"))
     for who, port, pid_key in () if not want("idle_tunnels") else (("gatehouse", P["gh_auth"], "gatehouse_auth"), ("squid_w1", P["sq_auth"], "squid_auth")):
+        # The baseline is the proxy idle after one sign-in: the first one sets up what every
+        # later one reuses (Gatehouse's argon2 buffer, 19 MiB; Squid's helpers), not the burst's.
+        warm = subprocess.Popen([LOADGEN, "idle", f"127.0.0.1:{port}", f"127.0.0.1:{P['echo']}", "1", f"{USER}:{PASSWORD}"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        warm.stdout.readline(); warm.stdin.close(); warm.wait(timeout=60)
+        time.sleep(1)
         before = rss_mib(pids[pid_key])
         p = subprocess.Popen([LOADGEN, "idle", f"127.0.0.1:{port}", f"127.0.0.1:{P['echo']}", str(count), f"{USER}:{PASSWORD}"],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -427,7 +437,18 @@ def run():
         time.sleep(1)
         during = rss_mib(pids[pid_key])
         p.stdin.close(); p.wait(timeout=60)
-        results.setdefault("idle_tunnels", {})[who] = [{"tunnels": opened, "rss_mib": during, "rss_before_mib": before}]
+        # Memory given back: RSS each second for up to a minute after the burst closed,
+        # until it is within 20% of the idle baseline.
+        closed, after, back_s = time.time(), during, None
+        while time.time() - closed < 60:
+            time.sleep(1)
+            after = rss_mib(pids[pid_key])
+            if after <= before * 1.2:
+                back_s = time.time() - closed
+                break
+        results.setdefault("idle_tunnels", {})[who] = [{"tunnels": opened, "rss_mib": during, "rss_before_mib": before,
+                                                        "kb_per_tunnel": (during - before) * 1024 / max(opened, 1),
+                                                        "rss_after_mib": after, "back_within_20pct_s": back_s}]
     for who in ("gatehouse", "squid_w1", "squid_w2"):
         results.setdefault("peak_rss", {})[who] = [{"mib": rss_mib(pids[who], "VmHWM")}]
     report()
@@ -642,6 +663,130 @@ shutdown_lifetime 1 seconds
                                                   "arrived": arrived, "done": int(m.group(2))})
 
 
+WS_CLIENTS = 4
+WS_SCRIPTS = os.path.join(ROOT, "integration", "websocket")
+
+
+def websocket_scale():
+    """WebSocket echo round trips (32-byte messages, WS_CLIENTS Python `websockets` clients, each
+    one message in flight) to a Python `websockets` TLS echo origin, through an intercepting
+    proxy: messages/s and proxy CPU per message — Gatehouse `intercept` vs Squid 5.7
+    (squid-openssl) `ssl_bump bump` with `http_upgrade_request_protocols websocket allow all`.
+    The clients are the bottleneck: this row shows that it works and what it costs, not a peak."""
+    origin_ca, origin_ca_key = openssl_ca("ws-origin-ca", "Bench WS Origin CA")
+    sh(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", f"{work}/ws-origin.key", "-out", f"{work}/ws-origin.csr", "-subj", "/CN=ws.bench.test"])
+    open(f"{work}/ws-origin.ext", "w").write("subjectAltName=DNS:ws.bench.test\n")
+    sh(["openssl", "x509", "-req", "-in", f"{work}/ws-origin.csr", "-CA", origin_ca, "-CAkey", origin_ca_key,
+        "-CAcreateserial", "-out", f"{work}/ws-origin.pem", "-days", "30", "-extfile", f"{work}/ws-origin.ext"])
+    # echo.py listens on a port of its choosing and says which.
+    echo = subprocess.Popen(["python3", f"{WS_SCRIPTS}/echo.py", "--cert", f"{work}/ws-origin.pem",
+                             "--key", f"{work}/ws-origin.key"], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    procs.append(echo)
+    port = int(echo.stdout.readline().strip().rsplit(":", 1)[1])
+    proxy_ca, proxy_key = openssl_ca("ws-proxy-ca", "Bench WS Interception CA")
+    open(f"{work}/ws-policy.toml", "w").write(
+        '[[layers]]\nname = "https"\n[[layers.rules]]\nname = "intercept-all"\nmethod = ["CONNECT"]\naction = "intercept"\n')
+    open(f"{work}/gh_ws.toml", "w").write(f"""[listener]
+addresses = ["127.0.0.1:{P['gh_ws']}"]
+[tunnel]
+allowed_ports = [{port}]
+[resolver]
+system = false
+hosts = {{ "ws.bench.test" = ["127.0.0.1"] }}
+[detection]
+ca_file = "{origin_ca}"
+[intercept]
+ca_cert = "{proxy_ca}"
+ca_key = "{proxy_key}"
+[policy]
+file = "{work}/ws-policy.toml"
+[accesslog]
+path = "{work}/gh_ws.access.log"
+[log]
+level = "warn"
+[auth]
+required = false
+realms = []
+""")
+    ghw = start([GH, "run", "--config", f"{work}/gh_ws.toml"], "gh_ws")
+    wait_port(P["gh_ws"])
+    root = squid_openssl()
+    d = f"{work}/sq_ws"
+    os.makedirs(d, exist_ok=True)
+    certgen = f"{root}/usr/lib/squid/security_file_certgen"
+    sh([certgen, "-c", "-s", f"{d}/ssl_db", "-M", "16MB"])
+    open(f"{work}/ws-hosts", "w").write("127.0.0.1 ws.bench.test\n")
+    shutil.chown(proxy_key, "proxy", "proxy")
+    subprocess.run(["chown", "-R", "proxy:proxy", d], check=True)
+    open(f"{d}/squid.conf", "w").write(f"""http_port 127.0.0.1:{P['sq_ws']} ssl-bump tls-cert={proxy_ca} tls-key={proxy_key} generate-host-certificates=on dynamic_cert_mem_cache_size=16MB
+sslcrtd_program {certgen} -s {d}/ssl_db -M 16MB
+sslcrtd_children 4
+acl step1 at_step SslBump1
+ssl_bump peek step1
+ssl_bump bump all
+tls_outgoing_options cafile={origin_ca}
+sslproxy_cert_error deny all
+http_upgrade_request_protocols websocket allow all
+hosts_file {work}/ws-hosts
+workers 1
+pid_filename {d}/squid.pid
+cache_log {d}/cache.log
+access_log daemon:{d}/access.log squid
+coredump_dir {d}
+cache deny all
+cache_mem 8 MB
+acl localnet src 127.0.0.0/8
+acl CONNECT method CONNECT
+acl ws_port port {port}
+http_access deny CONNECT !ws_port
+http_access allow localnet
+http_access deny all
+shutdown_lifetime 1 seconds
+""")
+    subprocess.run([f"{root}/usr/sbin/squid", "-f", f"{d}/squid.conf"], check=True)
+    wait_port(P["sq_ws"])
+    time.sleep(1)
+    pids = {"gatehouse": [ghw.pid], "squid_bump": squid_pids("sq_ws")}
+    url = f"wss://ws.bench.test:{port}/echo"
+    for rep in range(REPS):
+        print(f"# websocket repetition {rep + 1}/{REPS}", file=sys.stderr)
+        for who, proxy in (("gatehouse", P["gh_ws"]), ("squid_bump", P["sq_ws"])):
+            c0 = cpu_seconds(pids[who])
+            clients = [subprocess.Popen(["python3", f"{WS_SCRIPTS}/client.py", "connect", f"127.0.0.1:{proxy}", "-", url,
+                                         "--ca", proxy_ca, "--seconds", str(DUR)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                       for _ in range(WS_CLIENTS)]
+            done, errors, secs = 0, 0, 0.0
+            for c in clients:
+                out, err = c.communicate(timeout=DUR + 60)
+                m = re.match(r"OK (\d+) ([\d.]+)", out.strip())
+                if m:
+                    done += int(m.group(1))
+                    secs = max(secs, float(m.group(2)))
+                else:
+                    errors += 1
+                    print(f"# websocket {who}: {out.strip()} {err.strip()[-300:]}", file=sys.stderr)
+            cpu = (cpu_seconds(pids[who]) - c0) * 1e6 / max(done, 1)
+            record("websocket_echo", who, {"rate": done / max(secs, 1e-9), "cpu_us": cpu, "errors": errors, "done": done})
+
+
+def websocket_report(lines):
+    if "websocket_echo" not in results:
+        return
+    lines += ["", f"WebSocket echo through interception, 32-byte messages, {WS_CLIENTS} Python `websockets` clients "
+              "(one message in flight each; the clients are the bottleneck); Squid: ssl_bump bump with "
+              "http_upgrade_request_protocols websocket allow all", "",
+              "| test | metric | gatehouse | squid bump | gatehouse / squid |", "|---|---|---|---|---|"]
+    for key, label, fmt in (("rate", "messages/s", "{:.0f}"), ("cpu_us", "proxy CPU µs per message", "{:.1f}"),
+                            ("errors", "failed clients", "{:.0f}")):
+        g = med("websocket_echo", "gatehouse", key)
+        q = med("websocket_echo", "squid_bump", key) if "squid_bump" in results["websocket_echo"] else (0, 0, 0)
+        ratio = f"{g[0] / q[0]:.2f}×" if q[0] else "–"
+        lines.append(f"| websocket_echo | {label} | {fmt.format(g[0])} ({fmt.format(g[1])}–{fmt.format(g[2])}) | "
+                     f"{fmt.format(q[0])} ({fmt.format(q[1])}–{fmt.format(q[2])}) | {ratio} |")
+
+
 def intercept_report(lines):
     if "intercept_keepalive" not in results:
         return
@@ -746,11 +891,19 @@ def report():
                 lines.append(f"| {phase} | {k} per request | {g[k] / max(g['requests'], 1):.3f} | {q[k] / max(q['requests'], 1):.3f} | – |")
     policy_report(lines)
     intercept_report(lines)
+    websocket_report(lines)
     lines.append("")
     it = results.get("idle_tunnels")
     if it:
-        lines.append(f"Idle authenticated tunnels: gatehouse {it['gatehouse'][0]['tunnels']} open, RSS {it['gatehouse'][0]['rss_mib']:.1f} MiB; "
-                 f"squid w1 {it['squid_w1'][0]['tunnels']} open, RSS {it['squid_w1'][0]['rss_mib']:.1f} MiB.")
+        lines += ["Idle authenticated tunnels (opened one after another, held, then all closed):", "",
+                  "| proxy | tunnels | RSS idle before | RSS with them open | KB per tunnel | RSS 60 s after they closed (or when back within 20%) | back within 20% after |",
+                  "|---|---|---|---|---|---|---|"]
+        for who in ("gatehouse", "squid_w1"):
+            r = it[who][0]
+            back = f"{r['back_within_20pct_s']:.0f} s" if r.get("back_within_20pct_s") is not None else "not within 60 s"
+            lines.append(f"| {who} | {r['tunnels']} | {r['rss_before_mib']:.1f} MiB | {r['rss_mib']:.1f} MiB | {r['kb_per_tunnel']:.1f} | "
+                         f"{r['rss_after_mib']:.1f} MiB | {back} |")
+        lines.append("")
     pk = results["peak_rss"]
     lines.append(f"Peak RSS under load: gatehouse {pk['gatehouse'][0]['mib']:.1f} MiB, squid w1 {pk['squid_w1'][0]['mib']:.1f} MiB, squid w2 {pk['squid_w2'][0]['mib']:.1f} MiB (all processes).")
     mism = [(t, w, r) for t in ("get_keepalive", "get_basic_auth", "get_new_connection") for w, rs in results.get(t, {}).items()

@@ -198,8 +198,14 @@ impl AuthState {
 
     /// Remembers verified Basic credentials for this connection.
     pub fn remember_basic(&self, value: &HeaderValue, who: &Authenticated) {
+        // Copied: hyper's header values are slices of the connection's read
+        // buffer (8 KiB and up), which a clone would keep alive for as long
+        // as the connection — or the tunnel it becomes — lives.
+        let mut value_kept =
+            HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        value_kept.set_sensitive(true);
         self.lock().basic = Some(BasicMemo {
-            value: value.clone(),
+            value: value_kept,
             who: who.clone(),
             at: Instant::now(),
         });

@@ -141,3 +141,29 @@ async fn the_basic_memo_holds_exact_credentials_for_its_ttl() {
     tokio::time::sleep(Duration::from_secs(61)).await;
     assert!(state.recall_basic(&value, ttl).is_none(), "past its ttl");
 }
+
+#[test]
+fn the_basic_memo_keeps_no_part_of_the_read_buffer() {
+    // hyper's header values are slices of the connection's read buffer: a
+    // memo that shared it kept 8 KiB alive per idle authenticated tunnel.
+    let buffer = bytes::Bytes::from(b"CONNECT h:443 ...Basic YWxpY2U6cHc= ...".repeat(200));
+    let at = buffer.len() / 2;
+    let value = HeaderValue::from_maybe_shared(buffer.slice(at..at + 18)).unwrap();
+    let state = AuthState::new();
+    state.remember_basic(&value, &who("alice", false));
+    let inner = state.lock();
+    let kept = inner
+        .basic
+        .as_ref()
+        .unwrap()
+        .value
+        .as_bytes()
+        .as_ptr_range();
+    let buf = buffer.as_ptr_range();
+    assert!(
+        kept.end <= buf.start || kept.start >= buf.end,
+        "the memo shares the read buffer"
+    );
+    assert_eq!(inner.basic.as_ref().unwrap().value, value);
+    assert!(inner.basic.as_ref().unwrap().value.is_sensitive());
+}

@@ -50,15 +50,16 @@ pub(super) async fn read_hello(
 
 pub(super) type OriginTls = tokio_rustls::client::TlsStream<TcpStream>;
 
-/// The proxy's own handshake with the origin; its leaf on success.
+/// The proxy's own handshake with the origin, with `upstream`'s ALPN; its
+/// leaf on success.
 pub(super) async fn connect_origin(
-    i: &Interceptor,
+    upstream: &Arc<rustls::ClientConfig>,
     server: TcpStream,
     name: &str,
     timeout: Duration,
 ) -> Result<(OriginTls, Option<CertificateDer<'static>>), DetectionReason> {
     let server_name = verify::server_name(name).ok_or(DetectionReason::CertInvalid)?;
-    let connector = tokio_rustls::TlsConnector::from(i.upstream.clone());
+    let connector = tokio_rustls::TlsConnector::from(upstream.clone());
     match tokio::time::timeout(timeout, connector.connect(server_name, server)).await {
         Err(_) => Err(DetectionReason::ServerTimeout),
         Ok(Err(e)) => {
@@ -95,9 +96,16 @@ impl ResolvesServerCert for Fixed {
 
 pub(super) type ClientTls = tokio_rustls::server::TlsStream<Rewind<ClientStream>>;
 
-/// The client's handshake with the minted leaf, its ClientHello replayed.
+/// Did the TLS session agree on HTTP/2?
+pub(super) fn is_h2(alpn: Option<&[u8]>) -> bool {
+    alpn == Some(crate::http2::ALPN_H2)
+}
+
+/// The client's handshake with the minted leaf, its ClientHello replayed;
+/// `h2`: the origin speaks HTTP/2, so `h2` is offered to the client first.
 pub(super) async fn accept_client(
     i: &Interceptor,
+    h2: bool,
     leaf: Arc<CertifiedKey>,
     client: Rewind<ClientStream>,
     timeout: Duration,
@@ -109,6 +117,9 @@ pub(super) async fn accept_client(
         .with_cert_resolver(Arc::new(Fixed(leaf)));
     let mut cfg = cfg;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if h2 {
+        cfg.alpn_protocols.insert(0, crate::http2::ALPN_H2.to_vec());
+    }
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let Ok(accepted) = tokio::time::timeout(timeout, acceptor.accept(client)).await else {
         tracing::info!("intercepted client's handshake did not finish in time");

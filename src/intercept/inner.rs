@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use http::{header, HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
@@ -21,30 +21,63 @@ use super::judge::{Inner, Judge};
 use crate::accesslog::{AccessLog, AccessRecord};
 use crate::body::{Finish, RequestBody, ResponseBody};
 use crate::error::ProxyError;
-use crate::forward::headers;
+use crate::forward::{headers, upgrade};
 use crate::outcome::{DetectionReason, SAction};
 use crate::tunnel::verify;
 
 /// The origin connection inner requests travel on; re-established (and
 /// re-verified) at the same address when the origin closes it.
 pub(super) struct Origin {
-    send: SendRequest<RequestBody>,
+    send: Sender,
     addr: SocketAddr,
     name: String,
 }
 
+/// HTTP/1.1 carries one request at a time; HTTP/2 (the origin chose `h2`)
+/// carries each of the client's streams on a stream of its own.
+enum Sender {
+    H1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
+}
+
 impl Origin {
-    /// HTTP/1.1 on `io`: the verified TLS of an intercepted tunnel, or the
-    /// dialled socket itself for plain HTTP.
-    pub(super) async fn handshake<T>(io: T, addr: SocketAddr, name: String) -> hyper::Result<Self>
+    /// HTTP/1.1 (or HTTP/2 when the origin's ALPN said `h2`) on `io`: the
+    /// verified TLS of an intercepted tunnel, or the dialled socket itself
+    /// for plain HTTP.
+    pub(super) async fn handshake<T>(
+        io: T,
+        addr: SocketAddr,
+        name: String,
+        h2: bool,
+    ) -> hyper::Result<Self>
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let send = if h2 {
+            let (send, conn) = http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(TokioIo::new(io))
+                .await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Sender::H2(send)
+        } else {
+            let (send, conn) = http1::handshake(TokioIo::new(io)).await?;
+            tokio::spawn(async move {
+                // An upgraded origin connection is handed to its relay.
+                let _ = conn.with_upgrades().await;
+            });
+            Sender::H1(send)
+        };
         Ok(Self { send, addr, name })
+    }
+
+    async fn ready(&mut self) -> hyper::Result<()> {
+        match &mut self.send {
+            Sender::H1(s) => s.ready().await,
+            Sender::H2(s) => s.ready().await,
+        }
     }
 }
 
@@ -69,6 +102,12 @@ pub(super) struct Ctx {
     pub(super) response_timeout: Duration,
     pub(super) handshake_timeout: Duration,
     pub(super) served: AtomicU64,
+    /// Upgraded (WebSocket) relays: the session waits for them.
+    pub(super) relays: tokio_util::task::TaskTracker,
+    /// The tunnel's hard stop, which ends its relays too.
+    pub(super) hard_stop: tokio_util::sync::CancellationToken,
+    /// `tunnel.idle_timeout`, for an upgraded relay.
+    pub(super) idle_timeout: Duration,
 }
 
 pub(super) async fn inner(
@@ -104,8 +143,15 @@ pub(super) async fn inner(
         let e = ProxyError::BadRequest("a CONNECT inside a tunnel");
         return Ok(answer(&ctx, r, e, None));
     }
-    if let Some(h) = req.headers().get(header::HOST) {
-        let host = h.to_str().unwrap_or("");
+    // HTTP/2 names the server in `:authority` (the URI's), HTTP/1.1 in
+    // `Host`: each one given must be the tunnel's.
+    let named = req.uri().authority().map(|a| a.as_str().to_string());
+    let host_header = req
+        .headers()
+        .get(header::HOST)
+        .map(|h| h.to_str().unwrap_or("").to_string());
+    for host in named.iter().chain(&host_header) {
+        let host = host.as_str();
         // No port is the scheme's (443); plain HTTP found in a tunnel to
         // any port may leave it out.
         let default_port = if r.intercepted { 443 } else { ctx.port };
@@ -144,7 +190,22 @@ pub(super) async fn inner(
             };
             return Ok(answer(&ctx, r, e, rule));
         }
-        Inner::Allow { rule, .. } => r.rule = rule,
+        Inner::Allow {
+            rule, by_upgrade, ..
+        } => {
+            r.rule = rule;
+            // An upgrade: judged above as the request, now by what it offers.
+            match upgrade::judge(req.headers(), by_upgrade) {
+                Ok(None) => {}
+                Ok(Some(_)) => return Ok(upgrading(&ctx, req, r).await),
+                Err(e) => {
+                    let rule = matches!(e, ProxyError::UpgradeRefused(_))
+                        .then(|| super::upgrade::UPGRADE_RULE.to_string())
+                        .or(r.rule.take());
+                    return Ok(answer(&ctx, r, e, rule));
+                }
+            }
+        }
     }
     Ok(match forward(&ctx, req, &mut r).await {
         Ok(resp) => resp,
@@ -155,6 +216,34 @@ pub(super) async fn inner(
     })
 }
 
+/// An admitted upgrade request (a WebSocket) forwarded: anything but
+/// `101` is an ordinary response; a `101` goes to the relay.
+async fn upgrading(
+    ctx: &Ctx,
+    mut req: Request<Incoming>,
+    mut r: AccessRecord,
+) -> Response<ResponseBody> {
+    let client = hyper::upgrade::on(&mut req);
+    let method = req.method().clone();
+    match exchange(ctx, req, &mut r).await {
+        Err(e) => {
+            let rule = r.rule.take();
+            answer(ctx, r, e, rule)
+        }
+        Ok((resp, cs_bytes)) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+            let relaying = super::upgrade::Relaying {
+                log: ctx.log.clone(),
+                via: &ctx.via,
+                idle: ctx.idle_timeout,
+                stop: ctx.hard_stop.clone(),
+                relays: &ctx.relays,
+            };
+            super::upgrade::switch(resp, client, cs_bytes, r, relaying)
+        }
+        Ok((resp, cs_bytes)) => respond(ctx, &method, resp, cs_bytes, &mut r),
+    }
+}
+
 /// Sends one request on the origin connection (reconnecting once if the
 /// origin had closed it) and returns the response that logs when done.
 async fn forward(
@@ -163,49 +252,24 @@ async fn forward(
     r: &mut AccessRecord,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let method = req.method().clone();
-    let (mut parts, body) = req.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers);
-    // A cookie surrogate's cookie is the proxy's, never the origin's.
-    crate::auth::cookie::strip_cookie(&mut parts.headers);
-    headers::add_via(&mut parts.headers, parts.version, &ctx.via);
-    if !parts.headers.contains_key(header::HOST) {
-        if let Ok(v) = HeaderValue::from_str(&ctx.authority) {
-            parts.headers.insert(header::HOST, v);
-        }
-    }
-    parts.uri = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
-    parts.version = http::Version::HTTP_11;
-    let cs_bytes = Arc::new(AtomicU64::new(0));
-    let req = Request::from_parts(parts, RequestBody::new(body, cs_bytes.clone()));
-    let mut origin = ctx.origin.lock().await;
-    let o = match &mut *origin {
-        Err(reason) => return Err(ProxyError::OriginUnusable(reason.clone())),
-        Ok(o) => o,
-    };
-    r.remote_ip = Some(o.addr.ip());
-    let ready = tokio::time::timeout(ctx.response_timeout, o.send.ready()).await;
-    if !matches!(ready, Ok(Ok(()))) {
-        match reconnect(ctx, o.addr, &o.name).await {
-            Ok(fresh) => *o = fresh,
-            Err(reason) => return Err(ProxyError::OriginUnusable(reason)),
-        }
-    }
-    let sent = tokio::time::timeout(ctx.response_timeout, o.send.send_request(req)).await;
-    drop(origin);
-    let resp = match sent {
-        Err(_) => return Err(ProxyError::UpstreamTimeout(ctx.authority.clone())),
-        Ok(Err(_)) => return Err(ProxyError::UpstreamBroken(ctx.authority.clone())),
-        Ok(Ok(resp)) => resp,
-    };
+    let (resp, cs_bytes) = exchange(ctx, req, r).await?;
+    Ok(respond(ctx, &method, resp, cs_bytes, r))
+}
+
+/// The origin's response on its way back, logged when its body is done.
+fn respond(
+    ctx: &Ctx,
+    method: &http::Method,
+    resp: Response<Incoming>,
+    cs_bytes: Arc<AtomicU64>,
+    r: &mut AccessRecord,
+) -> Response<ResponseBody> {
     let (mut parts, body) = resp.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version, &ctx.via);
     parts.version = http::Version::HTTP_11;
     r.status = parts.status.as_u16();
-    r.action = if headers::cacheable(&method, &parts.headers) {
+    r.action = if headers::cacheable(method, &parts.headers) {
         SAction::TcpMiss
     } else {
         SAction::TcpNcMiss
@@ -215,10 +279,84 @@ async fn forward(
         log: ctx.log.clone(),
         cs_bytes: Some(cs_bytes),
     };
-    Ok(Response::from_parts(
-        parts,
-        ResponseBody::upstream(body).logged(finish),
-    ))
+    Response::from_parts(parts, ResponseBody::upstream(body).logged(finish))
+}
+
+/// The request sent on the origin connection (hop-by-hop headers off, an
+/// admitted upgrade's back on, `Via` added), and the origin's response as
+/// it came, with the request body bytes counted on the way up.
+async fn exchange(
+    ctx: &Ctx,
+    req: Request<Incoming>,
+    r: &mut AccessRecord,
+) -> Result<(Response<Incoming>, Arc<AtomicU64>), ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    let upgrading = upgrade::Kept::from(&parts.headers);
+    headers::strip_hop_by_hop(&mut parts.headers);
+    upgrading.restore(&mut parts.headers);
+    // A cookie surrogate's cookie is the proxy's, never the origin's.
+    crate::auth::cookie::strip_cookie(&mut parts.headers);
+    headers::add_via(&mut parts.headers, parts.version, &ctx.via);
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| "/".to_string(), |pq| pq.as_str().to_string());
+    let cs_bytes = Arc::new(AtomicU64::new(0));
+    let mut origin = ctx.origin.lock().await;
+    let o = match &mut *origin {
+        Err(reason) => return Err(ProxyError::OriginUnusable(reason.clone())),
+        Ok(o) => o,
+    };
+    r.remote_ip = Some(o.addr.ip());
+    let ready = tokio::time::timeout(ctx.response_timeout, o.ready()).await;
+    if !matches!(ready, Ok(Ok(()))) {
+        match reconnect(ctx, o.addr, &o.name).await {
+            Ok(fresh) => *o = fresh,
+            Err(reason) => return Err(ProxyError::OriginUnusable(reason)),
+        }
+    }
+    // HTTP/1.1 in origin form with `Host`; HTTP/2 with `:scheme` and
+    // `:authority` (from the absolute URI) and no `Host`.
+    let h2 = matches!(o.send, Sender::H2(_));
+    let scheme = if ctx.hello.is_some() { "https" } else { "http" };
+    (parts.uri, parts.version) = if h2 {
+        parts.headers.remove(header::HOST);
+        let uri = format!("{scheme}://{}{pq}", ctx.authority);
+        (
+            uri.parse()
+                .map_err(|_| ProxyError::BadRequest("unusable URL"))?,
+            http::Version::HTTP_2,
+        )
+    } else {
+        if !parts.headers.contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(&ctx.authority) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+        let uri = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
+        (uri, http::Version::HTTP_11)
+    };
+    let req = Request::from_parts(parts, RequestBody::new(body, cs_bytes.clone()));
+    let sent = match &mut o.send {
+        Sender::H1(send) => {
+            let sending = send.send_request(req);
+            let sent = tokio::time::timeout(ctx.response_timeout, sending).await;
+            drop(origin);
+            sent
+        }
+        // Streams run side by side: the connection is not held while one waits.
+        Sender::H2(send) => {
+            let sending = send.send_request(req);
+            drop(origin);
+            tokio::time::timeout(ctx.response_timeout, sending).await
+        }
+    };
+    let resp = match sent {
+        Err(_) => return Err(ProxyError::UpstreamTimeout(ctx.authority.clone())),
+        Ok(Err(_)) => return Err(ProxyError::UpstreamBroken(ctx.authority.clone())),
+        Ok(Ok(resp)) => resp,
+    };
+    Ok((resp, cs_bytes))
 }
 
 /// A new origin connection at the same address (the one the policy
@@ -229,7 +367,7 @@ async fn reconnect(ctx: &Ctx, addr: SocketAddr, name: &str) -> Result<Origin, De
         .map_err(|_| DetectionReason::ServerTimeout)?
         .map_err(|_| DetectionReason::CheckFailed)?;
     let Some(upstream) = &ctx.interceptor_upstream else {
-        return Origin::handshake(tcp, addr, name.to_string())
+        return Origin::handshake(tcp, addr, name.to_string(), false)
             .await
             .map_err(|_| DetectionReason::CheckFailed);
     };
@@ -245,7 +383,8 @@ async fn reconnect(ctx: &Ctx, addr: SocketAddr, name: &str) -> Result<Origin, De
                 _ => DetectionReason::HandshakeInvalid,
             },
         )?;
-    Origin::handshake(tls, addr, name.to_string())
+    let h2 = super::handshake::is_h2(tls.get_ref().1.alpn_protocol());
+    Origin::handshake(tls, addr, name.to_string(), h2)
         .await
         .map_err(|_| DetectionReason::HandshakeInvalid)
 }

@@ -14,6 +14,9 @@ pub enum Inner {
     Allow {
         /// `x-rule`.
         rule: Option<String>,
+        /// The allowing rule has an `upgrade` condition: the protocols it
+        /// lists may be upgraded to (see `forward::upgrade::admit`).
+        by_upgrade: bool,
         /// The request's own user, when its cookie surrogate made it one
         /// (the tunnel had none).
         surrogate: Option<crate::auth::Authenticated>,

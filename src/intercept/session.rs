@@ -11,7 +11,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::handshake::{accept_client, connect_origin, read_hello};
+use super::handshake::{accept_client, connect_origin, is_h2, read_hello};
 use super::inner::{inner, Ctx, Origin};
 use super::judge::Judge;
 use super::rewind::{Activity, Rewind};
@@ -79,12 +79,17 @@ pub async fn run(
     let hello = Arc::new(*hello);
     let protocol = Some(Protocol::Tls(Box::new((*hello).clone())));
     let addr = server.peer_addr().ok();
-    // 2. The origin, verified, on the tunnel's own socket.
-    let origin = connect_origin(interceptor, server, &name, s.handshake_timeout).await;
-    let (upstream, origin_leaf, origin_problem) = match origin {
+    // 2. The origin, verified, on the tunnel's own socket; `h2` asked only
+    // when the client offered it.
+    let upstream = interceptor.upstream_for(&hello.alpn).clone();
+    let origin = connect_origin(&upstream, server, &name, s.handshake_timeout).await;
+    let (upstream_tls, origin_leaf, origin_problem) = match origin {
         Ok((tls, leaf)) => (Some(tls), leaf, None),
         Err(reason) => (None, None, Some(reason)),
     };
+    let origin_h2 = upstream_tls
+        .as_ref()
+        .is_some_and(|t| is_h2(t.get_ref().1.alpn_protocol()));
     // 3. The client, with a leaf for the name.
     // A leaf minted without the origin's certificate (its check failed) is
     // not cached: it would stand in for the real one for `leaf_ttl`.
@@ -104,16 +109,20 @@ pub async fn run(
     };
     let activity = Activity::new();
     let client = Rewind::new(held, client, activity.clone());
-    let client_tls = match accept_client(interceptor, leaf, client, s.hello_timeout).await {
+    let accepted = accept_client(interceptor, origin_h2, leaf, client, s.hello_timeout).await;
+    let client_tls = match accepted {
         Ok(tls) => tls,
         Err(problem) => return end(protocol, Some(ExceptionId::Intercept(problem))),
     };
-    // 4. HTTP/1.1 inside.
-    let origin = match (upstream, addr) {
-        (Some(tls), Some(addr)) => match Origin::handshake(tls, addr, name.clone()).await {
-            Ok(o) => Ok(o),
-            Err(_) => Err(DetectionReason::HandshakeInvalid),
-        },
+    let client_h2 = is_h2(client_tls.get_ref().1.alpn_protocol());
+    // 4. HTTP inside: HTTP/2 streams or HTTP/1.1 requests.
+    let origin = match (upstream_tls, addr) {
+        (Some(tls), Some(addr)) => {
+            match Origin::handshake(tls, addr, name.clone(), origin_h2).await {
+                Ok(o) => Ok(o),
+                Err(_) => Err(DetectionReason::HandshakeInvalid),
+            }
+        }
         _ => Err(origin_problem.unwrap_or(DetectionReason::CheckFailed)),
     };
     // An origin that failed its check denies the tunnel: each request got
@@ -121,9 +130,10 @@ pub async fn run(
     let origin_failed = origin.as_ref().err().cloned();
     let inside = Inside {
         name,
-        tls: Some((hello, interceptor.upstream.clone())),
+        tls: Some((hello, upstream)),
         origin,
         activity,
+        h2: interceptor.http2.clone().filter(|_| client_h2),
     };
     let exception = serve(s, client_tls, inside).await;
     match origin_failed {
@@ -146,7 +156,7 @@ pub async fn run_http(
     let client = Rewind::new(held, client, activity.clone());
     let name = s.host.to_string();
     let origin = match server.peer_addr() {
-        Ok(addr) => Origin::handshake(server, addr, name.clone())
+        Ok(addr) => Origin::handshake(server, addr, name.clone(), false)
             .await
             .map_err(|_| DetectionReason::CheckFailed),
         Err(_) => Err(DetectionReason::CheckFailed),
@@ -156,6 +166,7 @@ pub async fn run_http(
         tls: None,
         origin,
         activity,
+        h2: None,
     };
     let exception = serve(s, client, inside)
         .await
@@ -178,10 +189,13 @@ struct Inside {
     origin: Result<Origin, DetectionReason>,
     /// Bytes moving either way, for the idle timeout.
     activity: Activity,
+    /// The client chose `h2`: its streams are served under these limits.
+    h2: Option<crate::http2::Http2Config>,
 }
 
-/// Serves HTTP/1.1 requests from `client` until it closes, goes idle or
-/// the proxy stops; the exception for the tunnel's line, if any.
+/// Serves HTTP/1.1 requests (or HTTP/2 streams) from `client` until it
+/// closes, goes idle or the proxy stops; the exception for the tunnel's
+/// line, if any.
 async fn serve<C>(s: Session<'_>, client: C, inside: Inside) -> Option<ExceptionId>
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -191,6 +205,7 @@ where
         tls,
         origin,
         activity,
+        h2,
     } = inside;
     let default_port = if tls.is_some() { 443 } else { 80 };
     let ctx = Arc::new(Ctx {
@@ -211,16 +226,50 @@ where
         response_timeout: s.response_timeout,
         handshake_timeout: s.handshake_timeout,
         served: AtomicU64::new(0),
+        relays: tokio_util::task::TaskTracker::new(),
+        hard_stop: s.hard_stop.clone(),
+        idle_timeout: s.idle_timeout,
     });
-    let service = {
-        let ctx = ctx.clone();
-        hyper::service::service_fn(move |req| inner(ctx.clone(), req))
-    };
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(s.header_timeout)
-        .max_buf_size(s.max_header_bytes.max(8192))
-        .serve_connection(TokioIo::new(client), service);
+    let conn: std::pin::Pin<Box<dyn std::future::Future<Output = hyper::Result<()>> + Send>> =
+        match &h2 {
+            // Each stream a request; one the client cancels before its
+            // answer counts against `http2.max_client_resets`.
+            Some(cfg) => {
+                let resets = crate::http2::Resets::new(cfg);
+                let abuse = resets.abuse.clone();
+                let ctx = ctx.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let stream = resets.stream();
+                    let answering = inner(ctx.clone(), req);
+                    async move {
+                        let answer = answering.await;
+                        stream.answered();
+                        answer
+                    }
+                });
+                let served = cfg
+                    .server(false)
+                    .serve_connection(TokioIo::new(client), service);
+                Box::pin(async move {
+                    tokio::select! {
+                        r = served => r,
+                        () = abuse.cancelled() => Ok(()),
+                    }
+                })
+            }
+            None => {
+                let ctx = ctx.clone();
+                let service = hyper::service::service_fn(move |req| inner(ctx.clone(), req));
+                Box::pin(
+                    hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(s.header_timeout)
+                        .max_buf_size(s.max_header_bytes.max(8192))
+                        .serve_connection(TokioIo::new(client), service)
+                        .with_upgrades(),
+                )
+            }
+        };
     // Nothing moving for `idle_timeout`, either way, closes it: request
     // heads have hyper's own deadline, bodies and silence this one.
     let idle = async {
@@ -240,6 +289,11 @@ where
             return None;
         }
     };
+    // An upgraded request (a WebSocket) relays on after the connection
+    // has let go of the socket: the tunnel lasts as long as its relay
+    // (which ends on the same hard stop and its own idle timeout).
+    ctx.relays.close();
+    ctx.relays.wait().await;
     let served = ctx.served.load(std::sync::atomic::Ordering::Relaxed);
     match result {
         _ if served > 0 => None,

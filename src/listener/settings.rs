@@ -87,13 +87,15 @@ impl ListenerConfig {
         }
     }
 
-    /// The TLS listeners' certificate, when there are TLS listeners.
+    /// The TLS listeners' certificate, when there are TLS listeners;
+    /// `h2`: offer HTTP/2 in ALPN (`http2.listener`).
     pub fn load_tls(
         &self,
+        h2: bool,
     ) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, super::tls::TlsListenerError> {
         match (&self.tls_cert_file, &self.tls_key_file) {
             (Some(cert), Some(key)) if !self.tls_addresses.is_empty() => {
-                super::tls::load(cert, key).map(Some)
+                super::tls::load(cert, key, h2).map(Some)
             }
             _ => Ok(None),
         }

@@ -50,9 +50,10 @@ pub enum TlsListenerError {
     Rejected(#[from] rustls::Error),
 }
 
-/// Reads the listener's certificate chain and key into a rustls config
-/// (HTTP/1.1 only: that is what the proxy speaks).
-pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsListenerError> {
+/// Reads the listener's certificate chain and key into a rustls config:
+/// ALPN `http/1.1`, and `h2` first when `h2` (`http2.listener`). A client
+/// that offers no ALPN speaks HTTP/1.1.
+pub fn load(cert: &Path, key: &Path, h2: bool) -> Result<Arc<ServerConfig>, TlsListenerError> {
     crate::settings::check_private(key)?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<_, _>>())
@@ -76,6 +77,9 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsListenerErr
         .with_no_client_auth()
         .with_single_cert(chain, key_der)?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if h2 {
+        cfg.alpn_protocols.insert(0, crate::http2::ALPN_H2.to_vec());
+    }
     Ok(Arc::new(cfg))
 }
 

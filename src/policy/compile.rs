@@ -20,6 +20,7 @@ use super::rule::{Atom, HeaderCond, Rule, TimeCond};
 use super::{Action, Denial};
 use crate::directory::identity::fold;
 use crate::protocol::ProtocolKind;
+use crate::upgrade::Token;
 
 struct Ctx<'a> {
     file: &'a PolicyFile,
@@ -237,6 +238,21 @@ fn compile_rule(ctx: &Ctx<'_>, r: &file::Rule, place: &str) -> Result<Rule, Poli
     let urls = list(&r.url, "url")?
         .map(|v| regex::RegexSet::new(v).map_err(|e| err(&field("url"), format!("bad regex: {e}"))))
         .transpose()?;
+    let upgrades = list(&r.upgrade, "upgrade")?
+        .map(|names| {
+            names
+                .iter()
+                .map(|n| {
+                    Token::from_name(n).ok_or_else(|| {
+                        err(
+                            &field("upgrade"),
+                            format!("{n:?} is not a protocol name (like \"websocket\")"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
     let action = match r.action {
         ActionName::Allow => Action::Allow,
         ActionName::Tunnel => Action::Tunnel,
@@ -288,6 +304,7 @@ fn compile_rule(ctx: &Ctx<'_>, r: &file::Rule, place: &str) -> Result<Rule, Poli
         snis: hosts(&r.sni, "sni")?,
         fingerprints,
         urls,
+        upgrades,
         action,
         tag: r.tag.as_deref().map(Into::into),
     })

@@ -225,6 +225,12 @@ pub struct Rule {
     pub tls_version: Option<Vec<String>>,
     /// ALPN protocols the client offered (any of them).
     pub alpn: Option<Vec<String>>,
+    /// Protocol upgrades (`Connection: upgrade` + `Upgrade`) the request
+    /// offers: `websocket`, or another token. A rule that allows matches
+    /// when every offered protocol is listed (and lets a token other than
+    /// `websocket` through); one that restricts when any is. A request
+    /// that offers no upgrade never matches.
+    pub upgrade: Option<Vec<String>>,
     /// What the rule does.
     pub action: ActionName,
     /// For `deny`: the status (4xx/5xx, not 407; default 403).

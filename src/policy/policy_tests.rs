@@ -670,3 +670,65 @@ action = "deny"
         assert!(e.contains(says), "{e}");
     }
 }
+
+#[test]
+fn upgrade_conditions_grant_all_restrict_any() {
+    let text = r#"
+[[layers]]
+name = "upgrades"
+[[layers.rules]]
+name = "no-ws-for-guests"
+user = ["guest"]
+upgrade = ["websocket"]
+action = "deny"
+reason = "no_websocket"
+[[layers.rules]]
+name = "irc-ok"
+upgrade = ["WebSocket", "irc/2"]
+action = "allow"
+"#;
+    let p = Policy::from_toml(text).unwrap();
+    let ask = |user: Option<&str>, upgrade: Option<&str>| {
+        let mut q = Req::connect("chat.example");
+        q.method = http::Method::GET;
+        if let Some(u) = user {
+            q = q.user(u, &[]);
+        }
+        if let Some(up) = upgrade {
+            q.headers.insert("connection", "Upgrade".parse().unwrap());
+            q.headers.insert("upgrade", up.parse().unwrap());
+        }
+        let d = p.decide(&q.facts());
+        (
+            d.verdict_rule.as_deref().map(str::to_owned),
+            d.verdict_by_upgrade,
+        )
+    };
+    // A restricting rule matches when any offered protocol is listed.
+    assert_eq!(
+        ask(Some("guest"), Some("websocket")).0.as_deref(),
+        Some("no-ws-for-guests")
+    );
+    assert_eq!(
+        ask(Some("guest"), Some("irc, websocket")).0.as_deref(),
+        Some("no-ws-for-guests")
+    );
+    assert_eq!(ask(Some("guest"), Some("irc")).0.as_deref(), Some("irc-ok"));
+    // A granting rule only when every one is: h2c beside websocket is not granted.
+    assert_eq!(
+        ask(Some("alice"), Some("irc/2, websocket")),
+        (Some("irc-ok".into()), true)
+    );
+    assert_eq!(ask(Some("alice"), Some("websocket, h2c")), (None, false));
+    // No upgrade asked: neither matches.
+    assert_eq!(ask(Some("guest"), None), (None, false));
+    // A bad name is an error located at its rule and field.
+    let e = Policy::from_toml(
+        "[[layers]]\nname=\"l\"\n[[layers.rules]]\nname=\"r1\"\nupgrade=[\"web socket\"]\naction=\"allow\"\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("rule \"r1\", field `upgrade`"),
+        "{e}"
+    );
+}

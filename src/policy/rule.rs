@@ -17,6 +17,7 @@ use super::nets::NetSet;
 use super::{Action, Detected, Facts};
 use crate::directory::identity::folds_to;
 use crate::protocol::ProtocolKind;
+use crate::upgrade::Token;
 
 /// A header that must match a regex; an absent header is the empty string.
 #[derive(Debug, Clone)]
@@ -188,6 +189,8 @@ pub struct Rule {
     pub fingerprints: Vec<(Field, TextCond)>,
     /// Regexes over the request's full URL.
     pub urls: Option<regex::RegexSet>,
+    /// Protocol upgrades the request offers (see [`Rule::upgrade_matches`]).
+    pub upgrades: Option<Vec<Token>>,
     /// What the rule does when it matches.
     pub action: Action,
     /// A tag for the log.
@@ -219,6 +222,7 @@ impl Rule {
             snis: None,
             fingerprints: Vec::new(),
             urls: None,
+            upgrades: None,
             action,
             tag: None,
         }
@@ -288,6 +292,10 @@ impl Rule {
                 .urls
                 .as_ref()
                 .is_none_or(|set| f.url.is_some_and(|u| set.is_match(u)))
+            && self
+                .upgrades
+                .as_ref()
+                .is_none_or(|l| self.upgrade_matches(l, f.headers))
             && self.fingerprints.iter().all(|(field, c)| {
                 f.detected
                     .is_some_and(|d| fingerprint_matches(*field, c, &d))
@@ -305,6 +313,22 @@ impl Rule {
             !addrs.is_empty() && addrs.iter().all(|ip| nets.contains(ip))
         } else {
             addrs.iter().any(|ip| nets.contains(ip))
+        }
+    }
+
+    /// An `upgrade` condition against the protocols the request offers (as
+    /// [`crate::upgrade::offered`] reads them): a rule that grants matches
+    /// when every one is listed, one that restricts when any is, so a
+    /// `websocket` grant cannot carry an `h2c` offered beside it. A request
+    /// that offers none, or none readable, matches neither.
+    fn upgrade_matches(&self, listed: &[Token], headers: &http::HeaderMap) -> bool {
+        let Ok(Some(offer)) = crate::upgrade::offered(headers) else {
+            return false;
+        };
+        if self.grants() {
+            offer.tokens.iter().all(|t| listed.contains(t))
+        } else {
+            offer.tokens.iter().any(|t| listed.contains(t))
         }
     }
 

@@ -77,10 +77,16 @@ pub(super) fn open(
     } = tx;
     record.remote_ip = server.peer_addr().ok().map(|a| a.ip());
     let on_upgrade = hyper::upgrade::on(&mut req);
+    // A CONNECT stream of an HTTP/2 connection holds its own places under
+    // the connection limits (listener/h2.rs) for as long as its tunnel.
+    let place = req
+        .extensions_mut()
+        .remove::<crate::listener::h2::TunnelPlace>();
     record.status = 200;
     let proxy2 = proxy.clone();
     proxy.tunnels.spawn(async move {
         let _in_flight = in_flight;
+        let _place = place;
         // The rule that judged what detection found, when one did.
         let judged_by = OnceLock::new();
         let proxy = proxy2;
@@ -93,10 +99,10 @@ pub(super) fn open(
         proxy.judged_since_reload(open).await;
         // Take the raw socket back from hyper (with any bytes already read),
         // so detection and the relay work on the socket itself.
-        let end = match on_upgrade
+        let upgraded = on_upgrade
             .await
-            .map(|u| u.downcast::<TokioIo<GuardedStream>>())
-        {
+            .map(|u| u.downcast::<TokioIo<GuardedStream>>());
+        let client = match upgraded {
             Ok(Ok(parts)) => {
                 let (client, held) = parts.io.into_inner().into_parts();
                 // Copy out the few bytes pending and free both buffers now:
@@ -104,6 +110,14 @@ pub(super) fn open(
                 let mut pending = parts.read_buf.to_vec();
                 pending.extend_from_slice(&held);
                 drop((held, parts.read_buf));
+                Some((client, pending))
+            }
+            // A CONNECT on an HTTP/2 stream: the stream is the client's side.
+            Ok(Err(stream)) => Some((ClientStream::H2(Box::new(TokioIo::new(stream))), Vec::new())),
+            Err(_) => None,
+        };
+        let end = match client {
+            Some((client, pending)) => {
                 let how = Settled { mode, snapshot };
                 let ends = Ends {
                     open,
@@ -111,8 +125,8 @@ pub(super) fn open(
                 };
                 run(&proxy, client, pending, server, how, ends, &mut record).await
             }
-            Ok(Err(_)) | Err(_) => {
-                tracing::warn!("CONNECT upgrade failed or was not our socket");
+            None => {
+                tracing::warn!("CONNECT upgrade failed");
                 TunnelEnd::broken(None, 0)
             }
         };
@@ -231,14 +245,16 @@ async fn run(
     };
     match session::run(client, pending, server, Some(detection), &relay).await {
         Ended::Done(end) => end,
+        // Boxed: the session inside (TLS, HTTP/1.1 both ways) is a large
+        // future, and every raw or detected tunnel would carry its size.
         Ended::Intercept(t) => {
             record.intercepted = true;
             let how = (judged, &*snapshot, open);
-            inside(proxy, t, how, record, Inside::Decrypted).await
+            Box::pin(inside(proxy, t, how, record, Inside::Decrypted)).await
         }
         Ended::Http(t) => {
             let how = (judged, &*snapshot, open);
-            inside(proxy, t, how, record, Inside::Plain).await
+            Box::pin(inside(proxy, t, how, record, Inside::Plain)).await
         }
     }
 }

@@ -31,7 +31,12 @@ pub(super) fn destination(req: &Request<Incoming>) -> Result<Destination, ProxyE
             target: None,
         });
     }
-    let t = forward::target(req.uri())?;
+    // aiohttp and others write a WebSocket's target `ws://…`: judged and
+    // forwarded as the `http://…` it stands for (RFC 6455 §3).
+    let t = match forward::upgrade::ws_as_http(req.uri(), req.headers()) {
+        Some(uri) => forward::target(&uri)?,
+        None => forward::target(req.uri())?,
+    };
     Ok(Destination {
         host: t.host.clone(),
         port: t.port,
@@ -70,7 +75,9 @@ pub(super) fn describe(r: &mut AccessRecord, req: &Request<Incoming>) {
     r.request(req);
     let uri = req.uri();
     r.scheme = uri.scheme_str().map(|s| {
-        if s.eq_ignore_ascii_case("http") {
+        if s.eq_ignore_ascii_case("http")
+            || forward::upgrade::ws_as_http(uri, req.headers()).is_some()
+        {
             "http"
         } else {
             "other"

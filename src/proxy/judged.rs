@@ -14,7 +14,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderValue, Method};
 
 use super::plan::{self, detected, detected_tls, judge_detected, Plan, Progress};
 use super::Proxy;
@@ -58,6 +58,21 @@ pub(super) struct Under<'a> {
 /// The user the realms no longer know: refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct UserGone;
+
+/// The CONNECT's headers, each value copied into its own allocation. hyper
+/// parses a head's values as slices of the connection's read buffer (8 KiB
+/// and up): a tunnel holding them as they came kept that whole buffer alive
+/// for its life.
+pub(super) fn kept_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut kept = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let mut copied =
+            HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        copied.set_sensitive(value.is_sensitive());
+        kept.append(name.clone(), copied);
+    }
+    kept
+}
 
 impl Judged {
     fn facts<'a>(&'a self, under: &Under<'a>, detected: Option<Detected<'a>>) -> Facts<'a> {
@@ -268,7 +283,11 @@ impl Judged {
                 rule,
                 surrogate,
             },
-            Verdict::Allow => Inner::Allow { rule, surrogate },
+            Verdict::Allow => Inner::Allow {
+                rule,
+                by_upgrade: d.verdict_by_upgrade,
+                surrogate,
+            },
         }
     }
 }
@@ -297,4 +316,36 @@ pub(super) fn judge(proxy: Arc<Proxy>, judged: Arc<Judged>) -> Judge {
                 .await
         })
     }))
+}
+
+#[cfg(test)]
+mod kept_tests {
+    use super::*;
+
+    #[test]
+    fn kept_headers_share_no_byte_of_the_read_buffer() {
+        // hyper parses a head's values as slices of the connection's read
+        // buffer; a tunnel keeping them kept that buffer for its life.
+        let buffer =
+            bytes::Bytes::from(b"x-a: one\r\nproxy-authorization: Basic YQ==\r\n".repeat(200));
+        let mut headers = HeaderMap::new();
+        let v =
+            |r: std::ops::Range<usize>| HeaderValue::from_maybe_shared(buffer.slice(r)).unwrap();
+        headers.append("x-a", v(5..8));
+        headers.append("x-a", v(5..8));
+        let mut secret = v(31..41);
+        secret.set_sensitive(true);
+        headers.insert(http::header::PROXY_AUTHORIZATION, secret);
+        let kept = kept_headers(&headers);
+        assert_eq!(kept, headers);
+        assert!(kept[http::header::PROXY_AUTHORIZATION].is_sensitive());
+        let buf = buffer.as_ptr_range();
+        for value in kept.values() {
+            let r = value.as_bytes().as_ptr_range();
+            assert!(
+                r.end <= buf.start || r.start >= buf.end,
+                "shares the read buffer"
+            );
+        }
+    }
 }

@@ -156,7 +156,9 @@ impl Proxy {
     pub(super) async fn judged_since_reload(&self, t: &Open) {
         let now = self.snapshot();
         if !Arc::ptr_eq(&now, &t.judged.snapshot) {
-            self.judge_again(t, &now).await;
+            // Boxed: judging again may load the user from a directory, a
+            // large future every idle tunnel would carry for its life.
+            Box::pin(self.judge_again(t, &now)).await;
         }
     }
 

@@ -87,6 +87,7 @@ fn atom_reads(a: &Atom, u: Unknowns) -> bool {
 /// Does `r` read a fact in `u`?
 pub fn reads(r: &Rule, u: Unknowns) -> bool {
     r.headers.iter().any(|h| header_unknown(h, u))
+        || (r.upgrades.is_some() && u.has(Unknowns::HEADERS))
         || (r.realms.is_some() && u.has(Unknowns::REALM))
         || (r.groups.is_some() && u.has(Unknowns::GROUPS))
         || (r.dests.is_some() && u.has(Unknowns::ADDRESSES))
@@ -107,6 +108,9 @@ pub fn relax(r: &Rule, u: Unknowns) -> Option<Rule> {
     }
     let mut out = r.clone();
     out.headers.retain(|h| !header_unknown(h, u));
+    if u.has(Unknowns::HEADERS) {
+        out.upgrades = None;
+    }
     if u.has(Unknowns::REALM) {
         out.realms = None;
     }

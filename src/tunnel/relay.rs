@@ -133,6 +133,14 @@ pub async fn relay(
                     let down = pump(&mut sr, &mut cw, &meter.server_to_client, &meter, start);
                     return tokio::try_join!(up, down).map(drop);
                 }
+                // A CONNECT stream of an HTTP/2 connection: copied as TLS is.
+                ClientStream::H2(stream) => {
+                    let (mut cr, mut cw) = tokio::io::split(*stream);
+                    let (mut sr, mut sw) = server.split();
+                    let up = copy_decrypted(&mut cr, &mut sw, &meter, start);
+                    let down = pump(&mut sr, &mut cw, &meter.server_to_client, &meter, start);
+                    return tokio::try_join!(up, down).map(drop);
+                }
             };
             let mut client = client;
             #[cfg(target_os = "linux")]

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 
 pub mod kdc;
 pub mod lab;
+pub mod nginx;
 pub mod ntlm;
 pub mod samba;
 pub mod tls_lab;

@@ -21,6 +21,9 @@
 //!   loadgen https-rate PROXY HOST:PORT NAME CLIENTS SECONDS CA_PEM keepalive|new [USER:PASS]
 //!                                          GET /1k.bin over TLS through CONNECT: kept-alive
 //!                                          requests per second, or a new tunnel per request
+//!   loadgen shim ADDR PROXY TARGET         each connection to ADDR becomes a CONNECT to TARGET
+//!                                          through PROXY, then raw bytes both ways (for h2load,
+//!                                          which cannot speak to a proxy itself)
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,7 +116,40 @@ async fn main() -> Res<()> {
             )
             .await
         }
+        "shim" => shim(arg(1).parse()?, arg(2).parse()?, arg(3)).await,
         _ => Err("usage: see the source".into()),
+    }
+}
+
+/// A CONNECT per accepted connection, then the bytes copied both ways.
+async fn shim(addr: SocketAddr, proxy: SocketAddr, target: String) -> Res<()> {
+    let listener = TcpListener::bind(addr).await?;
+    loop {
+        let (mut client, _) = listener.accept().await?;
+        let target = target.clone();
+        tokio::spawn(async move {
+            let _ = client.set_nodelay(true);
+            let Ok(mut up) = TcpStream::connect(proxy).await else {
+                return;
+            };
+            let _ = up.set_nodelay(true);
+            let head = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+            if up.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let mut got = Vec::new();
+            let mut b = [0u8; 1];
+            while !got.ends_with(b"\r\n\r\n") && got.len() < 4096 {
+                match up.read(&mut b).await {
+                    Ok(1) => got.push(b[0]),
+                    _ => return,
+                }
+            }
+            if !got.starts_with(b"HTTP/1.1 200") {
+                return;
+            }
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut up).await;
+        });
     }
 }
 
