@@ -11,6 +11,7 @@
 //! it is handed the connection's state and the client's address.
 
 mod basic;
+pub mod cookie;
 pub mod header;
 pub mod negotiate;
 mod ntlm;
@@ -21,6 +22,7 @@ pub mod settings;
 pub mod spnego;
 mod state;
 pub mod surrogate;
+pub mod surrogate_cookie;
 pub(crate) mod throttle;
 
 use std::net::IpAddr;
@@ -134,12 +136,13 @@ pub const GUEST: &str = "guest";
 
 /// Every `x-auth-scheme` a request can be logged with (`-cached` aside):
 /// the values a policy's `auth_scheme` condition may name.
-pub const SCHEMES: [&str; 6] = [
+pub const SCHEMES: [&str; 7] = [
     "basic",
     "negotiate-kerberos",
     "negotiate-ntlm",
     "ntlm",
     surrogate::SURROGATE_IP,
+    cookie::SURROGATE_COOKIE,
     GUEST,
 ];
 
@@ -152,6 +155,9 @@ pub enum AuthError {
     /// The failure throttle (its store or key).
     #[error(transparent)]
     Throttle(#[from] throttle::ThrottleError),
+    /// `auth.surrogate.key_file`.
+    #[error("auth.surrogate.key_file: {0}")]
+    CookieKeys(#[from] cookie::KeyError),
 }
 
 /// The configured schemes in front of the realm chain in force.
@@ -165,6 +171,8 @@ pub struct Authenticator {
     ntlm: Option<ntlm::Ntlm>,
     /// IP surrogates, when `auth.surrogate.kind = "ip"`.
     surrogates: Option<surrogate::Surrogates>,
+    /// Cookie surrogates, when `auth.surrogate` names `cookie`.
+    cookies: Option<surrogate_cookie::CookieSurrogates>,
     /// Who `action = "guest"` lets through.
     guest: Arc<Identity>,
 }
@@ -197,6 +205,7 @@ impl Authenticator {
                 .contains(&Scheme::Ntlm)
                 .then(|| ntlm::Ntlm::new(&cfg.ntlm)),
             surrogates: surrogate::Surrogates::new(&cfg.surrogate),
+            cookies: surrogate_cookie::CookieSurrogates::new(&cfg.surrogate)?,
             guest: Arc::new(Identity {
                 user: cfg.guest_user.clone(),
                 realm: GUEST.into(),

@@ -93,9 +93,8 @@ pub struct Decision {
     pub verdict_rule: Option<Arc<str>>,
     /// The verdict came from a rule that looked at the detected protocol.
     pub verdict_by_detection: bool,
-    /// The verdict came from a rule with an `upgrade` condition: when it
-    /// allows, it lets the protocols it lists through (not only
-    /// `websocket`; never `h2c`).
+    /// The verdict came from a rule with an `upgrade` condition: when it allows,
+    /// it lets the protocols it lists through (not only `websocket`; never `h2c`).
     pub verdict_by_upgrade: bool,
     /// For a CONNECT: detect or tunnel.
     pub connect: ConnectMode,

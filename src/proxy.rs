@@ -25,6 +25,7 @@
 mod answer;
 mod authenticate;
 mod connect;
+mod cookie;
 mod decide;
 mod destination;
 pub(crate) mod follow;
@@ -126,12 +127,26 @@ pub async fn serve(
         Ok(a) => a,
         Err(e) => return Ok(tx.refuse(&proxy, &conn, e)),
     };
+    // A cookie surrogate's own steps: the virtual host, a token.
+    match cookie::step(&proxy, &req, &asked) {
+        Some(cookie::Step::Virtual) => return Ok(cookie::at_virtual(&proxy, &conn, req, tx).await),
+        Some(cookie::Step::Token(to)) => return Ok(tx.redirect(&proxy, &to)),
+        None => {}
+    }
     // 3-5. plan, authenticate, resolve
     let decided = match decide::decide(&proxy, &conn, &req, &mut tx, &asked).await {
         Ok(d) => d,
         Err(Stop::Refused(e)) => return Ok(tx.refuse(&proxy, &conn, e)),
         Err(Stop::Unauthenticated { error, close }) => {
-            return Ok(authenticate::refuse(&proxy, &conn, error, req, tx, close).await)
+            // No credentials: a GET or HEAD goes to the cookie surrogates'
+            // virtual host rather than to a 407.
+            let to = matches!(error, ProxyError::AuthRequired)
+                .then(|| cookie::to_virtual(&proxy, &req, &asked))
+                .flatten();
+            if let Some(to) = to {
+                return Ok(tx.redirect(&proxy, &to));
+            }
+            return Ok(authenticate::refuse(&proxy, &conn, error, req, tx, close).await);
         }
     };
     // 6. forward or tunnel, to exactly the planned addresses
@@ -226,6 +241,10 @@ async fn carry_out(
                 pins: &conn.pinned,
                 user: user.as_deref(),
             };
+            // A cookie surrogate's cookie is the proxy's, never the origin's.
+            if proxy.auth.cookies().is_some() {
+                crate::auth::cookie::strip_cookie(req.headers_mut());
+            }
             // s-ip is the address tried, on a 502/504 too.
             tx.record.remote_ip = Some(addr.ip());
             let config = tx.snapshot.config.clone();

@@ -156,6 +156,13 @@ impl AccessRecord {
         self.time_taken_ms = took.as_millis() as u64;
     }
 
+    /// Who the request authenticated as (user, groups, scheme).
+    pub fn authenticated(&mut self, who: &crate::auth::Authenticated) {
+        self.username = Some(who.identity.user.clone());
+        self.auth_groups = who.identity.group_names();
+        self.auth_scheme = Some(who.log_scheme());
+    }
+
     /// Marks the transaction refused or failed with `e`.
     pub fn set_error(&mut self, e: &crate::error::ProxyError) {
         self.status = e.status().as_u16();

@@ -55,14 +55,19 @@ pub enum SurrogateKind {
     Off,
     /// By client address.
     Ip,
+    /// By a signed cookie on the origin's host, set through a virtual URL
+    /// (see [`super::cookie`]).
+    Cookie,
 }
 
 /// `[auth.surrogate]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SurrogateConfig {
-    /// `off` or `ip`.
+    /// `off`, `ip` or `cookie`.
     pub kind: SurrogateKind,
+    /// Several at once, instead of `kind`: `["ip", "cookie"]`.
+    pub kinds: Vec<SurrogateKind>,
     /// A surrogate lasts this long after its user's last proven request.
     #[serde(with = "humantime_serde")]
     pub ttl: Duration,
@@ -71,6 +76,15 @@ pub struct SurrogateConfig {
     pub exclude: Vec<IpNet>,
     /// Most addresses remembered at once (the least recently used gives way).
     pub max_addresses: u64,
+    /// A surrogate cookie is good this long after it was set.
+    #[serde(with = "humantime_serde")]
+    pub cookie_ttl: Duration,
+    /// The cookies' secrets (mode 0600, one per line, the first signs),
+    /// shared by a fleet.
+    pub key_file: Option<std::path::PathBuf>,
+    /// The name of the virtual URL where browsers are challenged: never
+    /// resolved nor dialled.
+    pub virtual_host: String,
 }
 
 impl Default for SurrogateConfig {
@@ -80,6 +94,10 @@ impl Default for SurrogateConfig {
             ttl: Duration::from_secs(15 * 60),
             exclude: Vec::new(),
             max_addresses: 100_000,
+            kinds: Vec::new(),
+            cookie_ttl: Duration::from_secs(15 * 60),
+            key_file: None,
+            virtual_host: "gatehouse.auth".into(),
         }
     }
 }
@@ -93,7 +111,52 @@ impl SurrogateConfig {
         if self.max_addresses == 0 {
             return Err(invalid("auth.surrogate.max_addresses", "at least 1"));
         }
+        if !self.kinds.is_empty() && self.kind != SurrogateKind::Off {
+            return Err(invalid("auth.surrogate.kinds", "kind or kinds, not both"));
+        }
+        let twice = (1..self.kinds.len()).any(|i| self.kinds[..i].contains(&self.kinds[i]));
+        if self.kinds.contains(&SurrogateKind::Off) || twice {
+            return Err(invalid(
+                "auth.surrogate.kinds",
+                "\"ip\" and/or \"cookie\", once each",
+            ));
+        }
+        if self.has(SurrogateKind::Cookie) {
+            if self.key_file.is_none() {
+                return Err(invalid(
+                    "auth.surrogate.key_file",
+                    "cookie surrogates need the key file they are signed with",
+                ));
+            }
+            if self.cookie_ttl.is_zero() {
+                return Err(invalid(
+                    "auth.surrogate.cookie_ttl",
+                    "must be longer than zero",
+                ));
+            }
+            let host = &self.virtual_host;
+            let label = |l: &str| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            };
+            if host.len() > 253
+                || !host.contains('.')
+                || !host.split('.').all(label)
+                || host.parse::<IpAddr>().is_ok()
+            {
+                return Err(invalid(
+                    "auth.surrogate.virtual_host",
+                    "a host name with a dot (letters, digits, '-'), e.g. gatehouse.auth",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether `kind` (or `kinds`) turns on this kind.
+    pub fn has(&self, kind: SurrogateKind) -> bool {
+        self.kind == kind || self.kinds.contains(&kind)
     }
 }
 
@@ -131,11 +194,12 @@ impl ClientPlace {
 impl Surrogates {
     /// The table `cfg` asks for, or none when surrogates are off.
     pub fn new(cfg: &SurrogateConfig) -> Option<Self> {
-        if cfg.kind == SurrogateKind::Ip {
+        let on = cfg.has(SurrogateKind::Ip);
+        if on {
             tracing::info!(ttl = ?cfg.ttl, exclude = ?cfg.exclude,
                 "IP surrogates on: requests without credentials are the last user proven from their address (never shared addresses)");
         }
-        (cfg.kind == SurrogateKind::Ip).then(|| Self {
+        on.then(|| Self {
             ttl: cfg.ttl,
             exclude: cfg.exclude.clone(),
             table: Cache::builder()

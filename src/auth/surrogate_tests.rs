@@ -19,6 +19,33 @@ fn config_defaults_and_checks() {
     assert!(Surrogates::new(&SurrogateConfig::default()).is_none());
 }
 
+#[test]
+fn cookie_kinds_need_a_key_file_and_a_real_virtual_host() {
+    let ok = |t: &str| {
+        toml_edit::de::from_str::<SurrogateConfig>(t)
+            .map_err(|e| e.to_string())
+            .and_then(|c| c.validate().map(|_| c).map_err(|e| e.to_string()))
+    };
+    let c = ok("kinds = [\"ip\", \"cookie\"]\nkey_file = \"/k\"").unwrap();
+    assert!(c.has(SurrogateKind::Ip) && c.has(SurrogateKind::Cookie));
+    assert_eq!(c.cookie_ttl, Duration::from_secs(900));
+    assert_eq!(c.virtual_host, "gatehouse.auth");
+    let c = ok("kind = \"cookie\"\nkey_file = \"/k\"").unwrap();
+    assert!(!c.has(SurrogateKind::Ip));
+    for bad in [
+        "kind = \"cookie\"",
+        "kind = \"ip\"\nkinds = [\"cookie\"]\nkey_file = \"/k\"",
+        "kinds = [\"cookie\", \"ip\", \"cookie\"]\nkey_file = \"/k\"",
+        "kinds = [\"off\"]",
+        "kind = \"cookie\"\nkey_file = \"/k\"\ncookie_ttl = \"0s\"",
+        "kind = \"cookie\"\nkey_file = \"/k\"\nvirtual_host = \"localhost\"",
+        "kind = \"cookie\"\nkey_file = \"/k\"\nvirtual_host = \"a b.c\"",
+        "kind = \"cookie\"\nkey_file = \"/k\"\nvirtual_host = \"10.0.0.1\"",
+    ] {
+        assert!(ok(bad).is_err(), "{bad}");
+    }
+}
+
 fn at(ip: &str, shared: bool) -> ClientPlace {
     let ip: IpAddr = ip.parse().unwrap();
     ClientPlace { ip, shared }

@@ -173,15 +173,26 @@ pub(super) async fn inner(
         return Ok(crate::answer::refusal(&e, r, &ctx.log));
     }
     let hello = ctx.hello.as_deref();
-    match (ctx.judge)(req.method(), &url, req.headers(), &ctx.name, hello).await {
-        Inner::Deny { denial, rule } => {
+    let said = (ctx.judge)(req.method(), &url, req.headers(), &ctx.name, hello).await;
+    if let Some(who) = said.surrogate() {
+        r.authenticated(who);
+    }
+    match said {
+        Inner::Redirect(to) => {
+            let mut resp = crate::answer::redirect(&to, r, &ctx.log);
+            resp.headers_mut().remove(header::CONNECTION);
+            return Ok(resp);
+        }
+        Inner::Deny { denial, rule, .. } => {
             let e = ProxyError::PolicyDenied {
                 denial,
                 rule: rule.as_deref().unwrap_or("default").into(),
             };
             return Ok(answer(&ctx, r, e, rule));
         }
-        Inner::Allow { rule, by_upgrade } => {
+        Inner::Allow {
+            rule, by_upgrade, ..
+        } => {
             r.rule = rule;
             // An upgrade: judged above as the request, now by what it offers.
             match upgrade::judge(req.headers(), by_upgrade) {
@@ -283,6 +294,8 @@ async fn exchange(
     let upgrading = upgrade::Kept::from(&parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers);
     upgrading.restore(&mut parts.headers);
+    // A cookie surrogate's cookie is the proxy's, never the origin's.
+    crate::auth::cookie::strip_cookie(&mut parts.headers);
     headers::add_via(&mut parts.headers, parts.version, &ctx.via);
     let pq = parts
         .uri

@@ -17,6 +17,9 @@ pub enum Inner {
         /// The allowing rule has an `upgrade` condition: the protocols it
         /// lists may be upgraded to (see `forward::upgrade::admit`).
         by_upgrade: bool,
+        /// The request's own user, when its cookie surrogate made it one
+        /// (the tunnel had none).
+        surrogate: Option<crate::auth::Authenticated>,
     },
     /// Answer it with this status and reason.
     Deny {
@@ -24,7 +27,21 @@ pub enum Inner {
         denial: crate::policy::Denial,
         /// `x-rule`.
         rule: Option<String>,
+        /// As for `Allow`.
+        surrogate: Option<crate::auth::Authenticated>,
     },
+    /// A cookie surrogate's step: the proxy's own redirect, nothing sent on.
+    Redirect(crate::auth::surrogate_cookie::Redirect),
+}
+
+impl Inner {
+    /// The user a cookie surrogate made the request, for its log line.
+    pub fn surrogate(&self) -> Option<&crate::auth::Authenticated> {
+        match self {
+            Inner::Allow { surrogate, .. } | Inner::Deny { surrogate, .. } => surrogate.as_ref(),
+            Inner::Redirect(_) => None,
+        }
+    }
 }
 
 /// Judges a request inside the tunnel by its own method, full URL and

@@ -14,12 +14,21 @@ use crate::body::ResponseBody;
 use crate::conn::ConnState;
 use crate::error::ProxyError;
 
+/// What may answer for a request that presents no credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ask {
+    /// Only proof (the cookie surrogates' virtual host).
+    Proof,
+    /// A surrogate (cookie, then IP), else the guest when `guest`.
+    StandIn { guest: bool },
+}
+
 /// Checks the request's credentials against the transaction's realms; on
 /// success the identity goes to the record and to the connection, and the
 /// client's address becomes the user's IP surrogate (when those are on).
 ///
 /// A request that presents no credentials at all (and whose connection
-/// proved nobody) is its address's surrogate user if it has one, else the
+/// proved nobody) is its cookie's or its address's surrogate user if it has one, else the
 /// guest when a `guest` rule let it through (`guest`), else challenged.
 /// Credentials presented are always checked: a surrogate or a guest rule
 /// never answers for wrong ones.
@@ -28,7 +37,7 @@ pub(super) async fn authenticate(
     conn: &ConnState,
     req: &Request<Incoming>,
     tx: &mut Transaction,
-    guest: bool,
+    ask: Ask,
 ) -> Result<Authenticated, ProxyError> {
     let presented = req.headers().get_all(header::PROXY_AUTHORIZATION).iter();
     let ip = conn.client.ip();
@@ -54,11 +63,19 @@ pub(super) async fn authenticate(
             tx.authenticated(&who);
             return Ok(who);
         }
-        Err(AuthFailure::Missing) => {
-            let stand_in = proxy
-                .auth
-                .surrogate(&from, chain)
-                .or_else(|| guest.then(|| proxy.auth.guest()));
+        Err(AuthFailure::Missing) if ask != Ask::Proof => {
+            let cookie = if tx.is_connect {
+                None
+            } else {
+                let host = tx.record.host.clone();
+                proxy
+                    .auth
+                    .cookie_surrogate(req.headers(), &host, chain)
+                    .await
+            };
+            let stand_in = cookie
+                .or_else(|| proxy.auth.surrogate(&from, chain))
+                .or_else(|| (ask == Ask::StandIn { guest: true }).then(|| proxy.auth.guest()));
             if let Some(who) = stand_in {
                 tx.authenticated(&who);
                 return Ok(who);

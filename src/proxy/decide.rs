@@ -113,7 +113,8 @@ pub(super) async fn decide(
                 at.resolved = true;
             }
             Plan::Authenticate { guest, .. } => {
-                match authenticate::authenticate(proxy, conn, req, tx, guest).await {
+                let ask = authenticate::Ask::StandIn { guest };
+                match authenticate::authenticate(proxy, conn, req, tx, ask).await {
                     Ok(w) => {
                         who = Some(w);
                         at.authenticated = true;

@@ -222,15 +222,30 @@ impl Judged {
     ) -> Inner {
         let now = proxy.snapshot();
         let policy = &now.policy;
-        let Ok(identity) = self.identity_now(&now.realms).await else {
+        let Ok(mut identity) = self.identity_now(&now.realms).await else {
             return Inner::Deny {
                 denial: Denial {
                     status: http::StatusCode::FORBIDDEN,
                     reason: crate::outcome::ExceptionId::TunnelRevoked.as_str().into(),
                 },
                 rule: Some(USER_GONE.into()),
+                surrogate: None,
             };
         };
+        // A tunnel without a user: the request's cookie surrogate may be one.
+        let mut surrogate = None;
+        if let Some(cookies) = proxy.auth.cookies() {
+            if let Some(to) = cookies.redeem(url, name) {
+                return Inner::Redirect(to);
+            }
+            if identity.is_none() {
+                surrogate = proxy
+                    .auth
+                    .cookie_surrogate(headers, name, &now.realms)
+                    .await;
+                identity = surrogate.as_ref().map(|w| w.identity.clone());
+            }
+        }
         let categories = if name.eq_ignore_ascii_case(&self.host) {
             self.categories_under(&now)
         } else {
@@ -249,13 +264,29 @@ impl Judged {
             headers,
             ..self.facts(&under, Some(detected))
         };
+        let facts = Facts {
+            auth_scheme: surrogate.as_ref().map(|w| w.scheme).or(self.scheme),
+            ..facts
+        };
+        if identity.is_none() && (*method == Method::GET || *method == Method::HEAD) {
+            let required = policy.auth_need(&facts, proxy.auth.required()).required;
+            let cookies = proxy.auth.cookies().filter(|_| required);
+            if let Some(to) = cookies.and_then(|c| c.to_virtual(url, name)) {
+                return Inner::Redirect(to);
+            }
+        }
         let d = policy.decide(&facts);
         let rule = d.rule_names();
         match d.verdict {
-            Verdict::Deny(denial) => Inner::Deny { denial, rule },
+            Verdict::Deny(denial) => Inner::Deny {
+                denial,
+                rule,
+                surrogate,
+            },
             Verdict::Allow => Inner::Allow {
                 rule,
                 by_upgrade: d.verdict_by_upgrade,
+                surrogate,
             },
         }
     }

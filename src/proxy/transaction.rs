@@ -98,6 +98,16 @@ impl Transaction {
         super::answer::answer_error(proxy, e, self.record, self.in_flight, close)
     }
 
+    /// Exit 1 for the proxy's own redirect, a cookie surrogate's step
+    /// (see [`crate::auth::surrogate_cookie`]).
+    pub fn redirect(
+        self,
+        proxy: &Proxy,
+        to: &crate::auth::surrogate_cookie::Redirect,
+    ) -> Response<ResponseBody> {
+        crate::answer::redirect(to, self.record, &proxy.log).map(|b| b.in_flight(self.in_flight))
+    }
+
     /// Exit 2: the origin's response, streamed and logged when its body is
     /// done (with the request bytes counted on the way up).
     pub fn respond(mut self, proxy: &Proxy, f: Forwarded) -> Response<ResponseBody> {
