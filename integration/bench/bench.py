@@ -6,6 +6,8 @@ going direct, both measured in the same run.
 """
 import base64, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 
+import signin  # the sign-in rows (this directory is on sys.path when run as a script)
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # BENCH_GATEHOUSE_BIN runs another build (a baseline commit, say) in the same harness
 # (not GATEHOUSE_*: Gatehouse reads that prefix as config and refuses unknown keys).
@@ -23,7 +25,8 @@ def want(test):
 P = dict(ldap=21389, gh_ldap=21134, sq_ldap=21135, origin=21080, echo=21090, pong=21091, tls=21092, tls12=21093, https=21094, gh_intercept=21136, sq_bump=21137, gh_detect=21133, gh=21130, gh_auth=21131, sq1=21128, sq2=21129, sq_auth=21132,
          gh_pol_none=21140, gh_pol_domains=21141, gh_pol_cidrs=21142, gh_pol_rules=21143,
          sq_pol_none=21144, sq_pol_domains=21145, sq_pol_cidrs=21146,
-         ws_origin=21147, gh_ws=21148, sq_ws=21149)
+         ws_origin=21147, gh_ws=21148, sq_ws=21149,
+         kdc=21152, gh_neg=21153, sq_neg=21154)  # h2.py holds 21095, 21138, 21139, 21150, 21151
 USER, PASSWORD = "bench", "bench-password"
 work = tempfile.mkdtemp(prefix="gatehouse-bench-")
 procs = []
@@ -73,7 +76,7 @@ def cleanup():
         except ProcessLookupError:
             pass
     squids = []
-    for pidfile in ("sq1", "sq2", "sq_auth", "sq_ldap", "sq_pol_none", "sq_pol_domains", "sq_pol_cidrs", "sq_bump", "sq_ws"):
+    for pidfile in ("sq1", "sq2", "sq_auth", "sq_ldap", "sq_pol_none", "sq_pol_domains", "sq_pol_cidrs", "sq_bump", "sq_ws", "sq_neg"):
         f = os.path.join(work, pidfile, "squid.pid")
         if os.path.exists(f):
             try:
@@ -157,7 +160,7 @@ def origin_count():
     return sum(1 for _ in open(f"{work}/nginx.log"))
 
 
-def squid(name, port, workers, auth, ldap=False, extra="", wait=20):
+def squid(name, port, workers, auth, ldap=False, extra="", wait=20, env=None):
     d = f"{work}/{name}"
     os.makedirs(d, exist_ok=True)
     shutil.chown(d, "proxy", "proxy")
@@ -198,7 +201,7 @@ via on
 shutdown_lifetime 1 seconds
 """
     open(f"{d}/squid.conf", "w").write(conf)
-    subprocess.run(["squid", "-f", f"{d}/squid.conf"], check=True)
+    subprocess.run(["squid", "-f", f"{d}/squid.conf"], check=True, env=env)
     wait_port(port, wait)
 
 
@@ -207,7 +210,7 @@ def squid_pids(name):
     return [int(x) for x in out.split()]
 
 
-def gatehouse(name, port, auth, detect=False, realm=None, extra="", wait=20):
+def gatehouse(name, port, auth, detect=False, realm=None, extra="", wait=20, env=None):
     users = f"{work}/users.toml"
     if not os.path.exists(users):
         subprocess.run([GH, "passwd", "--users", users, USER], input=PASSWORD + "\n", text=True, check=True, capture_output=True)
@@ -230,7 +233,7 @@ path = "{work}/{name}.access.log"
 level = "warn"
 {auth_conf}{extra}"""
     open(f"{work}/{name}.toml", "w").write(conf)
-    p = start([GH, "run", "--config", f"{work}/{name}.toml"], name)
+    p = start([GH, "run", "--config", f"{work}/{name}.toml"], name, env=env)
     wait_port(port, wait)
     return p.pid
 
@@ -298,8 +301,8 @@ def wrk(port, path, auth=False, close=False):
     }
 
 
-def loadgen(*args, timeout=600):
-    r = subprocess.run([LOADGEN, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+def loadgen(*args, timeout=600, env=None):
+    r = subprocess.run([LOADGEN, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
     if r.returncode != 0:
         print(f"# loadgen {' '.join(map(str, args))} failed: {r.stderr.strip()[-300:]}", file=sys.stderr)
         return "mbps 0 rate 0 done 0 errors 1"
@@ -411,6 +414,9 @@ def run():
                 results.setdefault(f"ldap_{phase}", {})[who] = [
                     {"rate": float(m.group(1)), "requests": int(m.group(2)), "errors": int(m.group(3)),
                      "searches": srch, "binds": bind}]
+    # 7b. Kerberos sign-ins: a fresh AP-REQ per new connection (integration/bench/signin.py)
+    if want("negotiate_signin"):
+        signin.negotiate_signin(sys.modules[__name__])
     # 8. policy at scale: big lists from files and many rules, against no policy
     if want("policy"):
         policy_scale()
@@ -889,6 +895,7 @@ def report():
             lines.append(f"| {phase} | req/s | {g['rate']:.0f} | {q['rate']:.0f} | {g['rate'] / max(q['rate'], 1e-9):.2f}× |")
             for k in ("searches", "binds"):
                 lines.append(f"| {phase} | {k} per request | {g[k] / max(g['requests'], 1):.3f} | {q[k] / max(q['requests'], 1):.3f} | – |")
+    signin.report(sys.modules[__name__], lines)
     policy_report(lines)
     intercept_report(lines)
     websocket_report(lines)

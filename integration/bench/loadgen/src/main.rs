@@ -21,6 +21,13 @@
 //!   loadgen https-rate PROXY HOST:PORT NAME CLIENTS SECONDS CA_PEM keepalive|new [USER:PASS]
 //!                                          GET /1k.bin over TLS through CONNECT: kept-alive
 //!                                          requests per second, or a new tunnel per request
+//!   loadgen negotiate PROXY URL SERVICE TOKENS CLIENTS SECONDS
+//!                                          Kerberos sign-ins: TOKENS fresh SPNEGO tokens for SERVICE
+//!                                          (HTTP@host, from the ccache in KRB5CCNAME) made first, then
+//!                                          one new connection per token: GET URL, Connection: close
+//!   loadgen negotiate-replay PROXY URL SERVICE
+//!                                          one fresh token sent twice (two connections): prints
+//!                                          "first S1 second S2" (a replay cache refuses the second)
 //!   loadgen shim ADDR PROXY TARGET         each connection to ADDR becomes a CONNECT to TARGET
 //!                                          through PROXY, then raw bytes both ways (for h2load,
 //!                                          which cannot speak to a proxy itself)
@@ -35,6 +42,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 mod https;
+mod negotiate;
 mod tls;
 mod users;
 
@@ -116,6 +124,18 @@ async fn main() -> Res<()> {
             )
             .await
         }
+        "negotiate" => {
+            negotiate::run(
+                arg(1).parse()?,
+                arg(2),
+                arg(3),
+                arg(4).parse()?,
+                arg(5).parse()?,
+                arg(6).parse()?,
+            )
+            .await
+        }
+        "negotiate-replay" => negotiate::replay(arg(1).parse()?, arg(2), arg(3)).await,
         "shim" => shim(arg(1).parse()?, arg(2).parse()?, arg(3)).await,
         _ => Err("usage: see the source".into()),
     }
