@@ -150,3 +150,61 @@ fn a_guest_rule_belongs_in_an_authentication_layer() {
     assert!(!out.status.success(), "{said}");
     assert!(said.contains("guest belong"), "{said}");
 }
+
+/// A guest proved nothing: when a reload drops the `guest` rule that let
+/// them in, their open tunnel ends, as a reload that refuses a user ends
+/// the user's (before, a guest's tunnel counted as authenticated and the
+/// authentication layers were never asked again).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_that_drops_the_guest_rule_ends_the_guests_tunnels() {
+    let dir = tempfile::tempdir().unwrap();
+    let echo = echo_server().await;
+    let policy = dir.path().join("policy.toml");
+    let guests_from = |net: &str| {
+        format!(
+            "[[layers]]\nname = \"who\"\nkind = \"authentication\"\n[[layers.rules]]\n\
+             name = \"kiosks-as-guest\"\nclient = [\"{net}\"]\naction = \"guest\"\n"
+        )
+    };
+    std::fs::write(&policy, guests_from("127.0.0.64/26")).unwrap();
+    let cfg = format!(
+        "{}[policy]\nfile = \"{}\"\n[tunnel]\nallowed_ports = [{}]\n",
+        local_realm(dir.path()),
+        policy.display(),
+        echo.port()
+    );
+    let gh = Gatehouse::start("", &cfg);
+
+    let mut s = connect_from("127.0.0.70", gh.addr()).await;
+    let connect = format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\n");
+    s.write_all(connect.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(FIRST_BYTE, s.read(&mut byte))
+            .await
+            .expect("the CONNECT is answered")
+            .unwrap();
+        assert_eq!(n, 1, "the CONNECT is answered: {head:?}");
+        head.push(byte[0]);
+    }
+    assert_eq!(status_of(&String::from_utf8_lossy(&head)), 200);
+    s.write_all(b"guest-1").await.unwrap();
+    let mut back = [0u8; 7];
+    s.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"guest-1");
+
+    // The kiosks are guests no more.
+    std::fs::write(&policy, guests_from("127.0.0.200/32")).unwrap();
+    gh.signal("HUP");
+    gh.wait_stderr("open tunnels re-judged", 1);
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the guest's tunnel was closed: {read:?}"
+    );
+    let line = &gh.log_lines(1)[0];
+    assert_eq!(line["cs-username"], "guest");
+    assert_eq!(line["x-exception-id"], "tunnel_revoked");
+}

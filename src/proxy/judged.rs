@@ -190,6 +190,9 @@ impl Judged {
         under: &Under<'_>,
         found: Option<&Protocol>,
     ) -> Option<Arc<str>> {
+        if let Some(rule) = self.guest_refused_now(settings, under) {
+            return Some(rule);
+        }
         let facts = self.facts(under, None);
         let at = Progress {
             resolved: true,
@@ -203,6 +206,34 @@ impl Judged {
                 _ => None,
             },
             Plan::Resolve | Plan::Forward(_) => None,
+        }
+    }
+
+    /// A guest proved nothing: a `guest` rule let them in, and that rule
+    /// must still do so under `under` (a reload that drops it ends the
+    /// guest's tunnels, as one that refuses a user ends theirs).
+    fn guest_refused_now(
+        &self,
+        settings: &plan::Settings<'_>,
+        under: &Under<'_>,
+    ) -> Option<Arc<str>> {
+        if self.scheme != Some(crate::auth::GUEST) {
+            return None;
+        }
+        let anonymous = Facts {
+            identity: None,
+            auth_scheme: None,
+            ..self.facts(under, None)
+        };
+        let at = Progress {
+            resolved: true,
+            authenticated: false,
+        };
+        match plan::plan(under.policy, settings, &anonymous, at) {
+            Plan::Authenticate { rule, guest: false } => {
+                Some(rule.unwrap_or_else(|| "builtin:auth".into()))
+            }
+            _ => None,
         }
     }
 
