@@ -43,14 +43,27 @@ pub async fn rate(
     // the URL from it.
     let req = format!(
         "GET /1k.bin HTTP/1.1\r\nHost: {target}\r\n{}\r\n",
-        if keepalive { "" } else { "Connection: close\r\n" }
+        if keepalive {
+            ""
+        } else {
+            "Connection: close\r\n"
+        }
     );
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (done, errors, last_error, connector) =
-            (done.clone(), errors.clone(), last_error.clone(), connector.clone());
-        let (proxy, target, name, auth, req) =
-            (proxy.clone(), target.clone(), name.clone(), auth.clone(), req.clone());
+        let (done, errors, last_error, connector) = (
+            done.clone(),
+            errors.clone(),
+            last_error.clone(),
+            connector.clone(),
+        );
+        let (proxy, target, name, auth, req) = (
+            proxy.clone(),
+            target.clone(),
+            name.clone(),
+            auth.clone(),
+            req.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut buf = Vec::with_capacity(4096);
             while Instant::now() < deadline {
@@ -85,9 +98,6 @@ pub async fn rate(
     if e > 0 {
         eprintln!("last error: {}", last_error.lock().unwrap());
     }
-    println!(
-        "rate {:.1} done {n} errors {e}",
-        n as f64 / seconds as f64
-    );
+    println!("rate {:.1} done {n} errors {e}", n as f64 / seconds as f64);
     Ok(())
 }
