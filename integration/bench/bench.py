@@ -7,6 +7,7 @@ going direct, both measured in the same run.
 import base64, json, os, re, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 import signin  # the sign-in rows (this directory is on sys.path when run as a script)
+import signin_ntlm
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # BENCH_GATEHOUSE_BIN runs another build (a baseline commit, say) in the same harness
@@ -26,7 +27,7 @@ P = dict(ldap=21389, gh_ldap=21134, sq_ldap=21135, origin=21080, echo=21090, pon
          gh_pol_none=21140, gh_pol_domains=21141, gh_pol_cidrs=21142, gh_pol_rules=21143,
          sq_pol_none=21144, sq_pol_domains=21145, sq_pol_cidrs=21146,
          ws_origin=21147, gh_ws=21148, sq_ws=21149,
-         kdc=21152, gh_neg=21153, sq_neg=21154)  # h2.py holds 21095, 21138, 21139, 21150, 21151
+         kdc=21152, gh_neg=21153, sq_neg=21154, gh_ntlm=21155, sq_ntlm=21156)  # h2.py holds 21095, 21138, 21139, 21150, 21151
 USER, PASSWORD = "bench", "bench-password"
 work = tempfile.mkdtemp(prefix="gatehouse-bench-")
 procs = []
@@ -76,7 +77,7 @@ def cleanup():
         except ProcessLookupError:
             pass
     squids = []
-    for pidfile in ("sq1", "sq2", "sq_auth", "sq_ldap", "sq_pol_none", "sq_pol_domains", "sq_pol_cidrs", "sq_bump", "sq_ws", "sq_neg"):
+    for pidfile in ("sq1", "sq2", "sq_auth", "sq_ldap", "sq_pol_none", "sq_pol_domains", "sq_pol_cidrs", "sq_bump", "sq_ws", "sq_neg", "sq_ntlm"):
         f = os.path.join(work, pidfile, "squid.pid")
         if os.path.exists(f):
             try:
@@ -91,6 +92,7 @@ def cleanup():
         squids = [p for p in squids if os.path.exists(f"/proc/{p}")]
         time.sleep(0.1)
     shutil.rmtree(f"{work}/policy", ignore_errors=True)  # the generated lists: ~25 MB
+    signin_ntlm.stop(sys.modules[__name__])
     if os.path.exists(f"{work}/slapd/run.pid"):
         subprocess.run([os.path.join(ROOT, "integration/lab/slapd"), "stop", f"{work}/slapd"])
     time.sleep(1)
@@ -417,6 +419,9 @@ def run():
     # 7b. Kerberos sign-ins: a fresh AP-REQ per new connection (integration/bench/signin.py)
     if want("negotiate_signin"):
         signin.negotiate_signin(sys.modules[__name__])
+    # 7c. NTLM handshakes through winbind (integration/bench/signin_ntlm.py)
+    if want("ntlm_signin"):
+        signin_ntlm.ntlm_signin(sys.modules[__name__])
     # 8. policy at scale: big lists from files and many rules, against no policy
     if want("policy"):
         policy_scale()
@@ -896,6 +901,7 @@ def report():
             for k in ("searches", "binds"):
                 lines.append(f"| {phase} | {k} per request | {g[k] / max(g['requests'], 1):.3f} | {q[k] / max(q['requests'], 1):.3f} | – |")
     signin.report(sys.modules[__name__], lines)
+    signin_ntlm.report(sys.modules[__name__], lines)
     policy_report(lines)
     intercept_report(lines)
     websocket_report(lines)

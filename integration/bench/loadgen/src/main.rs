@@ -28,6 +28,11 @@
 //!   loadgen negotiate-replay PROXY URL SERVICE
 //!                                          one fresh token sent twice (two connections): prints
 //!                                          "first S1 second S2" (a replay cache refuses the second)
+//!   loadgen ntlm PROXY URL DOMAIN PREFIX USERS CLIENTS SECONDS
+//!                                          NTLM handshakes, each on a new connection (type 1 → 407
+//!                                          with the type 2 → type 3 → 200, then close), as users
+//!                                          DOMAIN\\PREFIX000.. (password <user>-Pw1), computed live
+//!                                          by gss-ntlmssp; prints "rate N done N refused N busy N ..."
 //!   loadgen shim ADDR PROXY TARGET         each connection to ADDR becomes a CONNECT to TARGET
 //!                                          through PROXY, then raw bytes both ways (for h2load,
 //!                                          which cannot speak to a proxy itself)
@@ -43,6 +48,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 mod https;
 mod negotiate;
+mod ntlm;
 mod tls;
 mod users;
 
@@ -136,6 +142,18 @@ async fn main() -> Res<()> {
             .await
         }
         "negotiate-replay" => negotiate::replay(arg(1).parse()?, arg(2), arg(3)).await,
+        "ntlm" => {
+            ntlm::run(
+                arg(1).parse()?,
+                arg(2),
+                arg(3),
+                arg(4),
+                arg(5).parse()?,
+                arg(6).parse()?,
+                arg(7).parse()?,
+            )
+            .await
+        }
         "shim" => shim(arg(1).parse()?, arg(2).parse()?, arg(3)).await,
         _ => Err("usage: see the source".into()),
     }
