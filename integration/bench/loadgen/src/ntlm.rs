@@ -57,13 +57,32 @@ impl Tally {
     fn add(&self, o: Outcome) {
         let (counter, why) = match o {
             Outcome::Done => (&self.done, None),
-            Outcome::Refused => (&self.refused, Some("407 that was not a challenge".to_string())),
+            Outcome::Refused => (
+                &self.refused,
+                Some("407 that was not a challenge".to_string()),
+            ),
             Outcome::Busy => (&self.busy, Some("503".to_string())),
             Outcome::Other(e) => (&self.other, Some(e)),
         };
         counter.fetch_add(1, Ordering::Relaxed);
         if let Some(why) = why {
             self.first_error.lock().unwrap().get_or_insert(why);
+        }
+    }
+
+    fn print(&self, secs: f64) {
+        let n = self.done.load(Ordering::Relaxed);
+        println!(
+            "rate {:.1} done {} refused {} busy {} other {} seconds {:.3}",
+            n as f64 / secs,
+            n,
+            self.refused.load(Ordering::Relaxed),
+            self.busy.load(Ordering::Relaxed),
+            self.other.load(Ordering::Relaxed),
+            secs,
+        );
+        if let Some(e) = self.first_error.lock().unwrap().as_ref() {
+            eprintln!("first error: {e}");
         }
     }
 }
@@ -74,7 +93,10 @@ fn credentials(domain: &str, prefix: &str, count: usize) -> Res<Vec<Cred>> {
     (0..count)
         .map(|n| {
             let user = format!("{prefix}{n:03}");
-            let name = Name::new(format!("{domain}\\{user}").as_bytes(), Some(GSS_NT_USER_NAME))?;
+            let name = Name::new(
+                format!("{domain}\\{user}").as_bytes(),
+                Some(GSS_NT_USER_NAME),
+            )?;
             let cred = Cred::acquire_with_password(
                 Some(&name),
                 &format!("{user}-Pw1"),
@@ -98,15 +120,23 @@ pub async fn run(
     seconds: u64,
 ) -> Res<()> {
     let creds = Arc::new(credentials(&domain, &prefix, users)?);
-    let target = Arc::new(Name::new(b"HTTP@proxy.example.test", Some(GSS_NT_HOSTBASED_SERVICE))?);
+    let target = Arc::new(Name::new(
+        b"HTTP@proxy.example.test",
+        Some(GSS_NT_HOSTBASED_SERVICE),
+    )?);
     let next = Arc::new(AtomicUsize::new(0));
     let tally = Arc::new(Tally::default());
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (creds, target, next, tally, url) =
-            (creds.clone(), target.clone(), next.clone(), tally.clone(), url.clone());
+        let (creds, target, next, tally, url) = (
+            creds.clone(),
+            target.clone(),
+            next.clone(),
+            tally.clone(),
+            url.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut buf = Vec::with_capacity(4096);
             while Instant::now() < deadline {
@@ -122,26 +152,139 @@ pub async fn run(
     for t in tasks {
         t.await?;
     }
-    let secs = started.elapsed().as_secs_f64();
-    let n = tally.done.load(Ordering::Relaxed);
-    println!(
-        "rate {:.1} done {} refused {} busy {} other {} seconds {:.3}",
-        n as f64 / secs,
-        n,
-        tally.refused.load(Ordering::Relaxed),
-        tally.busy.load(Ordering::Relaxed),
-        tally.other.load(Ordering::Relaxed),
-        secs,
-    );
-    if let Some(e) = tally.first_error.lock().unwrap().as_ref() {
-        eprintln!("first error: {e}");
-    }
+    tally.print(started.elapsed().as_secs_f64());
     Ok(())
 }
 
+/// The ceiling no proxy can pass: the same handshakes with no proxy, `helpers` Samba
+/// `ntlm_auth --helper-protocol=squid-2.5-ntlmssp --configfile=CONF` processes driven
+/// directly (`YR type1` → `TT type2` → `KK type3` → `AF user`), one handshake at a time
+/// each, as a proxy's helper pool drives them. Prints what `run` prints.
+pub async fn direct(
+    conf: String,
+    domain: String,
+    prefix: String,
+    users: usize,
+    helpers: usize,
+    seconds: u64,
+) -> Res<()> {
+    let creds = Arc::new(credentials(&domain, &prefix, users)?);
+    let target = Arc::new(Name::new(
+        b"HTTP@proxy.example.test",
+        Some(GSS_NT_HOSTBASED_SERVICE),
+    )?);
+    let next = Arc::new(AtomicUsize::new(0));
+    let tally = Arc::new(Tally::default());
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..helpers {
+        let mut child = tokio::process::Command::new("ntlm_auth")
+            .args([
+                "--helper-protocol=squid-2.5-ntlmssp",
+                &format!("--configfile={conf}"),
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().ok_or("no stdout")?);
+        let (creds, target, next, tally) =
+            (creds.clone(), target.clone(), next.clone(), tally.clone());
+        tasks.push(tokio::spawn(async move {
+            let _child = child;
+            while Instant::now() < deadline {
+                let cred = creds[next.fetch_add(1, Ordering::Relaxed) % creds.len()].clone();
+                let outcome = match target.duplicate() {
+                    Ok(t) => helper_handshake(&mut stdin, &mut stdout, cred, t).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                match outcome {
+                    Ok(true) => tally.add(Outcome::Done),
+                    Ok(false) => tally.add(Outcome::Refused),
+                    Err(e) => {
+                        tally.add(Outcome::Other(e));
+                        break;
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    tally.print(started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// One handshake with a helper: Ok(true) when it says `AF`, Ok(false) for `NA`.
+async fn helper_handshake(
+    stdin: &mut tokio::process::ChildStdin,
+    stdout: &mut tokio::io::BufReader<tokio::process::ChildStdout>,
+    cred: Cred,
+    target: Name,
+) -> Result<bool, String> {
+    let mut ctx = ClientCtx::new(
+        Some(cred),
+        target,
+        CtxFlags::empty(),
+        Some(GSS_MECH_NTLMSSP),
+    );
+    let type1 = ctx
+        .step(None, None)
+        .map_err(|e| e.to_string())?
+        .ok_or("no type 1")?;
+    let answer = ask_helper(stdin, stdout, format!("YR {}\n", STANDARD.encode(&*type1))).await?;
+    let type2 = answer
+        .strip_prefix("TT ")
+        .ok_or(format!("helper: {answer}"))?;
+    let type2 = STANDARD.decode(type2).map_err(|e| e.to_string())?;
+    let type3 = ctx
+        .step(Some(&type2), None)
+        .map_err(|e| e.to_string())?
+        .ok_or("no type 3")?;
+    let answer = ask_helper(stdin, stdout, format!("KK {}\n", STANDARD.encode(&*type3))).await?;
+    match answer.split_once(' ').map_or(answer.as_str(), |(c, _)| c) {
+        "AF" => Ok(true),
+        "NA" => Ok(false),
+        _ => Err(format!("helper: {answer}")),
+    }
+}
+
+/// One line to a helper, one line back.
+async fn ask_helper(
+    stdin: &mut tokio::process::ChildStdin,
+    stdout: &mut tokio::io::BufReader<tokio::process::ChildStdout>,
+    request: String,
+) -> Result<String, String> {
+    use tokio::io::AsyncBufReadExt;
+    stdin
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    stdout
+        .read_line(&mut line)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(line.trim_end().to_string())
+}
+
 /// One handshake on a new connection.
-async fn handshake(proxy: SocketAddr, url: &str, cred: Cred, target: Name, buf: &mut Vec<u8>) -> Outcome {
-    let mut ctx = ClientCtx::new(Some(cred), target, CtxFlags::empty(), Some(GSS_MECH_NTLMSSP));
+async fn handshake(
+    proxy: SocketAddr,
+    url: &str,
+    cred: Cred,
+    target: Name,
+    buf: &mut Vec<u8>,
+) -> Outcome {
+    let mut ctx = ClientCtx::new(
+        Some(cred),
+        target,
+        CtxFlags::empty(),
+        Some(GSS_MECH_NTLMSSP),
+    );
     let type1 = match ctx.step(None, None) {
         Ok(Some(t)) => STANDARD.encode(&*t),
         Ok(None) => return Outcome::Other("GSS made no type 1".into()),
@@ -152,7 +295,8 @@ async fn handshake(proxy: SocketAddr, url: &str, cred: Cred, target: Name, buf: 
         Err(e) => return Outcome::Other(format!("connect: {e}")),
     };
     let _ = s.set_nodelay(true);
-    let req = format!("GET {url} HTTP/1.1\r\nHost: bench\r\nProxy-Authorization: NTLM {type1}\r\n\r\n");
+    let req =
+        format!("GET {url} HTTP/1.1\r\nHost: bench\r\nProxy-Authorization: NTLM {type1}\r\n\r\n");
     let (status, challenge) = match ask(&mut s, &req, buf).await {
         Ok(r) => r,
         Err(e) => return Outcome::Other(format!("type 1 exchange: {e}")),
@@ -163,9 +307,11 @@ async fn handshake(proxy: SocketAddr, url: &str, cred: Cred, target: Name, buf: 
         (503, _) => return Outcome::Busy,
         (s, _) => return Outcome::Other(format!("status {s} to the type 1")),
     };
-    let type3 = match STANDARD.decode(type2.trim()).map_err(|e| e.to_string()).and_then(|t2| {
-        ctx.step(Some(&t2), None).map_err(|e| e.to_string())
-    }) {
+    let type3 = match STANDARD
+        .decode(type2.trim())
+        .map_err(|e| e.to_string())
+        .and_then(|t2| ctx.step(Some(&t2), None).map_err(|e| e.to_string()))
+    {
         Ok(Some(t)) => STANDARD.encode(&*t),
         Ok(None) => return Outcome::Other("GSS made no type 3".into()),
         Err(e) => return Outcome::Other(format!("type 3: {e}")),
