@@ -7,7 +7,9 @@ which ask the lab DC's own winbindd (integration/lab/samba, started here only wh
 else holds it: it takes the standard ports and /run/samba/winbindd). Squid's helpers run as
 `proxy` and reach winbindd's privileged pipe only through the group of the DC's
 `state/winbindd_privileged` directory, which is set to `proxy` for the run (Debian's
-`winbindd_priv` group, in the lab's own directory); Gatehouse runs as root here.
+`winbindd_priv` group, in the lab's own directory). Gatehouse runs as root here, so its
+helper command starts ntlm_auth as `proxy` too (setpriv): the same helpers on both sides.
+A third column, direct, drives N such helpers with no proxy at all: the ceiling.
 
 The client (`loadgen ntlm`, gss-ntlmssp through MIT GSS-API) makes each handshake on a new
 connection, live: GET with a type 1 → 407 with the type 2 → GET with the type 3 and
@@ -18,7 +20,7 @@ same users (domains = ["ADTEST"]): like Squid, it asks no directory for groups.
 CPU per handshake: utime + stime from /proc of the proxy and every process under it (its
 helpers; for Squid also its worker and log daemon); winbindd and the rest of samba apart
 (shared by both, and on 2 cores the likely bound). DC work per handshake: the auth audit
-log (`auth_audit:3`, set at run time with smbcontrol): on a DC, winbindd checks the response
+log (`log level = 1 auth_audit:3`, set at run time: smb.conf and `smbcontrol reload-config`): on a DC, winbindd checks the response
 itself and logs one `NTLM_AUTH` event per logon (and two `PASSDB` look-ups).
 
 Called by bench.py with itself as `b`.
@@ -57,9 +59,22 @@ def lab(b):
         subprocess.run([script, "start", d], check=True, stdout=out, stderr=subprocess.STDOUT)
     b.sh(["/usr/bin/python3", os.path.join(b.ROOT, "integration/bench/samba_users.py"), d, PREFIX, str(USERS)])
     subprocess.run(["chgrp", "proxy", f"{d}/state/winbindd_privileged"], check=True)
-    # One NTLM_AUTH line per logon in the audit log, from now on.
-    b.sh(["smbcontrol", "-s", f"{d}/etc/smb.conf", "all", "debug", "1 auth_audit:3"])
+    # One NTLM_AUTH line per logon in the audit log, from now on, in logs that are never
+    # rotated (at the default 5 MB a rotation would drop counted lines). In the config, not
+    # by `smbcontrol debug`: a reload, which winbindd may take late, resets the level.
+    conf = f"{d}/etc/smb.conf"
+    extra = "        max log size = 0\n        log level = 1 auth_audit:3\n"
+    text = open(conf).read().replace("[global]\n", "[global]\n" + extra, 1)
+    open(conf, "w").write(text)
+    b.sh(["smbcontrol", "-s", conf, "all", "reload-config"])
     return d
+
+
+def helper(samba):
+    """The helper command for Gatehouse and for direct: ntlm_auth run as `proxy`, as Squid
+    runs its helpers, so no side's helpers have root's extra reach."""
+    return ["setpriv", "--reuid=proxy", "--regid=proxy", "--init-groups",
+            "ntlm_auth", "--helper-protocol=squid-2.5-ntlmssp", f"--configfile={samba}/etc/smb.conf"]
 
 
 def stop(b):
@@ -129,7 +144,7 @@ def gatehouse(b, samba):
         f'name = "local"\nkind = "local"\nusers_file = "{users}"\ndomains = ["{DOMAIN}"]\n')
     extra = f"""schemes = ["ntlm"]
 [auth.ntlm]
-helper = ["ntlm_auth", "--helper-protocol=squid-2.5-ntlmssp", "--configfile={samba}/etc/smb.conf"]
+helper = [{", ".join(f'"{a}"' for a in helper(samba))}]
 max_helpers = {HELPERS}
 max_pending_per_address = {b.CONNS}
 """
@@ -152,7 +167,7 @@ pinger_enable off
 
 def run_load(b, port, url, seconds, samba=None):
     if port is None:  # direct: the helpers with no proxy
-        out = b.loadgen("ntlm-direct", f"{samba}/etc/smb.conf", DOMAIN, PREFIX, USERS, HELPERS, seconds)
+        out = b.loadgen("ntlm-direct", DOMAIN, PREFIX, USERS, HELPERS, seconds, *helper(samba))
     else:
         out = b.loadgen("ntlm", f"127.0.0.1:{port}", url, DOMAIN, PREFIX, USERS, b.CONNS, seconds)
     m = re.search(r"rate ([\d.]+) done (\d+) refused (\d+) busy (\d+) other (\d+) seconds ([\d.]+)", out)

@@ -33,9 +33,9 @@
 //!                                          with the type 2 → type 3 → 200, then close), as users
 //!                                          DOMAIN\\PREFIX000.. (password <user>-Pw1), computed live
 //!                                          by gss-ntlmssp; prints "rate N done N refused N busy N ..."
-//!   loadgen ntlm-direct SMB_CONF DOMAIN PREFIX USERS HELPERS SECONDS
-//!                                          the same handshakes with no proxy: HELPERS ntlm_auth
-//!                                          squid-2.5-ntlmssp helpers driven directly (the ceiling)
+//!   loadgen ntlm-direct DOMAIN PREFIX USERS HELPERS SECONDS HELPER_COMMAND...
+//!                                          the same handshakes with no proxy: HELPERS squid-2.5-ntlmssp
+//!                                          helpers (ntlm_auth ...) driven directly (the ceiling)
 //!   loadgen shim ADDR PROXY TARGET         each connection to ADDR becomes a CONNECT to TARGET
 //!                                          through PROXY, then raw bytes both ways (for h2load,
 //!                                          which cannot speak to a proxy itself)
@@ -159,12 +159,12 @@ async fn main() -> Res<()> {
         }
         "ntlm-direct" => {
             ntlm::direct(
+                args[6..].to_vec(),
                 arg(1),
                 arg(2),
-                arg(3),
+                arg(3).parse()?,
                 arg(4).parse()?,
                 arg(5).parse()?,
-                arg(6).parse()?,
             )
             .await
         }

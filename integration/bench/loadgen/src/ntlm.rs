@@ -156,12 +156,12 @@ pub async fn run(
     Ok(())
 }
 
-/// The ceiling no proxy can pass: the same handshakes with no proxy, `helpers` Samba
-/// `ntlm_auth --helper-protocol=squid-2.5-ntlmssp --configfile=CONF` processes driven
+/// The ceiling no proxy can pass: the same handshakes with no proxy, `helpers`
+/// processes of `command` (Samba's `ntlm_auth --helper-protocol=squid-2.5-ntlmssp ...`) driven
 /// directly (`YR type1` → `TT type2` → `KK type3` → `AF user`), one handshake at a time
 /// each, as a proxy's helper pool drives them. Prints what `run` prints.
 pub async fn direct(
-    conf: String,
+    command: Vec<String>,
     domain: String,
     prefix: String,
     users: usize,
@@ -179,11 +179,9 @@ pub async fn direct(
     let deadline = started + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for _ in 0..helpers {
-        let mut child = tokio::process::Command::new("ntlm_auth")
-            .args([
-                "--helper-protocol=squid-2.5-ntlmssp",
-                &format!("--configfile={conf}"),
-            ])
+        let (prog, args) = command.split_first().ok_or("no helper command")?;
+        let mut child = tokio::process::Command::new(prog)
+            .args(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
