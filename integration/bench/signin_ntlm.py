@@ -188,8 +188,8 @@ def ntlm_signin(b):
     proxies = (("direct", None, None), ("gatehouse", b.P["gh_ntlm"], gatehouse(b, samba)),
                ("squid_w1", b.P["sq_ntlm"], squid(b, samba)))
     url = f"http://127.0.0.1:{b.P['origin']}/1k.bin"
-    # Warm-up: every helper started, and every user's first logon (slow: the DC records it)
-    # made before anything is measured, so no proxy pays for it. Cold, 8 helpers pass ~30/s.
+    # Warm-up: every helper started, and every user's first logon (several times slower than
+    # later ones: 30-60/s cold here) made before anything is measured, so no proxy pays for it.
     for who, port, _ in proxies:
         r = run_load(b, port, url, 8 if port is None else 2, samba)
         print(f"# ntlm_signin warm-up {who}: {r}", file=sys.stderr)
