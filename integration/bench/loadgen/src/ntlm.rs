@@ -109,7 +109,6 @@ fn credentials(domain: &str, prefix: &str, count: usize) -> Res<Vec<Cred>> {
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
     proxy: SocketAddr,
     url: String,
