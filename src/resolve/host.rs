@@ -116,24 +116,32 @@ impl Host {
     }
 }
 
-/// Appends `ip` as `Display` writes it; IPv4 without `fmt`'s machinery,
-/// which costs ~1,400 instructions an address (the access log writes up
-/// to three a line, a forwarded request's URIs two more).
+/// Appends `ip` as `Display` writes it; IPv4 digit by digit into one
+/// copy, as `fmt` costs ~1,400 instructions an address (the access log
+/// writes up to three a line, a forwarded request's URIs two more).
 pub fn push_ip(out: &mut String, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            let mut buf = itoa::Buffer::new();
-            out.push_str(buf.format(a));
-            for o in [b, c, d] {
-                out.push('.');
-                out.push_str(buf.format(o));
-            }
+    let IpAddr::V4(v4) = ip else {
+        let _ = write!(out, "{ip}");
+        return;
+    };
+    let (mut buf, mut n) = ([0u8; 15], 0);
+    for (i, o) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
         }
-        IpAddr::V6(v6) => {
-            let _ = write!(out, "{v6}");
+        if o >= 100 {
+            buf[n] = b'0' + o / 100;
+            n += 1;
         }
+        if o >= 10 {
+            buf[n] = b'0' + o / 10 % 10;
+            n += 1;
+        }
+        buf[n] = b'0' + o % 10;
+        n += 1;
     }
+    out.push_str(std::str::from_utf8(&buf[..n]).unwrap_or_default());
 }
 
 /// The host as the log and host patterns see it (IPv6 without brackets).
@@ -302,6 +310,25 @@ mod tests {
         proptest!(ProptestConfig::with_cases(4000), |(s in "[a-z0-9.x-]{1,24}")| {
             check(&s);
         });
+    }
+
+    /// `push_ip` writes what `Display` writes.
+    #[test]
+    fn push_ip_is_display() {
+        use proptest::prelude::*;
+        proptest!(ProptestConfig::with_cases(2000), |(a: u32, b: u128)| {
+            for ip in [IpAddr::from(a.to_be_bytes()), IpAddr::from(b.to_be_bytes())] {
+                let mut s = String::from("x");
+                push_ip(&mut s, ip);
+                prop_assert_eq!(s, format!("x{ip}"));
+            }
+        });
+        for ip in ["0.0.0.0", "255.255.255.255", "10.0.100.9", "::ffff:1.2.3.4"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
+        }
     }
 
     fn ip_addr(s: &str) -> IpAddr {
