@@ -102,7 +102,13 @@ pub fn target(uri: &Uri) -> Result<Target, ProxyError> {
     if port == 0 {
         return Err(ProxyError::BadRequest("port 0"));
     }
-    let uri = with_authority(uri, &authority(&host, port))?;
+    let canonical = authority(&host, port);
+    // Already in canonical form (nearly every request): kept as it came.
+    let uri = if auth.as_str() == canonical && uri.path_and_query().is_some() {
+        uri.clone()
+    } else {
+        with_authority(uri, &canonical)?
+    };
     Ok(Target { host, port, uri })
 }
 
@@ -115,15 +121,29 @@ fn authority(host: &Host, port: u16) -> String {
     }
 }
 
-/// `http://{authority}{path?query}` of `uri`.
+/// `http://{authority}{path?query}` of `uri` (its path and query shared,
+/// not parsed again).
 fn with_authority(uri: &Uri, authority: &str) -> Result<Uri, ProxyError> {
-    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
-    Uri::builder()
-        .scheme("http")
-        .authority(authority)
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| ProxyError::BadRequest("invalid URI"))
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(
+        http::uri::Authority::try_from(authority)
+            .map_err(|_| ProxyError::BadRequest("invalid URI"))?,
+    );
+    parts.path_and_query = Some(
+        uri.path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid URI"))
+}
+
+/// `ip:port` (`[ip]:port` for IPv6), the authority the pool dials.
+fn dial_authority(addr: SocketAddr) -> String {
+    match addr.ip() {
+        std::net::IpAddr::V4(_) => Host::Ip(addr.ip()).authority(addr.port()),
+        std::net::IpAddr::V6(_) => addr.to_string(),
+    }
 }
 
 /// Where a forwarded request may be sent, besides the shared pool.
@@ -184,7 +204,7 @@ pub async fn forward(
             pin::send(up.pins, held, key, req, timeouts.0, timeouts.1).await?
         }
         None => {
-            parts.uri = with_authority(&target.uri, &addr.to_string())?;
+            parts.uri = with_authority(&target.uri, &dial_authority(addr))?;
             let req = Request::from_parts(parts, RequestBody::new(body, cs_bytes));
             let where_ = || format!("{}:{}", target.host, target.port);
             match tokio::time::timeout(cfg.response_timeout, up.client.request(req)).await {

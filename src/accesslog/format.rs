@@ -6,6 +6,7 @@ use std::time::UNIX_EPOCH;
 use super::record::AccessRecord;
 use super::settings::LogFormat;
 use crate::outcome::SAction;
+use crate::resolve::host::push_ip;
 
 /// The ELFF fields, in the order every line writes them.
 pub const ELFF_FIELDS: &str = "date time time-taken c-ip cs-username cs-auth-group x-exception-id sc-filter-result cs-categories sc-status s-action cs-method cs-uri-scheme cs-host cs-uri-port cs-uri-path cs-uri-query cs(User-Agent) s-ip sc-bytes cs-bytes x-rule x-auth-scheme x-tags x-protocol x-sni x-ja3n r-ip x-ja4 x-intercepted";
@@ -81,51 +82,100 @@ fn date_time(t: std::time::SystemTime) -> (String, String) {
     (s[..10].to_string(), s[11..19].to_string())
 }
 
-fn elff(out: &mut String, r: &AccessRecord) {
-    let (date, time) = date_time(r.start);
-    let groups = r.auth_groups.join(",");
-    let cats = r.categories.join(";");
-    let port = r.port.to_string();
-    let tags = r.tags.join(",");
-    let remote = r.remote_ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let fields: [&str; 30] = [
-        &date,
-        &time,
-        &r.time_taken_ms.to_string(),
-        &r.client_ip.to_string(),
-        r.username.as_deref().unwrap_or(""),
-        &groups,
-        r.exception_id.as_ref().map_or("", |e| e.as_str()),
-        r.filter_result.as_str(),
-        &cats,
-        &r.status.to_string(),
-        r.action.as_str(),
-        &r.method,
-        r.scheme.unwrap_or(""),
-        &r.host,
-        if r.port == 0 { "" } else { &port },
-        &r.path,
-        r.query.as_deref().unwrap_or(""),
-        r.user_agent.as_deref().unwrap_or(""),
-        &r.server_ip.to_string(),
-        &r.sc_bytes.to_string(),
-        &r.cs_bytes.to_string(),
-        r.rule.as_deref().unwrap_or(""),
-        r.auth_scheme.as_deref().unwrap_or(""),
-        &tags,
-        r.protocol.unwrap_or(""),
-        r.sni.as_deref().unwrap_or(""),
-        r.ja3n.as_deref().unwrap_or(""),
-        &remote,
-        r.ja4.as_deref().unwrap_or(""),
-        if r.intercepted { "1" } else { "" },
-    ];
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        elff_field(out, f);
+/// `date time` (UTC) of `t`, two ELFF fields: the writer's lines mostly
+/// share a second, so the text is made once per second (per thread) and
+/// copied after.
+fn push_date_time(out: &mut String, t: std::time::SystemTime) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
     }
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    LAST.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            let (date, time) = date_time(t);
+            text.clear();
+            text.push_str(&date);
+            text.push(' ');
+            text.push_str(&time);
+            *at = secs;
+        }
+        out.push_str(text);
+    });
+}
+
+/// An integer in decimal, without `fmt`'s machinery (a line has six).
+fn push_int(out: &mut String, n: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+/// Joins `items` with `sep` as one ELFF field.
+fn elff_joined(out: &mut String, items: &[String], sep: char) {
+    match items {
+        [] => out.push('-'),
+        [one] => elff_field(out, one),
+        _ => elff_field(out, &items.join(&sep.to_string())),
+    }
+}
+
+/// Writes the 30 fields of [`ELFF_FIELDS`] straight into `out`: numbers and
+/// addresses unformatted by `fmt`, text through [`elff_field`].
+fn elff(out: &mut String, r: &AccessRecord) {
+    let text = |out: &mut String, v: &str| {
+        out.push(' ');
+        elff_field(out, v);
+    };
+    push_date_time(out, r.start);
+    out.push(' ');
+    push_int(out, r.time_taken_ms);
+    out.push(' ');
+    push_ip(out, r.client_ip);
+    text(out, r.username.as_deref().unwrap_or(""));
+    out.push(' ');
+    elff_joined(out, &r.auth_groups, ',');
+    text(out, r.exception_id.as_ref().map_or("", |e| e.as_str()));
+    text(out, r.filter_result.as_str());
+    out.push(' ');
+    elff_joined(out, &r.categories, ';');
+    out.push(' ');
+    push_int(out, r.status);
+    text(out, r.action.as_str());
+    text(out, &r.method);
+    text(out, r.scheme.unwrap_or(""));
+    text(out, &r.host);
+    out.push(' ');
+    if r.port == 0 {
+        out.push('-');
+    } else {
+        push_int(out, r.port);
+    }
+    text(out, &r.path);
+    text(out, r.query.as_deref().unwrap_or(""));
+    text(out, r.user_agent.as_deref().unwrap_or(""));
+    out.push(' ');
+    push_ip(out, r.server_ip);
+    out.push(' ');
+    push_int(out, r.sc_bytes);
+    out.push(' ');
+    push_int(out, r.cs_bytes);
+    text(out, r.rule.as_deref().unwrap_or(""));
+    text(out, r.auth_scheme.as_deref().unwrap_or(""));
+    out.push(' ');
+    elff_joined(out, &r.tags, ',');
+    text(out, r.protocol.unwrap_or(""));
+    text(out, r.sni.as_deref().unwrap_or(""));
+    text(out, r.ja3n.as_deref().unwrap_or(""));
+    out.push(' ');
+    match r.remote_ip {
+        Some(ip) => push_ip(out, ip),
+        None => out.push('-'),
+    }
+    text(out, r.ja4.as_deref().unwrap_or(""));
+    text(out, if r.intercepted { "1" } else { "" });
+}
+
+/// A character an ELFF field writes as it is: printable ASCII but `"`.
+fn elff_plain(b: u8) -> bool {
+    b.is_ascii_graphic() && b != b'"'
 }
 
 /// ELFF field: `-` when empty, double-quoted when it holds a space; a `"` or a
@@ -133,6 +183,11 @@ fn elff(out: &mut String, r: &AccessRecord) {
 pub fn elff_field(out: &mut String, v: &str) {
     if v.is_empty() {
         out.push('-');
+        return;
+    }
+    // Most fields (names, paths, numbers) need neither quotes nor escapes.
+    if v.bytes().all(elff_plain) {
+        out.push_str(v);
         return;
     }
     let quote = v.contains([' ', '\t']);
