@@ -71,7 +71,7 @@ const TLS_CHUNK: usize = 64 * 1024;
 /// when data arrives and gives it back when its socket runs dry, so a short
 /// exchange costs no malloc (and no heap consolidation glibc runs when a
 /// chunk that large is freed). Bounded by bytes, 512 KiB per thread of each
-/// size, so what a thread keeps after a burst did not grow with `CHUNK`.
+/// size, so what a thread keeps after a burst does not grow with `CHUNK`.
 struct Chunk {
     buf: Vec<u8>,
     spares: &'static std::thread::LocalKey<Spares>,
@@ -89,15 +89,15 @@ thread_local! {
 impl Chunk {
     /// A `CHUNK`-sized buffer for a plain direction's burst.
     fn take() -> Self {
-        Self::from(&SPARES, CHUNK)
+        Self::pooled(&SPARES, CHUNK)
     }
 
     /// A `TLS_CHUNK`-sized buffer for a decrypted client's direction.
     fn take_tls() -> Self {
-        Self::from(&TLS_SPARES, TLS_CHUNK)
+        Self::pooled(&TLS_SPARES, TLS_CHUNK)
     }
 
-    fn from(spares: &'static std::thread::LocalKey<Spares>, len: usize) -> Self {
+    fn pooled(spares: &'static std::thread::LocalKey<Spares>, len: usize) -> Self {
         let spare = spares.try_with(|s| s.borrow_mut().pop()).ok().flatten();
         Chunk {
             buf: spare.unwrap_or_else(|| vec![0; len]),
