@@ -41,7 +41,7 @@ fn relay_buffers_are_reused_and_bounded() {
 /// life, so it must not grow with the bulk chunk; it has spares of its own.
 #[test]
 fn a_tls_direction_keeps_a_small_buffer_of_its_own_pool() {
-    assert!(TLS_CHUNK <= 64 * 1024);
+    const { assert!(TLS_CHUNK <= 64 * 1024) };
     let tls = Chunk::take_tls();
     assert_eq!(tls.buf.len(), TLS_CHUNK);
     let ptr = tls.buf.as_ptr();
