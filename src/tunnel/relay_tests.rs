@@ -18,17 +18,40 @@ async fn pairs() -> (TcpStream, TcpStream, TcpStream, TcpStream) {
 #[test]
 fn relay_buffers_are_reused_and_bounded() {
     let first = Chunk::take();
-    let ptr = first.0.as_ptr();
+    let ptr = first.buf.as_ptr();
     drop(first);
-    assert_eq!(Chunk::take().0.as_ptr(), ptr, "a returned buffer is reused");
-    let many: Vec<Chunk> = (0..SPARE + 3).map(|_| Chunk::take()).collect();
+    assert_eq!(
+        Chunk::take().buf.as_ptr(),
+        ptr,
+        "a returned buffer is reused"
+    );
+    let many: Vec<Chunk> = (0..SPARE_BYTES / CHUNK + 3)
+        .map(|_| Chunk::take())
+        .collect();
     drop(many);
     assert_eq!(
-        SPARES.with(|s| s.borrow().len()),
-        SPARE,
-        "spares are bounded"
+        SPARES.with(|s| s.borrow().len()) * CHUNK,
+        SPARE_BYTES,
+        "spares are bounded by bytes"
     );
-    assert_eq!(Chunk::take().0.len(), CHUNK);
+    assert_eq!(Chunk::take().buf.len(), CHUNK);
+}
+
+/// A TLS listener client's direction holds its buffer for the tunnel's
+/// life, so it must not grow with the bulk chunk; it has spares of its own.
+#[test]
+fn a_tls_direction_keeps_a_small_buffer_of_its_own_pool() {
+    const { assert!(TLS_CHUNK <= 64 * 1024) };
+    let tls = Chunk::take_tls();
+    assert_eq!(tls.buf.len(), TLS_CHUNK);
+    let ptr = tls.buf.as_ptr();
+    drop(tls);
+    assert_eq!(
+        Chunk::take().buf.len(),
+        CHUNK,
+        "not mixed into the bulk pool"
+    );
+    assert_eq!(Chunk::take_tls().buf.as_ptr(), ptr);
 }
 
 #[tokio::test]
