@@ -187,11 +187,16 @@ async fn bad_certificates_and_other_protocols_are_refused_with_the_right_reason(
         .await
         .unwrap();
     refused(tls_through(t, "selfsigned.example.test", &ca.cert).await);
+    // Each refusal's line is written as its transaction ends, which can be
+    // after the client sees the close: wait for it before the next step, so
+    // the order below is the order of the steps even on a loaded machine.
+    gh.log_lines(1);
     // A name the certificate does not cover.
     let t = connect_through(gh.addr(), &good.to_string(), &auth)
         .await
         .unwrap();
     refused(tls_through(t, "other.example.test", &ca.cert).await);
+    gh.log_lines(2);
     // SSH from the client.
     let mut t = connect_through(gh.addr(), &ssh.to_string(), &auth)
         .await
@@ -204,6 +209,7 @@ async fn bad_certificates_and_other_protocols_are_refused_with_the_right_reason(
         .unwrap()
         .unwrap_or(0);
     assert_eq!(n, 0, "refused without a byte of the server's banner");
+    gh.log_lines(3);
     // TLS from the client, to a server that is not TLS.
     let t = connect_through(gh.addr(), &ssh.to_string(), &auth)
         .await
