@@ -2,7 +2,7 @@
 //! closes, the tunnel idles out, or shutdown's deadline passes.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -64,8 +64,17 @@ const CHUNK: usize = 256 * 1024;
 
 /// The buffer a TLS listener client's direction keeps for the tunnel's
 /// life: rustls hands out at most a few 16 KiB records per read, and an
-/// idle tunnel must stay small.
+/// idle tunnel must stay small. Also what a plain burst reads into when
+/// `MAX_BIG` big buffers are out.
 const TLS_CHUNK: usize = 64 * 1024;
+
+/// `CHUNK`-sized buffers out at once, process-wide. A direction whose
+/// receiver stops reading keeps its buffer until the write completes, so
+/// without a cap, tunnels whose two ends both stall (a client and a server
+/// of an attacker's) would hold 4× what 64 KiB reads held; with it, at most
+/// 256 × 192 KiB (48 MiB) more, and bulk tunnels beyond it read 64 KiB.
+const MAX_BIG: usize = 256;
+static BIG_OUT: AtomicUsize = AtomicUsize::new(0);
 
 /// Relay buffers kept for reuse on each worker thread. A direction takes one
 /// when data arrives and gives it back when its socket runs dry, so a short
@@ -75,6 +84,8 @@ const TLS_CHUNK: usize = 64 * 1024;
 struct Chunk {
     buf: Vec<u8>,
     spares: &'static std::thread::LocalKey<Spares>,
+    /// Counted in `BIG_OUT` until dropped.
+    big: bool,
 }
 
 type Spares = std::cell::RefCell<Vec<Vec<u8>>>;
@@ -87,27 +98,41 @@ thread_local! {
 }
 
 impl Chunk {
-    /// A `CHUNK`-sized buffer for a plain direction's burst.
+    /// A `CHUNK`-sized buffer for a plain direction's burst, or a
+    /// `TLS_CHUNK` one when `MAX_BIG` are out.
     fn take() -> Self {
-        Self::pooled(&SPARES, CHUNK)
+        let big = BIG_OUT
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_BIG).then_some(n + 1)
+            })
+            .is_ok();
+        if big {
+            Self::pooled(&SPARES, CHUNK, true)
+        } else {
+            Self::take_tls()
+        }
     }
 
     /// A `TLS_CHUNK`-sized buffer for a decrypted client's direction.
     fn take_tls() -> Self {
-        Self::pooled(&TLS_SPARES, TLS_CHUNK)
+        Self::pooled(&TLS_SPARES, TLS_CHUNK, false)
     }
 
-    fn pooled(spares: &'static std::thread::LocalKey<Spares>, len: usize) -> Self {
+    fn pooled(spares: &'static std::thread::LocalKey<Spares>, len: usize, big: bool) -> Self {
         let spare = spares.try_with(|s| s.borrow_mut().pop()).ok().flatten();
         Chunk {
             buf: spare.unwrap_or_else(|| vec![0; len]),
             spares,
+            big,
         }
     }
 }
 
 impl Drop for Chunk {
     fn drop(&mut self) {
+        if self.big {
+            BIG_OUT.fetch_sub(1, Ordering::AcqRel);
+        }
         let b = std::mem::take(&mut self.buf);
         let _ = self.spares.try_with(|s| {
             let mut s = s.borrow_mut();
@@ -252,12 +277,32 @@ async fn pump<W: AsyncWrite + Unpin>(
             let _ = dst.shutdown().await;
             return Ok(());
         }
-        dst.write_all(&chunk.buf[..n]).await?;
+        write_counted(dst, &chunk.buf[..n], count, meter, start).await?;
         // A TLS client's records may wait in rustls until flushed (a no-op
         // on a plain socket).
         dst.flush().await?;
-        meter.moved(count, n as u64, start);
     }
+}
+
+/// `write_all`, counting each partial write as it lands: a tunnel that ends
+/// mid-write (idle, revoked, reset) logs the bytes it did deliver, and a
+/// receiver still reading, however slowly, is activity, not idleness.
+async fn write_counted<W: AsyncWrite + Unpin>(
+    dst: &mut W,
+    mut buf: &[u8],
+    count: &AtomicU64,
+    meter: &Meter,
+    start: Instant,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = dst.write(buf).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        meter.moved(count, n as u64, start);
+        buf = &buf[n..];
+    }
+    Ok(())
 }
 
 /// Client to server when the client is TLS to the proxy: whatever rustls
@@ -275,8 +320,7 @@ async fn copy_decrypted<R: AsyncRead + Unpin>(
             let _ = dst.shutdown().await;
             return Ok(());
         }
-        dst.write_all(&chunk.buf[..n]).await?;
-        meter.moved(&meter.client_to_server, n as u64, start);
+        write_counted(dst, &chunk.buf[..n], &meter.client_to_server, meter, start).await?;
     }
 }
 

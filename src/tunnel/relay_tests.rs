@@ -15,8 +15,13 @@ async fn pairs() -> (TcpStream, TcpStream, TcpStream, TcpStream) {
     (far_client, near_client, near_server, far_server)
 }
 
+/// Held by the tests that look at the big-buffer budget: one of them
+/// exhausts it, which the others must not see.
+static BUDGET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn relay_buffers_are_reused_and_bounded() {
+    let _budget = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
     let first = Chunk::take();
     let ptr = first.buf.as_ptr();
     drop(first);
@@ -41,6 +46,7 @@ fn relay_buffers_are_reused_and_bounded() {
 /// life, so it must not grow with the bulk chunk; it has spares of its own.
 #[test]
 fn a_tls_direction_keeps_a_small_buffer_of_its_own_pool() {
+    let _budget = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
     const { assert!(TLS_CHUNK <= 64 * 1024) };
     let tls = Chunk::take_tls();
     assert_eq!(tls.buf.len(), TLS_CHUNK);
@@ -197,4 +203,67 @@ async fn stop_ends_the_relay() {
     )
     .await;
     assert_eq!(out.end, End::Shutdown);
+}
+
+/// Big buffers are capped process-wide: past `MAX_BIG` a burst reads into
+/// a small one, and a returned big one is available again.
+#[test]
+fn big_buffers_are_capped() {
+    let _budget = BUDGET.lock().unwrap_or_else(|e| e.into_inner());
+    let mut held = Vec::new();
+    while held.len() <= MAX_BIG {
+        let c = Chunk::take();
+        let big = c.big;
+        held.push(c);
+        if !big {
+            break;
+        }
+    }
+    let last = held.last().unwrap();
+    assert!(!last.big, "a small buffer once {MAX_BIG} big are out");
+    assert_eq!(last.buf.len(), TLS_CHUNK);
+    assert!(held.iter().filter(|c| c.big).count() <= MAX_BIG);
+    drop(held);
+    assert!(Chunk::take().big, "given back, the budget is free again");
+}
+
+/// A tunnel stopped while a write is part done counts what was delivered:
+/// the client's receive window is tiny, so the 256 KiB burst cannot land
+/// whole (with `write_all`, none of it was counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_of_an_unfinished_write_are_counted() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    // Set before connecting, so the window it advertises is small from the
+    // first segment on; the near end's send buffer too.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut far_client = socket.connect(addr).await.unwrap();
+    let (near_client, _) = l.accept().await.unwrap();
+    rustix::net::sockopt::set_socket_send_buffer_size(&near_client, 4096).unwrap();
+    let mut far_server = TcpStream::connect(addr).await.unwrap();
+    let (near_server, _) = l.accept().await.unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(relay(
+        near_client.into(),
+        near_server,
+        Transfer::Buffered,
+        Duration::from_secs(60),
+        stop.clone(),
+    ));
+    let writer = tokio::spawn(async move {
+        let _ = far_server.write_all(&vec![7u8; 2 << 20]).await;
+        far_server
+    });
+    let mut first = [0u8; 1];
+    far_client.read_exact(&mut first).await.unwrap();
+    stop.cancel();
+    let out = task.await.unwrap();
+    let mut rest = Vec::new();
+    far_client.read_to_end(&mut rest).await.unwrap();
+    writer.abort();
+    let delivered = 1 + rest.len() as u64;
+    assert_eq!(out.end, End::Shutdown);
+    assert_eq!(out.server_to_client, delivered, "counted = delivered");
+    assert!(delivered < 2 << 20, "the stop came mid-transfer");
 }
