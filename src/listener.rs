@@ -123,7 +123,7 @@ pub async fn accept_loop<S: Service>(listener: TcpListener, acc: Arc<Acceptor<S>
         if behind_balancer {
             // The client is known only after its PROXY header: the global
             // permit bounds the read, the address's place is taken after.
-            match acc.slots.permits.clone().try_acquire_owned() {
+            match acc.slots.global.try_take() {
                 Ok(global) => {
                     acc.connections
                         .spawn(behind_a_balancer(stream, at, acc.clone(), global))
@@ -138,7 +138,7 @@ pub async fn accept_loop<S: Service>(listener: TcpListener, acc: Arc<Acceptor<S>
             };
             continue;
         }
-        match slots::take(&acc.slots.permits, &acc.per_address, peer.ip()) {
+        match slots::take(&acc.slots.global, &acc.per_address, peer.ip()) {
             Ok(slot) => {
                 acc.connections
                     .spawn(serve_connection(stream, at, acc.clone(), slot));
@@ -333,7 +333,7 @@ async fn serve_connection<S: Service>(
             max_uri_bytes: limits.max_uri_bytes,
             max_headers: limits.max_headers,
             log: acc.log.clone(),
-            places: (acc.slots.permits.clone(), acc.per_address.clone()),
+            places: (acc.slots.global.clone(), acc.per_address.clone()),
         };
         let (svc, graceful) = (acc.service.clone(), acc.graceful.clone());
         return h2::serve(stream, conn, svc, kept, accepted, graceful).await;

@@ -222,7 +222,7 @@ pub async fn run(
     // Memory given back once a burst of connections has closed.
     let trimmer = {
         let acc = acc.clone();
-        tokio::spawn(async move { trim::after_bursts(|| acc.slots.open()).await })
+        tokio::spawn(async move { trim::after_bursts(|| acc.slots.peak()).await })
     };
 
     stop.cancelled().await;

@@ -49,7 +49,7 @@ pub(super) struct H2Kept {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     /// The connection limits' places: each CONNECT stream takes its own.
-    pub places: (Arc<tokio::sync::Semaphore>, Arc<slots::PerAddress>),
+    pub places: (slots::Global, Arc<slots::PerAddress>),
 }
 
 /// The places (under `listener.max_connections` and the per-address cap)
@@ -62,7 +62,7 @@ pub(crate) struct TunnelPlace(#[allow(dead_code)] Arc<slots::Slot>);
 impl TunnelPlace {
     /// Takes the places for a CONNECT stream from `ip`.
     fn take(
-        places: &(Arc<tokio::sync::Semaphore>, Arc<slots::PerAddress>),
+        places: &(slots::Global, Arc<slots::PerAddress>),
         ip: std::net::IpAddr,
     ) -> Result<Self, ProxyError> {
         slots::take(&places.0, &places.1, ip)
