@@ -109,6 +109,34 @@ fn credentials(domain: &str, prefix: &str, count: usize) -> Res<Vec<Cred>> {
         .collect()
 }
 
+/// What every client of a run shares: the users' credentials taken in turn,
+/// the proxy's name, the tally, and the window.
+struct Clients {
+    creds: Arc<Vec<Cred>>,
+    target: Arc<Name>,
+    next: Arc<AtomicUsize>,
+    tally: Arc<Tally>,
+    started: Instant,
+    deadline: Instant,
+}
+
+impl Clients {
+    fn new(domain: &str, prefix: &str, users: usize, seconds: u64) -> Res<Self> {
+        let creds = Arc::new(credentials(domain, prefix, users)?);
+        let target = Name::new(b"HTTP@proxy.example.test", Some(GSS_NT_HOSTBASED_SERVICE))?;
+        // The window starts once the credentials are made, as it always did.
+        let started = Instant::now();
+        Ok(Self {
+            creds,
+            target: Arc::new(target),
+            next: Arc::new(AtomicUsize::new(0)),
+            tally: Arc::new(Tally::default()),
+            started,
+            deadline: started + Duration::from_secs(seconds),
+        })
+    }
+}
+
 pub async fn run(
     proxy: SocketAddr,
     url: String,
@@ -118,15 +146,14 @@ pub async fn run(
     clients: usize,
     seconds: u64,
 ) -> Res<()> {
-    let creds = Arc::new(credentials(&domain, &prefix, users)?);
-    let target = Arc::new(Name::new(
-        b"HTTP@proxy.example.test",
-        Some(GSS_NT_HOSTBASED_SERVICE),
-    )?);
-    let next = Arc::new(AtomicUsize::new(0));
-    let tally = Arc::new(Tally::default());
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(seconds);
+    let Clients {
+        creds,
+        target,
+        next,
+        tally,
+        started,
+        deadline,
+    } = Clients::new(&domain, &prefix, users, seconds)?;
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let (creds, target, next, tally, url) = (
@@ -167,15 +194,14 @@ pub async fn direct(
     helpers: usize,
     seconds: u64,
 ) -> Res<()> {
-    let creds = Arc::new(credentials(&domain, &prefix, users)?);
-    let target = Arc::new(Name::new(
-        b"HTTP@proxy.example.test",
-        Some(GSS_NT_HOSTBASED_SERVICE),
-    )?);
-    let next = Arc::new(AtomicUsize::new(0));
-    let tally = Arc::new(Tally::default());
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(seconds);
+    let Clients {
+        creds,
+        target,
+        next,
+        tally,
+        started,
+        deadline,
+    } = Clients::new(&domain, &prefix, users, seconds)?;
     let mut tasks = Vec::new();
     for _ in 0..helpers {
         let (prog, args) = command.split_first().ok_or("no helper command")?;
